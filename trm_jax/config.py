@@ -176,11 +176,20 @@ class RAGConfig:
     corpus_path: Optional[str] = None  # folder of .txt/.md files or a JSONL corpus; None = the task's own
     top_k: int = 1
     batch_size: int = 64
+    # sentence-transformers missing: True = hashing embedder with a logged warning; False = error
+    fallback_to_hashing: bool = True
+    device: str = "cpu"  # torch device for sentence-transformers; CPU leaves the accelerator to JAX
+    separator: str = "\n"  # joins the top-k retrieved texts into one context
+    min_score: float = -1.0  # retrieved texts scoring below this cosine are dropped
 
     def validate(self, p: str = "rag") -> None:
         _check(self.top_k > 0, f"{p}.top_k", f"must be > 0, got {self.top_k}")
         _check(self.hashing_dim > 0, f"{p}.hashing_dim", "must be > 0")
         _check(self.batch_size > 0, f"{p}.batch_size", "must be > 0")
+        _check(self.device != "", f"{p}.device", "must not be empty (e.g. 'cpu' or 'cuda')")
+        _check(-1.0 <= self.min_score <= 1.0, f"{p}.min_score", f"must be in [-1, 1], got {self.min_score}")
+        _check(self.model_name is None or self.model_name != "", f"{p}.model_name",
+               "must be null (the offline default model) or a model directory / cached hub name")
         _check(self.corpus_path is None or os.path.exists(self.corpus_path), f"{p}.corpus_path",
                f"not found: {self.corpus_path}")
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Benchmarks that print ratios against a reference measured in the same run.
+
+    python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
+
+Each subcommand lives in its own module and registers here with
+`add_<name>_arguments(parser)` and a `bench_<name>(args)` entry point, so
+benchmarks written by different people do not touch each other's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _register_rag(sub) -> None:
+    from trm_jax.rag.benchmark import add_rag_arguments, bench_rag
+
+    p = sub.add_parser("rag", help="vector-store search throughput vs faiss IndexFlatIP")
+    add_rag_arguments(p)
+    p.set_defaults(func=bench_rag)
+
+
+# Model benchmarks (`train`, `predict`) register here the same way:
+#   def _register_train(sub): p = sub.add_parser("train", ...); ...; p.set_defaults(func=bench_train)
+# and are appended to REGISTRARS.
+REGISTRARS = [_register_rag]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(
+        r.__name__.removeprefix("_register_") for r in REGISTRARS) + "}")
+    for register in REGISTRARS:
+        register(sub)
+    args = parser.parse_args(argv)
+    results = args.func(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
