@@ -142,6 +142,7 @@ class TrainingConfig:
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
+    adam_eps: float = 1e-8  # adamw only; adam_atan2 needs no epsilon
     grad_clip_norm: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.999  # 0 disables EMA
     halt_exploration_prob: float = 0.1
@@ -162,6 +163,7 @@ class TrainingConfig:
         _check(self.warmup_steps >= 0, f"{p}.warmup_steps", "must be >= 0")
         _check(self.weight_decay >= 0, f"{p}.weight_decay", "must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{p}.beta1", "betas must be in [0, 1)")
+        _check(self.adam_eps > 0, f"{p}.adam_eps", "must be > 0")
         _check(self.grad_clip_norm >= 0, f"{p}.grad_clip_norm", "must be >= 0")
         _check(0 <= self.ema_decay < 1, f"{p}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         _check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
@@ -202,12 +204,14 @@ class MonitoringConfig:
     ram_percent_warn: float = 90.0
     device_memory_percent_warn: float = 90.0
     slow_batch_factor: float = 3.0  # warn when a step takes this many times the running median
+    slow_batch_window: int = 50  # steps in that running median
 
     def validate(self, p: str = "monitoring") -> None:
         _check(self.interval_steps > 0, f"{p}.interval_steps", "must be > 0")
         for key in ("cpu_percent_warn", "ram_percent_warn", "device_memory_percent_warn"):
             _check(0 < getattr(self, key) <= 100, f"{p}.{key}", "must be in (0, 100]")
         _check(self.slow_batch_factor > 1, f"{p}.slow_batch_factor", "must be > 1")
+        _check(self.slow_batch_window > 0, f"{p}.slow_batch_window", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,11 @@ class DistributedConfig:
     coordinator_address: Optional[str] = None  # "host:port"
     num_processes: Optional[int] = None
     process_id: Optional[int] = None
+    initialization_timeout_s: Optional[int] = None  # None = JAX's default
 
     def validate(self, p: str = "distributed") -> None:
+        _check(self.initialization_timeout_s is None or self.initialization_timeout_s > 0,
+               f"{p}.initialization_timeout_s", "must be > 0 or null")
         if self.enabled and self.coordinator_address is not None:
             _check(self.num_processes is not None and self.num_processes > 0, f"{p}.num_processes",
                    "must be set (> 0) with coordinator_address")
