@@ -83,6 +83,10 @@ class DataConfig:
     augment: bool = True  # sudoku: validity-preserving augmentations
     cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
     bpe_vocab_size: int = 512
+    max_train_rows: Optional[int] = None  # user files (JSONL/CSV): seeded subset of at most this many rows
+    max_eval_rows: Optional[int] = None
+    code_context: Literal["none", "oracle"] = "none"  # code task: "oracle" puts the needed fact in the input
+    code_num_facts: int = 512  # code task: size of the knowledge base (a quarter is held out for eval)
 
     def validate(self, p: str = "data") -> None:
         _check(self.seq_len > 0, f"{p}.seq_len", f"must be > 0, got {self.seq_len}")
@@ -96,6 +100,10 @@ class DataConfig:
             _check(path is None or os.path.exists(path), f"{p}.{key}", f"file not found: {path}")
         _check(self.tokenizer != "", f"{p}.tokenizer", "must not be empty")
         _check(self.bpe_vocab_size >= 32, f"{p}.bpe_vocab_size", "must be >= 32")
+        for key in ("max_train_rows", "max_eval_rows"):
+            val = getattr(self, key)
+            _check(val is None or val > 0, f"{p}.{key}", f"must be > 0 or null, got {val}")
+        _check(8 <= self.code_num_facts <= 1600, f"{p}.code_num_facts", f"must be in [8, 1600], got {self.code_num_facts}")
 
 
 @dataclass(frozen=True)
