@@ -43,6 +43,26 @@ def test_topk_matches_brute_force(store_and_data, k):
     assert np.all(np.diff(scores, axis=1) <= 0)  # best first
 
 
+@pytest.mark.parametrize("chunk", [4, 16, 128])
+@pytest.mark.parametrize("k", [1, 5, 11])
+def test_chunk_prefilter_path_is_exact_with_ties(monkeypatch, chunk, k):
+    # Few distinct directions over 3001 rows: heavy ties, and a ragged last chunk.
+    rng = np.random.default_rng(1)
+    base = _unit(rng, 40, 8)
+    db = base[rng.integers(0, 40, size=3001)]
+    monkeypatch.setattr("trm_jax.rag.store._CHUNK", chunk)
+    store = MemoryVectorStore(8)
+    store.add(db, [""] * len(db))
+    q = rng.standard_normal((9, 8)).astype(np.float32)
+    scores, idx = store.topk(q, k)
+    # Reference: the full stable sort of the same float32 scores (same matmul shape, so duplicate
+    # rows score bit-identically whatever the BLAS kernel), plus float64 brute force for the values.
+    full_scores, full_idx = store.topk(q, len(db))
+    np.testing.assert_array_equal(idx, full_idx[:, :k])
+    np.testing.assert_array_equal(scores, full_scores[:, :k])
+    np.testing.assert_allclose(scores, _brute(store.vectors, q, k)[0], atol=1e-5)
+
+
 def test_search_single_and_many_agree(store_and_data):
     store, _, rng = store_and_data
     q = rng.standard_normal((4, 16)).astype(np.float32)

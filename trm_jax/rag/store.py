@@ -279,6 +279,10 @@ class MemoryVectorStore:
         return store
 
 
+# Column chunk for the top-k prefilter; small enough that chunk maxima bound the k-th score tightly.
+_CHUNK = 128
+
+
 def _topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-row top-k of a (b, n) score matrix, best first, ties by lower index."""
     b, n = scores.shape
@@ -286,6 +290,28 @@ def _topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # Full stable sort: argsort of -scores keeps lower indices first among equals.
         idx = np.argsort(-scores, axis=1, kind="stable")
         return np.take_along_axis(scores, idx, axis=1), idx
+    m = n // _CHUNK
+    if m < 2 * k:
+        return _topk_rows_partition(scores, k)
+    # Prefilter: the k-th largest chunk maximum is <= the k-th largest score (k chunks each
+    # hold an element at least that large), so every top-k element, ties included, scores
+    # >= it. One cheap pass for the maxima replaces an argpartition over all n columns.
+    maxima = scores[:, : m * _CHUNK].reshape(b, m, _CHUNK).max(axis=2)
+    if n > m * _CHUNK:
+        maxima = np.concatenate([maxima, scores[:, m * _CHUNK:].max(axis=1, keepdims=True)], axis=1)
+    thr = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    rows, cols = np.nonzero(scores >= thr[:, None])
+    vals = scores[rows, cols]
+    order = np.lexsort((cols, -vals, rows))  # by row, then best score, then lower index
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=b))[:-1]))
+    pos = starts[:, None] + np.arange(k)  # every row has >= k candidates (see above)
+    return vals[pos], cols[pos].astype(np.int64)
+
+
+def _topk_rows_partition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by argpartition, for stores too small for the chunk prefilter to pay off."""
+    b, n = scores.shape
     # argpartition on ascending scores: the last k columns hold the k largest (ties at the boundary arbitrary).
     part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
     sel = np.take_along_axis(scores, part, axis=1)
@@ -293,10 +319,9 @@ def _topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # lower-index tie-break enforced explicitly (rare: duplicate documents).
     thr = sel.min(axis=1)
     n_ge = np.count_nonzero(scores >= thr[:, None], axis=1)
-    order = np.lexsort((part, -sel), axis=1) if b else np.zeros((0, k), np.int64)
+    order = np.lexsort((part, -sel), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     for r in np.flatnonzero(n_ge > k):
         cand = np.flatnonzero(scores[r] >= thr[r])
-        keep = cand[np.lexsort((cand, -scores[r, cand]))[:k]]
-        idx[r] = keep
+        idx[r] = cand[np.lexsort((cand, -scores[r, cand]))[:k]]
     return np.take_along_axis(scores, idx, axis=1), idx
