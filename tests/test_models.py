@@ -197,14 +197,14 @@ def test_incoming_carry_gets_zero_gradient(network):
         out = supervision_step(model, params, tokens(), c)
         return compute_loss(out.logits, out.halt_logits, labels)[0].sum()
 
-    grads = jax.grad(loss_of_carry)(carry)
+    grads = jax.jit(jax.grad(loss_of_carry))(carry)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
     def loss_of_params(p):
         out = supervision_step(model, p, tokens(), carry)
         return compute_loss(out.logits, out.halt_logits, labels)[0].sum()
 
-    g = jax.grad(loss_of_params)(params)
+    g = jax.jit(jax.grad(loss_of_params))(params)
     assert float(jnp.abs(g["network"]["final_norm"] if network == "mixer" else
                          g["input_embed"]["embedding"]).max()) > 0
 
@@ -254,7 +254,7 @@ def test_gradient_matches_single_cycle_from_advanced_carry():
         logits, halt = model.apply({"params": p}, y, method=TinyRecursiveModel.heads)
         return compute_loss(logits, halt, labels)[0].sum()
 
-    g_full, g_ref = jax.grad(full)(params), jax.grad(last_cycle)(params)
+    g_full, g_ref = jax.jit(jax.grad(full))(params), jax.jit(jax.grad(last_cycle))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_full, g_ref)
 
 

@@ -114,6 +114,7 @@ def _call(model, params, method, *args, rng=None, **kwargs):
     return model.apply({"params": params}, *args, method=method, rngs=rngs, **kwargs)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def initial_carry(model: TinyRecursiveModel, params, batch_size: int) -> Carry:
     return _call(model, params, TinyRecursiveModel.initial_carry, batch_size)
 
@@ -147,10 +148,12 @@ def _no_grad_cycles(model, params, x, carry, num_cycles, rng=None):
     return jax.lax.fori_loop(0, num_cycles, lambda c, cy: latent_recursion(model, params, x, cy, rng, c), carry)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def supervision_step(model: TinyRecursiveModel, params, tokens, carry: Carry, rng=None) -> StepOutput:
     """One deep-supervision step: T-1 cycles without gradient, one with, then the heads.
 
-    The incoming carry and the outgoing carry are both cut from the gradient.
+    The incoming carry and the outgoing carry are both cut from the gradient. Jitted (the model is
+    static), so eager callers get compiled code too; inside another jit/pmap it simply inlines.
     """
     T = model.config.num_refinement_blocks
     x = _call(model, params, TinyRecursiveModel.embed, tokens)
