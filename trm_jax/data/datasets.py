@@ -1,0 +1,290 @@
+"""Datasets: fixed-shape arrays built from a config, for every task.
+
+`build_datasets(config, tokenizer, seq_len=..., difficulty=...)` is what the Trainer
+calls for each curriculum stage; `load_raw_samples` gives the text samples before
+tokenization (what RAG and evaluation read).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from trm_jax.data import code_task, jsonl, sudoku
+from trm_jax.data.text import IGNORE_LABEL, SampleEncoder
+from trm_jax.data.tokenizers import grid_tokenizer, is_saved_tokenizer, load_tokenizer, save_tokenizer
+from trm_jax.errors import TRMError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "eval")
+_SPLIT_IDS = {"train": 0, "eval": 1}
+
+
+@dataclass
+class ArrayDataset:
+    """inputs/labels int32 [N, seq_len] (labels IGNORE_LABEL where masked), difficulty float32 [N].
+
+    `texts` holds the raw samples (dicts) row for row when known. `augment`, when set, is
+    an online augmentation `(inputs, labels, rng) -> (inputs, labels)` that `BatchIterator`
+    applies to each training batch (Sudoku: validity-preserving transforms).
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    difficulty: np.ndarray
+    texts: Optional[list] = None
+    augment: Optional[Callable] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.inputs = np.asarray(self.inputs, dtype=np.int32)
+        self.labels = np.asarray(self.labels, dtype=np.int32)
+        self.difficulty = np.asarray(self.difficulty, dtype=np.float32).reshape(-1)
+        if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
+            raise TRMError(f"dataset inputs and labels must both be [N, seq_len], got {self.inputs.shape} "
+                           f"and {self.labels.shape}")
+        if len(self.difficulty) != len(self.inputs):
+            raise TRMError(f"dataset difficulty has {len(self.difficulty)} entries for {len(self.inputs)} rows")
+        if self.texts is not None and len(self.texts) != len(self.inputs):
+            raise TRMError(f"dataset texts has {len(self.texts)} entries for {len(self.inputs)} rows")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def seq_len(self) -> int:
+        return self.inputs.shape[1]
+
+    def subset(self, indices) -> "ArrayDataset":
+        idx = np.asarray(indices, dtype=np.intp)
+        texts = None if self.texts is None else [self.texts[i] for i in idx]
+        return ArrayDataset(self.inputs[idx], self.labels[idx], self.difficulty[idx], texts, self.augment)
+
+
+# ----------------------------------------------------------------------------- text datasets
+
+def make_text_dataset(samples: list, tokenizer, seq_len: int, truncation: str = "truncate") -> ArrayDataset:
+    """Tokenize raw samples ({"input","output"} or {"context","query","answer"}) into an ArrayDataset.
+
+    input = tokenized input text (context + query through `prepare_code_input`), padded;
+    label = answer tokens + eos, then IGNORE_LABEL. An optional "difficulty" key per
+    sample is kept (0 otherwise).
+    """
+    enc = SampleEncoder(tokenizer, seq_len, truncation)
+    n = len(samples)
+    inputs = np.empty((n, seq_len), dtype=np.int32)
+    labels = np.empty((n, seq_len), dtype=np.int32)
+    difficulty = np.zeros(n, dtype=np.float32)
+    for i, s in enumerate(samples):
+        where = _where(s, i)
+        _check_sample(s, where)
+        inputs[i], labels[i] = enc.encode(s, where)
+        difficulty[i] = float(s.get("difficulty", 0.0))
+    enc.report(n)
+    return ArrayDataset(inputs, labels, difficulty, list(samples))
+
+
+def _where(sample, i: int) -> str:
+    return sample.get("_where", f"sample {i}") if isinstance(sample, dict) else f"sample {i}"
+
+
+def _check_sample(s, where: str) -> None:
+    if not isinstance(s, dict):
+        raise TRMError(f"{where}: expected a dict, got {type(s).__name__}")
+    keys = ("query", "answer") if "query" in s else ("input", "output")
+    for k in keys:
+        if not isinstance(s.get(k), str):
+            raise TRMError(f"{where}: needs string fields {keys} (or 'input'/'output'), got keys {sorted(s)}")
+    if "query" in s and not isinstance(s.get("context") or "", str):
+        raise TRMError(f"{where}: 'context' must be a string")
+
+
+# ----------------------------------------------------------------------------- sudoku datasets
+
+def sudoku_token_table(tokenizer) -> np.ndarray:
+    """int32 [10]: token id of the blank (index 0) and of digits 1..9, via `tokenizer.encode`."""
+    table = []
+    for ch in sudoku.GRID_SYMBOLS:
+        ids = tokenizer.encode(ch)
+        if len(ids) != 1:
+            raise TRMError(f"the Sudoku task needs a character-level tokenizer (one token per cell), but "
+                           f"{getattr(tokenizer, 'name', tokenizer)!r} encodes {ch!r} as {ids}; "
+                           "set data.tokenizer: grid (or char / byte)")
+        table.append(ids[0])
+    return np.asarray(table, dtype=np.int32)
+
+
+def _pad_grids(grids: np.ndarray, table: np.ndarray, seq_len: int, fill: int) -> np.ndarray:
+    """Token ids of int [N,81] grids, right-padded with `fill` to seq_len: int32 [N, seq_len]."""
+    if seq_len < 81:
+        raise TRMError(f"Sudoku needs seq_len >= 81 (one token per cell), got {seq_len}; set data.seq_len: 81")
+    out = np.full((len(grids), seq_len), fill, dtype=np.int32)
+    out[:, :81] = table[grids]
+    return out
+
+
+def encode_sudoku_string(s: str, tokenizer=None, seq_len: int = 81) -> np.ndarray:
+    """A puzzle string (81 cells, '.' or '0' for blanks) as model input ids int32 [seq_len], for inference."""
+    tok = tokenizer if tokenizer is not None else grid_tokenizer()
+    return _pad_grids(sudoku.text_to_sudoku(s)[None], sudoku_token_table(tok), seq_len, tok.pad_token_id)[0]
+
+
+def make_sudoku_dataset(puzzles, solutions, tokenizer, seq_len: int = 81, difficulty=None,
+                        augment: bool = False) -> ArrayDataset:
+    """Tokenized Sudoku: input = the 81 cells of the puzzle, label = the full solution.
+
+    There is no end token: every one of the 81 label positions is supervised. Positions
+    past 81 (when seq_len > 81) are padding in the input and IGNORE_LABEL in the label.
+    """
+    p = np.asarray(puzzles, dtype=np.int8).reshape(-1, 81)
+    s = np.asarray(solutions, dtype=np.int8).reshape(-1, 81)
+    table = sudoku_token_table(tokenizer)
+    n = len(p)
+    inputs = _pad_grids(p, table, seq_len, tokenizer.pad_token_id)
+    labels = _pad_grids(s, table, seq_len, IGNORE_LABEL)
+    diff = sudoku.givens_difficulty((p > 0).sum(axis=1)) if difficulty is None else difficulty
+    texts = [{"input": a, "output": b} for a, b in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s))]
+    aug = sudoku.SudokuTokenAugmenter(tuple(int(t) for t in table[1:])) if augment else None
+    return ArrayDataset(inputs, labels, np.broadcast_to(np.asarray(diff, np.float32), (n,)).copy(), texts, aug)
+
+
+def _sudoku_arrays(config, split: str, difficulty: float):
+    """(puzzles, solutions, per-sample difficulty) for one split of the Sudoku task."""
+    data = config.data
+    if data.train_path is None:
+        n = data.num_train if split == "train" else data.num_eval
+        # Distinct seeds per split so train and eval puzzles never coincide.
+        seed = 2 * int(config.seed) + _SPLIT_IDS[split]
+        p, s = sudoku.load_or_generate_sudoku(n, seed, float(difficulty), data.cache_dir, progress=n >= 5000)
+        return p, s, sudoku.givens_difficulty((p > 0).sum(axis=1))
+    path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
+    csv = _read_sudoku_csv_cached(os.path.abspath(path), os.path.getmtime(path))
+    idx = _file_split_indices(config, len(csv.puzzles), split, has_eval_file=data.eval_path is not None)
+    return csv.puzzles[idx], csv.solutions[idx], sudoku.rating_difficulty(csv.ratings[idx])
+
+
+@functools.lru_cache(maxsize=2)
+def _read_sudoku_csv_cached(path: str, mtime: float):
+    # Train and eval may both come from one (possibly multi-million-row) file: parse it once.
+    del mtime  # part of the cache key only: an edited file is read again
+    return sudoku.read_sudoku_csv(path)
+
+
+# ----------------------------------------------------------------------------- raw samples
+
+def _file_split_indices(config, n: int, split: str, *, has_eval_file: bool) -> np.ndarray:
+    """Rows of a user file for `split`: all of it, or a seeded held-out slice when there is
+    no eval file; then capped by data.max_train_rows / max_eval_rows (seeded subset)."""
+    data = config.data
+    rng = np.random.default_rng([int(config.seed), 0xF11E, n])
+    if has_eval_file:
+        idx = np.arange(n)
+    else:
+        perm = rng.permutation(n)
+        n_eval = min(data.num_eval, n // 10) if n >= 2 else 0
+        if split == "eval" and n_eval == 0:
+            logger.warning("data.eval_path is not set and the training file is too small to hold out rows; "
+                           "the eval set is empty")
+        idx = np.sort(perm[:n_eval] if split == "eval" else perm[n_eval:])
+        if split == "eval" and n_eval:
+            logger.info("data.eval_path is not set: holding out %d of %d training rows for eval", n_eval, n)
+    cap = data.max_train_rows if split == "train" else data.max_eval_rows
+    if cap is not None and len(idx) > cap:
+        idx = np.sort(rng.choice(idx, size=cap, replace=False))
+    return idx
+
+
+def load_raw_samples(config, split: str, difficulty: Optional[float] = None) -> list:
+    """The raw text samples of `split` ("train" or "eval") for `config.data.task`.
+
+    code: generated {"context","query","answer","fact","fact_id","difficulty"} dicts
+    (eval asks about held-out facts); jsonl: the file's rows; sudoku: {"input","output"}
+    81-character grids.
+    """
+    if split not in SPLITS:
+        raise TRMError(f"split must be one of {SPLITS}, got {split!r}")
+    data = config.data
+    difficulty = data.difficulty if difficulty is None else float(difficulty)
+    if data.task == "code":
+        n = data.num_train if split == "train" else data.num_eval
+        return code_task.generate_code_samples(n, seed=config.seed, split=split, difficulty=difficulty,
+                                               num_facts=data.code_num_facts, context=data.code_context)
+    if data.task == "jsonl":
+        if data.train_path is None:
+            raise TRMError("data.task is 'jsonl' but data.train_path is not set; point it at your JSONL file")
+        path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
+        rows = jsonl.read_jsonl(path)
+        idx = _file_split_indices(config, len(rows), split, has_eval_file=data.eval_path is not None)
+        return [rows[i] for i in idx]
+    if data.task == "sudoku":
+        p, s, d = _sudoku_arrays(config, split, difficulty)
+        return [{"input": a, "output": b, "difficulty": float(x)}
+                for a, b, x in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s), d)]
+    raise TRMError(f"unknown data.task {data.task!r}; use code, sudoku or jsonl")
+
+
+def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
+                   samples_transform: Optional[Callable] = None) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, eval) ArrayDatasets for `config.data.task` at a stage's seq_len and difficulty.
+
+    `samples_transform` (list[dict] -> list[dict]) edits text samples before tokenization,
+    e.g. the RAG wrapper filling "context". Sudoku training data gets online augmentation
+    when data.augment is set.
+    """
+    data = config.data
+    seq_len = data.seq_len if seq_len is None else int(seq_len)
+    difficulty = data.difficulty if difficulty is None else float(difficulty)
+    if data.task == "sudoku":
+        if samples_transform is not None:
+            logger.warning("samples_transform (e.g. RAG) is ignored for the Sudoku task: its input is the grid")
+        out = []
+        for split in SPLITS:
+            p, s, d = _sudoku_arrays(config, split, difficulty)
+            out.append(make_sudoku_dataset(p, s, tokenizer, seq_len, d, augment=data.augment and split == "train"))
+        return out[0], out[1]
+    out = []
+    for split in SPLITS:
+        samples = load_raw_samples(config, split, difficulty)
+        if samples_transform is not None:
+            samples = samples_transform(samples)
+        out.append(make_text_dataset(samples, tokenizer, seq_len, data.truncation))
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- tokenizer from a config
+
+def tokenizer_corpus(config) -> list[str]:
+    """Texts to train a BPE tokenizer on: the task's training samples (and the code-task facts)."""
+    data = config.data
+    if data.task == "sudoku":
+        return list(sudoku.GRID_SYMBOLS)
+    samples = load_raw_samples(config, "train", 1.0 if data.task == "code" else None)
+    texts = []
+    for s in samples:
+        texts.extend(v for k, v in s.items() if k in ("input", "output", "context", "query", "answer") and v)
+    if data.task == "code":
+        texts.extend(code_task.code_task_corpus(config))
+    return texts
+
+
+def load_tokenizer_for_config(config, save_dir: Optional[str] = None):
+    """`(tokenizer, vocab_size, pad_token_id)` for a config; saved into `save_dir` when given.
+
+    A tokenizer already in `save_dir` wins (a resumed run keeps its exact tokenizer). For
+    the Sudoku task "char" becomes "grid", the 11-token vocabulary of the benchmark.
+    """
+    if is_saved_tokenizer(save_dir):
+        return load_tokenizer(save_dir)
+    name = config.data.tokenizer
+    if config.data.task == "sudoku" and name == "char":
+        name = "grid"
+    corpus = tokenizer_corpus(config) if name == "bpe" else None
+    tok, vocab, pad = load_tokenizer(name, corpus=corpus, vocab_size=config.data.bpe_vocab_size)
+    if save_dir:
+        save_tokenizer(tok, save_dir)
+    return tok, vocab, pad
