@@ -48,6 +48,12 @@ def test_hashing_is_case_and_whitespace_insensitive_and_similarity_sensible():
     assert v[0] @ v[2] > 0.6 > v[0] @ v[3]
 
 
+def test_hashing_matches_identifiers_across_punctuation():
+    emb = TextEmbedder("hashing")
+    q, right, wrong = emb.encode(["len(gak)", 'gak = "bird"', 'kav = "bird"'])
+    assert q @ right > q @ wrong + 0.2
+
+
 def test_hashing_description_round_trip():
     emb = TextEmbedder("hashing", hashing_dim=32, ngram_range=(2, 4))
     desc = emb.description()

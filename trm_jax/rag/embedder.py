@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -49,14 +50,18 @@ _MASK_PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: polynomial rollin
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _SHIFT30, _SHIFT27, _SHIFT31, _SHIFT63 = (np.uint64(s) for s in (30, 27, 31, 63))
+_WORD = re.compile(r"\w+")
 
 
 class HashingEmbedder:
-    """Signed feature hashing of character n-grams (lower-cased, whitespace-collapsed).
+    """Signed feature hashing of character n-grams, lower-cased.
 
-    Deterministic across processes and platforms: the hash is a fixed 64-bit
-    polynomial plus splitmix64 mixing in NumPy (Python's `hash()` is salted per
-    process and would change every vector on restart). No dependencies beyond NumPy.
+    Features are the n-grams of the text (whitespace collapsed, spaces marking word
+    edges) plus the n-grams of its word tokens (regex `\\w+`) joined by spaces, so an identifier
+    matches whatever punctuation surrounds it (`len(gak)` vs `gak = "bird"`).
+    Deterministic across processes and platforms: a fixed 64-bit polynomial hash
+    with splitmix64 mixing in NumPy, not Python's per-process salted `hash()`.
+    No dependencies beyond NumPy.
     """
 
     VERSION = 1  # bump when the feature function changes: stored vectors would no longer match
@@ -70,16 +75,17 @@ class HashingEmbedder:
         self.dim = int(dim)
         self.ngram_range = (lo, hi)
 
-    def _features(self, text: str) -> np.ndarray:
-        # Spaces at both ends let n-grams mark word starts and ends.
-        data = (" " + " ".join(text.lower().split()) + " ").encode("utf-8")
-        codes = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-        vec = np.zeros(self.dim, dtype=np.float64)
+    def _ngrams(self, text: str, vec: np.ndarray) -> None:
+        """Add the signed hashed n-grams of `text` (already lower-cased) into `vec`."""
+        words = text.split()
+        if not words:
+            return
+        codes = np.frombuffer((" " + " ".join(words) + " ").encode("utf-8"), dtype=np.uint8).astype(np.uint64)
         lo, hi = self.ngram_range
         with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
             for n in range(lo, hi + 1):
                 count = codes.size - n + 1
-                if count <= 0 or codes.size <= 2:  # only the two padding spaces: empty text
+                if count <= 0:
                     continue
                 h = np.full(count, np.uint64(n), dtype=np.uint64)  # seeding with n separates n-gram lengths
                 for j in range(n):
@@ -92,6 +98,12 @@ class HashingEmbedder:
                 index = (h % np.uint64(self.dim)).astype(np.int64)
                 sign = 1.0 - 2.0 * (h >> _SHIFT63).astype(np.float64)  # top bit: +1 / -1
                 vec += np.bincount(index, weights=sign, minlength=self.dim)
+
+    def _features(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dim, dtype=np.float64)
+        text = text.lower()
+        self._ngrams(text, vec)
+        self._ngrams(" ".join(_WORD.findall(text)), vec)
         return vec
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
