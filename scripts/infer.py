@@ -1,0 +1,40 @@
+"""Answer queries with a trained run.
+
+  python scripts/infer.py --run RUN_DIR --text "what is f(3)?" [--text ...] [--details]
+  cat queries.txt | python scripts/infer.py --run RUN_DIR          (one query per line)
+"""
+
+import argparse
+import json
+import sys
+
+from trm_jax.errors import TRMError
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run directory written by scripts/train.py")
+    ap.add_argument("--text", action="append", default=None, help="a query (repeatable); default: stdin lines")
+    ap.add_argument("--step", type=int, default=None)
+    ap.add_argument("--no-ema", action="store_true")
+    ap.add_argument("--halt-threshold", type=float, default=None)
+    ap.add_argument("--max-recursion-depth", type=int, default=None)
+    ap.add_argument("--details", action="store_true", help="print JSON with depth, halt prob and contexts")
+    args = ap.parse_args(argv)
+    texts = args.text if args.text else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
+    if not texts:
+        sys.exit("error: no input; pass --text or pipe queries on stdin, one per line")
+    try:
+        from trm_jax.inference import infer, load
+
+        params = load(args.run, step=args.step, use_ema=not args.no_ema)
+        out = infer(params, texts, halt_threshold=args.halt_threshold,
+                    max_recursion_depth=args.max_recursion_depth, return_details=args.details)
+    except TRMError as e:
+        sys.exit(f"error: {e}")
+    for text, ans in zip(texts, out):
+        print(json.dumps(dict(text=text, **ans)) if args.details else ans)
+
+
+if __name__ == "__main__":
+    main()

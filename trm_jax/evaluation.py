@@ -1,0 +1,102 @@
+"""Held-out evaluation of trained params: exact/token accuracy, recursion depth, accuracy by difficulty."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from trm_jax.errors import TRMError
+from trm_jax.inference import TRMParams, as_trm_params
+
+
+def dataset_for(p: TRMParams, path: Optional[str] = None):
+    """The run's own eval split, or the samples of `path` (JSONL for text tasks, CSV for Sudoku),
+    built exactly as training built its inputs (same tokenizer, seq_len and RAG context)."""
+    from trm_jax import data
+
+    cfg = p.config
+    transform = None
+    if p.retriever is not None and cfg.data.task != "sudoku":
+        from trm_jax.rag import RAGDatasetWrapper
+        transform = RAGDatasetWrapper.from_config(p.retriever, cfg)
+    if path is None:
+        _, eval_set = data.build_datasets(cfg, p.tokenizer, seq_len=p.seq_len, samples_transform=transform)
+        return eval_set
+    if not os.path.isfile(path):
+        raise TRMError(f"evaluation data not found: {path}")
+    if cfg.data.task == "sudoku":
+        csv = data.read_sudoku_csv(path)
+        from trm_jax.data.sudoku import rating_difficulty
+        return data.make_sudoku_dataset(csv.puzzles, csv.solutions, p.tokenizer, p.seq_len,
+                                        rating_difficulty(csv.ratings))
+    samples = data.read_jsonl(path)
+    if transform is not None:
+        samples = transform(samples)
+    return data.make_text_dataset(samples, p.tokenizer, p.seq_len, cfg.data.truncation)
+
+
+def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_threshold: Optional[float] = None,
+             max_recursion_depth: Optional[int] = None, num_bins: int = 4) -> dict:
+    """Metrics of `params` (TRMParams or raw dict + config) on `dataset` (default: the run's eval split).
+
+    Returns exact_accuracy, token_accuracy, mean_steps, num_samples and `by_difficulty`: a list of
+    {difficulty range, count, exact_accuracy, token_accuracy, mean_steps} over equal-width bins.
+    """
+    from trm_jax.data import IGNORE_LABEL, eval_batches
+    from trm_jax.models import predict
+
+    p = as_trm_params(params, config=config)
+    ds = dataset_for(p) if dataset is None else dataset
+    if len(ds) == 0:
+        raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
+    if ds.inputs.shape[1] != p.seq_len:
+        raise TRMError(f"evaluation inputs have length {ds.inputs.shape[1]} but the model takes {p.seq_len}")
+    mcfg = p.config.model
+    thr = mcfg.halt_threshold if halt_threshold is None else halt_threshold
+    depth = mcfg.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
+    batch_size = min(batch_size, 1 << (len(ds) - 1).bit_length())
+    exact, tok_correct, tok_count, steps, diff = [], [], [], [], []
+    for batch in eval_batches(ds, batch_size):
+        pred = jax.device_get(predict(p.model, p.params, batch["inputs"], halt_threshold=thr,
+                                      max_recursion_depth=depth))
+        m = batch["mask"]
+        valid = batch["labels"] != IGNORE_LABEL
+        correct = (pred.tokens == batch["labels"]) & valid
+        exact.append((correct.sum(-1) == valid.sum(-1))[m])
+        tok_correct.append(correct.sum(-1)[m])
+        tok_count.append(valid.sum(-1)[m])
+        steps.append(pred.steps[m])
+        diff.append(batch["difficulty"][m])
+    exact, tok_correct, tok_count, steps, diff = map(np.concatenate, (exact, tok_correct, tok_count, steps, diff))
+
+    def summary(sel):
+        return dict(count=int(sel.sum()), exact_accuracy=float(exact[sel].mean()),
+                    token_accuracy=float(tok_correct[sel].sum() / max(tok_count[sel].sum(), 1)),
+                    mean_steps=float(steps[sel].mean()))
+
+    out = summary(np.ones(len(exact), bool))
+    out["num_samples"] = out.pop("count")
+    bins = []
+    lo, hi = float(diff.min()), float(diff.max())
+    edges = np.linspace(lo, hi, num_bins + 1) if hi > lo else np.array([lo, hi])
+    for i in range(len(edges) - 1):
+        last = i == len(edges) - 2
+        sel = (diff >= edges[i]) & ((diff <= edges[i + 1]) if last else (diff < edges[i + 1]))
+        if sel.any():
+            bins.append(dict(difficulty=[round(float(edges[i]), 3), round(float(edges[i + 1]), 3)], **summary(sel)))
+    out["by_difficulty"] = bins
+    return out
+
+
+def format_table(results: dict) -> str:
+    lines = [f"samples {results['num_samples']}   exact {results['exact_accuracy']:.4f}   "
+             f"token {results['token_accuracy']:.4f}   mean steps {results['mean_steps']:.2f}",
+             f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'steps':>7}"]
+    for b in results["by_difficulty"]:
+        lo, hi = b["difficulty"]
+        lines.append(f"{f'{lo:.2f}-{hi:.2f}':>16} {b['count']:>7} {b['exact_accuracy']:>8.4f} "
+                     f"{b['token_accuracy']:>8.4f} {b['mean_steps']:>7.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,261 @@
+"""`load(run_dir)` and `infer(params, text)`: what a user does after training.
+
+`load` returns `TRMParams`, a pytree whose leaves are the model weights and whose static part
+carries the config, tokenizer and RAG retriever, so `jax.tree.map` / `jax.device_put` work on it
+and `infer(params, text)` needs nothing else. Inputs are padded to the model's `seq_len` and the
+batch is padded to a power-of-two bucket, so repeated calls reuse a handful of compiled programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trm_jax.config import TRMConfig, load_config
+from trm_jax.errors import TRMError
+
+log = logging.getLogger(__name__)
+
+MAX_BUCKET = 64  # largest batch compiled; longer lists run in chunks of this size
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(eq=False)
+class TRMParams:
+    """Model weights plus what inference needs. A pytree: its only leaves are the weights."""
+
+    params: Any
+    config: TRMConfig
+    tokenizer: Any = None
+    retriever: Any = None
+    num_tokens: int = 0
+    seq_len: int = 0
+    step: Optional[int] = None
+    run_dir: Optional[str] = None
+
+    def tree_flatten(self):
+        aux = (self.config, self.tokenizer, self.retriever, self.num_tokens, self.seq_len, self.step, self.run_dir)
+        return (self.params,), aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+    @property
+    def model(self):
+        return _model(self.config, self.num_tokens, self.seq_len)
+
+    def __repr__(self) -> str:
+        n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
+        return (f"TRMParams({self.config.model.network}, dim={self.config.model.dim}, {n} parameters, "
+                f"seq_len={self.seq_len}, step={self.step}, run_dir={self.run_dir!r})")
+
+
+_MODELS: dict = {}
+
+
+def _model(config: TRMConfig, num_tokens: int, seq_len: int):
+    """One model object per (config, vocab, length): the jit cache keys on it."""
+    key = (config.model, num_tokens, seq_len)
+    if key not in _MODELS:
+        from trm_jax.models import make_model
+        _MODELS[key] = make_model(config.model, num_tokens, seq_len)
+    return _MODELS[key]
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+def _final_seq_len(config: TRMConfig) -> tuple[int, int]:
+    """(seq_len, dim) the model has at the end of training (the last curriculum stage's values)."""
+    seq_len, dim = config.data.seq_len, config.model.dim
+    for stage in config.curriculum.stages:
+        seq_len = stage.seq_len or seq_len
+        dim = stage.dim or dim
+    return seq_len, dim
+
+
+def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True) -> TRMParams:
+    """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store."""
+    import orbax.checkpoint as ocp
+
+    from trm_jax.data import load_tokenizer
+    from trm_jax.models import init_params
+
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if not os.path.isfile(cfg_path) or not os.path.isdir(ckpt_dir):
+        raise TRMError(f"{run_dir} is not a trm_jax run directory (needs config.yaml and checkpoints/); pass the "
+                       "run_dir that scripts/train.py wrote")
+    config = load_config(cfg_path)
+    tok_dir = os.path.join(run_dir, "tokenizer")
+    tokenizer = None
+    if os.path.isdir(tok_dir):
+        tokenizer, vocab, _ = load_tokenizer(tok_dir)
+    num_tokens = config.model.num_tokens or (vocab if tokenizer is not None else None)
+    if not num_tokens:
+        raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
+    seq_len, dim = _final_seq_len(config)
+    config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
+                            data=dataclasses.replace(config.data, seq_len=seq_len))
+    model = _model(config, int(num_tokens), seq_len)
+    shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+
+    steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()
+                   and os.path.isdir(os.path.join(ckpt_dir, d, "state")))
+    if not steps:
+        raise TRMError(f"{ckpt_dir} holds no checkpoint; train first (python scripts/train.py --config ...)")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise TRMError(f"{ckpt_dir} has no checkpoint for step {step}; available steps: {steps}")
+    which = "ema_params" if use_ema else "params"
+    # restore only the weights (not optimizer state or carry), as host NumPy arrays
+    target = {"state": {which: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    try:
+        with ocp.PyTreeCheckpointer() as ckptr:
+            restored = ckptr.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args, partial_restore=True))
+        params = restored["state"][which]
+    except Exception as e:  # orbax raises several types for a tree that does not fit
+        raise TRMError(f"checkpoint {ckpt_dir}/{step} does not fit the model described by {cfg_path} "
+                       f"({str(e)[:300]}); the run directory may be incomplete or from another trm_jax "
+                       "version") from None
+    _check_params(params, shapes, f"checkpoint {ckpt_dir}/{step}")
+
+    from trm_jax.rag import load_run_retriever
+    retriever = load_run_retriever(run_dir, config)
+    params = jax.tree.map(jnp.asarray, params)
+    return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
+
+
+def _check_params(params, shapes, what: str) -> None:
+    flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+    flat_s = dict(jax.tree_util.tree_flatten_with_path(shapes)[0])
+    for path, spec in flat_s.items():
+        name = jax.tree_util.keystr(path)
+        if path not in flat_p:
+            raise TRMError(f"{what}: parameter {name} is missing; it was trained with another config "
+                           "(pass the config it was trained with)")
+        if tuple(np.shape(flat_p[path])) != tuple(spec.shape):
+            raise TRMError(f"{what}: parameter {name} has shape {tuple(np.shape(flat_p[path]))} but the config "
+                           f"expects {tuple(spec.shape)}; it was trained with another config "
+                           "(pass the config it was trained with)")
+    extra = set(flat_p) - set(flat_s)
+    if extra:
+        raise TRMError(f"{what}: unexpected parameters {sorted(jax.tree_util.keystr(p) for p in extra)[:3]}; "
+                       "it was trained with another config")
+
+
+# ----------------------------------------------------------------------------------------------- infer
+
+def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None, retriever=None) -> TRMParams:
+    """Wrap a raw Flax params dict (with the config it was trained with) as TRMParams."""
+    if isinstance(params, TRMParams):
+        if config is None and tokenizer is None and retriever is None:
+            return params
+        return dataclasses.replace(params, config=config or params.config, tokenizer=tokenizer or params.tokenizer,
+                                   retriever=retriever or params.retriever)
+    if config is None:
+        raise TRMError("infer() got a raw params dict without config=; pass config=<the TRMConfig it was trained "
+                       "with>, or use trm_jax.load(run_dir)")
+    if isinstance(params, dict) and set(params) == {"params"}:
+        params = params["params"]
+    from trm_jax.models import init_params
+    if tokenizer is None:
+        from trm_jax.training.factory import create_tokenizer
+        tokenizer, vocab, _ = create_tokenizer(config)
+    else:
+        vocab = tokenizer.vocab_size
+    num_tokens = config.model.num_tokens or vocab
+    seq_len, _ = _final_seq_len(config)
+    shapes = jax.eval_shape(lambda: init_params(_model(config, num_tokens, seq_len), jax.random.key(0)))
+    _check_params(params, shapes, "params")
+    if retriever is None and config.rag.enabled:
+        raise TRMError("config has rag.enabled but no retriever was given; pass retriever= or use trm_jax.load")
+    return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len)
+
+
+def _encode(p: TRMParams, texts: Sequence[str]) -> tuple[np.ndarray, list]:
+    """Input ids [len(texts), seq_len] and each text's retrieved contexts."""
+    from trm_jax.data.datasets import encode_sudoku_string
+    from trm_jax.data.text import SampleEncoder
+
+    data = p.config.data
+    contexts: list = [[] for _ in texts]
+    if data.task == "sudoku":
+        return np.stack([encode_sudoku_string(t, p.tokenizer, p.seq_len) for t in texts]), contexts
+    samples = [{"query": t} for t in texts]
+    if p.retriever is not None:
+        contexts = p.retriever.retrieve_many(list(texts), p.config.rag.top_k)
+        sep = p.config.rag.separator
+        samples = [{"query": t, "context": sep.join(text for text, _ in hits)} for t, hits in zip(texts, contexts)]
+    encoder = SampleEncoder(p.tokenizer, p.seq_len, data.truncation)
+    ids = np.full((len(texts), p.seq_len), p.tokenizer.pad_token_id, np.int32)
+    for i, s in enumerate(samples):
+        row = encoder.input_ids(s, where=f"text {i}")
+        ids[i, :len(row)] = row
+    encoder.report(len(texts))
+    return ids, contexts
+
+
+def _bucket(n: int) -> int:
+    return min(MAX_BUCKET, 1 << max(0, (n - 1).bit_length()))
+
+
+def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig] = None, tokenizer=None,
+          retriever=None, halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
+          return_details: bool = False):
+    """Answer one text (returns a string) or a list of texts (returns a list).
+
+    With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, contexts
+    (retrieved (text, score) pairs when RAG is on). Sudoku runs take an 81-character grid ('.' or '0'
+    for blanks) and return the solved grid as 81 digits.
+    """
+    from trm_jax.data.text import decode_prediction
+    from trm_jax.models import predict
+
+    p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
+    single = isinstance(text, str)
+    texts = [text] if single else list(text)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TRMError(f"infer() takes strings; item {i} is a {type(t).__name__}")
+        if not t.strip():
+            raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
+    model = p.model
+    mcfg = p.config.model
+    threshold = mcfg.halt_threshold if halt_threshold is None else float(halt_threshold)
+    depth = mcfg.max_recursion_depth if max_recursion_depth is None else int(max_recursion_depth)
+    if depth < 1:
+        raise TRMError(f"max_recursion_depth must be >= 1, got {depth}")
+
+    results = []
+    for start in range(0, len(texts), MAX_BUCKET):
+        chunk = texts[start:start + MAX_BUCKET]
+        ids, contexts = _encode(p, chunk)
+        padded = np.full((_bucket(len(chunk)), p.seq_len), p.tokenizer.pad_token_id, np.int32)
+        padded[:len(chunk)] = ids
+        pred = jax.device_get(predict(model, p.params, padded, halt_threshold=threshold,
+                                      max_recursion_depth=depth))
+        for i in range(len(chunk)):
+            answer = _decode(p, pred.tokens[i], decode_prediction)
+            if return_details:
+                results.append(dict(answer=answer, recursion_depth=int(pred.steps[i]),
+                                    halt_prob=float(pred.halt_prob[i]), contexts=contexts[i]))
+            else:
+                results.append(answer)
+    return results[0] if single else results
+
+
+def _decode(p: TRMParams, ids, decode_prediction) -> str:
+    if p.config.data.task == "sudoku":
+        return p.tokenizer.decode(ids[:81]).replace(".", "0")
+    return decode_prediction(p.tokenizer, ids)
