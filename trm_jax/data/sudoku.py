@@ -282,12 +282,15 @@ def _search_batch(cand: np.ndarray, limit: int, max_states: int = 20000):
     counts = np.zeros(num, dtype=np.int32)
     guesses = np.zeros(num, dtype=np.int32)
     first = np.zeros((num, 81), dtype=np.int8)
+    # About two states per puzzle per pass: enough to vectorise, small enough that an
+    # under-constrained puzzle (many solutions) dives deep instead of widening level by level.
+    chunk = max(256, min(max_states, 2 * num))
     pending = [(cand.astype(np.uint16), np.arange(num))]
     while pending:
         c, pid = pending.pop()
-        if len(c) > max_states:
-            pending.append((c[max_states:], pid[max_states:]))
-            c, pid = c[:max_states], pid[:max_states]
+        if len(c) > chunk:
+            pending.append((c[:-chunk], pid[:-chunk]))
+            c, pid = c[-chunk:], pid[-chunk:]
         keep = counts[pid] < limit  # puzzles already at the limit need no more search
         c, pid = c[keep], pid[keep]
         if not len(c):
@@ -314,7 +317,7 @@ def _search_batch(cand: np.ndarray, limit: int, max_states: int = 20000):
         child = c[parent]
         child[np.arange(len(parent)), cell[parent]] = SET_BITS[masks[parent], k]
         pending.append((child, pid[parent]))
-    return counts, first, guesses
+    return np.minimum(counts, limit), first, guesses
 
 
 def count_solutions_batch(puzzles, limit: int = 2) -> np.ndarray:
