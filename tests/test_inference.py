@@ -1,0 +1,151 @@
+"""load/infer/evaluate on a tiny trained run dir, and the infer/evaluate CLIs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from trm_jax.data import decode_prediction, load_raw_samples
+from trm_jax.errors import TRMError
+from trm_jax.inference import TRMParams, infer, load
+from trm_jax.models import predict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(
+    model=dict(dim=16, depth=1, num_latent_refinements=2, num_refinement_blocks=2, max_recursion_depth=3),
+    data=dict(task="code", seq_len=32, num_train=256, num_eval=40, code_num_facts=64),
+    training=dict(batch_size=8, steps=6, eval_every=6, checkpoint_every=3, log_every=3, progress_bar=False,
+                  warmup_steps=1),
+    monitoring=dict(enabled=False),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from trm_jax.training import create_trainer
+
+    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
+    trainer = create_trainer(dict(TINY, run_dir=run_dir))
+    result = trainer.train()
+    trainer.close()
+    return run_dir, result
+
+
+def queries(params, n):
+    return [s["query"] for s in load_raw_samples(params.config, "eval")[:n]]
+
+
+def test_load_restores_trained_ema_params(run):
+    run_dir, result = run
+    p = load(run_dir)
+    assert isinstance(p, TRMParams) and p.step == 6 and p.seq_len == 32
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6), p.params,
+                 result.params)
+    # it is a pytree of arrays: tree ops keep the metadata
+    doubled = jax.tree.map(lambda a: a * 2, p)
+    assert isinstance(doubled, TRMParams) and doubled.tokenizer is p.tokenizer
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(p))
+    raw = load(run_dir, use_ema=False)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(raw.params), jax.tree.leaves(p.params)))
+    older = load(run_dir, step=3)
+    assert older.step == 3
+    with pytest.raises(TRMError, match="available steps"):
+        load(run_dir, step=999)
+
+
+def test_infer_matches_predict_and_batch_equals_single(run):
+    p = load(run[0])
+    qs = queries(p, 5)
+    details = infer(p, qs, return_details=True)
+    assert [d["answer"] for d in details] == [infer(p, q) for q in qs]
+    ids = np.zeros((8, p.seq_len), np.int32)
+    for i, q in enumerate(qs):
+        enc = p.tokenizer.encode(q)
+        ids[i, :len(enc)] = enc
+    pred = predict(p.model, p.params, ids)
+    for i, d in enumerate(details):
+        assert d["answer"] == decode_prediction(p.tokenizer, np.asarray(pred.tokens[i]))
+        assert d["recursion_depth"] == int(pred.steps[i]) and 1 <= d["recursion_depth"] <= 3
+        assert 0.0 <= d["halt_prob"] <= 1.0 and d["contexts"] == []
+    capped = infer(p, qs, max_recursion_depth=1, halt_threshold=2.0, return_details=True)
+    assert all(d["recursion_depth"] == 1 for d in capped)
+
+
+def test_raw_params_need_config(run):
+    p = load(run[0])
+    with pytest.raises(TRMError, match="config="):
+        infer(p.params, "abc(1)")
+    q = queries(p, 1)[0]
+    assert infer(p.params, q, config=p.config, tokenizer=p.tokenizer) == infer(p, q)
+    wrong = p.config.replace(model=p.config.model.__class__(**{**p.config.model.__dict__, "dim": 24}))
+    with pytest.raises(TRMError, match="another config"):
+        infer(p.params, q, config=wrong, tokenizer=p.tokenizer)
+
+
+def test_bad_inputs_are_clear_errors(run, tmp_path):
+    p = load(run[0])
+    with pytest.raises(TRMError, match="empty"):
+        infer(p, "   ")
+    with pytest.raises(TRMError, match="strings"):
+        infer(p, [1, 2])
+    with pytest.raises(TRMError, match="not a trm_jax run directory"):
+        load(tmp_path)
+    long = infer(p, "x" * 500)  # truncated to seq_len (data.truncation: truncate) with a warning
+    assert isinstance(long, str)
+
+
+def test_repeated_calls_do_not_recompile(run):
+    from trm_jax.models.trm import _predict_jit
+
+    p = load(run[0])
+    qs = queries(p, 8)
+    for n in (1, 2, 3, 4, 5, 8):  # buckets 1, 2, 4, 8
+        infer(p, qs[:n])
+    size = _predict_jit._cache_size()
+    for n in (1, 2, 3, 4, 5, 6, 7, 8, 3, 1):
+        infer(p, qs[:n], halt_threshold=0.3 + 0.05 * n, max_recursion_depth=1 + n % 3)
+    assert _predict_jit._cache_size() == size
+
+
+def test_evaluate_matches_direct_computation(run):
+    from trm_jax.evaluation import dataset_for, evaluate
+
+    p = load(run[0])
+    ds = dataset_for(p)
+    res = evaluate(p, ds, batch_size=16)
+    pred = predict(p.model, p.params, ds.inputs)
+    valid = ds.labels != -100
+    correct = (np.asarray(pred.tokens) == ds.labels) & valid
+    assert res["num_samples"] == len(ds) == 40
+    np.testing.assert_allclose(res["exact_accuracy"], np.mean(correct.sum(-1) == valid.sum(-1)))
+    np.testing.assert_allclose(res["token_accuracy"], correct.sum() / valid.sum())
+    np.testing.assert_allclose(res["mean_steps"], np.mean(np.asarray(pred.steps)))
+    assert sum(b["count"] for b in res["by_difficulty"]) == 40
+
+
+def _cli(*args, stdin=None):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, input=stdin,
+                          timeout=300)
+
+
+def test_infer_and_evaluate_cli(run, tmp_path):
+    run_dir = run[0]
+    p = load(run_dir)
+    qs = queries(p, 2)
+    out = _cli("scripts/infer.py", "--run", run_dir, "--text", qs[0], "--text", qs[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == infer(p, qs)
+    out = _cli("scripts/infer.py", "--run", run_dir, "--details", stdin="\n".join(qs) + "\n")
+    rows = [json.loads(ln) for ln in out.stdout.splitlines()]
+    assert [r["text"] for r in rows] == qs and all("recursion_depth" in r for r in rows)
+    out = _cli("scripts/infer.py", "--run", str(tmp_path), "--text", "x")
+    assert out.returncode != 0 and "not a trm_jax run directory" in out.stderr and "Traceback" not in out.stderr
+
+    out = _cli("scripts/evaluate.py", "--run", run_dir, "--out", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["num_samples"] == 40 and f"exact {res['exact_accuracy']:.4f}" in out.stdout
