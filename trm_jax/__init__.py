@@ -1,6 +1,52 @@
-"""trm_jax: Tiny Recursive Models in JAX/Flax."""
+"""trm_jax: Tiny Recursive Models in JAX/Flax.
 
-from trm_jax.config import TRMConfig, load_config
+    cfg = trm_jax.load_config("config.yaml")
+    result = trm_jax.create_trainer(cfg).train()
+    params = trm_jax.load(cfg.run_dir)
+    trm_jax.infer(params, "ded(4)")
+"""
+
+from trm_jax.config import CurriculumStage, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
+from trm_jax.inference import TRMParams, infer, load
+from trm_jax.models import (
+    MLPMixer1D,
+    TinyRecursiveModel,
+    TransformerNetwork,
+    compute_loss,
+    config_from_torch_state_dict,
+    from_torch_state_dict,
+    init_params,
+    initial_carry,
+    predict,
+    supervision_step,
+)
 
 __version__ = "0.1.0"
+
+# Training, evaluation, RAG and plotting import Orbax, sentence-transformers or matplotlib:
+# resolved on first use so `import trm_jax` stays light.
+_LAZY = {
+    "Trainer": "trm_jax.training", "TrainResult": "trm_jax.training", "create_model": "trm_jax.training",
+    "create_trainer": "trm_jax.training", "CurriculumScheduler": "trm_jax.training",
+    "TRMTrainingLogger": "trm_jax.training", "ResourceMonitor": "trm_jax.training",
+    "evaluate": "trm_jax.evaluation", "plot_metrics": "trm_jax.plotting",
+    "build_rag": "trm_jax.rag", "RAGRetriever": "trm_jax.rag", "RAGDatasetWrapper": "trm_jax.rag",
+    "TextEmbedder": "trm_jax.rag", "MemoryVectorStore": "trm_jax.rag",
+    "load_tokenizer": "trm_jax.data", "tokenize_and_pad": "trm_jax.data", "pad_sequence": "trm_jax.data",
+    "prepare_code_input": "trm_jax.data",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trm_jax' has no attribute {name!r}")
+
+
+__all__ = sorted([
+    "ConfigError", "CurriculumStage", "MLPMixer1D", "TRMConfig", "TRMError", "TRMParams", "TinyRecursiveModel",
+    "TransformerNetwork", "compute_loss", "config_from_torch_state_dict", "from_torch_state_dict", "infer",
+    "init_params", "initial_carry", "load", "load_config", "predict", "supervision_step", *_LAZY,
+])
