@@ -14,6 +14,7 @@ from trm_jax.data.datasets import (
 from trm_jax.data.iterators import BatchIterator, eval_batches, num_eval_batches
 from trm_jax.data.jsonl import read_jsonl, write_jsonl
 from trm_jax.data.sudoku import (
+    SAMPLE_CSV as SUDOKU_SAMPLE_CSV,
     augment_sudoku,
     count_solutions,
     format_sudoku,
@@ -36,11 +37,12 @@ from trm_jax.data.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer, 
 
 
 __all__ = [
-    "IGNORE_LABEL", "ArrayDataset", "BatchIterator", "CharTokenizer", "HFTokenizer", "augment_sudoku",
-    "build_datasets", "code_task_corpus", "code_task_facts", "count_solutions", "decode_prediction",
-    "encode_sudoku_string", "eval_batches", "format_sudoku", "generate_code_samples", "generate_sudoku",
-    "load_or_generate_sudoku", "load_raw_samples", "load_tokenizer", "load_tokenizer_for_config",
-    "make_sudoku_dataset", "make_text_dataset", "num_eval_batches", "pad_sequence", "prepare_code_input",
-    "read_jsonl", "read_sudoku_csv", "save_tokenizer", "solve_sudoku_string", "sudoku_to_text",
-    "text_to_sudoku", "tokenize_and_pad", "tokenizer_corpus", "write_jsonl", "write_sudoku_csv",
+    "IGNORE_LABEL", "SUDOKU_SAMPLE_CSV", "ArrayDataset", "BatchIterator", "CharTokenizer", "HFTokenizer",
+    "augment_sudoku", "build_datasets", "code_task_corpus", "code_task_facts", "count_solutions",
+    "decode_prediction", "encode_sudoku_string", "eval_batches", "format_sudoku", "generate_code_samples",
+    "generate_sudoku", "load_or_generate_sudoku", "load_raw_samples", "load_tokenizer",
+    "load_tokenizer_for_config", "make_sudoku_dataset", "make_text_dataset", "num_eval_batches",
+    "pad_sequence", "prepare_code_input", "read_jsonl", "read_sudoku_csv", "save_tokenizer",
+    "solve_sudoku_string", "sudoku_to_text", "text_to_sudoku", "tokenize_and_pad", "tokenizer_corpus",
+    "write_jsonl", "write_sudoku_csv",
 ]

@@ -14,7 +14,8 @@ import os
 
 from trm_jax.errors import TRMError
 
-_FORMATS = 'each line must be a JSON object {"input": ..., "output": ...} or {"context": ..., "query": ..., "answer": ...}'
+_FORMATS = ('each line must be a JSON object {"input": ..., "output": ...} '
+            'or {"context": ..., "query": ..., "answer": ...}')
 
 
 def _check_row(row, path: str, line: int) -> dict:

@@ -351,8 +351,9 @@ def givens_difficulty(givens) -> np.ndarray:
 def _random_solutions(n: int, rng: np.random.Generator) -> np.ndarray:
     """n random complete grids: random first row, then MRV cells filled with random candidates.
 
-    No backtracking: an attempt that hits a contradiction is simply restarted, which is
-    cheaper in lockstep NumPy than a search and keeps the distribution unbiased enough.
+    No backtracking: an attempt that hits a contradiction is dropped and replaced, which is
+    cheaper in lockstep NumPy than a search. The grids are not exactly uniform over all
+    Sudoku grids; augmentation and the random digging order make that irrelevant here.
     """
     out = np.zeros((0, 81), dtype=np.int8)
     while len(out) < n:
