@@ -1,0 +1,74 @@
+"""Config tree: YAML loading, overrides, and one clear error per bad value naming its key path."""
+
+import pytest
+import yaml
+
+from trm_jax.config import TRMConfig, apply_overrides, load_config
+from trm_jax.errors import ConfigError
+
+ROOT_CONFIGS = ["config.yaml"]
+
+
+def test_defaults_round_trip(tmp_path):
+    cfg = TRMConfig()
+    path = tmp_path / "c.yaml"
+    cfg.save(str(path))
+    assert load_config(str(path)) == cfg
+    assert TRMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(None, ["model.dim=32", "training.learning_rate=3e-4", "rag.enabled=true",
+                             "curriculum.stages=[{steps: 5, seq_len: 16}, {steps: 5}]"])
+    assert cfg.model.dim == 32 and cfg.training.learning_rate == 3e-4 and cfg.rag.enabled is True
+    assert cfg.curriculum.stages[0].seq_len == 16 and len(cfg.curriculum.stages) == 2
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["model.dim"])
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"modle": {}}, r"unknown config key 'modle'.*Did you mean 'model'"),
+    ({"model": {"dimm": 3}}, r"'model.dimm'.*Did you mean 'model.dim'"),
+    ({"model": {"dim": "big"}}, r"'model.dim': expected an integer"),
+    ({"model": {"dim": -4}}, r"'model.dim': must be > 0"),
+    ({"model": {"num_refinement_blocks": 1}}, r"'model.num_refinement_blocks': T must be >= 2"),
+    ({"model": {"network": "mlp"}}, r"'model.network': 'mlp' is not one of"),
+    ({"model": {"network": "transformer", "dim": 30, "num_heads": 4}}, r"'model.num_heads'"),
+    ({"training": {"learning_rate": 0}}, r"'training.learning_rate': must be > 0"),
+    ({"training": {"ema_decay": 1.5}}, r"'training.ema_decay'"),
+    ({"training": {"progress_bar": "yes"}}, r"'training.progress_bar': expected true/false"),
+    ({"data": {"task": "jsonl"}}, r"'data.train_path'"),
+    ({"data": {"train_path": "/no/such/file.jsonl"}}, r"'data.train_path': file not found"),
+    ({"curriculum": {"stages": [{"seq_len": 8}]}}, r"'curriculum.stages\[0\]': give exactly one of"),
+    ({"curriculum": {"stages": [{"steps": 3, "dim": 0}]}}, r"'curriculum.stages\[0\].dim'"),
+    ({"model": 3}, r"'model': expected a mapping"),
+])
+def test_bad_values_name_their_key(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        TRMConfig.from_dict(raw)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+    evil = tmp_path / "evil.yaml"  # safe_load refuses arbitrary Python objects
+    evil.write_text("model: !!python/object/apply:os.system ['echo hi']")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(evil))
+
+
+def test_shipped_configs_load():
+    import glob
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [os.path.join(root, p) for p in ROOT_CONFIGS] + glob.glob(os.path.join(root, "configs", "*.yaml"))
+    found = [p for p in paths if os.path.exists(p)]
+    assert found
+    for p in found:
+        with open(p) as f:
+            assert isinstance(yaml.safe_load(f), dict)
+        load_config(p)
