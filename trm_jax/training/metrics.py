@@ -1,0 +1,124 @@
+"""Training metrics: window summaries of step sums and the `metrics.jsonl` logger."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Iterable, Mapping, Optional
+
+import numpy as np
+
+
+def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
+    """Averages over a window of per-step metric sums (see step.SUM_KEYS).
+
+    Loss parts and exact accuracy are per-sample means over every slot-step in the window; token
+    accuracy is over tokens; recursion_depth is the mean step count of the samples that halted.
+    """
+    window = list(window)
+    if not window:
+        return {}
+    tot = {k: float(np.sum([np.asarray(m[k], np.float64) for m in window])) for k in window[0]}
+    n = max(tot["samples"], 1.0)
+    halted = tot["halted"]
+    out = dict(
+        loss=tot["loss"] / n, ce=tot["ce"] / n, halt_loss=tot["halt_loss"] / n,
+        token_accuracy=tot["token_correct"] / max(tot["token_count"], 1.0),
+        exact_accuracy=tot["exact"] / n,
+        recursion_depth=tot["depth"] / halted if halted else float("nan"),
+        halted_fraction=halted / n,
+        difficulty=tot["difficulty"] / n,
+        lr=float(np.asarray(window[-1]["lr"])),
+        grad_norm=float(np.mean([np.asarray(m["grad_norm"], np.float64) for m in window])),
+        nonfinite=int(np.asarray(window[-1]["nonfinite"])),
+    )
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON has no NaN/inf
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+class TRMTrainingLogger:
+    """Appends one JSON object per line to `metrics.jsonl`.
+
+    Train records: split="train", step, epoch, stage, loss, ce, halt_loss, token_accuracy,
+    exact_accuracy, recursion_depth, tokens_per_sec, lr, grad_norm, timestamp (+ resource readings when
+    sampled). Eval records: split="eval", step, stage, exact_accuracy, token_accuracy, mean_steps.
+    Only process 0 writes (`enabled=False` elsewhere). Lines are flushed immediately so a crash loses
+    nothing; on resume, records past the resumed step are dropped first (`truncate_after`).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, enabled: bool = True):
+        self.path = os.fspath(path)
+        self.enabled = enabled
+        self._f = None
+        if enabled:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self._f = open(self.path, "a", buffering=1)
+
+    def log(self, record: Mapping, *, split: str = "train") -> dict:
+        rec = {"split": split, **{k: _jsonable(v) for k, v in record.items()}}
+        rec.setdefault("timestamp", time.time())
+        if self._f is not None:
+            self._f.write(json.dumps(rec) + "\n")
+        return rec
+
+    def log_train(self, step: int, epoch: float, stage: int, metrics: Mapping, *,
+                  tokens_per_sec: Optional[float] = None, **extra) -> dict:
+        return self.log(dict(step=int(step), epoch=float(epoch), stage=int(stage), **metrics,
+                             tokens_per_sec=tokens_per_sec, **extra))
+
+    def log_eval(self, step: int, stage: int, results: Mapping) -> dict:
+        return self.log(dict(step=int(step), stage=int(stage), **results), split="eval")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records with step > `step` (written after the checkpoint a run resumes from)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        self._f.close()
+        with open(self.path) as f:
+            lines = [ln for ln in f if ln.strip()]
+        keep = []
+        for ln in lines:
+            try:
+                if json.loads(ln).get("step", 0) <= step:
+                    keep.append(ln)
+            except json.JSONDecodeError:  # a line cut by a crash
+                continue
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+        self._f = open(self.path, "a", buffering=1)
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_metrics(path: str | os.PathLike, split: Optional[str] = "train") -> list[dict]:
+    """Records of `metrics.jsonl` (optionally only one split)."""
+    out = []
+    with open(path) as f:
+        for ln in f:
+            if ln.strip():
+                rec = json.loads(ln)
+                if split is None or rec.get("split") == split:
+                    out.append(rec)
+    return out

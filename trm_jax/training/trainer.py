@@ -1,0 +1,536 @@
+"""Trainer: the deep-supervision training loop over curriculum stages.
+
+One loop iteration = one pmapped train step (one supervision step for every batch slot). The host
+only feeds batches: metrics are read back one step behind (which also bounds the dispatch queue and
+times steps for the monitor) and summarised every `training.log_every` steps. Stage changes rebuild
+the model, data and compiled step; checkpoints make `resume=True` continue the exact trajectory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+from trm_jax.config import TRMConfig
+from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models.trm import TinyRecursiveModel, init_params
+from trm_jax.training import distributed as dist
+from trm_jax.training.checkpoint import Checkpointer
+from trm_jax.training.curriculum import CurriculumScheduler, ResolvedStage, embed_params, shapes_equal
+from trm_jax.training.factory import create_model, create_tokenizer
+from trm_jax.training.metrics import TRMTrainingLogger, summarize
+from trm_jax.training.monitor import ResourceMonitor
+from trm_jax.training.state import LRSchedule, TrainState, create_train_state, make_optimizer
+from trm_jax.training.step import (TrainCarry, empty_train_carry, make_eval_step, make_train_step, pmap_eval_step,
+                                   pmap_train_step)
+
+log = logging.getLogger(__name__)
+steps_log = logging.getLogger("trm_jax.training.steps")  # per-window lines; kept off the console under a bar
+
+CHECKPOINT_FORMAT = 1
+# config sections/keys that shape the trajectory: a resumed run must not change them
+_RESUME_FIXED = ("seed", "model", "data", "curriculum", "training.batch_size", "training.optimizer",
+                 "training.halt_exploration_prob", "training.ema_decay")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `Trainer.train()` returns. `params` (the EMA weights) is what to use for inference:
+    `trm_jax.models.predict(result.model, result.params, tokens)`."""
+
+    params: Any
+    raw_params: Any
+    model: TinyRecursiveModel
+    config: TRMConfig
+    tokenizer: Any
+    step: int
+    eval: dict
+    metrics: dict  # summary of the last logged training window
+    history: list  # every training record logged (as written to metrics.jsonl)
+    eval_history: list
+    run_dir: str
+    interrupted: bool = False
+    wall_time_s: float = 0.0
+
+
+@dataclasses.dataclass
+class _Stage:
+    """Runtime objects of the current curriculum stage."""
+
+    spec: ResolvedStage
+    model: TinyRecursiveModel
+    train_set: Any
+    eval_set: Any
+    iterator: Any
+    p_step: Callable
+    p_eval: Callable
+
+
+def _num_samples(dataset) -> int:
+    try:
+        return len(dataset)
+    except TypeError:
+        return len(dataset.inputs)
+
+
+class Trainer:
+    """Trains a TinyRecursiveModel from a `TRMConfig`; build it with `create_trainer`.
+
+    Optional inputs: `tokenizer` (else from `data.tokenizer`), `datasets_fn(seq_len, difficulty) ->
+    (train, eval)` or fixed `train_dataset`/`eval_dataset` (else `trm_jax.data.build_datasets`).
+    """
+
+    def __init__(self, config: TRMConfig, *, run_dir: Optional[str] = None, resume: bool = False,
+                 tokenizer=None, datasets_fn: Optional[Callable] = None, train_dataset=None, eval_dataset=None,
+                 async_checkpoints: bool = True):
+        self.pindex, self.pcount, self.n_local, self.n_global = dist.topology()
+        self.is_main = self.pindex == 0
+        self.run_dir = os.path.abspath(run_dir or config.run_dir)
+        self.resume = resume
+        os.makedirs(self.run_dir, exist_ok=True)
+        self._handlers = self._attach_log_file(config.training.progress_bar)
+        tok_dir = os.path.join(self.run_dir, "tokenizer")
+
+        # tokenizer -> vocabulary size -> resolved config (num_tokens filled in)
+        if tokenizer is None:
+            tokenizer, vocab, _ = create_tokenizer(config, save_dir=tok_dir if self.is_main else None)
+        else:
+            vocab = getattr(tokenizer, "vocab_size", None)
+        self.tokenizer = tokenizer
+        num_tokens = config.model.num_tokens or vocab
+        if not num_tokens:
+            raise ConfigError("config key 'model.num_tokens': unknown vocabulary size; set it or pass a tokenizer")
+        if config.model.num_tokens and vocab and config.model.num_tokens < vocab:
+            raise ConfigError(f"config key 'model.num_tokens': {config.model.num_tokens} is smaller than the "
+                              f"tokenizer's vocabulary ({vocab}); set it to null to use the tokenizer's size")
+        self.config = config.replace(model=dataclasses.replace(config.model, num_tokens=int(num_tokens)))
+        self.num_tokens = int(num_tokens)
+
+        # RAG: retrieved context is added to each sample before tokenization
+        self.retriever, transform = None, None
+        if config.rag.enabled:
+            from trm_jax.rag import RAGDatasetWrapper, build_rag
+            self.retriever = build_rag(self.config)
+            if self.retriever is not None:
+                transform = RAGDatasetWrapper(self.retriever, config.rag.top_k)
+        self._transform = transform
+
+        # datasets: cached per (seq_len, difficulty); the first stage's training set defines an epoch
+        self._fixed = (train_dataset, eval_dataset) if train_dataset is not None else None
+        self._datasets_fn = datasets_fn
+        self._data_cache: dict = {}
+        first = config.curriculum.stages[0] if config.curriculum.stages else None
+        seq0 = (first.seq_len if first and first.seq_len else None) or config.data.seq_len
+        diff0 = first.difficulty if first and first.difficulty is not None else config.data.difficulty
+        self.epoch_size = _num_samples(self._datasets(seq0, diff0)[0])
+        self.scheduler = CurriculumScheduler(self.config, self.epoch_size)
+        for spec, key in zip(self.scheduler.stages, self.scheduler.batch_keys):
+            dist.check_batch(spec.batch_size, key)
+
+        self.tx = make_optimizer(config.training)
+        self.schedule = LRSchedule(config.training, self.scheduler.total_steps)
+        self.checkpointer = Checkpointer(os.path.join(self.run_dir, "checkpoints"),
+                                         keep=config.training.keep_checkpoints, async_save=async_checkpoints)
+        self.logger = TRMTrainingLogger(os.path.join(self.run_dir, "metrics.jsonl"), enabled=self.is_main)
+        self.monitor = ResourceMonitor(config.monitoring)
+        self.base_key = np.asarray(jax.random.key_data(jax.random.PRNGKey(config.seed)))
+        self._write_run_files(tok_dir)
+
+        self.stage: Optional[_Stage] = None
+        self._state = None  # replicated TrainState (pmapped)
+        self._carry = None  # sharded TrainCarry
+        self._stop = threading.Event()
+        self.history: list = []
+        self.eval_history: list = []
+        log.info("run dir %s | %d host(s) x %d device(s) (%s) | %d stage(s), %d steps total",
+                 self.run_dir, self.pcount, self.n_local, jax.local_devices()[0].platform, len(self.scheduler),
+                 self.scheduler.total_steps)
+        for spec in self.scheduler.stages:
+            log.info("curriculum %s", spec.describe())
+
+    # ------------------------------------------------------------------------------------- run files
+
+    def _attach_log_file(self, progress_bar: bool):
+        name = "train.log" if self.pindex == 0 else f"train.{self.pindex}.log"
+        handler = logging.FileHandler(os.path.join(self.run_dir, name))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        pkg = logging.getLogger("trm_jax")
+        if pkg.level == logging.NOTSET or pkg.level > logging.INFO:
+            pkg.setLevel(logging.INFO)
+        pkg.addHandler(handler)
+        # with a progress bar, per-window lines go to the log file only
+        steps_log.propagate = not progress_bar
+        if progress_bar:
+            steps_log.addHandler(handler)
+        return [(pkg, handler), (steps_log, handler)]
+
+    def close(self) -> None:
+        """Wait for pending checkpoint writes and detach the log file."""
+        self.checkpointer.wait()
+        self.logger.close()
+        for lg, h in self._handlers:
+            lg.removeHandler(h)
+        for _, h in self._handlers[:1]:
+            h.close()
+
+    def _write_run_files(self, tok_dir: str) -> None:
+        if not self.is_main:
+            return
+        path = os.path.join(self.run_dir, "config.yaml")
+        if self.resume and os.path.exists(path):
+            self._check_resume_config(path)
+        self.config.save(path)
+        from trm_jax.data.tokenizers import is_saved_tokenizer
+        if hasattr(self.tokenizer, "save") and not is_saved_tokenizer(tok_dir):
+            from trm_jax.data import save_tokenizer
+            save_tokenizer(self.tokenizer, tok_dir)
+        if self.retriever is not None:
+            self.retriever.save(os.path.join(self.run_dir, "rag"))
+
+    def _check_resume_config(self, path: str) -> None:
+        from trm_jax.config import load_config
+        old, new = load_config(path).to_dict(), self.config.to_dict()
+
+        def get(d, key):
+            for part in key.split("."):
+                d = d[part]
+            return d
+
+        for key in _RESUME_FIXED:
+            if get(old, key) != get(new, key):
+                raise TRMError(f"--resume: config key '{key}' differs from the run's saved config "
+                               f"({os.path.join(self.run_dir, 'config.yaml')}); resume with the saved config "
+                               "(--config <run_dir>/config.yaml) or start a new run_dir")
+        changed = [f"{s}.{k}" for s in ("training", "monitoring") for k in old[s] if old[s][k] != new[s][k]]
+        if changed:
+            log.warning("--resume with changed settings: %s", ", ".join(changed))
+
+    # ---------------------------------------------------------------------------------------- stages
+
+    def _datasets(self, seq_len: int, difficulty: float):
+        if self._fixed is not None:
+            train, evl = self._fixed
+            if train.inputs.shape[1] != seq_len:
+                raise ConfigError(f"the given train_dataset has seq_len {train.inputs.shape[1]} but the run needs "
+                                  f"{seq_len} (data.seq_len / curriculum); pass datasets_fn to build per stage")
+            return train, evl
+        key = (int(seq_len), round(float(difficulty), 6))
+        if key not in self._data_cache:
+            if self._datasets_fn is not None:
+                out = self._datasets_fn(seq_len, difficulty)
+            else:
+                from trm_jax.data import build_datasets
+                out = build_datasets(self.config, self.tokenizer, seq_len=seq_len, difficulty=difficulty,
+                                     samples_transform=self._transform)
+            self._data_cache = {key: out}  # one stage's data at a time keeps memory flat
+        return self._data_cache[key]
+
+    def _build_stage(self, spec: ResolvedStage) -> _Stage:
+        from trm_jax.data import BatchIterator
+
+        model = create_model(self.config, self.num_tokens, spec.seq_len, dim=spec.dim)
+        train, evl = self._datasets(spec.seq_len, spec.difficulty)
+        iterator = BatchIterator(train, spec.batch_size, seed=self.config.seed + 1000003 * spec.index,
+                                 shard_index=self.pindex, num_shards=self.pcount)
+        step_fn = make_train_step(model, self.tx, self.schedule, training=self.config.training,
+                                  global_batch=spec.batch_size, peak_lr=spec.learning_rate)
+        return _Stage(spec, model, train, evl, iterator, pmap_train_step(step_fn),
+                      pmap_eval_step(make_eval_step(model)))
+
+    def _init_params(self, model: TinyRecursiveModel, spec: ResolvedStage):
+        key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), spec.index)
+        return jax.device_get(init_params(model, key))
+
+    def _empty_carry(self, stage: _Stage):
+        spec, model = stage.spec, stage.model
+        rows = spec.batch_size // self.pcount
+        carry = empty_train_carry(rows, spec.seq_len, model.total_len, model.config.dim)
+        return dist.put_sharded(dist.shard(carry))
+
+    def _enter_first_stage(self) -> None:
+        spec = self.scheduler.stages[0]
+        self.stage = self._build_stage(spec)
+        params = self._init_params(self.stage.model, spec)
+        self._state = dist.replicate(jax.device_get(create_train_state(params, self.tx)))
+        self._carry = self._empty_carry(self.stage)
+        self._log_params()
+
+    def _transition(self, spec: ResolvedStage) -> None:
+        """Move to the next curriculum stage: new shapes, new compiled step; params carry over."""
+        prev = self.stage
+        host = dist.unreplicate(self._state)
+        self.stage = self._build_stage(spec)
+        note = "params carried over"
+        target = jax.eval_shape(lambda: init_params(self.stage.model, jax.random.PRNGKey(0)))
+        if not shapes_equal(host.params, target):
+            fresh = self._init_params(self.stage.model, spec)
+            params = embed_params(host.params, fresh)
+            ema = embed_params(host.ema_params, fresh)
+            host = create_train_state(params, self.tx, step=int(host.step), ema_params=ema)
+            host = jax.device_get(host)
+            note = (f"trained weights embedded into a freshly initialised model (dim {prev.spec.dim}->{spec.dim}, "
+                    f"seq_len {prev.spec.seq_len}->{spec.seq_len}); optimizer state rebuilt")
+        self._state = dist.replicate(host)
+        self._carry = self._empty_carry(self.stage)
+        log.info("curriculum: step %d, stage %d -> %d: %s; %s", spec.start, prev.spec.index, spec.index,
+                 spec.describe(), note)
+        self.logger.log(dict(step=spec.start, stage=spec.index, seq_len=spec.seq_len, batch_size=spec.batch_size,
+                             dim=spec.dim, difficulty=spec.difficulty, learning_rate=spec.learning_rate,
+                             note=note), split="curriculum")
+        self._log_params()
+
+    def _log_params(self) -> None:
+        n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self._state.params)) // self.n_local
+        log.info("model: %s network, dim %d, %d parameters, seq_len %d, %d tokens", self.config.model.network,
+                 self.stage.spec.dim, n, self.stage.spec.seq_len, self.num_tokens)
+
+    # ---------------------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> bool:
+        host = dist.unreplicate(self._state)
+        step = int(host.step)
+        carry = dist.to_global(dist.unshard(self._carry)._asdict())
+        tree = dict(state=dataclasses.asdict(host), carry=carry, key=self.base_key)
+        meta = dict(format=CHECKPOINT_FORMAT, step=step, stage=self.stage.spec.index,
+                    stage_start=self.stage.spec.start, total_steps=self.scheduler.total_steps,
+                    iterator=_jsonify(self.stage.iterator.state_dict()), epoch=self._epoch(step),
+                    global_devices=self.n_global, processes=self.pcount, seed=self.config.seed)
+        return self.checkpointer.save(step, tree, meta)
+
+    def _restore(self) -> int:
+        step, meta = self.checkpointer.read_meta()
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("total_steps") != self.scheduler.total_steps:
+            raise TRMError(f"checkpoint {self.checkpointer.directory}/{step} was written by a run with a different "
+                           "curriculum/length; resume with the run's config.yaml or start a new run_dir")
+        spec = self.scheduler.stages[meta["stage"]]
+        self.stage = self._build_stage(spec)
+        shapes = jax.eval_shape(lambda: create_train_state(init_params(self.stage.model, jax.random.PRNGKey(0)),
+                                                           self.tx))
+        state_t = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dataclasses.asdict(shapes))
+        sharding = dist.global_batch_sharding()
+        carry_t = jax.tree.map(lambda x: jax.ShapeDtypeStruct((spec.batch_size,) + x.shape[1:], x.dtype,
+                                                              sharding=sharding),
+                               empty_train_carry(1, spec.seq_len, self.stage.model.total_len, spec.dim)._asdict())
+        out = self.checkpointer.restore(step, dict(state=state_t, carry=carry_t, key=self.base_key))
+        self.base_key = np.asarray(out["key"])
+        self._state = dist.replicate(TrainState(**out["state"]))
+        self._carry = dist.put_sharded(dist.shard(TrainCarry(**dist.from_global(out["carry"]))))
+        self.stage.iterator.load_state_dict(meta["iterator"])
+        self.logger.truncate_after(step)
+        log.info("resumed from checkpoint step %d (stage %d, epoch %.2f)", step, spec.index, meta.get("epoch", 0))
+        self._log_params()
+        return step
+
+    # ------------------------------------------------------------------------------------- evaluate
+
+    def evaluate(self, params=None, *, stage: Optional[_Stage] = None) -> dict:
+        """Held-out metrics with `params` (default: the current EMA params) via the model's predict.
+
+        Returns exact_accuracy, token_accuracy, mean_steps (mean recursion depth) and num_samples.
+        Every host evaluates the whole eval set on its local devices.
+        """
+        from trm_jax.data import eval_batches
+
+        stage = stage or self.stage
+        if stage is None:
+            raise TRMError("evaluate() needs a trained or restored model: call train() first")
+        if stage.eval_set is None or _num_samples(stage.eval_set) == 0:
+            return {}
+        rep = self._state.ema_params if params is None else dist.replicate(jax.device_get(params))
+        bs = -(-self.config.training.eval_batch_size // self.n_local) * self.n_local
+        outs = []
+        for batch in eval_batches(stage.eval_set, bs):
+            inputs, labels, valid = _eval_arrays(batch)
+            outs.append(stage.p_eval(rep, *dist.shard((inputs, labels, valid))))
+        tot = {k: float(sum(np.asarray(o[k]).sum() for o in jax.device_get(outs))) for k in outs[0]}
+        n = max(tot["count"], 1.0)
+        return dict(exact_accuracy=tot["exact"] / n, token_accuracy=tot["token_correct"] / max(tot["token_count"], 1),
+                    mean_steps=tot["steps"] / n, num_samples=int(tot["count"]))
+
+    def _run_eval(self, step: int) -> dict:
+        t = time.time()
+        res = self.evaluate()
+        if res:
+            res["eval_time_s"] = time.time() - t
+            self.eval_history.append(dict(step=step, stage=self.stage.spec.index, **res))
+            self.logger.log_eval(step, self.stage.spec.index, res)
+            log.info("eval @ step %d: exact %.4f, token %.4f, mean steps %.2f (%d samples, %.1fs)", step,
+                     res["exact_accuracy"], res["token_accuracy"], res["mean_steps"], res["num_samples"],
+                     res["eval_time_s"])
+        return res
+
+    # ------------------------------------------------------------------------------------------ train
+
+    def _epoch(self, step: int) -> float:
+        spec = self.stage.spec
+        return (step - spec.start) * spec.batch_size / max(_num_samples(self.stage.train_set), 1)
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+
+        def handler(signum, frame):
+            log.warning("received %s: saving a checkpoint and stopping after this step",
+                        signal.Signals(signum).name)
+            self._stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    def request_stop(self) -> None:
+        """Stop after the current step with a checkpoint (what SIGTERM/SIGINT do)."""
+        self._stop.set()
+
+    def train(self) -> TrainResult:
+        cfg = self.config.training
+        t_start = time.time()
+        old_signals = self._install_signals()
+        bar = None
+        try:
+            if self.resume and self.checkpointer.latest_step() is not None:
+                step = self._restore()
+            else:
+                if self.resume:
+                    log.warning("--resume: no checkpoint in %s; starting a new run", self.checkpointer.directory)
+                elif self.checkpointer.latest_step() is not None:
+                    raise TRMError(f"{self.run_dir} already holds checkpoints of a run; pass --resume "
+                                   "(resume=True) to continue it, or choose another run_dir")
+                self.logger.truncate_after(-1)
+                self._enter_first_stage()
+                step = 0
+            total = self.scheduler.total_steps
+            bar = _progress_bar(total, step, cfg.progress_bar and self.is_main)
+            summary, interrupted = self._loop(step, total, bar)
+            if not interrupted:
+                final_eval = self._run_eval(int(self._host_step()))
+            else:
+                final_eval = self.eval_history[-1] if self.eval_history else {}
+            self.save_checkpoint()
+            self.checkpointer.wait()
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, h in old_signals.items():
+                signal.signal(sig, h)
+        ema = dist.unreplicate(self._state.ema_params)
+        raw = dist.unreplicate(self._state.params)
+        return TrainResult(params=ema, raw_params=raw, model=self.stage.model, config=self.config,
+                           tokenizer=self.tokenizer, step=int(self._host_step()), eval=final_eval, metrics=summary,
+                           history=self.history, eval_history=self.eval_history, run_dir=self.run_dir,
+                           interrupted=interrupted, wall_time_s=time.time() - t_start)
+
+    def _host_step(self) -> int:
+        return int(dist.unreplicate(self._state.step))
+
+    def _loop(self, step: int, total: int, bar) -> tuple[dict, bool]:
+        cfg = self.config.training
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
+        window, pending, t_prev, warm = [], None, None, 0
+        t_flush, step_flush = time.time(), step
+        summary, reading = {}, None
+        while step < total:
+            if step >= self.stage.spec.end:
+                self._transition(self.scheduler.stage_at(step))
+                pending, t_prev, warm = None, None, 0
+                t_flush, step_flush = time.time(), step
+            batch = dist.shard(next(self.stage.iterator))
+            key = jax.random.key_data(jax.random.fold_in(step_key, step))
+            self._state, self._carry, metrics = self.stage.p_step(self._state, self._carry, batch, key)
+            step += 1
+            if pending is not None:  # previous step finished: bounds the queue and times the step
+                jax.block_until_ready(pending["loss"])
+                now = time.time()
+                if t_prev is not None and warm >= 2:  # skip the compile steps
+                    self.monitor.record_step(now - t_prev, step - 1)
+                t_prev, warm = now, warm + 1
+            pending = metrics
+            window.append(metrics)
+            if bar is not None:
+                bar.update(1)
+            if self.monitor.due(step):
+                reading = self.monitor.sample()
+            if step % cfg.log_every == 0 or step == self.stage.spec.end or step == total:
+                summary = self._flush(window, step, t_flush, step_flush, bar, reading)
+                window, reading = [], None
+                t_flush, step_flush = time.time(), step
+            if step % cfg.eval_every == 0 and step < total:
+                self._run_eval(step)
+            if step % cfg.checkpoint_every == 0 and step < total:
+                self.save_checkpoint()
+            if self._stop.is_set():
+                if window:
+                    summary = self._flush(window, step, t_flush, step_flush, bar, reading)
+                log.warning("stopping at step %d on request; resume with --resume", step)
+                return summary, True
+        return summary, False
+
+    def _flush(self, window, step, t_flush, step_flush, bar, reading) -> dict:
+        spec = self.stage.spec
+        host = [dist.unreplicate(m) for m in window]  # one device->host sync per window
+        summary = summarize(host)
+        elapsed = max(time.time() - t_flush, 1e-9)
+        tps = (step - step_flush) * spec.batch_size * spec.seq_len / elapsed
+        rec = self.logger.log_train(step, self._epoch(step), spec.index, summary, tokens_per_sec=tps,
+                                    **(reading or {}))
+        self.history.append(rec)
+        steps_log.info("step %d/%d stage %d | loss %.4f ce %.4f halt %.4f | tok acc %.4f exact %.4f | depth %.2f | "
+                       "lr %.2e | %.0f tok/s", step, self.scheduler.total_steps, spec.index, summary["loss"],
+                       summary["ce"], summary["halt_loss"], summary["token_accuracy"], summary["exact_accuracy"],
+                       summary["recursion_depth"], summary["lr"], tps)
+        if bar is not None:
+            bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['token_accuracy']:.3f}",
+                            exact=f"{summary['exact_accuracy']:.3f}", refresh=False)
+        bad = summary["nonfinite"]
+        if bad:
+            log.warning("step %d: %d consecutive step(s) skipped for a non-finite loss or gradient", step, bad)
+            if bad >= self.config.training.max_consecutive_nonfinite:
+                raise TRMError(f"training diverged: {bad} consecutive non-finite steps "
+                               f"(training.max_consecutive_nonfinite={self.config.training.max_consecutive_nonfinite})"
+                               "; lower training.learning_rate, keep training.grad_clip_norm > 0, or resume from "
+                               "an earlier checkpoint")
+        return summary
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, mininterval=1.0)
+
+
+def _eval_arrays(batch):
+    """(inputs, labels, valid) from what `eval_batches` yields: a dict (with a validity mask) or a tuple."""
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], dict):
+        batch, valid = batch
+        return batch["inputs"], batch["labels"], np.asarray(valid, bool)
+    if isinstance(batch, dict):
+        valid = batch.get("valid", batch.get("mask"))
+        if valid is None:
+            valid = np.ones(len(batch["inputs"]), bool)
+        return batch["inputs"], batch["labels"], np.asarray(valid, bool)
+    inputs, labels, valid = batch
+    return inputs, labels, np.asarray(valid, bool)
+
+
+def _jsonify(obj):
+    """Iterator state -> JSON-safe (NumPy scalars/arrays to Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonify(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonify(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
