@@ -34,8 +34,9 @@ def test_retrieve_top_k_with_scores(retriever):
     assert hits[0][0] == FACTS[1] and len(hits) == 2
     assert hits[0][1] >= hits[1][1] and all(isinstance(s, float) for _, s in hits)
     assert len(retriever.retrieve("shift", 50)) == len(FACTS)  # k larger than the store
-    many = retriever.retrieve_many(["square(x)", "capital of France"], 1)
-    assert [m[0][0] for m in many] == [FACTS[2], FACTS[3]]
+    many = retriever.retrieve_many(["square(x)", "capital of France", "square(x)"], 1)
+    assert [m[0][0] for m in many] == [FACTS[2], FACTS[3], FACTS[2]]  # repeated queries answered alike
+    assert many[0] is not many[2]  # and as separate lists
     assert retriever.retrieve("", 3) == []  # a query with no features gets no context
     assert retriever.search("scale(x)", 1)[0].metadata == {"i": 0}
     with pytest.raises(TRMError, match="empty"):

@@ -52,12 +52,16 @@ class RAGRetriever:
         queries = list(queries)
         if not queries or len(self.store) == 0:
             return [[] for _ in queries]
-        vecs = self.embedder.encode(queries)
+        # Datasets repeat queries a lot; embedding (the slow part) is done once per distinct text.
+        unique = list(dict.fromkeys(queries))
+        vecs = self.embedder.encode(unique)
         hits = self.store.search_many(vecs, k)
         # A query with no features (e.g. empty text) has no direction: give it no context
         # rather than the arbitrary first rows.
         empty = np.linalg.norm(vecs, axis=1) == 0
-        return [[] if e else [h for h in row if h.score >= self.min_score] for row, e in zip(hits, empty)]
+        by_query = {q: [] if e else [h for h in row if h.score >= self.min_score]
+                    for q, row, e in zip(unique, hits, empty)}
+        return [list(by_query[q]) for q in queries]
 
     def search(self, query: str, k: int) -> list[SearchHit]:
         if not isinstance(query, str):

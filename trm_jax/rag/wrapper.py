@@ -54,12 +54,9 @@ class RAGDatasetWrapper:
     # ------------------------------------------------------------------ single queries (inference)
 
     def contexts(self, queries: Sequence[str]) -> list[str]:
-        """The joined retrieved context for each query (duplicates are embedded once)."""
-        queries = list(queries)
-        unique = list(dict.fromkeys(queries))
-        results = self.retriever.retrieve_many(unique, self.top_k)
-        joined = {q: self.separator.join(text for text, _ in hits) for q, hits in zip(unique, results)}
-        return [joined[q] for q in queries]
+        """The joined retrieved context for each query."""
+        results = self.retriever.retrieve_many(list(queries), self.top_k)
+        return [self.separator.join(text for text, _ in hits) for hits in results]
 
     def context(self, query: str) -> str:
         if not isinstance(query, str):
