@@ -31,22 +31,20 @@ def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=
 def create_tokenizer(config: TRMConfig, *, save_dir: Optional[str] = None, corpus=None):
     """`(tokenizer, vocab_size, pad_token_id)` for `config.data.tokenizer`.
 
-    A tokenizer already saved in `save_dir` (a resumed run) wins, so a trained BPE stays identical.
+    A tokenizer already saved in `save_dir` (a resumed run) wins, so a trained BPE stays identical;
+    a new one is saved there. `corpus` overrides the BPE training texts (default: the task's).
     """
-    from trm_jax.data import load_tokenizer
-    from trm_jax.data.tokenizers import is_saved_tokenizer
+    from trm_jax.data import load_tokenizer, load_tokenizer_for_config, save_tokenizer
 
-    if save_dir and is_saved_tokenizer(save_dir):
-        return load_tokenizer(save_dir)
-    name = config.data.tokenizer
-    if name == "bpe" and corpus is None:
-        from trm_jax import data as data_mod
-        corpus_fn = getattr(data_mod, "tokenizer_corpus", None)
-        if corpus_fn is None:
-            raise ConfigError("config key 'data.tokenizer': 'bpe' needs a training corpus; pass corpus= or use "
-                              "'char'/'byte'")
-        corpus = corpus_fn(config)
-    return load_tokenizer(name, corpus=corpus, save_dir=save_dir, vocab_size=config.data.bpe_vocab_size)
+    if corpus is not None and config.data.tokenizer == "bpe":
+        from trm_jax.data.tokenizers import is_saved_tokenizer
+        if is_saved_tokenizer(save_dir):
+            return load_tokenizer(save_dir)
+        tok, vocab, pad = load_tokenizer("bpe", corpus=corpus, vocab_size=config.data.bpe_vocab_size)
+        if save_dir:
+            save_tokenizer(tok, save_dir)
+        return tok, vocab, pad
+    return load_tokenizer_for_config(config, save_dir=save_dir)
 
 
 def create_model(config: TRMConfig, num_tokens: Optional[int] = None, seq_len: Optional[int] = None, *,

@@ -56,6 +56,9 @@ class ResourceMonitor:
         self._times: collections.deque = collections.deque(maxlen=config.slow_batch_window)
         self.warnings: list[str] = []  # every warning issued, for callers and tests
         self.slow_batches = 0
+        self._counts: collections.Counter = collections.Counter()
+        # JAX computing on the CPU keeps it busy by design: CPU usage is only a warning on accelerators
+        self.warn_cpu = cpu_percent_fn is not None or any(d.platform != "cpu" for d in devices)
         if cpu_percent_fn is None:
             psutil.cpu_percent(interval=None)  # the first call only starts the measurement window
 
@@ -64,9 +67,14 @@ class ResourceMonitor:
         vm = psutil.virtual_memory()
         return float(vm.percent), vm.used / 2**30
 
-    def _warn(self, msg: str) -> None:
+    def _warn(self, kind: str, msg: str) -> None:
+        """Warn; a condition that persists is repeated only every `REPEAT`th reading, not every time."""
         self.warnings.append(msg)
-        self.log.warning(msg)
+        if self._counts[kind] % self.REPEAT == 0:
+            self.log.warning(msg + ("" if self._counts[kind] == 0 else f" (seen {self._counts[kind] + 1} times)"))
+        self._counts[kind] += 1
+
+    REPEAT = 10
 
     def due(self, step: int) -> bool:
         return self.config.enabled and step % self.config.interval_steps == 0
@@ -82,14 +90,14 @@ class ResourceMonitor:
             reading.update(device_memory_percent=pct,
                            device_memory_gb=max(d["bytes_in_use"] for d in devs) / 2**30,
                            device_peak_memory_gb=max(d.get("peak_bytes_in_use", 0) for d in devs) / 2**30)
-        if cpu >= cfg.cpu_percent_warn:
-            self._warn(f"CPU usage {cpu:.0f}% >= monitoring.cpu_percent_warn ({cfg.cpu_percent_warn:g}%): "
+        if self.warn_cpu and cpu >= cfg.cpu_percent_warn:
+            self._warn("cpu", f"CPU usage {cpu:.0f}% >= monitoring.cpu_percent_warn ({cfg.cpu_percent_warn:g}%): "
                        "input pipeline or host work may be the bottleneck")
         if ram_pct >= cfg.ram_percent_warn:
-            self._warn(f"RAM usage {ram_pct:.0f}% >= monitoring.ram_percent_warn ({cfg.ram_percent_warn:g}%): "
+            self._warn("ram", f"RAM usage {ram_pct:.0f}% >= monitoring.ram_percent_warn ({cfg.ram_percent_warn:g}%): "
                        "reduce data.num_train or the batch size")
         if devs and reading["device_memory_percent"] >= cfg.device_memory_percent_warn:
-            self._warn(f"accelerator memory {reading['device_memory_percent']:.0f}% >= "
+            self._warn("device_memory", f"accelerator memory {reading['device_memory_percent']:.0f}% >= "
                        f"monitoring.device_memory_percent_warn ({cfg.device_memory_percent_warn:g}%): "
                        "reduce the batch size or model.dim")
         return reading
@@ -105,7 +113,7 @@ class ResourceMonitor:
                 slow = True
                 self.slow_batches += 1
                 where = f"step {step}" if step is not None else "a step"
-                self._warn(f"slow batch: {where} took {seconds:.3f}s, {seconds / median:.1f}x the running median "
+                self._warn("slow_batch", f"slow batch: {where} took {seconds:.3f}s, {seconds / median:.1f}x the running median "
                            f"{median:.3f}s (monitoring.slow_batch_factor={self.config.slow_batch_factor:g})")
         self._times.append(seconds)
         return slow

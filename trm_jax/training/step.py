@@ -12,6 +12,7 @@ batch.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -166,6 +167,23 @@ def make_eval_step(model: TinyRecursiveModel) -> Callable:
                     steps=(pred.steps * v).sum().astype(jnp.float32), count=v.sum())
 
     return eval_step
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_train_step(model: TinyRecursiveModel, training: TrainingConfig, total_steps: int, global_batch: int,
+                        peak_lr: float) -> Callable:
+    """The pmapped train step for these (hashable) settings, cached: trainers with the same model and
+    settings in one process (a resumed run, a notebook re-run, tests) reuse one compilation."""
+    from trm_jax.training.state import LRSchedule, make_optimizer
+
+    fn = make_train_step(model, make_optimizer(training), LRSchedule(training, total_steps), training=training,
+                         global_batch=global_batch, peak_lr=peak_lr)
+    return pmap_train_step(fn)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_eval_step(model: TinyRecursiveModel) -> Callable:
+    return pmap_eval_step(make_eval_step(model))
 
 
 def pmap_train_step(train_step: Callable) -> Callable:

@@ -30,8 +30,7 @@ from trm_jax.training.factory import create_model, create_tokenizer
 from trm_jax.training.metrics import TRMTrainingLogger, summarize
 from trm_jax.training.monitor import ResourceMonitor
 from trm_jax.training.state import LRSchedule, TrainState, create_train_state, make_optimizer
-from trm_jax.training.step import (TrainCarry, empty_train_carry, make_eval_step, make_train_step, pmap_eval_step,
-                                   pmap_train_step)
+from trm_jax.training.step import TrainCarry, compiled_eval_step, compiled_train_step, empty_train_carry
 
 log = logging.getLogger(__name__)
 steps_log = logging.getLogger("trm_jax.training.steps")  # per-window lines; kept off the console under a bar
@@ -174,13 +173,15 @@ class Trainer:
         return [(pkg, handler), (steps_log, handler)]
 
     def close(self) -> None:
-        """Wait for pending checkpoint writes and detach the log file."""
+        """Wait for pending checkpoint writes, close metrics.jsonl and detach the log file (idempotent;
+        `train()` ends with it)."""
         self.checkpointer.wait()
         self.logger.close()
         for lg, h in self._handlers:
             lg.removeHandler(h)
         for _, h in self._handlers[:1]:
             h.close()
+        self._handlers = []
 
     def _write_run_files(self, tok_dir: str) -> None:
         if not self.is_main:
@@ -241,10 +242,9 @@ class Trainer:
         train, evl = self._datasets(spec.seq_len, spec.difficulty)
         iterator = BatchIterator(train, spec.batch_size, seed=self.config.seed + 1000003 * spec.index,
                                  shard_index=self.pindex, num_shards=self.pcount)
-        step_fn = make_train_step(model, self.tx, self.schedule, training=self.config.training,
-                                  global_batch=spec.batch_size, peak_lr=spec.learning_rate)
-        return _Stage(spec, model, train, evl, iterator, pmap_train_step(step_fn),
-                      pmap_eval_step(make_eval_step(model)))
+        p_step = compiled_train_step(model, self.config.training, self.scheduler.total_steps, spec.batch_size,
+                                     float(spec.learning_rate))
+        return _Stage(spec, model, train, evl, iterator, p_step, compiled_eval_step(model))
 
     def _init_params(self, model: TinyRecursiveModel, spec: ResolvedStage):
         key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), spec.index)
@@ -423,6 +423,7 @@ class Trainer:
                 bar.close()
             for sig, h in old_signals.items():
                 signal.signal(sig, h)
+            self.close()
         ema = dist.unreplicate(self._state.ema_params)
         raw = dist.unreplicate(self._state.params)
         return TrainResult(params=ema, raw_params=raw, model=self.stage.model, config=self.config,
@@ -466,8 +467,10 @@ class Trainer:
                 t_flush, step_flush = time.time(), step
             if step % cfg.eval_every == 0 and step < total:
                 self._run_eval(step)
+                pending, t_prev = None, None  # eval time is not a slow batch
             if step % cfg.checkpoint_every == 0 and step < total:
                 self.save_checkpoint()
+                pending, t_prev = None, None
             if self._stop.is_set():
                 if window:
                     summary = self._flush(window, step, t_flush, step_flush, bar, reading)
