@@ -15,24 +15,11 @@ from trm_jax.inference import TRMParams, infer, load
 from trm_jax.models import predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(
-    model=dict(dim=16, depth=1, num_latent_refinements=2, num_refinement_blocks=2, max_recursion_depth=3),
-    data=dict(task="code", seq_len=32, num_train=256, num_eval=40, code_num_facts=64),
-    training=dict(batch_size=8, steps=6, eval_every=6, checkpoint_every=3, log_every=3, progress_bar=False,
-                  warmup_steps=1),
-    monitoring=dict(enabled=False),
-)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from trm_jax.training import create_trainer
-
-    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
-    trainer = create_trainer(dict(TINY, run_dir=run_dir))
-    result = trainer.train()
-    trainer.close()
-    return run_dir, result
+@pytest.fixture
+def run(tiny_run):
+    return tiny_run
 
 
 def queries(params, n):

@@ -93,6 +93,14 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     if not os.path.isfile(cfg_path) or not os.path.isdir(ckpt_dir):
         raise TRMError(f"{run_dir} is not a trm_jax run directory (needs config.yaml and checkpoints/); pass the "
                        "run_dir that scripts/train.py wrote")
+    steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()
+                   and os.path.isdir(os.path.join(ckpt_dir, d, "state")))
+    if not steps:
+        raise TRMError(f"{ckpt_dir} holds no checkpoint; train first (python scripts/train.py --config ...)")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise TRMError(f"{ckpt_dir} has no checkpoint for step {step}; available steps: {steps}")
     config = load_config(cfg_path)
     tok_dir = os.path.join(run_dir, "tokenizer")
     tokenizer = None
@@ -107,14 +115,6 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     model = _model(config, int(num_tokens), seq_len)
     shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
 
-    steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()
-                   and os.path.isdir(os.path.join(ckpt_dir, d, "state")))
-    if not steps:
-        raise TRMError(f"{ckpt_dir} holds no checkpoint; train first (python scripts/train.py --config ...)")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise TRMError(f"{ckpt_dir} has no checkpoint for step {step}; available steps: {steps}")
     which = "ema_params" if use_ema else "params"
     # restore only the weights (not optimizer state or carry), as host NumPy arrays
     target = {"state": {which: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}}

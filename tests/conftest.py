@@ -1,0 +1,23 @@
+"""Shared fixtures: a tiny trained run directory (trained once per test process)."""
+
+import pytest
+
+TINY_RUN = dict(
+    model=dict(dim=16, depth=1, num_latent_refinements=2, num_refinement_blocks=2, max_recursion_depth=3),
+    data=dict(task="code", seq_len=32, num_train=256, num_eval=40, code_num_facts=64),
+    training=dict(batch_size=8, steps=6, eval_every=6, checkpoint_every=3, log_every=3, progress_bar=False,
+                  warmup_steps=1),
+    monitoring=dict(enabled=False),
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(run_dir, TrainResult) of a 6-step code-task run with checkpoints at steps 3 and 6."""
+    from trm_jax.training import create_trainer
+
+    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
+    trainer = create_trainer(dict(TINY_RUN, run_dir=run_dir))
+    result = trainer.train()
+    trainer.close()
+    return run_dir, result
