@@ -133,3 +133,25 @@ def test_decode_prediction_stops_at_end_or_pad():
     assert decode_prediction(tok, ids) == "42"
     assert decode_prediction(tok, tok.encode("7") + [0] + tok.encode("x")) == "7"
     assert decode_prediction(tok, []) == ""
+
+
+def test_char_decodes_grid_predictions():
+    grid, _, _ = load_tokenizer("grid")
+    char, _, _ = load_tokenizer("char")
+    text = "..3456789" * 9
+    assert char.decode(grid.encode(text)) == text  # same ids for the grid symbols
+
+
+def test_tokenizer_for_config(tmp_path):
+    from trm_jax.config import TRMConfig
+    from trm_jax.data import load_tokenizer_for_config
+
+    sudoku = TRMConfig.from_dict({"data": {"task": "sudoku", "seq_len": 81}})
+    tok, vocab, _ = load_tokenizer_for_config(sudoku)
+    assert vocab == 11 and tok.name == "grid"
+    code = TRMConfig.from_dict({"data": {"tokenizer": "bpe", "num_train": 200, "bpe_vocab_size": 300}})
+    save = str(tmp_path / "tok")
+    tok, vocab, _ = load_tokenizer_for_config(code, save_dir=save)
+    assert tok.decode(tok.encode("def kav(x): return x+3")) == "def kav(x): return x+3"
+    again, vocab2, _ = load_tokenizer_for_config(code.replace(data=code.data), save_dir=save)  # resume
+    assert vocab2 == vocab and again.encode("kav(4)") == tok.encode("kav(4)")

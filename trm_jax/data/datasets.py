@@ -186,8 +186,8 @@ def _file_split_indices(config, n: int, split: str, *, has_eval_file: bool) -> n
         idx = np.arange(n)
     else:
         perm = rng.permutation(n)
-        n_eval = min(data.num_eval, n // 10) if n >= 2 else 0
-        if split == "eval" and n_eval == 0:
+        n_eval = min(data.num_eval, n // 10)
+        if split == "eval" and n_eval == 0 and data.num_eval > 0:
             logger.warning("data.eval_path is not set and the training file is too small to hold out rows; "
                            "the eval set is empty")
         idx = np.sort(perm[:n_eval] if split == "eval" else perm[n_eval:])
