@@ -57,6 +57,25 @@ def test_batched_solver_matches_reference():
     assert S.count_solutions_batch(broken)[0] == 0 and S.count_solutions(broken[0]) == 0
 
 
+def test_batched_counts_agree_with_reference_on_perturbed_puzzles():
+    # Unique, ambiguous (a given removed) and often unsolvable (a given changed) puzzles.
+    rng = np.random.default_rng(4)
+    p, s = S.generate_sudoku(30, seed=9, difficulty=1.0)
+    variants = [p]
+    fewer = p.copy()
+    fewer[np.arange(30), [rng.choice(np.flatnonzero(x)) for x in p]] = 0
+    variants.append(fewer)
+    changed = p.copy()
+    for row in changed:
+        cell = rng.choice(np.flatnonzero(row))
+        row[cell] = row[cell] % 9 + 1
+    variants.append(changed)
+    grids = np.concatenate(variants)
+    reference = [S.count_solutions(g) for g in grids]
+    assert (S.count_solutions_batch(grids) == reference).all()
+    assert set(reference) == {0, 1, 2}
+
+
 def test_augmentations_preserve_validity():
     p, s = S.generate_sudoku(10, seed=5, difficulty=0.7)
     rng = np.random.default_rng(0)

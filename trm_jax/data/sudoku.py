@@ -256,7 +256,7 @@ def _propagate(cand: np.ndarray):
         bad = (once != ALL).any(axis=1)  # a digit with no place left in a unit
         exactly = (once & ~twice)[:, CELL_UNITS]
         hidden = new & (exactly[:, :, 0] | exactly[:, :, 1] | exactly[:, :, 2])
-        # A cell that is the only place for two digits keeps both and dies at the next pass.
+        bad |= (POPCOUNT[hidden] > 1).any(axis=1)  # one cell is the only place for two digits
         new = np.where(hidden != 0, hidden, new)
         bad |= (new == 0).any(axis=1)
         changed = (new != c).any(axis=1) & ~bad
@@ -274,7 +274,7 @@ def _propagate(cand: np.ndarray):
 def _search_batch(cand: np.ndarray, limit: int, max_states: int = 20000):
     """Count solutions (up to `limit`) of every row of candidate masks `cand` [P,81].
 
-    Depth-first over chunks of at most `max_states` search states so memory stays bounded.
+    Depth-first over chunks of search states (at most `max_states`) so memory stays bounded.
     Returns (counts int32 [P], first_solution int8 [P,81] (zeros where none),
     guesses int32 [P]: extra branches explored, a backtrack-count-like rating).
     """
