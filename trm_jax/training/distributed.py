@@ -112,6 +112,11 @@ def unreplicate(tree):
     return jax.tree.map(lambda x: np.asarray(_local_shards(x)[0].data)[0], tree)
 
 
+def local_sum(x) -> float:
+    """Sum over this host's shards of a pmapped output (works when other hosts hold the rest)."""
+    return float(sum(np.asarray(s.data).sum() for s in x.addressable_shards))
+
+
 def first(tree):
     """First local replica, staying on device (no host sync); for values fetched later in bulk."""
     return jax.tree.map(lambda x: _local_shards(x)[0].data[0], tree)

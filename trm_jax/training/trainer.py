@@ -97,6 +97,13 @@ class Trainer:
         self.resume = resume
         os.makedirs(self.run_dir, exist_ok=True)
         self._handlers = self._attach_log_file(config.training.progress_bar)
+        try:
+            self._setup(config, tokenizer, datasets_fn, train_dataset, eval_dataset, async_checkpoints)
+        except BaseException:
+            self._detach_log_file()
+            raise
+
+    def _setup(self, config, tokenizer, datasets_fn, train_dataset, eval_dataset, async_checkpoints) -> None:
         tok_dir = os.path.join(self.run_dir, "tokenizer")
 
         # tokenizer -> vocabulary size -> resolved config (num_tokens filled in)
@@ -177,6 +184,9 @@ class Trainer:
         `train()` ends with it)."""
         self.checkpointer.wait()
         self.logger.close()
+        self._detach_log_file()
+
+    def _detach_log_file(self) -> None:
         for lg, h in self._handlers:
             lg.removeHandler(h)
         for _, h in self._handlers[:1]:
@@ -351,7 +361,7 @@ class Trainer:
         for batch in eval_batches(stage.eval_set, bs):
             inputs, labels, valid = _eval_arrays(batch)
             outs.append(stage.p_eval(rep, *dist.shard((inputs, labels, valid))))
-        tot = {k: float(sum(np.asarray(o[k]).sum() for o in jax.device_get(outs))) for k in outs[0]}
+        tot = {k: float(sum(dist.local_sum(o[k]) for o in outs)) for k in outs[0]}
         n = max(tot["count"], 1.0)
         return dict(exact_accuracy=tot["exact"] / n, token_accuracy=tot["token_correct"] / max(tot["token_count"], 1),
                     mean_steps=tot["steps"] / n, num_samples=int(tot["count"]))

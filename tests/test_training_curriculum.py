@@ -1,0 +1,112 @@
+"""Curriculum: stage resolution, parameter embedding, and a run with a width + sequence growth."""
+
+import jax
+import numpy as np
+import pytest
+
+from _train_helpers import make_trainer, tiny_config
+from trm_jax.config import CurriculumStage, TRMConfig
+from trm_jax.errors import ConfigError
+from trm_jax.models.trm import init_params, make_model
+from trm_jax.training import CurriculumScheduler, embed_params, read_metrics
+from trm_jax.training import distributed as dist
+
+
+def cfg_with(stages, **top):
+    raw = dict(top)
+    raw["curriculum"] = {"stages": stages}
+    raw.setdefault("training", {}).update(batch_size=16, learning_rate=1e-3)
+    raw.setdefault("data", {}).update(seq_len=32, difficulty=0.2)
+    return TRMConfig.from_dict(raw)
+
+
+def test_stages_inherit_and_resolve_epochs():
+    cfg = cfg_with([{"steps": 10, "difficulty": 0.1},
+                    {"epochs": 2, "seq_len": 48, "batch_size": 32},
+                    {"steps": 5, "dim": 128, "learning_rate": 3e-4}])
+    s = CurriculumScheduler(cfg, epoch_size=100)
+    a, b, c = s.stages
+    assert (a.start, a.steps, a.seq_len, a.batch_size, a.dim, a.difficulty, a.learning_rate) == \
+        (0, 10, 32, 16, 64, 0.1, 1e-3)
+    assert (b.start, b.steps, b.seq_len, b.batch_size, b.difficulty) == (10, 7, 48, 32, 0.1)  # ceil(2*100/32)
+    assert (c.start, c.steps, c.seq_len, c.batch_size, c.dim, c.learning_rate) == (17, 5, 48, 32, 128, 3e-4)
+    assert s.total_steps == 22
+    assert [s.stage_at(i).index for i in (0, 9, 10, 16, 17, 21, 99)] == [0, 0, 1, 1, 2, 2, 2]
+    assert s.batch_keys[1] == "curriculum.stages[1].batch_size"
+
+
+def test_no_stages_is_one_stage_from_base_config():
+    s = CurriculumScheduler(TRMConfig.from_dict({"training": {"steps": 7}}))
+    assert len(s) == 1 and s.total_steps == 7 and s.stages[0].dim == 64 and s.batch_keys == ["training.batch_size"]
+
+
+def test_bad_stages_are_config_errors():
+    with pytest.raises(ConfigError, match=r"curriculum.stages\[1\].dim.*only grow"):
+        CurriculumScheduler(cfg_with([{"steps": 1}, {"steps": 1, "dim": 32}]))
+    with pytest.raises(ConfigError, match=r"stages\[0\].epochs.*training set size"):
+        CurriculumScheduler(cfg_with([{"epochs": 1}]))
+    with pytest.raises(ConfigError, match=r"stages\[0\].*exactly one of 'steps' or 'epochs'"):
+        cfg_with([{"steps": 1, "epochs": 1}])
+    assert CurriculumStage  # re-exported config dataclass
+
+
+def test_embed_params_copies_leading_block_into_wider_mixer():
+    from trm_jax.config import ModelConfig
+    small = make_model(ModelConfig(dim=16, depth=1, num_register_tokens=2), 12, 8)
+    big = make_model(ModelConfig(dim=24, depth=1, num_register_tokens=2), 12, 12)
+    p_small = jax.device_get(init_params(small, jax.random.PRNGKey(0)))
+    p_big = jax.device_get(init_params(big, jax.random.PRNGKey(1)))
+    out = embed_params(p_small, p_big)
+    tm_s, tm_b, tm_o = (p["network"]["block0_token_mixing"]["in_kernel"] for p in (p_small, p_big, out))
+    assert tm_s.shape == (10, 64) and tm_o.shape == (14, 96)  # (registers + seq_len, 4 * dim)
+    np.testing.assert_array_equal(tm_o[:10, :64], tm_s)  # trained block in place
+    np.testing.assert_array_equal(tm_o[10:], tm_b[10:])  # new positions: fresh init
+    np.testing.assert_array_equal(tm_o[:, 64:], tm_b[:, 64:])
+    emb = out["input_embed"]["embedding"]
+    np.testing.assert_array_equal(emb[:, :16], p_small["input_embed"]["embedding"])
+    np.testing.assert_array_equal(emb[:, 16:], p_big["input_embed"]["embedding"][:, 16:])
+    with pytest.raises(ConfigError, match="structure"):
+        embed_params({"a": np.zeros(2)}, {"b": np.zeros(2)})
+
+
+def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
+    stages = [{"steps": 3, "difficulty": 0.0},
+              {"steps": 3, "dim": 24, "seq_len": 12, "batch_size": 4, "learning_rate": 1e-3, "difficulty": 1.0}]
+    trainer = make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))
+
+    # white-box: run stage 0, then check the transition itself
+    trainer._enter_first_stage()
+    trainer._loop(0, 3, None)
+    before = dist.unreplicate(trainer._state)
+    trainer._transition(trainer.scheduler.stages[1])
+    after = dist.unreplicate(trainer._state)
+    assert int(after.step) == 3 and trainer.stage.model.config.dim == 24 and trainer.stage.spec.seq_len == 12
+    tm0 = before.params["network"]["block0_token_mixing"]["in_kernel"]
+    tm1 = after.params["network"]["block0_token_mixing"]["in_kernel"]
+    assert tm0.shape == (8, 64) and tm1.shape == (12, 96)
+    np.testing.assert_array_equal(tm1[:8, :64], tm0)
+    np.testing.assert_array_equal(after.ema_params["to_pred"]["kernel"][:16], before.ema_params["to_pred"]["kernel"])
+    counts = [x for x in jax.tree.leaves(after.opt_state) if np.ndim(x) == 0]
+    assert counts and all(int(c) == 0 for c in counts)  # optimizer state rebuilt for the new shapes
+    carry = dist.unshard(trainer._carry)
+    assert carry.inputs.shape == (4, 12) and carry.halted.all()  # fresh slots at the new shapes
+    summary, interrupted = trainer._loop(3, 6, None)
+    assert not interrupted and np.isfinite(summary["loss"])
+    res = trainer.evaluate()
+    assert 0 <= res["exact_accuracy"] <= 1 and res["num_samples"] == 32
+    trainer.close()
+
+    recs = read_metrics(tmp_path / "metrics.jsonl", split=None)
+    tr = [r for r in recs if r["split"] == "train"]
+    assert [r["stage"] for r in tr] == [0, 0, 0, 1, 1, 1]
+    assert [r["difficulty"] for r in tr] == [0.0] * 3 + [1.0] * 3
+    cur = [r for r in recs if r["split"] == "curriculum"]
+    assert len(cur) == 1 and cur[0]["step"] == 3 and cur[0]["dim"] == 24 and "embedded" in cur[0]["note"]
+    assert "stage 0 -> 1" in (tmp_path / "train.log").read_text()
+
+
+def test_batch_key_named_when_stage_batch_does_not_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 3)
+    stages = [{"steps": 2, "batch_size": 6}, {"steps": 2, "batch_size": 8}]
+    with pytest.raises(ConfigError, match=r"curriculum.stages\[1\].batch_size.*not divisible by the 3 devices"):
+        make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))

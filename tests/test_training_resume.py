@@ -1,0 +1,95 @@
+"""Checkpoint/resume: an interrupted (SIGTERM) and resumed run equals an uninterrupted one; run-dir
+contents and metrics.jsonl records."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from _train_helpers import make_trainer, tiny_config, train_losses
+from trm_jax.errors import TRMError
+from trm_jax.training import read_metrics
+
+STEPS = 8
+# dropout and halt exploration on: the resumed run must also continue the random streams
+SECTIONS = dict(model=dict(dropout=0.1), training=dict(steps=STEPS, checkpoint_every=3, eval_every=4))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    full = make_trainer(tiny_config(base / "full", **SECTIONS)).train()
+
+    # interrupted: SIGTERM arrives while step 5 is logged -> checkpoint at 5, clean stop
+    cut_dir = base / "cut"
+    trainer = make_trainer(tiny_config(cut_dir, **SECTIONS))
+    flush = trainer._flush
+
+    def flush_and_signal(window, step, *a):
+        out = flush(window, step, *a)
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer._flush = flush_and_signal
+    cut = trainer.train()
+    cut_losses = train_losses(cut_dir)
+    cut_ckpts = sorted(int(d) for d in os.listdir(cut_dir / "checkpoints") if d.isdigit())
+    resumed = make_trainer(tiny_config(cut_dir, **SECTIONS), resume=True).train()
+    return dict(full=full, cut=cut, cut_losses=cut_losses, cut_ckpts=cut_ckpts, resumed=resumed, base=base)
+
+
+def test_sigterm_saves_and_stops(runs):
+    cut = runs["cut"]
+    assert cut.interrupted and cut.step == 5
+    assert runs["cut_ckpts"] == [3, 5]  # the periodic one and the one written on the signal
+    assert len(runs["cut_losses"]) == 5
+
+
+def test_resume_matches_uninterrupted_run(runs):
+    full, resumed = runs["full"], runs["resumed"]
+    assert not resumed.interrupted and resumed.step == full.step == STEPS
+    a, b = train_losses(runs["base"] / "full"), train_losses(runs["base"] / "cut")
+    assert len(a) == len(b) == STEPS  # records past the checkpoint were not duplicated
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    np.testing.assert_allclose(b[:5], runs["cut_losses"], rtol=1e-6)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), resumed.params, full.params)
+    assert resumed.eval["exact_accuracy"] == full.eval["exact_accuracy"]
+
+
+def test_run_dir_layout_and_metrics_records(runs):
+    run = runs["base"] / "full"
+    assert {"config.yaml", "checkpoints", "metrics.jsonl", "train.log"} <= set(os.listdir(run))
+    recs = read_metrics(run / "metrics.jsonl", split=None)
+    train = [r for r in recs if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, STEPS + 1))
+    for key in ("step", "epoch", "stage", "loss", "ce", "halt_loss", "token_accuracy", "exact_accuracy",
+                "recursion_depth", "tokens_per_sec", "lr", "timestamp"):
+        assert key in train[0], key
+    r = train[-1]
+    assert r["stage"] == 0 and r["epoch"] == pytest.approx(STEPS * 8 / 256)
+    assert r["loss"] == pytest.approx(r["ce"] + r["halt_loss"], rel=1e-5)  # halt_loss_weight 1
+    assert r["tokens_per_sec"] > 0 and 0 <= r["token_accuracy"] <= 1
+    assert "cpu_percent" in [x for x in train if x["step"] == 4][0]  # monitor reading every 4 steps
+    evals = [x for x in recs if x["split"] == "eval"]
+    assert [e["step"] for e in evals] == [4, STEPS]
+    assert {"exact_accuracy", "token_accuracy", "mean_steps"} <= set(evals[-1])
+    assert 1 <= evals[-1]["mean_steps"] <= 3
+    assert runs["full"].eval == pytest.approx({k: v for k, v in evals[-1].items()
+                                               if k not in ("split", "step", "stage", "timestamp")})
+    meta = json.load(open(run / "checkpoints" / str(STEPS) / "meta" / "metadata"))
+    assert meta["step"] == STEPS and meta["stage"] == 0 and meta["iterator"]["position"] == (STEPS * 8) % 256
+
+
+def test_existing_run_needs_resume_flag(runs):
+    with pytest.raises(TRMError, match="already holds checkpoints.*--resume"):
+        make_trainer(tiny_config(runs["base"] / "full", **SECTIONS)).train()
+
+
+def test_resume_with_changed_model_is_rejected(runs):
+    sections = dict(SECTIONS, model=dict(dropout=0.1, dim=24))
+    with pytest.raises(TRMError, match="'model' differs"):
+        make_trainer(tiny_config(runs["base"] / "full", **sections), resume=True)
