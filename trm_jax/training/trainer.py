@@ -318,10 +318,18 @@ class Trainer:
 
     def _restore(self) -> int:
         step, meta = self.checkpointer.read_meta()
-        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("total_steps") != self.scheduler.total_steps:
+        stage = meta.get("stage", -1)
+        if (meta.get("format") != CHECKPOINT_FORMAT or not 0 <= stage < len(self.scheduler)
+                or self.scheduler.stages[stage].start != meta.get("stage_start")):
             raise TRMError(f"checkpoint {self.checkpointer.directory}/{step} was written by a run with a different "
-                           "curriculum/length; resume with the run's config.yaml or start a new run_dir")
-        spec = self.scheduler.stages[meta["stage"]]
+                           "curriculum; resume with the run's config.yaml or start a new run_dir")
+        if meta.get("total_steps") != self.scheduler.total_steps:
+            log.warning("resuming a run of %s steps as a run of %d steps: the learning-rate schedule is stretched "
+                        "accordingly", meta.get("total_steps"), self.scheduler.total_steps)
+        if step >= self.scheduler.total_steps:
+            log.warning("the checkpoint is at step %d, the end of this run (%d steps); raise training.steps to "
+                        "train further", step, self.scheduler.total_steps)
+        spec = self.scheduler.stages[stage]
         self.stage = self._build_stage(spec)
         shapes = jax.eval_shape(lambda: create_train_state(init_params(self.stage.model, jax.random.PRNGKey(0)),
                                                            self.tx))
