@@ -166,18 +166,23 @@ class Trainer:
     # ------------------------------------------------------------------------------------- run files
 
     def _attach_log_file(self, progress_bar: bool):
+        """train.log gets INFO and up; the console keeps the level the user configured (a forwarding
+        handler replaces propagation, so raising the package level for the file does not unmute it)."""
         name = "train.log" if self.pindex == 0 else f"train.{self.pindex}.log"
         handler = logging.FileHandler(os.path.join(self.run_dir, name))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         pkg = logging.getLogger("trm_jax")
-        if pkg.level == logging.NOTSET or pkg.level > logging.INFO:
-            pkg.setLevel(logging.INFO)
+        self._log_saved = (pkg.level, pkg.propagate, steps_log.propagate)
+        forward = _ForwardToRoot(pkg.getEffectiveLevel())
+        pkg.setLevel(min(pkg.getEffectiveLevel(), logging.INFO))
+        pkg.propagate = False
         pkg.addHandler(handler)
+        pkg.addHandler(forward)
         # with a progress bar, per-window lines go to the log file only
         steps_log.propagate = not progress_bar
         if progress_bar:
             steps_log.addHandler(handler)
-        return [(pkg, handler), (steps_log, handler)]
+        return [(pkg, handler), (pkg, forward), (steps_log, handler)]
 
     def close(self) -> None:
         """Wait for pending checkpoint writes, close metrics.jsonl and detach the log file (idempotent;
@@ -187,11 +192,14 @@ class Trainer:
         self._detach_log_file()
 
     def _detach_log_file(self) -> None:
+        if not self._handlers:
+            return
         for lg, h in self._handlers:
             lg.removeHandler(h)
-        for _, h in self._handlers[:1]:
-            h.close()
+        self._handlers[0][1].close()
         self._handlers = []
+        pkg = logging.getLogger("trm_jax")
+        pkg.level, pkg.propagate, steps_log.propagate = self._log_saved
 
     def _write_run_files(self, tok_dir: str) -> None:
         if not self.is_main:
@@ -521,6 +529,26 @@ class Trainer:
                                "; lower training.learning_rate, keep training.grad_clip_norm > 0, or resume from "
                                "an earlier checkpoint")
         return summary
+
+
+class _ForwardToRoot(logging.Handler):
+    """Passes records at or above `threshold` to the root logger's handlers (or logging's last resort)."""
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self.threshold = threshold
+
+    def emit(self, record):
+        if record.levelno < self.threshold:
+            return
+        root = logging.getLogger()
+        if not root.handlers:
+            if logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+                logging.lastResort.handle(record)
+            return
+        for h in root.handlers:
+            if record.levelno >= h.level:
+                h.handle(record)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
