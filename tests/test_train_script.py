@@ -25,7 +25,9 @@ def train(tmp_path, *args, cache=None):
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("script")
     common = ["--run-dir", str(tmp / "run"), "--set", "data.num_train=64", "--set", "data.num_eval=16",
-              "--set", "training.checkpoint_every=3", "--set", "training.eval_every=1000"]
+              "--set", "training.checkpoint_every=3", "--set", "training.eval_every=1000",
+              # retrieval instead of the oracle context: the run dir must keep the RAG store
+              "--set", "data.code_context=none", "--set", "rag.enabled=true", "--set", "rag.embedder=hashing"]
     first = train(tmp, *common, "--set", "training.steps=4", cache=tmp / "xla")
     second = train(tmp, *common, "--set", "training.steps=6", "--resume", cache=tmp / "xla")
     return tmp / "run", first, second
@@ -35,7 +37,7 @@ def test_script_trains_prints_accuracy_and_writes_run_dir(run):
     run_dir, first, _ = run
     assert first.returncode == 0, first.stderr[-3000:]
     assert "held-out exact accuracy:" in first.stdout and "step 4" in first.stdout
-    assert {"config.yaml", "tokenizer", "checkpoints", "metrics.jsonl", "train.log"} <= set(os.listdir(run_dir))
+    assert {"config.yaml", "tokenizer", "checkpoints", "metrics.jsonl", "train.log", "rag"} <= set(os.listdir(run_dir))
     assert "num_tokens: 100" in (run_dir / "config.yaml").read_text()  # resolved from the char tokenizer
 
 
@@ -50,7 +52,7 @@ def test_script_resume_extends_run(run):
 def test_trained_run_loads_for_inference(run):
     import trm_jax
     params = trm_jax.load(run[0])
-    assert params.step == 6
+    assert params.step == 6 and params.retriever is not None  # the saved RAG store came back
     out = trm_jax.infer(params, "def kav(x): return x+3\n>>> kav(4)")
     assert isinstance(out, str)
 

@@ -127,7 +127,7 @@ class Trainer:
             from trm_jax.rag import RAGDatasetWrapper, build_rag
             self.retriever = build_rag(self.config)
             if self.retriever is not None:
-                transform = RAGDatasetWrapper(self.retriever, config.rag.top_k)
+                transform = RAGDatasetWrapper.from_config(self.retriever, self.config)
         self._transform = transform
 
         # datasets: cached per (seq_len, difficulty); the first stage's training set defines an epoch
