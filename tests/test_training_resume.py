@@ -89,6 +89,15 @@ def test_existing_run_needs_resume_flag(runs):
         make_trainer(tiny_config(runs["base"] / "full", **SECTIONS)).train()
 
 
+def test_overwrite_starts_over(tmp_path):
+    cfg = tiny_config(tmp_path, **SECTIONS)  # the settings of the runs above: the compiled step is reused
+    first = make_trainer(cfg).train()
+    again = make_trainer(cfg, overwrite=True).train()
+    assert again.step == STEPS and [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == \
+        list(range(1, STEPS + 1))
+    jax.tree.map(np.testing.assert_array_equal, again.params, first.params)
+
+
 def test_resume_with_changed_model_is_rejected(runs):
     sections = dict(SECTIONS, model=dict(dropout=0.1, dim=24))
     with pytest.raises(TRMError, match="'model' differs"):

@@ -46,6 +46,10 @@ class Checkpointer:
         log.info("checkpoint: step %d -> %s", step, self.directory)
         return True
 
+    def delete_all(self) -> None:
+        for step in self.manager.all_steps():
+            self.manager.delete(step)
+
     def read_meta(self, step: Optional[int] = None) -> tuple[int, dict]:
         step = self.latest_step() if step is None else step
         if step is None:

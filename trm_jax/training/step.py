@@ -12,6 +12,7 @@ batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, NamedTuple
 
@@ -169,11 +170,22 @@ def make_eval_step(model: TinyRecursiveModel) -> Callable:
     return eval_step
 
 
-@functools.lru_cache(maxsize=16)
+# training keys the compiled step does not depend on: reset before the cache lookup
+_LOOP_ONLY_KEYS = ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
+                   "keep_checkpoints", "max_consecutive_nonfinite", "progress_bar", "learning_rate")
+
+
 def compiled_train_step(model: TinyRecursiveModel, training: TrainingConfig, total_steps: int, global_batch: int,
                         peak_lr: float) -> Callable:
-    """The pmapped train step for these (hashable) settings, cached: trainers with the same model and
+    """The pmapped train step for these settings, cached: trainers with the same model and step
     settings in one process (a resumed run, a notebook re-run, tests) reuse one compilation."""
+    defaults = TrainingConfig()
+    training = dataclasses.replace(training, **{k: getattr(defaults, k) for k in _LOOP_ONLY_KEYS})
+    return _compiled_train_step(model, training, int(total_steps), int(global_batch), float(peak_lr))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_train_step(model, training, total_steps, global_batch, peak_lr) -> Callable:
     from trm_jax.training.state import LRSchedule, make_optimizer
 
     fn = make_train_step(model, make_optimizer(training), LRSchedule(training, total_steps), training=training,

@@ -86,15 +86,18 @@ class Trainer:
 
     Optional inputs: `tokenizer` (else from `data.tokenizer`), `datasets_fn(seq_len, difficulty) ->
     (train, eval)` or fixed `train_dataset`/`eval_dataset` (else `trm_jax.data.build_datasets`).
+    `resume=True` continues the run in run_dir; `overwrite=True` lets a new run replace its checkpoints
+    (otherwise a run_dir with checkpoints is an error). `train()` runs once.
     """
 
     def __init__(self, config: TRMConfig, *, run_dir: Optional[str] = None, resume: bool = False,
                  tokenizer=None, datasets_fn: Optional[Callable] = None, train_dataset=None, eval_dataset=None,
-                 async_checkpoints: bool = True):
+                 async_checkpoints: bool = True, overwrite: bool = False):
         self.pindex, self.pcount, self.n_local, self.n_global = dist.topology()
         self.is_main = self.pindex == 0
         self.run_dir = os.path.abspath(run_dir or config.run_dir)
         self.resume = resume
+        self.overwrite = overwrite  # a fresh run may replace a previous run's checkpoints in run_dir
         os.makedirs(self.run_dir, exist_ok=True)
         self._handlers = self._attach_log_file(config.training.progress_bar)
         try:
@@ -430,8 +433,12 @@ class Trainer:
                 if self.resume:
                     log.warning("--resume: no checkpoint in %s; starting a new run", self.checkpointer.directory)
                 elif self.checkpointer.latest_step() is not None:
-                    raise TRMError(f"{self.run_dir} already holds checkpoints of a run; pass --resume "
-                                   "(resume=True) to continue it, or choose another run_dir")
+                    if not self.overwrite:
+                        raise TRMError(f"{self.run_dir} already holds checkpoints of a run; pass --resume "
+                                       "(resume=True) to continue it, overwrite=True to start it over, or choose "
+                                       "another run_dir")
+                    log.warning("overwrite: deleting the checkpoints of the previous run in %s", self.run_dir)
+                    self.checkpointer.delete_all()
                 self.logger.truncate_after(-1)
                 self._enter_first_stage()
                 step = 0
