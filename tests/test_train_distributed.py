@@ -17,7 +17,7 @@ from _train_helpers import make_trainer, tiny_config, train_losses
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_train_worker.py")
-STEPS = 6
+STEPS = 8  # with dropout and exploration: the settings of test_training_resume, so its compiled step is reused
 OVERRIDES = [f"training.steps={STEPS}", "training.halt_exploration_prob=0.5", "model.dropout=0.1"]
 
 

@@ -70,9 +70,10 @@ def test_embed_params_copies_leading_block_into_wider_mixer():
 
 
 def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
+    # stage 0 has the settings of test_training_resume (8 steps in all, dropout): its compiled step is reused
     stages = [{"steps": 3, "difficulty": 0.0},
-              {"steps": 3, "dim": 24, "seq_len": 12, "batch_size": 4, "learning_rate": 1e-3, "difficulty": 1.0}]
-    trainer = make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))
+              {"steps": 5, "dim": 24, "seq_len": 12, "batch_size": 4, "learning_rate": 1e-3, "difficulty": 1.0}]
+    trainer = make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}, model=dict(dropout=0.1)))
 
     # white-box: run stage 0, then check the transition itself
     trainer._enter_first_stage()
@@ -90,7 +91,7 @@ def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
     assert counts and all(int(c) == 0 for c in counts)  # optimizer state rebuilt for the new shapes
     carry = dist.unshard(trainer._carry)
     assert carry.inputs.shape == (4, 12) and carry.halted.all()  # fresh slots at the new shapes
-    summary, interrupted = trainer._loop(3, 6, None)
+    summary, interrupted = trainer._loop(3, 8, None)
     assert not interrupted and np.isfinite(summary["loss"])
     res = trainer.evaluate()
     assert 0 <= res["exact_accuracy"] <= 1 and res["num_samples"] == 32
@@ -98,8 +99,8 @@ def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
 
     recs = read_metrics(tmp_path / "metrics.jsonl", split=None)
     tr = [r for r in recs if r["split"] == "train"]
-    assert [r["stage"] for r in tr] == [0, 0, 0, 1, 1, 1]
-    assert [r["difficulty"] for r in tr] == [0.0] * 3 + [1.0] * 3
+    assert [r["stage"] for r in tr] == [0, 0, 0, 1, 1, 1, 1, 1]
+    assert [r["difficulty"] for r in tr] == [0.0] * 3 + [1.0] * 5
     cur = [r for r in recs if r["split"] == "curriculum"]
     assert len(cur) == 1 and cur[0]["step"] == 3 and cur[0]["dim"] == 24 and "embedded" in cur[0]["note"]
     assert "stage 0 -> 1" in (tmp_path / "train.log").read_text()

@@ -498,12 +498,14 @@ class Trainer:
                 summary = self._flush(window, step, t_flush, step_flush, bar, reading)
                 window, reading = [], None
                 t_flush, step_flush = time.time(), step
+            t_side = time.time()
             if step % cfg.eval_every == 0 and step < total:
                 self._run_eval(step)
-                pending, t_prev = None, None  # eval time is not a slow batch
             if step % cfg.checkpoint_every == 0 and step < total:
                 self.save_checkpoint()
+            if time.time() - t_side > 1e-3:  # eval/checkpoint time counts neither as a slow batch nor in tokens/s
                 pending, t_prev = None, None
+                t_flush += time.time() - t_side
             if self._stop.is_set():
                 if window:
                     summary = self._flush(window, step, t_flush, step_flush, bar, reading)
