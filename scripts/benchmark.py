@@ -2,6 +2,7 @@
 """Benchmarks that print ratios against a reference measured in the same run.
 
     python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
+    python scripts/benchmark.py model [--quick | --suite] [--network transformer] [--parts train,predict]
 
 Each subcommand lives in its own module and registers here with
 `add_<name>_arguments(parser)` and a `bench_<name>(args)` entry point, so
@@ -23,10 +24,17 @@ def _register_rag(sub) -> None:
     p.set_defaults(func=bench_rag)
 
 
-# Model benchmarks (`train`, `predict`) register here the same way:
-#   def _register_train(sub): p = sub.add_parser("train", ...); ...; p.set_defaults(func=bench_train)
-# and are appended to REGISTRARS.
-REGISTRARS = [_register_rag]
+def _register_model(sub) -> None:
+    from trm_jax.benchmarks import add_model_arguments, bench_model
+
+    p = sub.add_parser("model", help="train step / predict / compile / memory vs tiny-recursive-model (PyTorch)",
+                       description="Training step, predict, compile time and peak memory of trm_jax against the "
+                                   "PyTorch tiny-recursive-model, same architecture and work, same run.")
+    add_model_arguments(p)
+    p.set_defaults(func=bench_model)
+
+
+REGISTRARS = [_register_rag, _register_model]
 
 
 def main(argv=None) -> int:

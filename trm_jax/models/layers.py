@@ -8,6 +8,13 @@ import numpy as np
 from flax import linen as nn
 
 
+# checkpoint_name tags for remat policies (see trm.py: remat_policy): the residual stream between
+# sub-blocks and the inputs of the mixer's activation functions.
+RESIDUAL = "residual"
+TOKEN_PRE_ACTIVATION = "token_mixing_pre_activation"
+CHANNEL_PRE_ACTIVATION = "channel_mixing_pre_activation"
+
+
 def torch_linear_init(fan_in: int):
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Linear/Conv weights and biases."""
     bound = 1.0 / np.sqrt(fan_in)
@@ -36,7 +43,34 @@ class TorchDense(nn.Module):
 
 
 def gelu(x, approximate: bool):
-    return jax.nn.gelu(x, approximate=approximate)
+    """GELU; exact (erf) by default, as torch.nn.GELU(); `approximate` uses the tanh form."""
+    if approximate:
+        return jax.nn.gelu(x, approximate=True)
+    return gelu_exact(x)
+
+
+_SQRT_HALF = float(np.sqrt(0.5))
+_INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+@jax.custom_jvp
+def gelu_exact(x):
+    """x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)): PyTorch's formula.
+
+    `jax.nn.gelu(approximate=False)` goes through `erfc`, which XLA expands into two branches with
+    `exp` and selects, and its autodiff keeps several full-size intermediates. Here the forward is one
+    erf polynomial, and the derivative Phi(x) + x phi(x) is formed in the same elementwise pass, so
+    the backward is a single multiply by a saved coefficient.
+    """
+    return x * (0.5 + 0.5 * jax.lax.erf(x * _SQRT_HALF))
+
+
+@gelu_exact.defjvp
+def _gelu_exact_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    cdf = 0.5 + 0.5 * jax.lax.erf(x * _SQRT_HALF)
+    slope = cdf + x * (_INV_SQRT_2PI * jnp.exp(-0.5 * x * x))
+    return x * cdf, slope * t
 
 
 def layer_norm_no_bias(x, scale, eps: float = 1e-5):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from trm_jax.config import ModelConfig
+from trm_jax.models.layers import CHANNEL_PRE_ACTIVATION, RESIDUAL, TOKEN_PRE_ACTIVATION
 from trm_jax.models.mixer import MLPMixer1D
 from trm_jax.models.transformer import TransformerNetwork
 
@@ -76,7 +77,15 @@ class TinyRecursiveModel(nn.Module):
         shape = (batch_size, self.total_len, self.config.dim)
         return Carry(jnp.broadcast_to(self.output_init_embed, shape), jnp.broadcast_to(self.latent_init_embed, shape))
 
-    def net(self, h, deterministic: bool = True):
+    @property
+    def seq_first(self) -> bool:
+        """Whether the network's native activation layout is [seq, batch, dim] (the mixer's; see mixer.py)."""
+        return self.config.network == "mixer"
+
+    def net(self, h, deterministic: bool = True, native: bool = False):
+        """One network application; h is [batch, seq, dim], or the network's native layout if `native`."""
+        if self.config.network == "mixer":
+            return self.network(h, deterministic=deterministic, seq_first=native)
         return self.network(h, deterministic=deterministic)
 
     def heads(self, y):
@@ -119,19 +128,65 @@ def initial_carry(model: TinyRecursiveModel, params, batch_size: int) -> Carry:
     return _call(model, params, TinyRecursiveModel.initial_carry, batch_size)
 
 
-def _network_fn(model, params, rng):
-    """Returns net(h, i): one network application; `i` distinguishes dropout keys within a step."""
+def _to_native(model, a):
+    """[batch, seq, dim] <-> the network's native layout (an involution: the same call converts back)."""
+    return a.transpose(1, 0, 2) if model.seq_first else a
+
+
+def remat_policy(config: ModelConfig):
+    """`(remat, policy)` for the network applications of the gradient cycle (`config.remat`).
+
+    Measured on CPU at the reference configuration (see docs/performance.md): keeping every
+    intermediate ("none") is the slowest and needs more memory than PyTorch; for the mixer, saving
+    only the residual stream and the channel-mixing pre-activations (recomputing the token-mixing
+    hidden layer, one matmul per block, in the backward pass) is as fast as saving all matmul outputs
+    and needs half their memory; for the transformer, saving the matmul outputs ("dots") wins.
+    """
+    mode = config.remat
+    if mode == "auto":
+        mode = "mixer" if config.network == "mixer" else "dots"
+    cp = jax.checkpoint_policies
+    if mode == "none":
+        return False, None
+    if mode == "full":
+        return True, None
+    if mode == "dots":
+        return True, cp.dots_with_no_batch_dims_saveable
+    if mode == "mixer":
+        return True, cp.save_only_these_names(RESIDUAL, CHANNEL_PRE_ACTIVATION)
+    if mode == "mixer_hidden":  # also keep the token-mixing pre-activations (like "dots")
+        return True, cp.save_only_these_names(RESIDUAL, CHANNEL_PRE_ACTIVATION, TOKEN_PRE_ACTIVATION)
+    raise ValueError(f"unknown remat mode {mode!r}")
+
+
+def _network_fn(model, params, rng, remat: bool = False):
+    """Returns net(h, i) on native-layout h: one network application; `i` distinguishes dropout keys.
+
+    With `remat`, each application is a `jax.checkpoint` with the configured policy (used for the
+    gradient cycle: it decides what is stored for the backward pass)."""
     if rng is None:
-        return lambda h, i: _call(model, params, TinyRecursiveModel.net, h)
-    return lambda h, i: _call(model, params, TinyRecursiveModel.net, h, deterministic=False,
-                              rng=jax.random.fold_in(rng, i))
+        fn = lambda h, i: _call(model, params, TinyRecursiveModel.net, h, native=True)  # noqa: E731
+    else:
+        fn = lambda h, i: _call(model, params, TinyRecursiveModel.net, h, deterministic=False,  # noqa: E731
+                                native=True, rng=jax.random.fold_in(rng, i))
+    if remat:
+        use, policy = remat_policy(model.config)
+        if use:
+            fn = jax.checkpoint(fn, policy=policy, prevent_cse=False)
+    return fn
 
 
 def latent_recursion(model, params, x, carry: Carry, rng=None, cycle=0) -> Carry:
-    """One cycle: z <- net(x + y + z) n times, then y <- net(y + z)."""
+    """One cycle: z <- net(x + y + z) n times, then y <- net(y + z). Arrays are [batch, seq, dim]."""
+    x, carry = _to_native(model, x), Carry(*(_to_native(model, a) for a in carry))
+    return Carry(*(_to_native(model, a) for a in _latent_recursion(model, params, x, carry, rng, cycle)))
+
+
+def _latent_recursion(model, params, x, carry: Carry, rng=None, cycle=0, remat=False) -> Carry:
+    """latent_recursion on arrays in the network's native layout."""
     cfg = model.config
     n = cfg.num_latent_refinements
-    net = _network_fn(model, params, rng)
+    net = _network_fn(model, params, rng, remat)
     y, z = carry
 
     def refine_latent(z, i):
@@ -145,7 +200,7 @@ def latent_recursion(model, params, x, carry: Carry, rng=None, cycle=0) -> Carry
 def _no_grad_cycles(model, params, x, carry, num_cycles, rng=None):
     """`num_cycles` cycles on stop-gradient inputs: differentiation sees constants, so no residuals are kept."""
     params, x, carry = jax.lax.stop_gradient((params, x, carry))
-    return jax.lax.fori_loop(0, num_cycles, lambda c, cy: latent_recursion(model, params, x, cy, rng, c), carry)
+    return jax.lax.fori_loop(0, num_cycles, lambda c, cy: _latent_recursion(model, params, x, cy, rng, c), carry)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -156,9 +211,11 @@ def supervision_step(model: TinyRecursiveModel, params, tokens, carry: Carry, rn
     static), so eager callers get compiled code too; inside another jit/pmap it simply inlines.
     """
     T = model.config.num_refinement_blocks
-    x = _call(model, params, TinyRecursiveModel.embed, tokens)
+    x = _to_native(model, _call(model, params, TinyRecursiveModel.embed, tokens))
+    carry = Carry(*(_to_native(model, a) for a in carry))
     carry = _no_grad_cycles(model, params, x, carry, T - 1, rng)
-    carry = latent_recursion(model, params, x, carry, rng, T - 1)
+    carry = _latent_recursion(model, params, x, carry, rng, T - 1, remat=True)
+    carry = Carry(*(_to_native(model, a) for a in carry))
     logits, halt_logits = _call(model, params, TinyRecursiveModel.heads, carry.y)
     return StepOutput(jax.lax.stop_gradient(carry), logits, halt_logits)
 
@@ -229,8 +286,9 @@ def predict(model: TinyRecursiveModel, params, tokens, *, halt_threshold=None, m
 def _predict_jit(model, params, tokens, threshold, max_depth) -> Prediction:
     T = model.config.num_refinement_blocks
     batch = tokens.shape[0]
-    x = _call(model, params, TinyRecursiveModel.embed, tokens)
-    carry0 = _call(model, params, TinyRecursiveModel.initial_carry, batch)
+    x = _to_native(model, _call(model, params, TinyRecursiveModel.embed, tokens))
+    carry0 = Carry(*(_to_native(model, a) for a in _call(model, params, TinyRecursiveModel.initial_carry, batch)))
+    batch_axis = 1 if model.seq_first else 0
 
     def cond(state):
         step, _, _, halted = state
@@ -238,8 +296,8 @@ def _predict_jit(model, params, tokens, threshold, max_depth) -> Prediction:
 
     def body(state):
         step, carry, pred, halted = state
-        new = jax.lax.fori_loop(0, T, lambda c, cy: latent_recursion(model, params, x, cy, None, c), carry)
-        logits, halt_logits = _call(model, params, TinyRecursiveModel.heads, new.y)
+        new = jax.lax.fori_loop(0, T, lambda c, cy: _latent_recursion(model, params, x, cy, None, c), carry)
+        logits, halt_logits = _call(model, params, TinyRecursiveModel.heads, _to_native(model, new.y))
         prob = jax.nn.sigmoid(halt_logits.astype(jnp.float32))
         step = step + 1
         halting_now = ~halted & ((prob >= threshold) | (step >= max_depth))
@@ -247,7 +305,7 @@ def _predict_jit(model, params, tokens, threshold, max_depth) -> Prediction:
             jnp.where(halting_now[:, None], jnp.argmax(logits, -1).astype(jnp.int32), pred.tokens),
             jnp.where(halting_now, step, pred.steps),
             jnp.where(halting_now, prob, pred.halt_prob))
-        keep = halted[:, None, None]  # halted samples keep their state frozen
+        keep = jnp.expand_dims(halted, (0, 2) if batch_axis else (1, 2))  # halted samples keep their state
         carry = Carry(jnp.where(keep, carry.y, new.y), jnp.where(keep, carry.z, new.z))
         return step, carry, pred, halted | halting_now
 
