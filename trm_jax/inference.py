@@ -97,6 +97,7 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
                    and os.path.isdir(os.path.join(ckpt_dir, d, "state")))
     if not steps:
         raise TRMError(f"{ckpt_dir} holds no checkpoint; train first (python scripts/train.py --config ...)")
+    explicit = step
     if step is None:
         step = steps[-1]
     elif step not in steps:
@@ -119,21 +120,68 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     # restore only the weights (not optimizer state or carry), as host NumPy arrays
     target = {"state": {which: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    try:
-        with ocp.PyTreeCheckpointer() as ckptr:
-            restored = ckptr.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
-                item=target, restore_args=restore_args, partial_restore=True))
-        params = restored["state"][which]
-    except Exception as e:  # orbax raises several types for a tree that does not fit
-        raise TRMError(f"checkpoint {ckpt_dir}/{step} does not fit the model described by {cfg_path} "
-                       f"({str(e)[:300]}); the run directory may be incomplete or from another trm_jax "
-                       "version") from None
+    # the newest intact checkpoint: a damaged one (unreadable, checksum mismatch) falls back to the one before
+    candidates = [s for s in reversed(steps) if s <= step] if explicit is None else [step]
+    first_error = None
+    for i, s in enumerate(candidates):
+        try:
+            params = _restore_weights(ckpt_dir, s, target, restore_args, which)
+        except _DamagedCheckpoint as e:
+            log.warning("checkpoint %s/%d is damaged (%s); trying the previous checkpoint", ckpt_dir, s, e)
+            first_error = first_error or (s, str(e))
+            continue
+        except Exception as e:  # orbax raises several types for a tree that does not fit
+            if explicit is None and i + 1 < len(candidates):
+                log.warning("checkpoint %s/%d cannot be restored (%s); trying the previous checkpoint", ckpt_dir, s,
+                            " ".join(str(e).split())[:200])
+                first_error = first_error or (s, " ".join(str(e).split())[:300])
+                continue
+            s0, err = first_error or (s, " ".join(str(e).split())[:300])
+            raise TRMError(f"checkpoint {ckpt_dir}/{s0} does not fit the model described by {cfg_path} "
+                           f"({err}); the run directory may be incomplete or from another trm_jax "
+                           "version") from None
+        if first_error is not None:
+            log.warning("loaded checkpoint step %d instead of the damaged step %d", s, first_error[0])
+        step = s
+        break
+    else:
+        s0, err = first_error
+        raise TRMError(f"no intact checkpoint in {ckpt_dir} (step {s0}: {err}); load a run with a complete "
+                       "checkpoint, or resume training to write a new one")
     _check_params(params, shapes, f"checkpoint {ckpt_dir}/{step}")
 
     from trm_jax.rag import load_run_retriever
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint step whose arrays do not match the checksums saved with it."""
+
+
+def _restore_weights(ckpt_dir: str, step: int, target, restore_args, which: str):
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from trm_jax.training.checkpoint import _quiet_asyncio, damaged_leaves
+
+    meta_path = os.path.join(ckpt_dir, str(step), "meta", "metadata")
+    checksums = None
+    if os.path.isfile(meta_path):
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                checksums = json.load(f).get("checksums")
+        except (OSError, ValueError, AttributeError) as e:
+            raise _DamagedCheckpoint(f"unreadable meta: {e}") from None
+    with _quiet_asyncio(), ocp.PyTreeCheckpointer() as ckptr:
+        restored = ckptr.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+    bad = damaged_leaves(restored, checksums)
+    if bad:
+        raise _DamagedCheckpoint(f"checksum mismatch in {len(bad)} array(s), e.g. {bad[0]}")
+    return restored["state"][which]
 
 
 def _check_params(params, shapes, what: str) -> None:

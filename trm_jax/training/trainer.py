@@ -98,8 +98,11 @@ class Trainer:
         self.run_dir = os.path.abspath(run_dir or config.run_dir)
         self.resume = resume
         self.overwrite = overwrite  # a fresh run may replace a previous run's checkpoints in run_dir
-        os.makedirs(self.run_dir, exist_ok=True)
-        self._handlers = self._attach_log_file(config.training.progress_bar)
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+            self._handlers = self._attach_log_file(config.training.progress_bar)
+        except OSError as e:
+            raise TRMError(_unwritable(self.run_dir, e)) from None
         try:
             self._setup(config, tokenizer, datasets_fn, train_dataset, eval_dataset, async_checkpoints)
         except BaseException:
@@ -210,6 +213,12 @@ class Trainer:
         path = os.path.join(self.run_dir, "config.yaml")
         if self.resume and os.path.exists(path):
             self._check_resume_config(path)
+        try:
+            self._save_run_files(path, tok_dir)
+        except OSError as e:
+            raise TRMError(_unwritable(self.run_dir, e)) from None
+
+    def _save_run_files(self, path: str, tok_dir: str) -> None:
         self.config.save(path)
         from trm_jax.data.tokenizers import is_saved_tokenizer
         if hasattr(self.tokenizer, "save") and not is_saved_tokenizer(tok_dir):
@@ -328,28 +337,32 @@ class Trainer:
         return self.checkpointer.save(step, tree, meta)
 
     def _restore(self) -> int:
-        step, meta = self.checkpointer.read_meta()
-        stage = meta.get("stage", -1)
-        if (meta.get("format") != CHECKPOINT_FORMAT or not 0 <= stage < len(self.scheduler)
-                or self.scheduler.stages[stage].start != meta.get("stage_start")):
-            raise TRMError(f"checkpoint {self.checkpointer.directory}/{step} was written by a run with a different "
-                           "curriculum; resume with the run's config.yaml or start a new run_dir")
+        def target(step: int, meta: dict):
+            stage = meta.get("stage", -1)
+            if (meta.get("format") != CHECKPOINT_FORMAT or not 0 <= stage < len(self.scheduler)
+                    or self.scheduler.stages[stage].start != meta.get("stage_start")):
+                raise TRMError(f"checkpoint {self.checkpointer.directory}/{step} was written by a run with a "
+                               "different curriculum; resume with the run's config.yaml or start a new run_dir")
+            spec = self.scheduler.stages[stage]
+            self.stage = self._build_stage(spec)
+            shapes = jax.eval_shape(lambda: create_train_state(init_params(self.stage.model, jax.random.PRNGKey(0)),
+                                                               self.tx))
+            state_t = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dataclasses.asdict(shapes))
+            sharding = dist.global_batch_sharding()
+            carry_t = jax.tree.map(lambda x: jax.ShapeDtypeStruct((spec.batch_size,) + x.shape[1:], x.dtype,
+                                                                  sharding=sharding),
+                                   empty_train_carry(1, spec.seq_len, self.stage.model.total_len, spec.dim)._asdict())
+            return dict(state=state_t, carry=carry_t, key=self.base_key)
+
+        # the newest checkpoint that reads back intact (a damaged one is reported and set aside)
+        step, meta, out = self.checkpointer.restore_latest(target)
+        spec = self.stage.spec
         if meta.get("total_steps") != self.scheduler.total_steps:
             log.warning("resuming a run of %s steps as a run of %d steps: the learning-rate schedule is stretched "
                         "accordingly", meta.get("total_steps"), self.scheduler.total_steps)
         if step >= self.scheduler.total_steps:
             log.warning("the checkpoint is at step %d, the end of this run (%d steps); raise training.steps to "
                         "train further", step, self.scheduler.total_steps)
-        spec = self.scheduler.stages[stage]
-        self.stage = self._build_stage(spec)
-        shapes = jax.eval_shape(lambda: create_train_state(init_params(self.stage.model, jax.random.PRNGKey(0)),
-                                                           self.tx))
-        state_t = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dataclasses.asdict(shapes))
-        sharding = dist.global_batch_sharding()
-        carry_t = jax.tree.map(lambda x: jax.ShapeDtypeStruct((spec.batch_size,) + x.shape[1:], x.dtype,
-                                                              sharding=sharding),
-                               empty_train_carry(1, spec.seq_len, self.stage.model.total_len, spec.dim)._asdict())
-        out = self.checkpointer.restore(step, dict(state=state_t, carry=carry_t, key=self.base_key))
         self.base_key = np.asarray(out["key"])
         self._state = dist.replicate(TrainState(**out["state"]))
         self._carry = dist.put_sharded(dist.shard(TrainCarry(**dist.from_global(out["carry"]))))
@@ -444,7 +457,10 @@ class Trainer:
                 step = 0
             total = self.scheduler.total_steps
             bar = _progress_bar(total, step, cfg.progress_bar and self.is_main)
-            summary, interrupted = self._loop(step, total, bar)
+            try:
+                summary, interrupted = self._loop(step, total, bar)
+            except OSError as e:  # metrics.jsonl on a full or read-only disk (checkpoint writes: Checkpointer)
+                raise TRMError(_unwritable(self.run_dir, e, self.checkpointer.latest_step())) from e
             if not interrupted:
                 final_eval = self._run_eval(int(self._host_step()))
             else:
@@ -517,6 +533,10 @@ class Trainer:
         spec = self.stage.spec
         host = [dist.unreplicate(m) for m in window]  # one device->host sync per window
         summary = summarize(host)
+        # every step's counter, not only the window's last: a run of K bad steps followed by a good one
+        # inside one window still stops the run
+        counts = [int(np.asarray(m["nonfinite"])) for m in host]
+        summary["skipped"] = skipped = sum(c > 0 for c in counts)  # updates skipped in this window
         elapsed = max(time.time() - t_flush, 1e-9)
         tps = (step - step_flush) * spec.batch_size * spec.seq_len / elapsed
         rec = self.logger.log_train(step, self._epoch(step), spec.index, summary, tokens_per_sec=tps,
@@ -529,15 +549,26 @@ class Trainer:
         if bar is not None:
             bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['token_accuracy']:.3f}",
                             exact=f"{summary['exact_accuracy']:.3f}", refresh=False)
-        bad = summary["nonfinite"]
-        if bad:
-            log.warning("step %d: %d consecutive step(s) skipped for a non-finite loss or gradient", step, bad)
+        bad = max(counts)
+        if skipped:
+            log.warning("steps %d-%d: %d update(s) skipped for a non-finite loss or gradient (longest run: %d "
+                        "consecutive)", step - len(host) + 1, step, skipped, bad)
             if bad >= self.config.training.max_consecutive_nonfinite:
-                raise TRMError(f"training diverged: {bad} consecutive non-finite steps "
-                               f"(training.max_consecutive_nonfinite={self.config.training.max_consecutive_nonfinite})"
-                               "; lower training.learning_rate, keep training.grad_clip_norm > 0, or resume from "
-                               "an earlier checkpoint")
+                last = self.checkpointer.latest_step()
+                raise TRMError(f"training diverged at step {step}: {bad} consecutive steps with a non-finite loss "
+                               "or gradient were skipped (training.max_consecutive_nonfinite="
+                               f"{self.config.training.max_consecutive_nonfinite}). Lower training.learning_rate, "
+                               "keep training.grad_clip_norm > 0, check the data for bad samples (token ids outside "
+                               "the vocabulary), then resume with --resume"
+                               + (f" (last checkpoint: step {last})" if last is not None else ""))
         return summary
+
+
+def _unwritable(run_dir: str, e: OSError, last_step: Optional[int] = None) -> str:
+    where = getattr(e, "filename", None) or run_dir
+    tail = f"; then rerun with --resume (last complete checkpoint: step {last_step})" if last_step is not None else ""
+    return (f"cannot write to the run directory {run_dir} ({where}: {e.strerror or e}); free disk space or make it "
+            f"writable, or set run_dir (--run-dir) to a writable directory{tail}")
 
 
 class _ForwardToRoot(logging.Handler):
