@@ -15,7 +15,6 @@ All in-process runs share one compiled step with test_training_resume (same mode
 
 import errno
 import glob
-import json
 import logging
 import os
 import random
