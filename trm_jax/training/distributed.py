@@ -79,11 +79,17 @@ def _local_shards(x):
     return sorted(shards, key=lambda s: s.index[0].start or 0)
 
 
+def _local_sharding():
+    """Leading axis over the local devices, named like pmap's axis: pmap outputs carry this sharding, so
+    arrays placed with it hit the same compiled step (another axis name would compile it twice)."""
+    devices = jax.local_devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+    return devices, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+
+
 def replicate(tree):
     """Put a copy on each local device (leading axis = local devices) for pmap."""
-    devices = jax.local_devices()
-    mesh = jax.sharding.Mesh(np.array(devices), ("_replicas",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("_replicas"))
+    devices, sharding = _local_sharding()
 
     def put(x):
         x = np.asarray(x)
@@ -95,9 +101,7 @@ def replicate(tree):
 
 def put_sharded(tree):
     """Host arrays [local_devices, ...] -> one slice per local device (what pmap outputs look like)."""
-    devices = jax.local_devices()
-    mesh = jax.sharding.Mesh(np.array(devices), ("_replicas",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("_replicas"))
+    devices, sharding = _local_sharding()
 
     def put(x):
         x = np.asarray(x)
