@@ -3,7 +3,7 @@
     cfg = trm_jax.load_config("config.yaml")
     result = trm_jax.create_trainer(cfg).train()
     params = trm_jax.load(cfg.run_dir)
-    trm_jax.infer(params, "ded(4)")
+    trm_jax.infer(params, "mus(5)")  # the default code task: retrieval supplies "def mus(x): return x+2"
 """
 
 from trm_jax.config import CurriculumStage, TRMConfig, load_config
