@@ -1,0 +1,123 @@
+"""The model benchmark and the performance work behind it: FLOP formula, numerics of the optimised
+paths (sequence-first mixer, custom token-mixing VJP, one-pass GELU, remat policies), the PyTorch
+transformer used as reference, and a smoke run of `scripts/benchmark.py model`. No timing assertions."""
+
+import dataclasses
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trm_jax.benchmarks import BenchConfig, jax_net_cost_flops, net_flops, train_step_flops
+from trm_jax.config import ModelConfig
+from trm_jax.models import MLPMixer1D, compute_loss, init_params, initial_carry, make_model, supervision_step
+from trm_jax.models.layers import gelu_exact
+from trm_jax.models.mixer import mix_seq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("network", ["mixer", "transformer"])
+def test_flop_formula_agrees_with_xla_cost_analysis(network):
+    bc = BenchConfig(network=network, dim=64, depth=1, seq_len=16, batch=4)
+    analytic, xla = net_flops(bc), jax_net_cost_flops(bc)
+    assert xla is not None
+    # XLA also counts elementwise work (GELU, norms, softmax), so it is a little higher
+    assert analytic <= xla <= 1.3 * analytic, (analytic, xla)
+    # the step: T*(n+1) forward applications plus backward (2x) of the last cycle's n+1
+    assert train_step_flops(bc) == pytest.approx((bc.T * (bc.n + 1) + 2 * (bc.n + 1)) * analytic, rel=0.01)
+
+
+def test_reference_step_flops_match_the_issue_estimate():
+    assert train_step_flops(BenchConfig()) / 1e9 == pytest.approx(430, rel=0.02)
+
+
+def test_sequence_first_mixer_equals_batch_first():
+    mixer = MLPMixer1D(dim=16, depth=2, seq_len=5)
+    h = jax.random.normal(jax.random.key(1), (3, 5, 16))
+    params = mixer.init(jax.random.key(0), h)
+    out = mixer.apply(params, h)
+    out_sf = mixer.apply(params, h.transpose(1, 0, 2), seq_first=True)
+    np.testing.assert_allclose(out_sf.transpose(1, 0, 2), out, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="seq_first"):
+        mixer.apply(params, h, seq_first=True)
+
+
+def test_token_mixing_vjp_matches_einsum():
+    w = jax.random.normal(jax.random.key(0), (5, 7))
+    h = jax.random.normal(jax.random.key(1), (5, 3, 4))
+    ref = lambda w, h: jnp.einsum("nh,nbd->hbd", w, h)  # noqa: E731
+    np.testing.assert_allclose(mix_seq(w, h), ref(w, h), rtol=1e-6)
+    g = jax.random.normal(jax.random.key(2), (7, 3, 4))
+    ours = jax.vjp(mix_seq, w, h)[1](g)
+    theirs = jax.vjp(ref, w, h)[1](g)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_exact_matches_torch_value_and_gradient():
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-10, 10, 2001, dtype=np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.gelu(tx).sum().backward()
+    np.testing.assert_allclose(gelu_exact(jnp.asarray(x)), torch.nn.functional.gelu(torch.tensor(x)).numpy(),
+                               atol=2e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(gelu_exact))(jnp.asarray(x)), tx.grad.numpy(), atol=2e-6)
+
+
+def _grads_and_temp(cfg, T=2):
+    seq, vocab, batch = 6, 7, 3
+    model = make_model(cfg, vocab, seq)
+    params = init_params(model, jax.random.key(0))
+    toks = jnp.asarray(np.random.RandomState(0).randint(0, vocab, (batch, seq)), jnp.int32)
+    carry = initial_carry(model, params, batch)
+
+    def loss(p):
+        out = supervision_step(model, p, toks, carry)
+        return compute_loss(out.logits, out.halt_logits, toks)[0].sum()
+
+    fn = jax.jit(jax.grad(loss))
+    temp = fn.lower(params).compile().memory_analysis().temp_size_in_bytes
+    return fn(params), temp
+
+
+@pytest.mark.parametrize("network", ["mixer", "transformer"])
+def test_remat_modes_give_the_same_gradients(network):
+    base = ModelConfig(network=network, dim=16, depth=1, num_heads=2, num_refinement_blocks=2,
+                       num_latent_refinements=2)
+    ref, temp_none = _grads_and_temp(dataclasses.replace(base, remat="none"))
+    for mode in ("auto", "dots", "full"):
+        g, temp = _grads_and_temp(dataclasses.replace(base, remat=mode))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g, ref)
+        assert temp <= temp_none, (mode, temp, temp_none)
+
+
+def test_torch_transformer_reference_matches_ours():
+    """The benchmark's PyTorch transformer network is the same architecture as ours: same outputs."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("tiny_recursive_model")
+    from trm_jax.benchmarks import build_jax, build_torch
+
+    bc = BenchConfig(network="transformer", dim=32, depth=2, seq_len=9, batch=3, n=2, T=2)
+    tm, _, seq, labels = build_torch(bc)
+    model, params, _, _, tokens, _, carry = build_jax(bc, tm.state_dict())
+    with torch.no_grad():
+        _, _, _, _, pred, halt = tm(seq, *tm.get_initial(), labels=labels)
+    out = supervision_step(model, params, jnp.asarray(seq.numpy(), jnp.int32), carry)
+    np.testing.assert_allclose(out.logits, pred.numpy(), rtol=2e-4, atol=2e-4)
+
+
+def test_benchmark_script_runs_and_prints_ratios(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("tiny_recursive_model")
+    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["model", "--dim", "16", "--depth", "1", "--seq-len", "9", "--batch", "4", "--n", "1", "--T", "2",
+                 "--iters", "1", "--predict-steps", "2", "--predict-iters", "1", "--parts", "train,predict"])
+    out = capsys.readouterr().out
+    assert "train step (s) wall" in out and "predict, 2 steps (s) wall" in out and "x" in out
+    assert "% of XLA peak" in out and "matmul peak" in out
