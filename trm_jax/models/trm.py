@@ -136,7 +136,7 @@ def _to_native(model, a):
 def remat_policy(config: ModelConfig):
     """`(remat, policy)` for the network applications of the gradient cycle (`config.remat`).
 
-    Measured on CPU at the reference configuration (see docs/performance.md): keeping every
+    Measured on CPU at the reference configuration (see README, Performance): keeping every
     intermediate ("none") is the slowest and needs more memory than PyTorch; for the mixer, saving
     only the residual stream and the channel-mixing pre-activations (recomputing the token-mixing
     hidden layer, one matmul per block, in the backward pass) is as fast as saving all matmul outputs
