@@ -6,6 +6,7 @@ rotary position embeddings, SwiGLU feed-forward, no biases, truncated-normal LeC
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
@@ -29,10 +30,23 @@ def rope_tables(seq_len: int, head_dim: int, theta: float):
 
 
 def apply_rope(x, cos, sin):
-    """x: [batch, seq, heads, head_dim]; rotate-half convention (as the official/HF code)."""
+    """x: [..., seq, head_dim] (cos/sin: [seq, head_dim]); rotate-half convention (as the official/HF code)."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos[:, None, :].astype(x.dtype) + rotated * sin[:, None, :].astype(x.dtype)
+    return x * cos.astype(x.dtype) + rotated * sin.astype(x.dtype)
+
+
+def attention(q, k, v):
+    """Non-causal softmax attention on [batch, heads, seq, head_dim] (the same math as
+    `flax.linen.dot_product_attention`: query scaled by 1/sqrt(head_dim), softmax over keys).
+
+    Heads-major layout makes both products canonical batched matmuls (batch dims leading,
+    contraction last); with Flax's [batch, seq, heads, head_dim] einsums XLA:CPU picks layouts
+    that run the small per-head products ~4x slower (measured: 36 ms vs 10 ms forward at batch 64,
+    seq 81, 4 heads of 64)."""
+    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    weights = jax.nn.softmax(jnp.einsum("bhqd,bhkd->bhqk", q, k), axis=-1)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
 
 
 class Attention(nn.Module):
@@ -45,12 +59,13 @@ class Attention(nn.Module):
         batch, seq, dim = h.shape
         head_dim = dim // self.num_heads
         qkv = nn.Dense(3 * dim, use_bias=False, kernel_init=_lecun, dtype=self.dtype, name="qkv")(h)
-        q, k, v = jnp.split(qkv.reshape(batch, seq, 3 * self.num_heads, head_dim), 3, axis=2)
+        # [batch, seq, (3, heads, head_dim)] -> [3, batch, heads, seq, head_dim]
+        q, k, v = qkv.reshape(batch, seq, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
         cos, sin = rope_tables(seq, head_dim, self.rope_theta)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = nn.dot_product_attention(q, k, v)  # non-causal: every position sees every other
+        out = attention(q, k, v)  # non-causal: every position sees every other
         return nn.Dense(dim, use_bias=False, kernel_init=_lecun, dtype=self.dtype, name="out")(
-            out.reshape(batch, seq, dim))
+            out.transpose(0, 2, 1, 3).reshape(batch, seq, dim))
 
 
 class SwiGLU(nn.Module):
