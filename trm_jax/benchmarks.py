@@ -560,11 +560,14 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
                                           "torch": use_torch}, env, args.timeout)
         print(f"   timings done in {time.perf_counter() - t0:.0f} s", flush=True)
     if parts & {"compile", "memory"}:
-        runs = [("ref", bc)]
+        # the reference configuration last: the first worker process pays for cold file caches, which
+        # should not flatter the growth with n and T
+        runs = []
         if scaling and "compile" in parts:
             runs += [("2n", dataclasses.replace(bc, n=2 * bc.n)), ("2T", dataclasses.replace(bc, T=2 * bc.T))]
         if scaling and "memory" in parts:
             runs += [("T2", dataclasses.replace(bc, T=2))] if bc.T != 2 else []
+        runs.append(("ref", bc))
         out["compile"] = {}
         for name, c in runs:
             run = "memory" in parts and name in ("ref", "2T", "T2")
@@ -606,7 +609,7 @@ def _report(r: dict, args) -> None:
                          f"{flop / p[0]:.0f} ({100 * mfu_p:.0f}%)" if p else "-", ""))
     if "jax_first_step_s" in t:
         rows.append(("first train step incl. compile (s)", f"{t['jax_first_step_s']:.1f}", "-", ""))
-    comp = r.get("compile", {})
+    comp = {k: r["compile"][k] for k in ("ref", "2n", "2T", "T2") if k in r.get("compile", {})}
     for name, c in comp.items():
         tag = {"ref": "", "2n": " (2n)", "2T": " (2T)", "T2": " (T=2)"}[name]
         rows.append((f"compile n={c['n']} T={c['T']}{tag} (s) wall/cpu",
@@ -618,6 +621,15 @@ def _report(r: dict, args) -> None:
                          f"{ref:.0f}" if ref else "-", _fmt_ratio(c["peak_mb"], ref) if ref else ""))
         if c.get("xla_temp_mb") is not None:
             rows.append((f"  XLA temp buffer n={c['n']} T={c['T']} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
+    if "ref" in comp:
+        tot = lambda c: c["lower_s"] + c["compile_s"]  # noqa: E731
+        for name in ("2n", "2T"):
+            if name in comp:
+                rows.append((f"compile growth {name} vs ref", f"{100 * (tot(comp[name]) / tot(comp['ref']) - 1):+.0f}%",
+                             "-", ""))
+    lo, hi = comp.get("T2", {}).get("peak_mb"), comp.get("2T", {}).get("peak_mb")
+    if lo and hi:
+        rows.append((f"step peak memory T={comp['2T']['T']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%", "-", ""))
     width = max(len(x[0]) for x in rows) + 2
     print(f"{'':{width}s}{'trm_jax':>16s}{'PyTorch':>16s}{'ratio':>9s}")
     for name, a, b, c in rows:
