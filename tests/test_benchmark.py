@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trm_jax.benchmarks import BenchConfig, jax_net_cost_flops, net_flops, train_step_flops
+from trm_jax.benchmarks import (BenchConfig, _backward_einsums, einsum_flops, jax_net_cost_flops, net_flops,
+                                net_matmuls, train_step_flops)
 from trm_jax.config import ModelConfig
 from trm_jax.models import MLPMixer1D, compute_loss, init_params, initial_carry, make_model, supervision_step
 from trm_jax.models.layers import gelu_exact
@@ -29,6 +30,24 @@ def test_flop_formula_agrees_with_xla_cost_analysis(network):
     assert analytic <= xla <= 1.3 * analytic, (analytic, xla)
     # the step: T*(n+1) forward applications plus backward (2x) of the last cycle's n+1
     assert train_step_flops(bc) == pytest.approx((bc.T * (bc.n + 1) + 2 * (bc.n + 1)) * analytic, rel=0.01)
+
+
+@pytest.mark.parametrize("network", ["mixer", "transformer"])
+def test_backward_products_of_the_matmul_floor_are_the_gradients(network):
+    """The matmul-only floor times, for every forward matmul, the two products of its backward pass:
+    they must be the actual gradients (same values as autodiff) with the forward's FLOPs each."""
+    bc = BenchConfig(network=network, dim=16, depth=1, seq_len=5, batch=3)
+    for i, (name, eq, lhs, rhs) in enumerate(net_matmuls(bc)):
+        a = jax.random.normal(jax.random.key(i), lhs)
+        b = jax.random.normal(jax.random.key(100 + i), rhs)
+        out, vjp = jax.vjp(lambda a, b: jnp.einsum(eq, a, b), a, b)
+        g = jax.random.normal(jax.random.key(200 + i), out.shape)
+        (eq_a, _, _), (eq_b, _, _) = _backward_einsums(eq, lhs, rhs)
+        da, db = vjp(g)
+        np.testing.assert_allclose(jnp.einsum(eq_a, g, b), da, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(jnp.einsum(eq_b, a, g), db, rtol=1e-5, atol=1e-5, err_msg=name)
+        for e, x, y in _backward_einsums(eq, lhs, rhs):
+            assert einsum_flops(e, x, y) == einsum_flops(eq, lhs, rhs)
 
 
 def test_reference_step_flops_match_the_issue_estimate():

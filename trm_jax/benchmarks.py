@@ -9,11 +9,14 @@ What is measured (each part can be chosen with --parts):
 - train:   one training supervision step = forward (T-1 no-grad cycles + 1 gradient cycle + heads +
            loss) + backward + AdamW. JAX: one jitted function with donated params/opt state/carry.
            PyTorch: `TinyRecursiveModel.forward(labels=...)`, `loss.backward()`, `AdamW.step()`.
-           The two frameworks alternate step by step in one process; the best of `--iters` steps is
-           reported for each (wall clock) together with the process CPU time of that step.
+           Each framework runs in its own worker process (its own allocator and thread pools, pinned
+           to the same `--threads` CPUs); the driver alternates between them step by step, so load
+           drift on the machine hits both alike. The best of `--iters` steps is reported for each
+           (wall clock) together with the process CPU time of that step.
 - predict: `predict` with halting disabled (threshold 2.0) for `--predict-steps` supervision steps.
-- peak:    a 2048x2048 float32 matmul in XLA (and in PyTorch), best of several, measured between the
-           steps above; MFU = analytic FLOPs of a step / step time / that peak.
+- peak:    a 2048x2048 float32 matmul in XLA (and in PyTorch), best of several, measured in each
+           worker before, between and after the parts above; MFU = analytic FLOPs of a step / step
+           time / the best XLA peak.
 - compile: trace + lower + compile of the JAX train step in a fresh process, at (n, T), (2n, T) and
            (n, 2T).
 - memory:  peak resident memory of one training step above the resident memory before it, in a
@@ -43,9 +46,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 # ----------------------------------------------------------------------------------- configuration
 
@@ -89,14 +95,15 @@ def model_config(bc: BenchConfig):
 # ------------------------------------------------------------------------------------------- FLOPs
 
 
-def net_flops(bc: BenchConfig) -> float:
-    """Matmul FLOPs (2 per multiply-add) of one forward network application on [batch, seq, dim].
+def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
+    """The matmuls of one forward network application on [batch, seq, dim]: (name, einsum, lhs shape,
+    rhs shape) per block, laid out as trm_jax computes them (the mixer sequence-first).
 
-    mixer block:       token mixing  2 * 2*B*D*L*(4D)   (L -> 4D -> L along the sequence, per channel)
-                       channel mixing 2 * 2*B*L*D*(D/2)
-    transformer block: qkv 2*B*L*D*3D, scores 2*B*L*L*D, weighted sum 2*B*L*L*D, out 2*B*L*D*D,
-                       SwiGLU 2*B*L*D*2H + 2*B*L*H*D (H = swiglu_hidden(D, 4))
-    Norms, activations, softmax and residual adds are not counted.
+    mixer block:       token mixing L -> 4D -> L along the sequence for every (sample, channel);
+                       channel mixing D -> D/2 -> D for every (sample, position)
+    transformer block: qkv, attention scores and weighted sum per (sample, head), output projection,
+                       SwiGLU gate/up and down (hidden H = swiglu_hidden(D, 4))
+    Norms, activations, softmax and residual adds are not matmuls and not counted.
     """
     B, L, D = bc.batch, bc.seq_len, bc.dim
     if bc.network == "mixer":
@@ -104,14 +111,30 @@ def net_flops(bc: BenchConfig) -> float:
 
         mc = ModelConfig()
         ht, hc = int(mc.expansion_factor * D), int(mc.expansion_factor_token * D)
-        per_block = 2 * (2 * B * D * L * ht) + 2 * (2 * B * L * D * hc)
+        block = [("token in", "lh,lm->hm", (L, ht), (L, B * D)), ("token out", "hl,hm->lm", (ht, L), (ht, B * D)),
+                 ("channel in", "md,dh->mh", (L * B, D), (D, hc)), ("channel out", "mh,hd->md", (L * B, hc), (hc, D))]
     else:
         from trm_jax.models.transformer import swiglu_hidden
 
-        H = swiglu_hidden(D, 4.0)
-        per_block = (2 * B * L * D * 3 * D + 2 * 2 * B * L * L * D + 2 * B * L * D * D
-                     + 2 * B * L * D * 2 * H + 2 * B * L * H * D)
-    return float(bc.depth * per_block)
+        H, heads = swiglu_hidden(D, 4.0), bc.heads
+        hd = D // heads
+        block = [("qkv", "md,de->me", (B * L, D), (D, 3 * D)),
+                 ("scores", "bqd,bkd->bqk", (B * heads, L, hd), (B * heads, L, hd)),
+                 ("weighted sum", "bqk,bkd->bqd", (B * heads, L, L), (B * heads, L, hd)),
+                 ("out", "md,de->me", (B * L, D), (D, D)), ("gate/up", "md,dh->mh", (B * L, D), (D, 2 * H)),
+                 ("down", "mh,hd->md", (B * L, H), (H, D))]
+    return [(f"block{i} {name}", eq, a, b) for i in range(bc.depth) for name, eq, a, b in block]
+
+
+def einsum_flops(eq: str, lhs: tuple, rhs: tuple) -> float:
+    """2 * (product of all index sizes): one multiply-add per combination of indices."""
+    sizes = dict(zip(eq.split("->")[0].split(",")[0], lhs)) | dict(zip(eq.split("->")[0].split(",")[1], rhs))
+    return 2.0 * float(np.prod(list(sizes.values()), dtype=np.float64))
+
+
+def net_flops(bc: BenchConfig) -> float:
+    """Matmul FLOPs (2 per multiply-add) of one forward network application (see `net_matmuls`)."""
+    return sum(einsum_flops(eq, a, b) for _, eq, a, b in net_matmuls(bc))
 
 
 def head_flops(bc: BenchConfig) -> float:
@@ -191,27 +214,69 @@ def jax_net_cost_flops(bc: BenchConfig) -> Optional[float]:
         return None
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> dict:
-    """Best GFLOP/s of an n x n float32 matmul in XLA and in PyTorch (if importable)."""
-    import jax
-    import jax.numpy as jnp
+def matmul_peak(framework: str, n: int = 2048, reps: int = 5) -> float:
+    """Best GFLOP/s of an n x n float32 matmul in XLA ("jax") or PyTorch ("torch")."""
+    if framework == "jax":
+        import jax
+        import jax.numpy as jnp
 
-    out = {}
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(jnp.matmul)
-    f(a, b).block_until_ready()
-    best = min(_timed(lambda: f(a, b).block_until_ready())[0] for _ in range(reps))
-    out["xla"] = 2 * n ** 3 / best / 1e9
-    try:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        f = jax.jit(jnp.matmul)
+        run = lambda: f(a, b).block_until_ready()  # noqa: E731
+    else:
         import torch
-    except ImportError:
-        return out
-    ta, tb = torch.randn(n, n), torch.randn(n, n)
-    ta @ tb
-    best = min(_timed(lambda: ta @ tb)[0] for _ in range(reps))
-    out["torch"] = 2 * n ** 3 / best / 1e9
-    return out
+
+        ta, tb = torch.randn(n, n), torch.randn(n, n)
+        run = lambda: ta @ tb  # noqa: E731
+    run()
+    return 2 * n ** 3 / min(_timed(run)[0] for _ in range(reps)) / 1e9
+
+
+def _backward_einsums(eq: str, lhs: tuple, rhs: tuple) -> list[tuple[str, tuple, tuple]]:
+    """The two products of the backward pass of `eq`: gradient of the lhs and of the rhs."""
+    (a, b), c = eq.split("->")[0].split(","), eq.split("->")[1]
+    sizes = dict(zip(a, lhs)) | dict(zip(b, rhs))
+    out = tuple(sizes[i] for i in c)
+    return [(f"{c},{b}->{a}", out, rhs), (f"{a},{c}->{b}", lhs, out)]
+
+
+def _time_einsum(framework: str, eq: str, lhs: tuple, rhs: tuple, seconds: float) -> float:
+    """Milliseconds per product, best of 3 runs of a loop of repetitions."""
+    reps = int(min(50, max(3, seconds * 150e9 / einsum_flops(eq, lhs, rhs))))
+    if framework == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.normal(jax.random.key(0), lhs, jnp.float32)
+        b = jax.random.normal(jax.random.key(1), rhs, jnp.float32)
+
+        def loop(a, b):  # each product feeds the next, so none is skipped or hoisted
+            out = jnp.einsum(eq, a, b)
+            return jax.lax.fori_loop(0, reps, lambda i, o: jnp.einsum(eq, a + o.ravel()[0] * 1e-30, b), out)
+        f = jax.jit(loop).lower(a, b).compile()
+        run = lambda: jax.block_until_ready(f(a, b))  # noqa: E731
+    else:
+        import torch
+
+        ta, tb = torch.randn(*lhs), torch.randn(*rhs)
+
+        def run():
+            for _ in range(reps + 1):
+                torch.einsum(eq, ta, tb)
+    run()
+    return 1e3 * min(_timed(run)[0] for _ in range(3)) / (reps + 1)
+
+
+def net_matmul_times(framework: str, bc: BenchConfig, seconds: float = 0.2) -> dict:
+    """Each matmul of one network application (`net_matmuls`), and the two products of its backward
+    pass, timed alone in `framework`'s layout-agnostic einsum: {"forward_ms", "backward_ms"} summed
+    over the network. A lower bound on what one application can cost with these kernels."""
+    fwd = bwd = 0.0
+    for _, eq, lhs, rhs in net_matmuls(bc):
+        fwd += _time_einsum(framework, eq, lhs, rhs, seconds)
+        bwd += sum(_time_einsum(framework, *prod, seconds) for prod in _backward_einsums(eq, lhs, rhs))
+    return {"forward_ms": fwd, "backward_ms": bwd}
 
 
 def _timed(fn):
@@ -334,71 +399,70 @@ def _step_peak_mb(run_step) -> Optional[float]:
     return (peak - before) / 1024
 
 
-def worker_time(spec: dict) -> dict:
-    """Train and predict timings of both frameworks, interleaved, plus the matmul peak."""
-    bc = BenchConfig(**spec["config"])
-    iters, p_iters, p_steps = spec["iters"], spec["predict_iters"], spec["predict_steps"]
-    parts, use_torch = spec["parts"], spec["torch"]
+def _jax_session(bc: BenchConfig, spec: dict) -> dict:
+    """Commands of a JAX timing worker: one jitted train step (donated state) and predict."""
     import jax
-    import jax.numpy as jnp
 
     from trm_jax.models import predict
 
-    res: dict = {"peak": [], "jax_devices": str(jax.devices()[0].platform)}
-    res["peak"].append(matmul_peak())
-    tm = None
-    if use_torch:
-        import torch
+    state_dict = None
+    if spec["torch"]:  # same initial weights as the PyTorch worker (same seed); torch itself is not run here
+        state_dict = build_torch(bc)[0].state_dict()
+    model, params, opt_state, step, tokens, labels, carry = build_jax(bc, state_dict)
+    state = {"params": params, "opt_state": opt_state, "carry": carry}
 
-        torch.set_num_threads(spec["threads"])
-        tm, topt, seq, tlabels = build_torch(bc)
-    sd = tm.state_dict() if tm is not None else None
-    model, params, opt_state, step, tokens, labels, carry = build_jax(bc, sd)
-
-    if "train" in parts:
-        t0 = time.perf_counter()
-        params, opt_state, carry, loss = step(params, opt_state, carry, tokens, labels)
+    def train():
+        state["params"], state["opt_state"], state["carry"], loss = step(
+            state["params"], state["opt_state"], state["carry"], tokens, labels)
         loss.block_until_ready()
-        res["jax_first_step_s"] = time.perf_counter() - t0
-        res["jax_loss0"] = float(loss)
-        jt, tt = [], []
-        if tm is not None:
-            y, z = tm.get_initial()
-            y, z = torch_train_step(tm, topt, seq, tlabels, y, z)  # warm-up: allocates AdamW state
 
-        for _ in range(iters):
-            def jstep():
-                nonlocal params, opt_state, carry
-                params, opt_state, carry, loss = step(params, opt_state, carry, tokens, labels)
-                loss.block_until_ready()
-            jt.append(_timed(jstep))
-            if tm is not None:
-                def tstep():
-                    nonlocal y, z
-                    y, z = torch_train_step(tm, topt, seq, tlabels, y, z)
-                tt.append(_timed(tstep))
-        res["jax_train"] = jt
-        res["torch_train"] = tt
-        res["peak"].append(matmul_peak())
+    def run_predict(depth):  # threshold above 1: no sample halts before the last step
+        jax.block_until_ready(predict(model, state["params"], tokens, halt_threshold=2.0, max_recursion_depth=depth))
+    return {"train": train, "predict": run_predict}
 
-    if "predict" in parts:
-        jp, tp = [], []
-        thr, depth = 2.0, p_steps  # threshold above 1: no sample halts before the last step
 
-        def jpred():
-            jax.block_until_ready(predict(model, params, tokens, halt_threshold=thr, max_recursion_depth=depth))
-        t0 = time.perf_counter()
-        jpred()
-        res["jax_predict_first_s"] = time.perf_counter() - t0
-        for _ in range(p_iters):
-            jp.append(_timed(jpred))
-            if tm is not None:
-                with torch.no_grad():
-                    tp.append(_timed(lambda: tm.predict(seq, halt_prob_thres=thr, max_deep_refinement_steps=depth)))
-        res["jax_predict"] = jp
-        res["torch_predict"] = tp
-        res["peak"].append(matmul_peak())
-    return res
+def _torch_session(bc: BenchConfig, spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    model, opt, seq, labels = build_torch(bc)
+    state = dict(zip("yz", model.get_initial()))
+
+    def train():
+        state["y"], state["z"] = torch_train_step(model, opt, seq, labels, state["y"], state["z"])
+
+    def run_predict(depth):
+        with torch.no_grad():
+            model.predict(seq, halt_prob_thres=2.0, max_deep_refinement_steps=depth)
+    return {"train": train, "predict": run_predict}
+
+
+def worker_serve(spec: dict) -> dict:
+    """A timing worker for one framework that stays up and answers commands read from stdin, one per
+    line: `train`, `predict`, `peak`, `net_matmuls`, `quit`. Each answer is `@@RESULT@@` + JSON (wall and CPU time,
+    or GFLOP/s for `peak`). The driver runs one such process per framework and alternates between
+    them, so each framework runs alone in its process (its own allocator and thread pools) while
+    machine-load drift hits both alike."""
+    bc = BenchConfig(**spec["config"])
+    framework = spec["framework"]
+    session = (_jax_session if framework == "jax" else _torch_session)(bc, spec)
+    print("@@RESULT@@" + json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd == "train":
+            res = {"time": _timed(session["train"])}
+        elif cmd == "predict":
+            res = {"time": _timed(lambda: session["predict"](spec["predict_steps"]))}
+        elif cmd == "peak":
+            res = {"gflops": matmul_peak(framework)}
+        elif cmd == "net_matmuls":
+            res = net_matmul_times(framework, bc)
+        else:
+            res = {"error": f"unknown command {cmd!r}"}
+        print("@@RESULT@@" + json.dumps(res), flush=True)
+    return {}
 
 
 def worker_compile(spec: dict) -> dict:
@@ -449,7 +513,7 @@ def worker_torch_memory(spec: dict) -> dict:
     return {"peak_mb": _step_peak_mb(run)}
 
 
-WORKERS = {"time": worker_time, "compile": worker_compile, "torch_memory": worker_torch_memory}
+WORKERS = {"serve": worker_serve, "compile": worker_compile, "torch_memory": worker_torch_memory}
 
 
 def _worker_main(argv) -> int:
@@ -458,8 +522,84 @@ def _worker_main(argv) -> int:
     if threads and hasattr(os, "sched_setaffinity") and threads < len(os.sched_getaffinity(0)):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     res = WORKERS[kind](spec)
-    print("@@RESULT@@" + json.dumps(res))
+    if kind != "serve":
+        print("@@RESULT@@" + json.dumps(res))
     return 0
+
+
+class _Server:
+    """Driver side of `worker_serve`: one persistent worker process per framework."""
+
+    def __init__(self, framework: str, spec: dict, env: dict, timeout: float):
+        self.framework, self.timeout = framework, timeout
+        self.proc = subprocess.Popen([sys.executable, "-m", "trm_jax.benchmarks", "serve",
+                                      json.dumps({**spec, "framework": framework})], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self(None)  # "ready" once the model is built
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("@@RESULT@@"):
+                res = json.loads(line[len("@@RESULT@@"):])
+                if "error" in res:
+                    raise RuntimeError(f"benchmark worker ({self.framework}): {res['error']}")
+                return res
+        self.proc.wait(timeout=60)
+        tail = self.proc.stderr.read()[-3000:]
+        raise RuntimeError(f"benchmark worker ({self.framework}) failed (exit {self.proc.returncode}):\n{tail}")
+
+    def __call__(self, cmd: Optional[str]) -> dict:
+        watchdog = threading.Timer(self.timeout, self.proc.kill)  # a hung worker ends with an error
+        watchdog.start()
+        try:
+            if cmd is not None:
+                self.proc.stdin.write(cmd + "\n")
+                self.proc.stdin.flush()
+            return self._read()
+        finally:
+            watchdog.cancel()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+def time_frameworks(spec: dict, env: dict, timeout: float) -> dict:
+    """Train and predict timings of both frameworks, alternating between their worker processes, plus
+    the matmul peak of each (before, between and after the timed parts). Results as `_report` reads
+    them: lists of (wall, cpu) per framework, first-call times (compile) of JAX."""
+    parts = spec["parts"]
+    servers = {"jax": _Server("jax", spec, env, timeout)}
+    try:
+        if spec["torch"]:
+            servers["torch"] = _Server("torch", spec, env, timeout)
+        res: dict = {"peak": []}
+
+        def peaks():
+            res["peak"].append({fw: s("peak")["gflops"] for fw, s in servers.items()})
+
+        peaks()
+        res["net_matmuls"] = servers["jax"]("net_matmuls")
+        for part, n in (("train", spec["iters"]), ("predict", spec["predict_iters"])):
+            if part not in parts:
+                continue
+            first = {fw: s(part)["time"] for fw, s in servers.items()}  # warm-up (JAX: compile)
+            res[f"jax_{part}_first_s"] = first["jax"][0]
+            for fw in ("jax", "torch"):
+                res[f"{fw}_{part}"] = []
+            for _ in range(n):
+                for fw, s in servers.items():
+                    res[f"{fw}_{part}"].append(s(part)["time"])
+            peaks()
+        return res
+    finally:
+        for s in servers.values():
+            s.close()
 
 
 def run_worker(kind: str, spec: dict, env: dict, timeout: float) -> dict:
@@ -490,9 +630,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remat", default="auto", choices=["auto", "none", "dots", "full"],
                    help="trm_jax model.remat for the gradient cycle (default auto)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
-    p.add_argument("--iters", type=int, default=3, help="timed training steps per framework (default 3)")
+    p.add_argument("--iters", type=int, default=5, help="timed training steps per framework (default 5)")
     p.add_argument("--predict-steps", type=int, default=16, help="supervision steps in predict (default 16)")
-    p.add_argument("--predict-iters", type=int, default=2, help="timed predict calls per framework (default 2)")
+    p.add_argument("--predict-iters", type=int, default=3, help="timed predict calls per framework (default 3)")
     p.add_argument("--parts", default="train,predict,compile,memory",
                    help="comma list of train,predict,compile,memory (default all)")
     p.add_argument("--quick", action="store_true", help=f"small configuration ({QUICK.label()})")
@@ -555,9 +695,9 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
     base = {"config": dataclasses.asdict(bc), "threads": args.threads}
     if parts & {"train", "predict"}:
         t0 = time.perf_counter()
-        out["time"] = run_worker("time", {**base, "iters": args.iters, "predict_iters": args.predict_iters,
-                                          "predict_steps": args.predict_steps, "parts": sorted(parts),
-                                          "torch": use_torch}, env, args.timeout)
+        out["time"] = time_frameworks({**base, "iters": args.iters, "predict_iters": args.predict_iters,
+                                       "predict_steps": args.predict_steps, "parts": sorted(parts),
+                                       "torch": use_torch}, env, args.timeout)
         print(f"   timings done in {time.perf_counter() - t0:.0f} s", flush=True)
     if parts & {"compile", "memory"}:
         # the reference configuration last: the first worker process pays for cold file caches, which
@@ -591,10 +731,16 @@ def _fmt_ratio(ours, ref):
 def _report(r: dict, args) -> None:
     rows = []
     t = r.get("time", {})
-    peak = max((p.get("xla", 0) for p in t.get("peak", [])), default=0)
+    peak = max((p.get("jax", 0) for p in t.get("peak", [])), default=0)
     tpeak = max((p.get("torch", 0) for p in t.get("peak", [])), default=0)
     rows.append(("matmul peak 2048^2 f32 (GFLOP/s)", f"{peak:.0f}" if peak else "-",
                  f"{tpeak:.0f}" if tpeak else "-", ""))
+    floors = {}
+    if "net_matmuls" in t:  # every matmul of the work at the speed it reaches alone, nothing else
+        nm, c = t["net_matmuls"], r["config"]
+        apps = c["T"] * (c["n"] + 1)
+        floors = {"train": (apps * nm["forward_ms"] + (c["n"] + 1) * nm["backward_ms"]) / 1e3,
+                  "predict": args.predict_steps * apps * nm["forward_ms"] / 1e3}
     for key, label, flop in (("train", "train step (s)", r["train_gflop"]),
                              ("predict", f"predict, {args.predict_steps} steps (s)", r["predict_gflop"])):
         j, p = _best(t.get("jax_" + key, [])), _best(t.get("torch_" + key, []))
@@ -607,8 +753,11 @@ def _report(r: dict, args) -> None:
             mfu_p = flop / p[0] / peak if (peak and p) else 0
             rows.append((f"  {flop:.0f} GFLOP: GFLOP/s (% of XLA peak)", f"{flop / j[0]:.0f} ({100 * mfu_j:.0f}%)",
                          f"{flop / p[0]:.0f} ({100 * mfu_p:.0f}%)" if p else "-", ""))
-    if "jax_first_step_s" in t:
-        rows.append(("first train step incl. compile (s)", f"{t['jax_first_step_s']:.1f}", "-", ""))
+            if key in floors:  # ratio column: the best ratio trm_jax could reach with these kernels
+                rows.append(("  matmul-only floor (s), XLA kernels", f"{floors[key]:.2f}", "-",
+                             f"<={_fmt_ratio(floors[key], p[0])}" if p else ""))
+    if "jax_train_first_s" in t:
+        rows.append(("first train step incl. compile (s)", f"{t['jax_train_first_s']:.1f}", "-", ""))
     comp = {k: r["compile"][k] for k in ("ref", "2n", "2T", "T2") if k in r.get("compile", {})}
     for name, c in comp.items():
         tag = {"ref": "", "2n": " (2n)", "2T": " (2T)", "T2": " (T=2)"}[name]
@@ -637,8 +786,11 @@ def _report(r: dict, args) -> None:
     xla = r.get("net_gflop_xla")
     print(f"FLOPs: one network application {r['net_gflop_analytic']:.2f} GFLOP analytic (matmuls), "
           f"{xla:.2f} GFLOP XLA cost analysis (incl. elementwise)" if xla else "")
+    if floors:
+        print("matmul-only floor: the step's forward and backward matmuls, each timed alone in XLA at its "
+              "shape, summed (no elementwise work, no overheads)")
     print("ratio = PyTorch / trm_jax (> 1: trm_jax faster or smaller); times are the best of the timed "
-          "iterations, frameworks alternating in one process")
+          "iterations, alternating between one worker process per framework")
 
 
 def bench_model(args: argparse.Namespace) -> dict:
