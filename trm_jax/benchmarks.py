@@ -10,9 +10,9 @@ What is measured (each part can be chosen with --parts):
            loss) + backward + AdamW. JAX: one jitted function with donated params/opt state/carry.
            PyTorch: `TinyRecursiveModel.forward(labels=...)`, `loss.backward()`, `AdamW.step()`.
            Each framework runs in its own worker process (its own allocator and thread pools, pinned
-           to the same `--threads` CPUs); the driver alternates between them step by step, so load
-           drift on the machine hits both alike. The best of `--iters` steps is reported for each
-           (wall clock) together with the process CPU time of that step.
+           to the same `--threads` CPUs); the frameworks take turns in blocks of back-to-back steps,
+           twice (see `time_frameworks`). The best of `--iters` steps is reported for each (wall
+           clock) together with the process CPU time of that step.
 - predict: `predict` with halting disabled (threshold 2.0) for `--predict-steps` supervision steps.
 - peak:    a 2048x2048 float32 matmul in XLA (and in PyTorch), best of several, measured in each
            worker before, between and after the parts above; MFU = analytic FLOPs of a step / step
@@ -569,10 +569,16 @@ class _Server:
                 self.proc.kill()
 
 
-def time_frameworks(spec: dict, env: dict, timeout: float) -> dict:
-    """Train and predict timings of both frameworks, alternating between their worker processes, plus
-    the matmul peak of each (before, between and after the timed parts). Results as `_report` reads
-    them: lists of (wall, cpu) per framework, first-call times (compile) of JAX."""
+def time_frameworks(spec: dict, env: dict, timeout: float, rounds: int = 2) -> dict:
+    """Train and predict timings of both frameworks, each in its own worker process, plus the matmul
+    peak of each (before, between and after the timed parts). Results as `_report` reads them: lists
+    of (wall, cpu) per framework, first-call times (compile) of JAX.
+
+    Steps run back to back within a framework, as in a training loop: after a few seconds idle both
+    frameworks' next step is measurably slower (cold caches, clocks and page mappings), so
+    alternating single steps would time neither at its steady state. Instead the frameworks take
+    turns in blocks, `rounds` times (ABAB, so that load drift on the machine hits both alike), and a
+    train block starts with one untimed step."""
     parts = spec["parts"]
     servers = {"jax": _Server("jax", spec, env, timeout)}
     try:
@@ -585,16 +591,19 @@ def time_frameworks(spec: dict, env: dict, timeout: float) -> dict:
 
         peaks()
         res["net_matmuls"] = servers["jax"]("net_matmuls")
-        for part, n in (("train", spec["iters"]), ("predict", spec["predict_iters"])):
+        for part, total in (("train", spec["iters"]), ("predict", spec["predict_iters"])):
             if part not in parts:
                 continue
             first = {fw: s(part)["time"] for fw, s in servers.items()}  # warm-up (JAX: compile)
             res[f"jax_{part}_first_s"] = first["jax"][0]
             for fw in ("jax", "torch"):
                 res[f"{fw}_{part}"] = []
-            for _ in range(n):
+            per_round = [total // rounds + (r < total % rounds) for r in range(rounds)]
+            for n in filter(None, per_round):
                 for fw, s in servers.items():
-                    res[f"{fw}_{part}"].append(s(part)["time"])
+                    if part == "train":
+                        s(part)
+                    res[f"{fw}_{part}"] += [s(part)["time"] for _ in range(n)]
             peaks()
         return res
     finally:
@@ -630,9 +639,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remat", default="auto", choices=["auto", "none", "dots", "full"],
                    help="trm_jax model.remat for the gradient cycle (default auto)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
-    p.add_argument("--iters", type=int, default=5, help="timed training steps per framework (default 5)")
+    p.add_argument("--iters", type=int, default=6, help="timed training steps per framework (default 6)")
     p.add_argument("--predict-steps", type=int, default=16, help="supervision steps in predict (default 16)")
-    p.add_argument("--predict-iters", type=int, default=3, help="timed predict calls per framework (default 3)")
+    p.add_argument("--predict-iters", type=int, default=2, help="timed predict calls per framework (default 2)")
     p.add_argument("--parts", default="train,predict,compile,memory",
                    help="comma list of train,predict,compile,memory (default all)")
     p.add_argument("--quick", action="store_true", help=f"small configuration ({QUICK.label()})")
@@ -790,7 +799,7 @@ def _report(r: dict, args) -> None:
         print("matmul-only floor: the step's forward and backward matmuls, each timed alone in XLA at its "
               "shape, summed (no elementwise work, no overheads)")
     print("ratio = PyTorch / trm_jax (> 1: trm_jax faster or smaller); times are the best of the timed "
-          "iterations, alternating between one worker process per framework")
+          "iterations, one worker process per framework taking turns in blocks of back-to-back steps (ABAB)")
 
 
 def bench_model(args: argparse.Namespace) -> dict:
