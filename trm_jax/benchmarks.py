@@ -17,6 +17,10 @@ What is measured (each part can be chosen with --parts):
 - peak:    a 2048x2048 float32 matmul in XLA (and in PyTorch), best of several, measured in each
            worker before, between and after the parts above; MFU = analytic FLOPs of a step / step
            time / the best XLA peak.
+- floor:   every matmul of one network application (`net_matmuls`) and the two products of its
+           backward pass, each timed alone in XLA at its shape; summed over a step this is the
+           step's matmul-only floor (no elementwise work, no overheads), and PyTorch's time over it
+           the best ratio trm_jax could reach with XLA's kernels.
 - compile: trace + lower + compile of the JAX train step in a fresh process, at (n, T), (2n, T) and
            (n, 2T).
 - memory:  peak resident memory of one training step above the resident memory before it, in a
@@ -241,41 +245,32 @@ def _backward_einsums(eq: str, lhs: tuple, rhs: tuple) -> list[tuple[str, tuple,
     return [(f"{c},{b}->{a}", out, rhs), (f"{a},{c}->{b}", lhs, out)]
 
 
-def _time_einsum(framework: str, eq: str, lhs: tuple, rhs: tuple, seconds: float) -> float:
-    """Milliseconds per product, best of 3 runs of a loop of repetitions."""
+def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float) -> float:
+    """Milliseconds per product in XLA, best of 3 runs of a jitted loop of repetitions."""
+    import jax
+    import jax.numpy as jnp
+
     reps = int(min(50, max(3, seconds * 150e9 / einsum_flops(eq, lhs, rhs))))
-    if framework == "jax":
-        import jax
-        import jax.numpy as jnp
+    a = jax.random.normal(jax.random.key(0), lhs, jnp.float32)
+    b = jax.random.normal(jax.random.key(1), rhs, jnp.float32)
 
-        a = jax.random.normal(jax.random.key(0), lhs, jnp.float32)
-        b = jax.random.normal(jax.random.key(1), rhs, jnp.float32)
-
-        def loop(a, b):  # each product feeds the next, so none is skipped or hoisted
-            out = jnp.einsum(eq, a, b)
-            return jax.lax.fori_loop(0, reps, lambda i, o: jnp.einsum(eq, a + o.ravel()[0] * 1e-30, b), out)
-        f = jax.jit(loop).lower(a, b).compile()
-        run = lambda: jax.block_until_ready(f(a, b))  # noqa: E731
-    else:
-        import torch
-
-        ta, tb = torch.randn(*lhs), torch.randn(*rhs)
-
-        def run():
-            for _ in range(reps + 1):
-                torch.einsum(eq, ta, tb)
+    def loop(a, b):  # each product feeds the next, so none is skipped or hoisted
+        out = jnp.einsum(eq, a, b)
+        return jax.lax.fori_loop(0, reps, lambda i, o: jnp.einsum(eq, a + o.ravel()[0] * 1e-30, b), out)
+    f = jax.jit(loop).lower(a, b).compile()
+    run = lambda: jax.block_until_ready(f(a, b))  # noqa: E731
     run()
     return 1e3 * min(_timed(run)[0] for _ in range(3)) / (reps + 1)
 
 
-def net_matmul_times(framework: str, bc: BenchConfig, seconds: float = 0.2) -> dict:
+def net_matmul_times(bc: BenchConfig, seconds: float = 0.2) -> dict:
     """Each matmul of one network application (`net_matmuls`), and the two products of its backward
-    pass, timed alone in `framework`'s layout-agnostic einsum: {"forward_ms", "backward_ms"} summed
-    over the network. A lower bound on what one application can cost with these kernels."""
+    pass, timed alone in XLA: {"forward_ms", "backward_ms"} summed over the network. What one
+    application would cost if it were nothing but its matmuls, each as fast as alone."""
     fwd = bwd = 0.0
     for _, eq, lhs, rhs in net_matmuls(bc):
-        fwd += _time_einsum(framework, eq, lhs, rhs, seconds)
-        bwd += sum(_time_einsum(framework, *prod, seconds) for prod in _backward_einsums(eq, lhs, rhs))
+        fwd += _time_einsum(eq, lhs, rhs, seconds)
+        bwd += sum(_time_einsum(*prod, seconds) for prod in _backward_einsums(eq, lhs, rhs))
     return {"forward_ms": fwd, "backward_ms": bwd}
 
 
@@ -439,10 +434,10 @@ def _torch_session(bc: BenchConfig, spec: dict) -> dict:
 
 def worker_serve(spec: dict) -> dict:
     """A timing worker for one framework that stays up and answers commands read from stdin, one per
-    line: `train`, `predict`, `peak`, `net_matmuls`, `quit`. Each answer is `@@RESULT@@` + JSON (wall and CPU time,
-    or GFLOP/s for `peak`). The driver runs one such process per framework and alternates between
-    them, so each framework runs alone in its process (its own allocator and thread pools) while
-    machine-load drift hits both alike."""
+    line: `train`, `predict`, `peak`, `net_matmuls` (JAX), `quit`. Each answer is `@@RESULT@@` + JSON
+    (wall and CPU time; GFLOP/s for `peak`). The driver (`time_frameworks`) runs one such process
+    per framework, so each framework runs alone in its process (its own allocator and thread
+    pools)."""
     bc = BenchConfig(**spec["config"])
     framework = spec["framework"]
     session = (_jax_session if framework == "jax" else _torch_session)(bc, spec)
@@ -458,7 +453,7 @@ def worker_serve(spec: dict) -> dict:
         elif cmd == "peak":
             res = {"gflops": matmul_peak(framework)}
         elif cmd == "net_matmuls":
-            res = net_matmul_times(framework, bc)
+            res = net_matmul_times(bc)
         else:
             res = {"error": f"unknown command {cmd!r}"}
         print("@@RESULT@@" + json.dumps(res), flush=True)

@@ -9,9 +9,8 @@ from flax import linen as nn
 
 
 # checkpoint_name tags for remat policies (see trm.py: remat_policy): the residual stream between
-# sub-blocks and the inputs of the mixer's activation functions.
+# sub-blocks and the input of the mixer's channel-mixing activation.
 RESIDUAL = "residual"
-TOKEN_PRE_ACTIVATION = "token_mixing_pre_activation"
 CHANNEL_PRE_ACTIVATION = "channel_mixing_pre_activation"
 
 

@@ -24,8 +24,8 @@ from flax import linen as nn
 
 from jax.ad_checkpoint import checkpoint_name
 
-from trm_jax.models.layers import (CHANNEL_PRE_ACTIVATION, RESIDUAL, TOKEN_PRE_ACTIVATION, TorchDense, gelu,
-                                   layer_norm_no_bias, torch_linear_init)
+from trm_jax.models.layers import (CHANNEL_PRE_ACTIVATION, RESIDUAL, TorchDense, gelu, layer_norm_no_bias,
+                                   torch_linear_init)
 
 
 def _mix_seq(w, h):
@@ -72,7 +72,7 @@ class TokenMixing(nn.Module):
         b_out = self.param("out_bias", torch_linear_init(self.hidden), (self.seq_len,))
         dt = self.dtype
         a = mix_seq(w_in.astype(dt), h.astype(dt)) + b_in.astype(dt)[:, None, None]
-        a = gelu(checkpoint_name(a, TOKEN_PRE_ACTIVATION), self.approximate_gelu)
+        a = gelu(a, self.approximate_gelu)  # recomputed in the backward pass (remat policy)
         a = nn.Dropout(self.dropout)(a, deterministic=deterministic)
         out = mix_seq(w_out.astype(dt), a) + b_out.astype(dt)[:, None, None]
         return nn.Dropout(self.dropout)(out, deterministic=deterministic)

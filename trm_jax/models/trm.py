@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from trm_jax.config import ModelConfig
-from trm_jax.models.layers import CHANNEL_PRE_ACTIVATION, RESIDUAL, TOKEN_PRE_ACTIVATION
+from trm_jax.models.layers import CHANNEL_PRE_ACTIVATION, RESIDUAL
 from trm_jax.models.mixer import MLPMixer1D
 from trm_jax.models.transformer import TransformerNetwork
 
@@ -154,8 +154,6 @@ def remat_policy(config: ModelConfig):
         return True, cp.dots_with_no_batch_dims_saveable
     if mode == "mixer":
         return True, cp.save_only_these_names(RESIDUAL, CHANNEL_PRE_ACTIVATION)
-    if mode == "mixer_hidden":  # also keep the token-mixing pre-activations (like "dots")
-        return True, cp.save_only_these_names(RESIDUAL, CHANNEL_PRE_ACTIVATION, TOKEN_PRE_ACTIVATION)
     raise ValueError(f"unknown remat mode {mode!r}")
 
 
