@@ -130,9 +130,15 @@ def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
     return [(f"block{i} {name}", eq, a, b) for i in range(bc.depth) for name, eq, a, b in block]
 
 
+def _einsum_indices(eq: str, lhs: tuple, rhs: tuple):
+    """("ab,bc->ac", shapes) -> ("ab", "bc", "ac", {index: size})."""
+    (a, b), c = eq.split("->")[0].split(","), eq.split("->")[1]
+    return a, b, c, dict(zip(a, lhs)) | dict(zip(b, rhs))
+
+
 def einsum_flops(eq: str, lhs: tuple, rhs: tuple) -> float:
     """2 * (product of all index sizes): one multiply-add per combination of indices."""
-    sizes = dict(zip(eq.split("->")[0].split(",")[0], lhs)) | dict(zip(eq.split("->")[0].split(",")[1], rhs))
+    sizes = _einsum_indices(eq, lhs, rhs)[3]
     return 2.0 * float(np.prod(list(sizes.values()), dtype=np.float64))
 
 
@@ -239,8 +245,7 @@ def matmul_peak(framework: str, n: int = 2048, reps: int = 5) -> float:
 
 def _backward_einsums(eq: str, lhs: tuple, rhs: tuple) -> list[tuple[str, tuple, tuple]]:
     """The two products of the backward pass of `eq`: gradient of the lhs and of the rhs."""
-    (a, b), c = eq.split("->")[0].split(","), eq.split("->")[1]
-    sizes = dict(zip(a, lhs)) | dict(zip(b, rhs))
+    a, b, c, sizes = _einsum_indices(eq, lhs, rhs)
     out = tuple(sizes[i] for i in c)
     return [(f"{c},{b}->{a}", out, rhs), (f"{a},{c}->{b}", lhs, out)]
 
