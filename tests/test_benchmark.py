@@ -50,6 +50,22 @@ def test_backward_products_of_the_matmul_floor_are_the_gradients(network):
             assert einsum_flops(e, x, y) == einsum_flops(eq, lhs, rhs)
 
 
+def test_benchmark_dtype_option_runs_the_step_in_bfloat16():
+    from trm_jax.benchmarks import build_jax
+
+    bc = BenchConfig(dim=16, depth=1, seq_len=5, batch=3, n=1, T=2)
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        model, params, opt_state, step, tokens, labels, carry = build_jax(dataclasses.replace(bc, dtype=dtype))
+        assert model.config.dtype == dtype and dtype in dataclasses.replace(bc, dtype=dtype).label()
+        hlo = jax.jit(lambda p: supervision_step(model, p, tokens, carry)).lower(params).as_text()
+        assert ("bf16" in hlo) == (dtype == "bfloat16")  # the network computes in the chosen dtype
+        losses[dtype] = float(step(params, opt_state, carry, tokens, labels)[3])
+    # same weights, lower precision: close but not identical
+    assert losses["bfloat16"] != losses["float32"]
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
+
+
 def test_reference_step_flops_match_the_issue_estimate():
     assert train_step_flops(BenchConfig()) / 1e9 == pytest.approx(430, rel=0.02)
 

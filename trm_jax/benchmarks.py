@@ -73,6 +73,7 @@ class BenchConfig:
     num_heads: int = 0  # transformer; 0 = dim // 64
     gelu_approximate: bool = False
     remat: str = "auto"  # ModelConfig.remat
+    dtype: str = "float32"  # trm_jax compute dtype (ModelConfig.dtype); PyTorch always runs float32
 
     @property
     def heads(self) -> int:
@@ -81,7 +82,7 @@ class BenchConfig:
     def label(self) -> str:
         net = self.network + ("" if self.network == "mixer" else f" heads={self.heads}")
         return (f"{net} dim={self.dim} depth={self.depth} seq_len={self.seq_len} vocab={self.vocab} "
-                f"n={self.n} T={self.T} batch={self.batch} float32")
+                f"n={self.n} T={self.T} batch={self.batch} {self.dtype}")
 
 
 REFERENCE = BenchConfig()
@@ -93,7 +94,7 @@ def model_config(bc: BenchConfig):
 
     return ModelConfig(network=bc.network, dim=bc.dim, depth=bc.depth, num_heads=bc.heads, num_tokens=bc.vocab,
                        num_refinement_blocks=bc.T, num_latent_refinements=bc.n,
-                       gelu_approximate=bc.gelu_approximate, remat=bc.remat)
+                       gelu_approximate=bc.gelu_approximate, remat=bc.remat, dtype=bc.dtype)
 
 
 # ------------------------------------------------------------------------------------------- FLOPs
@@ -250,14 +251,14 @@ def _backward_einsums(eq: str, lhs: tuple, rhs: tuple) -> list[tuple[str, tuple,
     return [(f"{c},{b}->{a}", out, rhs), (f"{a},{c}->{b}", lhs, out)]
 
 
-def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float) -> float:
+def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float, dtype: str = "float32") -> float:
     """Milliseconds per product in XLA, best of 3 runs of a jitted loop of repetitions."""
     import jax
     import jax.numpy as jnp
 
     reps = int(min(50, max(3, seconds * 150e9 / einsum_flops(eq, lhs, rhs))))
-    a = jax.random.normal(jax.random.key(0), lhs, jnp.float32)
-    b = jax.random.normal(jax.random.key(1), rhs, jnp.float32)
+    a = jax.random.normal(jax.random.key(0), lhs, dtype)
+    b = jax.random.normal(jax.random.key(1), rhs, dtype)
 
     def loop(a, b):  # each product feeds the next, so none is skipped or hoisted
         out = jnp.einsum(eq, a, b)
@@ -270,12 +271,12 @@ def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float) -> float:
 
 def net_matmul_times(bc: BenchConfig, seconds: float = 0.2) -> dict:
     """Each matmul of one network application (`net_matmuls`), and the two products of its backward
-    pass, timed alone in XLA: {"forward_ms", "backward_ms"} summed over the network. What one
+    pass, timed alone in XLA in the compute dtype: {"forward_ms", "backward_ms"} summed over the network. What one
     application would cost if it were nothing but its matmuls, each as fast as alone."""
     fwd = bwd = 0.0
     for _, eq, lhs, rhs in net_matmuls(bc):
-        fwd += _time_einsum(eq, lhs, rhs, seconds)
-        bwd += sum(_time_einsum(*prod, seconds) for prod in _backward_einsums(eq, lhs, rhs))
+        fwd += _time_einsum(eq, lhs, rhs, seconds, bc.dtype)
+        bwd += sum(_time_einsum(*prod, seconds, bc.dtype) for prod in _backward_einsums(eq, lhs, rhs))
     return {"forward_ms": fwd, "backward_ms": bwd}
 
 
@@ -638,6 +639,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gelu-approximate", action="store_true", help="tanh GELU in trm_jax (default exact)")
     p.add_argument("--remat", default="auto", choices=["auto", "none", "dots", "full"],
                    help="trm_jax model.remat for the gradient cycle (default auto)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="trm_jax compute dtype (params stay float32; for accelerators; PyTorch runs float32)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
     p.add_argument("--iters", type=int, default=6, help="timed training steps per framework (default 6)")
     p.add_argument("--predict-steps", type=int, default=16, help="supervision steps in predict (default 16)")
@@ -658,10 +661,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args) -> BenchConfig:
     if args.quick:
         return dataclasses.replace(QUICK, network=args.network, gelu_approximate=args.gelu_approximate,
-                                   remat=args.remat)
+                                   remat=args.remat, dtype=args.dtype)
     return BenchConfig(network=args.network, dim=args.dim, depth=args.depth, seq_len=args.seq_len,
                        vocab=args.vocab, n=args.n, T=args.T, batch=args.batch, num_heads=args.heads,
-                       gelu_approximate=args.gelu_approximate, remat=args.remat)
+                       gelu_approximate=args.gelu_approximate, remat=args.remat, dtype=args.dtype)
 
 
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
