@@ -86,6 +86,7 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
 
     from trm_jax.data import load_tokenizer
     from trm_jax.models import init_params
+    from trm_jax.training.checkpoint import _short
 
     run_dir = os.path.abspath(os.fspath(run_dir))
     cfg_path = os.path.join(run_dir, "config.yaml")
@@ -122,32 +123,27 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     # the newest intact checkpoint: a damaged one (unreadable, checksum mismatch) falls back to the one before
     candidates = [s for s in reversed(steps) if s <= step] if explicit is None else [step]
-    first_error = None
-    for i, s in enumerate(candidates):
+    failures = []  # (step, reason, damaged)
+    for s in candidates:
         try:
             params = _restore_weights(ckpt_dir, s, target, restore_args, which)
-        except _DamagedCheckpoint as e:
-            log.warning("checkpoint %s/%d is damaged (%s); trying the previous checkpoint", ckpt_dir, s, e)
-            first_error = first_error or (s, str(e))
-            continue
-        except Exception as e:  # orbax raises several types for a tree that does not fit
-            if explicit is None and i + 1 < len(candidates):
-                log.warning("checkpoint %s/%d cannot be restored (%s); trying the previous checkpoint", ckpt_dir, s,
-                            " ".join(str(e).split())[:200])
-                first_error = first_error or (s, " ".join(str(e).split())[:300])
-                continue
-            s0, err = first_error or (s, " ".join(str(e).split())[:300])
-            raise TRMError(f"checkpoint {ckpt_dir}/{s0} does not fit the model described by {cfg_path} "
-                           f"({err}); the run directory may be incomplete or from another trm_jax "
-                           "version") from None
-        if first_error is not None:
-            log.warning("loaded checkpoint step %d instead of the damaged step %d", s, first_error[0])
-        step = s
-        break
+            break
+        except Exception as e:  # a checksum mismatch, or one of orbax's several errors for a tree that does not fit
+            damaged = isinstance(e, _DamagedCheckpoint)
+            failures.append((s, str(e) if damaged else _short(e), damaged))
+            if s != candidates[-1]:
+                log.warning("checkpoint %s/%d %s (%s); trying the previous checkpoint", ckpt_dir, s,
+                            "is damaged" if damaged else "cannot be restored", failures[-1][1])
     else:
-        s0, err = first_error
-        raise TRMError(f"no intact checkpoint in {ckpt_dir} (step {s0}: {err}); load a run with a complete "
-                       "checkpoint, or resume training to write a new one")
+        s0, err, _ = failures[0]
+        if failures[-1][2]:
+            raise TRMError(f"no intact checkpoint in {ckpt_dir} (step {s0}: {err}); load a run with a complete "
+                           "checkpoint, or resume training to write a new one")
+        raise TRMError(f"checkpoint {ckpt_dir}/{s0} does not fit the model described by {cfg_path} "
+                       f"({err}); the run directory may be incomplete or from another trm_jax version")
+    if failures:
+        log.warning("loaded checkpoint step %d instead of the damaged step %d", s, failures[0][0])
+    step = s
     _check_params(params, shapes, f"checkpoint {ckpt_dir}/{step}")
 
     from trm_jax.rag import load_run_retriever

@@ -68,14 +68,8 @@ def damaged_leaves(tree, checksums: Optional[dict]) -> list[str]:
     """Paths of leaves of a restored `tree` whose CRC32 differs from `checksums` (saved with the step)."""
     if not checksums:
         return []  # a checkpoint written before checksums existed: nothing to compare
-    bad = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        key = jax.tree_util.keystr(path)
-        if key in checksums and isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
-            data = np.ascontiguousarray(np.asarray(leaf)).reshape(-1).view(np.uint8)
-            if f"{zlib.crc32(data):08x}" != checksums[key]:
-                bad.append(key)
-    return bad
+    actual = tree_checksums(jax.tree.map(np.asarray, tree))
+    return [key for key, crc in actual.items() if key in checksums and crc != checksums[key]]
 
 
 class Checkpointer:
