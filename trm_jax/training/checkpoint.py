@@ -135,23 +135,6 @@ class Checkpointer:
         for step in self.manager.all_steps():
             self.manager.delete(step)
 
-    def read_meta(self, step: Optional[int] = None) -> tuple[int, dict]:
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise TRMError(f"no checkpoint in {self.directory}; drop --resume to start a new run")
-        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return step, dict(out["meta"])
-
-    def restore(self, step: int, target: Any) -> Any:
-        """Restore `state` into the structure/shapes of `target` (arrays or ShapeDtypeStructs)."""
-        try:
-            out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-        except (ValueError, KeyError) as e:
-            raise TRMError(f"checkpoint {self.directory}/{step} does not match this config's model/optimizer "
-                           f"({_short(e)}); resume with the config the run was started with "
-                           "(run_dir/config.yaml)") from None
-        return out["state"]
-
     def restore_latest(self, build_target: Callable[[int, dict], Any]) -> tuple[int, dict, Any]:
         """`(step, meta, state)` of the newest checkpoint that reads back intact.
 
