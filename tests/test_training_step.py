@@ -13,7 +13,7 @@ from trm_jax.models.trm import (IGNORE_LABEL, Carry, compute_loss, init_params, 
 from trm_jax.training import distributed as dist
 from trm_jax.training.state import (LRSchedule, create_train_state, ema_update, make_optimizer,
                                     scale_by_adam_atan2)
-from trm_jax.training.step import TrainCarry, empty_train_carry, make_train_step, pmap_train_step
+from trm_jax.training.step import StepSpec, TrainCarry, empty_train_carry, make_train_step, pmap_train_step
 
 V, L, B = 11, 8, 4
 
@@ -48,10 +48,9 @@ def run_step(model, training, state, carry, batch, key, global_batch=B):
     # one compiled step per (model, training) pair: XLA compiles are the slow part on a small CPU
     ck = (model, training, global_batch)
     if ck not in _compiled:
-        tx = make_optimizer(training)
-        sched = LRSchedule(training, training.steps)
-        _compiled[ck] = pmap_train_step(make_train_step(model, tx, sched, training=training,
-                                                        global_batch=global_batch, peak_lr=training.learning_rate))
+        spec = StepSpec.create(training, total_steps=training.steps, global_batch=global_batch,
+                               peak_lr=training.learning_rate)
+        _compiled[ck] = pmap_train_step(make_train_step(model, spec))
     rs, rc, m = _compiled[ck](dist.replicate(state), dist.put_sharded(dist.shard(carry)), dist.shard(batch),
                    np.asarray(jax.random.key_data(key)))
     return dist.unreplicate(rs), TrainCarry(*dist.unshard(tuple(rc))), dist.unreplicate(m)
@@ -91,7 +90,8 @@ def test_train_step_matches_hand_written_reference():
     old = make_batch(1)
     rng = np.random.default_rng(3)
     carry = TrainCarry(rng.normal(size=(B, L, 16)).astype(np.float32), rng.normal(size=(B, L, 16)).astype(np.float32),
-                       old["inputs"], old["labels"], old["difficulty"], np.array([3, 2, 1, 1], np.int32),
+                       old["inputs"], old["labels"], np.zeros(B, np.int32), old["difficulty"],
+                       np.array([3, 2, 1, 1], np.int32),
                        np.array([True, False, True, False]))
     fresh = make_batch(2)
     new_state, new_carry, m = run_step(model, training, state, carry, fresh, jax.random.PRNGKey(9))
@@ -124,7 +124,7 @@ def test_train_step_matches_hand_written_reference():
     # carry: refilled rows, kept rows, step counts, cap halting, new recursion state
     np.testing.assert_array_equal(new_carry.inputs, inputs)
     np.testing.assert_array_equal(new_carry.labels, labels)
-    np.testing.assert_array_equal(new_carry.steps, [1, 3, 1, 2])
+    np.testing.assert_array_equal(new_carry.recursion_depth, [1, 3, 1, 2])
     np.testing.assert_array_equal(new_carry.halted, [False, True, False, False])
     np.testing.assert_allclose(new_carry.y, np.asarray(out.carry.y), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new_carry.z, np.asarray(out.carry.z), rtol=1e-5, atol=1e-6)
@@ -132,7 +132,7 @@ def test_train_step_matches_hand_written_reference():
     np.testing.assert_allclose(m["ce"], float(aux["ce"].sum()), rtol=1e-5)
     np.testing.assert_allclose(m["exact"], float(aux["exact"].sum()))
     np.testing.assert_allclose(m["token_count"], float(aux["token_count"].sum()))
-    assert m["halted"] == 1 and m["depth"] == 3  # one sample halted, at depth 3
+    assert m["halted"] == 1 and m["recursion_depth"] == 3  # one sample halted, at depth 3
 
 
 def test_first_step_fills_every_slot_and_slots_persist():
@@ -141,36 +141,36 @@ def test_first_step_fills_every_slot_and_slots_persist():
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
     state = jax.device_get(create_train_state(params, make_optimizer(training)))
     batch = make_batch(5)
-    state, c, m = run_step(model, training, state, empty_train_carry(B, L, L, 16), batch, jax.random.PRNGKey(1))
+    state, c, m = run_step(model, training, state, empty_train_carry(B, model), batch, jax.random.PRNGKey(1))
     np.testing.assert_array_equal(c.inputs, batch["inputs"])  # every slot filled from the first batch
-    np.testing.assert_array_equal(c.steps, np.ones(B))
+    np.testing.assert_array_equal(c.recursion_depth, np.ones(B))
     assert not c.halted.any() and m["halted"] == 0
     for i in range(2):  # no slot halted: fresh batches are ignored until the step cap (3)
         state, c, m = run_step(model, training, state, c, make_batch(10 + i), jax.random.PRNGKey(2))
         np.testing.assert_array_equal(c.inputs, batch["inputs"])
-    np.testing.assert_array_equal(c.steps, np.full(B, 3))
-    assert c.halted.all() and m["halted"] == B and m["depth"] == 3 * B
+    np.testing.assert_array_equal(c.recursion_depth, np.full(B, 3))
+    assert c.halted.all() and m["halted"] == B and m["recursion_depth"] == 3 * B
     _, c, _ = run_step(model, training, state, c, make_batch(20), jax.random.PRNGKey(3))
     np.testing.assert_array_equal(c.inputs, make_batch(20)["inputs"])  # all refilled after the cap
-    np.testing.assert_array_equal(c.steps, np.ones(B))
+    np.testing.assert_array_equal(c.recursion_depth, np.ones(B))
 
 
 def test_halt_exploration_forces_minimum_depth():
     model = tiny_model(halt_threshold=0.0)  # the head always says halt: only exploration delays it
-    model = make_model(dataclasses.replace(model.config, max_recursion_depth=5), V, L)
+    model = model.clone(max_recursion_depth=5)
     training = tcfg(halt_exploration_prob=1.0, learning_rate=1e-6)
     tx = make_optimizer(training)
-    sched = LRSchedule(training, 100)
-    fn = pmap_train_step(make_train_step(model, tx, sched, training=training, global_batch=32, peak_lr=1e-6))
+    fn = pmap_train_step(make_train_step(model, StepSpec.create(training, total_steps=100, global_batch=32,
+                                                                peak_lr=1e-6)))
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
     state = dist.replicate(jax.device_get(create_train_state(params, tx)))
-    carry = dist.put_sharded(dist.shard(empty_train_carry(32, L, L, 16)))
+    carry = dist.put_sharded(dist.shard(empty_train_carry(32, model)))
     depths = []
     for i in range(12):
         state, carry, m = fn(state, carry, dist.shard(make_batch(i, 32)), np.asarray(jax.random.key_data(
             jax.random.PRNGKey(i))))
         c = TrainCarry(*dist.unshard(tuple(carry)))
-        depths += list(c.steps[c.halted])
+        depths += list(c.recursion_depth[c.halted])
     assert set(depths) <= {2, 3, 4, 5} and len(set(depths)) >= 3  # min depth drawn from [2, max]
 
 
@@ -180,7 +180,7 @@ def test_nonfinite_step_is_skipped():
     params = jax.tree.map(np.array, jax.device_get(init_params(model, jax.random.PRNGKey(0))))
     params["to_pred"]["kernel"][0, 0] = np.nan
     state = jax.device_get(create_train_state(params, make_optimizer(training)))
-    new, c, m = run_step(model, training, state, empty_train_carry(B, L, L, 16), make_batch(0),
+    new, c, m = run_step(model, training, state, empty_train_carry(B, model), make_batch(0),
                          jax.random.PRNGKey(0))
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new.params, params)
     assert int(new.nonfinite) == 1 and int(m["nonfinite"]) == 1 and c.halted.all()
@@ -214,13 +214,17 @@ def test_adam_atan2_update_by_hand():
 def test_lr_schedule_warmup_and_cosine():
     cfg = TrainingConfig(learning_rate=1.0, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
     s = LRSchedule(cfg, total_steps=110)
-    np.testing.assert_allclose(s(0, 2.0), 0.2)  # (step+1)/warmup * peak
-    np.testing.assert_allclose(s(9, 2.0), 2.0)
+    np.testing.assert_allclose(s(0, 2.0), 0.2, rtol=1e-6)  # (step+1)/warmup * peak (float32)
+    np.testing.assert_allclose(s(9, 2.0), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(s(4, 1.0), 0.5, rtol=1e-6)
     np.testing.assert_allclose(s(59, 1.0), 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.5)), rtol=1e-6)
     np.testing.assert_allclose(s(109, 1.0), 0.1, rtol=1e-6)
     np.testing.assert_allclose(s(500, 1.0), 0.1, rtol=1e-6)
     const = LRSchedule(dataclasses.replace(cfg, lr_schedule="constant"), 110)
-    np.testing.assert_allclose(const(50, 3.0), 3.0)
+    np.testing.assert_allclose(const(50, 3.0), 3.0, rtol=1e-6)
+    np.testing.assert_allclose(const(1, 3.0), 0.6, rtol=1e-6)
+    no_warmup = LRSchedule(dataclasses.replace(cfg, warmup_steps=0), 100)
+    np.testing.assert_allclose(no_warmup(0, 1.0), 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.01)), rtol=1e-6)
 
 
 def test_batch_not_divisible_by_devices_is_config_error(monkeypatch):

@@ -6,7 +6,7 @@
     trm_jax.infer(params, "mus(5)")  # the default code task: retrieval supplies "def mus(x): return x+2"
 """
 
-from trm_jax.config import CurriculumStage, TRMConfig, load_config
+from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.inference import TRMParams, infer, load
 from trm_jax.models import (
@@ -18,6 +18,7 @@ from trm_jax.models import (
     from_torch_state_dict,
     init_params,
     initial_carry,
+    make_model,
     predict,
     supervision_step,
 )
@@ -46,7 +47,7 @@ def __getattr__(name):
 
 
 __all__ = sorted([
-    "ConfigError", "CurriculumStage", "MLPMixer1D", "TRMConfig", "TRMError", "TRMParams", "TinyRecursiveModel",
+    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams", "TinyRecursiveModel",
     "TransformerNetwork", "compute_loss", "config_from_torch_state_dict", "from_torch_state_dict", "infer",
-    "init_params", "initial_carry", "load", "load_config", "predict", "supervision_step", *_LAZY,
+    "init_params", "initial_carry", "load", "load_config", "make_model", "predict", "supervision_step", *_LAZY,
 ])

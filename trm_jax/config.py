@@ -27,7 +27,8 @@ def _check(cond: bool, path: str, msg: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    network: Literal["mixer", "transformer"] = "mixer"  # "mixer" (MLPMixer1D, lucidrains-compatible) or "transformer" (official recipe)
+    variant: Literal["pypi", "official"] = "pypi"  # model edges: "pypi" (tiny-recursive-model: learned init, mean halt head) or "official" (TinyRecursiveModels repo: puzzle prefix, sqrt(dim) input scale, fixed H_init/L_init, q_head on position 0)
+    network: Literal["mixer", "transformer"] = "mixer"  # "mixer" (MLPMixer1D, lucidrains-compatible) or "transformer" (the official block: post-norm RMSNorm, SwiGLU, attention or mlp_t)
     dim: int = 64  # hidden width
     depth: int = 2  # blocks in the network
     expansion_factor: float = 4.0  # mixer: token-mixing hidden width = expansion_factor * dim
@@ -35,6 +36,12 @@ class ModelConfig:
     num_heads: int = 4  # transformer: attention heads (dim/num_heads must be even, for RoPE)
     mlp_expansion: float = 4.0  # transformer: SwiGLU width = 2/3 * mlp_expansion * dim, rounded up to 256
     rope_theta: float = 10000.0  # transformer: rotary embedding base
+    mlp_t: bool = False  # transformer: a SwiGLU across the sequence axis replaces attention (official Sudoku MLP recipe)
+    rms_norm_eps: float = 1e-5  # transformer: RMSNorm epsilon (official rms_norm_eps)
+    pos_encodings: Literal["rope", "learned", "none"] = "rope"  # transformer: "rope" in attention; official variant: "learned" adds a position table; "none"
+    num_puzzle_identifiers: int = 0  # official variant: rows of the puzzle-embedding table (0 = no table)
+    puzzle_emb_ndim: int = 0  # official variant: puzzle-embedding width (0 = no puzzle embedding)
+    puzzle_emb_len: int = 0  # official variant: prefix positions the puzzle embedding fills; 0 = ceil(puzzle_emb_ndim / dim)
     dropout: float = 0.0  # dropout in the network (training only)
     num_tokens: Optional[int] = None  # vocabulary size; None = taken from the tokenizer
     num_refinement_blocks: int = 3  # T
@@ -64,7 +71,19 @@ class ModelConfig:
         _check(self.num_tokens is None or self.num_tokens >= 2, f"{p}.num_tokens", "must be >= 2 or null")
         _check(self.halt_loss_weight >= 0, f"{p}.halt_loss_weight", "must be >= 0")
         _check(self.scan_unroll >= 1, f"{p}.scan_unroll", "must be >= 1")
-        if self.network == "transformer":
+        _check(self.rms_norm_eps > 0, f"{p}.rms_norm_eps", "must be > 0")
+        for key in ("num_puzzle_identifiers", "puzzle_emb_ndim", "puzzle_emb_len"):
+            _check(getattr(self, key) >= 0, f"{p}.{key}", f"must be >= 0, got {getattr(self, key)}")
+        _check(self.puzzle_emb_ndim == 0 or self.variant == "official", f"{p}.puzzle_emb_ndim",
+               "puzzle embeddings belong to the official variant: set model.variant: official")
+        _check(self.puzzle_emb_ndim == 0 or self.num_puzzle_identifiers > 0, f"{p}.num_puzzle_identifiers",
+               "must be > 0 when puzzle_emb_ndim > 0 (the table's rows; the dataset's identifier count)")
+        _check(self.puzzle_emb_len == 0 or self.puzzle_emb_len * self.dim >= self.puzzle_emb_ndim,
+               f"{p}.puzzle_emb_len", f"puzzle_emb_len * dim must hold puzzle_emb_ndim ({self.puzzle_emb_ndim})")
+        _check(not self.mlp_t or self.network == "transformer", f"{p}.mlp_t", "needs model.network: transformer")
+        _check(self.variant == "official" or self.pos_encodings != "learned", f"{p}.pos_encodings",
+               "'learned' positions belong to the official variant (set model.variant: official)")
+        if self.network == "transformer" and not self.mlp_t:
             _check(self.dim % self.num_heads == 0, f"{p}.num_heads",
                    f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
             _check((self.dim // self.num_heads) % 2 == 0, f"{p}.num_heads",
@@ -156,6 +175,8 @@ class TrainingConfig:
     grad_clip_norm: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.999  # 0 disables EMA
     halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting
+    puzzle_emb_lr: float = 1e-2  # puzzle-embedding table: sign-SGD learning rate (official puzzle_emb_lr), same warmup/decay shape
+    puzzle_emb_weight_decay: float = 0.1  # puzzle-embedding table: decoupled weight decay of the rows a step touches
     eval_every: int = 500  # held-out evaluation interval in steps (and at the end)
     eval_batch_size: int = 256  # evaluation batch
     log_every: int = 10  # steps per metrics.jsonl record
@@ -177,6 +198,8 @@ class TrainingConfig:
         _check(self.grad_clip_norm >= 0, f"{p}.grad_clip_norm", "must be >= 0")
         _check(0 <= self.ema_decay < 1, f"{p}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         _check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
+        _check(self.puzzle_emb_lr >= 0, f"{p}.puzzle_emb_lr", "must be >= 0")
+        _check(self.puzzle_emb_weight_decay >= 0, f"{p}.puzzle_emb_weight_decay", "must be >= 0")
 
 
 @dataclass(frozen=True)

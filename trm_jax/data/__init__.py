@@ -3,6 +3,7 @@
 from trm_jax.data.code_task import code_task_corpus, code_task_facts, generate_code_samples
 from trm_jax.data.datasets import (
     ArrayDataset,
+    as_array_dataset,
     build_datasets,
     encode_sudoku_string,
     load_raw_samples,
@@ -37,7 +38,7 @@ from trm_jax.data.tokenizers import CharTokenizer, HFTokenizer, load_tokenizer, 
 
 
 __all__ = [
-    "IGNORE_LABEL", "SUDOKU_SAMPLE_CSV", "ArrayDataset", "BatchIterator", "CharTokenizer", "HFTokenizer",
+    "IGNORE_LABEL", "SUDOKU_SAMPLE_CSV", "ArrayDataset", "as_array_dataset", "BatchIterator", "CharTokenizer", "HFTokenizer",
     "augment_sudoku", "build_datasets", "code_task_corpus", "code_task_facts", "count_solutions",
     "decode_prediction", "encode_sudoku_string", "eval_batches", "format_sudoku", "generate_code_samples",
     "generate_sudoku", "load_or_generate_sudoku", "load_raw_samples", "load_tokenizer",

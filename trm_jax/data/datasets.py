@@ -288,3 +288,26 @@ def load_tokenizer_for_config(config, save_dir: Optional[str] = None):
     if save_dir:
         save_tokenizer(tok, save_dir)
     return tok, vocab, pad
+
+
+def as_array_dataset(data, name: str = "dataset") -> ArrayDataset:
+    """An ArrayDataset from `(inputs, labels)` arrays, a dict with 'inputs' and 'labels' (optionally
+    'puzzle_ids', 'difficulty'), or an ArrayDataset (returned as is)."""
+    if isinstance(data, ArrayDataset):
+        return data
+    if isinstance(data, dict):
+        missing = {"inputs", "labels"} - set(data)
+        if missing:
+            raise TRMError(f"{name}: the dict needs keys 'inputs' and 'labels' (missing {sorted(missing)})")
+        inputs, labels = data["inputs"], data["labels"]
+        extra = {k: data[k] for k in ("puzzle_ids",) if k in data}
+        difficulty = data.get("difficulty")
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        (inputs, labels), extra, difficulty = data, {}, None
+    else:
+        raise TRMError(f"{name}: expected (inputs, labels) arrays, a dict with 'inputs'/'labels' or an "
+                       f"ArrayDataset, got {type(data).__name__}")
+    inputs = np.asarray(inputs)
+    if difficulty is None:
+        difficulty = np.zeros(len(inputs), np.float32)
+    return ArrayDataset(inputs, np.asarray(labels), np.asarray(difficulty), **extra)

@@ -1,21 +1,33 @@
-"""Networks and the TinyRecursiveModel. Imports nothing of the package but `config`."""
+"""Networks and the TinyRecursiveModel. Imports nothing of the package but `config` (and `errors`)."""
 
 from trm_jax.models.mixer import MLPMixer1D
 from trm_jax.models.torch_import import config_from_torch_state_dict, from_torch_state_dict
 from trm_jax.models.transformer import TransformerNetwork
 from trm_jax.models.trm import (
     IGNORE_LABEL,
+    PUZZLE_EMB,
     Carry,
     Prediction,
     StepOutput,
     TinyRecursiveModel,
     compute_loss,
-    make_model,
     init_params,
     initial_carry,
     latent_recursion,
     log_stablemax,
+    make_model,
+    make_network,
+    model_config,
+    model_loss,
     predict,
     supervision_step,
     token_cross_entropy,
+    token_matches,
 )
+
+__all__ = [
+    "IGNORE_LABEL", "PUZZLE_EMB", "Carry", "MLPMixer1D", "Prediction", "StepOutput", "TinyRecursiveModel",
+    "TransformerNetwork", "compute_loss", "config_from_torch_state_dict", "from_torch_state_dict", "init_params",
+    "initial_carry", "latent_recursion", "log_stablemax", "make_model", "make_network", "model_config", "model_loss",
+    "predict", "supervision_step", "token_cross_entropy", "token_matches",
+]

@@ -24,6 +24,12 @@ def torch_linear_init(fan_in: int):
     return init
 
 
+def truncated_normal_init(std: float):
+    """Normal truncated at +-2 std, rescaled so the result has standard deviation `std` (JAX's
+    truncated_normal; the official TRM code's trunc_normal_init_ reproduces it in PyTorch)."""
+    return nn.initializers.truncated_normal(std)
+
+
 class TorchDense(nn.Module):
     """Dense layer with PyTorch's default initialisation (so training dynamics match the reference)."""
 

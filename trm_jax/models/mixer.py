@@ -97,6 +97,11 @@ class ChannelMixing(nn.Module):
 class MLPMixer1D(nn.Module):
     """Maps [batch, seq_len, dim] -> [batch, seq_len, dim] ([seq_len, batch, dim] with seq_first=True)."""
 
+    # declared to TinyRecursiveModel: it keeps the state sequence-first and calls with seq_first=True,
+    # and the gradient cycle saves only these tagged activations (see trm.py: remat_policy)
+    seq_first_native = True
+    remat_saveable_names = (RESIDUAL, CHANNEL_PRE_ACTIVATION)
+
     dim: int
     depth: int
     seq_len: int

@@ -27,7 +27,7 @@ def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
         loss=tot["loss"] / n, ce=tot["ce"] / n, halt_loss=tot["halt_loss"] / n,
         token_accuracy=tot["token_correct"] / max(tot["token_count"], 1.0),
         exact_accuracy=tot["exact"] / n,
-        recursion_depth=tot["depth"] / halted if halted else float("nan"),
+        recursion_depth=tot["recursion_depth"] / halted if halted else float("nan"),
         halted_fraction=halted / n,
         difficulty=tot["difficulty"] / n,
         lr=float(np.asarray(window[-1]["lr"])),

@@ -8,7 +8,6 @@ rate without touching the optimizer state.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from trm_jax.config import TrainingConfig
+from trm_jax.models.trm import PUZZLE_EMB
 
 
 @struct.dataclass
@@ -28,11 +27,29 @@ class TrainState:
     nonfinite: jax.Array  # int32 scalar: consecutive steps skipped for a non-finite loss/gradient
 
 
+def split_table(params):
+    """(params without the puzzle-embedding table, the table or None). The table is trained by sparse
+    sign-SGD in the train step: no optimizer state and no EMA copy of it exist (official recipe: it is a
+    buffer, outside both)."""
+    if isinstance(params, dict) and PUZZLE_EMB in params:
+        return {k: v for k, v in params.items() if k != PUZZLE_EMB}, params[PUZZLE_EMB]
+    return params, None
+
+
 def create_train_state(params, tx: optax.GradientTransformation, *, step: int = 0, ema_params=None) -> TrainState:
     params = jax.tree.map(jnp.asarray, params)
-    ema = params if ema_params is None else jax.tree.map(jnp.asarray, ema_params)
-    return TrainState(step=jnp.int32(step), params=params, ema_params=ema, opt_state=tx.init(params),
+    dense, _ = split_table(params)
+    ema = dense if ema_params is None else split_table(jax.tree.map(jnp.asarray, ema_params))[0]
+    return TrainState(step=jnp.int32(step), params=params, ema_params=ema, opt_state=tx.init(dense),
                       nonfinite=jnp.int32(0))
+
+
+def inference_params(state: TrainState, which: str = "ema"):
+    """The params to predict with: the EMA (or raw) weights plus the live puzzle-embedding table."""
+    if which != "ema":
+        return state.params
+    _, table = split_table(state.params)
+    return state.ema_params if table is None else {**state.ema_params, PUZZLE_EMB: table}
 
 
 def ema_update(ema_params, new_params, decay: float):
@@ -77,8 +94,9 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(cfg: TrainingConfig) -> optax.GradientTransformation:
-    """Clip -> Adam(W) or Adam-atan2 -> decoupled weight decay. Scaled by -lr in the train step."""
+def make_optimizer(cfg) -> optax.GradientTransformation:
+    """Clip -> Adam(W) or Adam-atan2 -> decoupled weight decay. Scaled by -lr in the train step.
+    `cfg` is a TrainingConfig or a StepSpec (the fields read here)."""
     parts = []
     if cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
@@ -97,25 +115,24 @@ class LRSchedule:
     """Linear warmup to the peak, then cosine decay to `min_lr_ratio * peak` (or constant).
 
     The shape is a function of the global step over the whole run (`total_steps`, all curriculum
-    stages); `peak` is passed per call so a curriculum stage can scale it.
+    stages), built from optax schedules with peak 1; `peak` is passed per call so a curriculum stage
+    (or the puzzle-embedding table) can scale it. `cfg` is a TrainingConfig or a StepSpec.
     """
 
-    def __init__(self, cfg: TrainingConfig, total_steps: int):
-        self.warmup = int(cfg.warmup_steps)
-        self.total = max(int(total_steps), 1)
-        self.kind = cfg.lr_schedule
-        self.min_ratio = float(cfg.min_lr_ratio)
+    def __init__(self, cfg, total_steps: int):
+        warmup = int(cfg.warmup_steps)
+        total = max(int(total_steps), warmup + 1)
+        if cfg.lr_schedule == "constant":
+            shape = optax.join_schedules([optax.linear_schedule(0.0, 1.0, max(warmup, 1)),
+                                          optax.constant_schedule(1.0)], [warmup])
+        else:
+            shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total, end_value=float(cfg.min_lr_ratio))
+        self._shape = shape
 
     def factor(self, step):
-        """Multiplier in [0, 1] for the update taken at `step` (0-based)."""
-        s = jnp.asarray(step, jnp.float32) + 1.0  # the first update already gets a non-zero rate
-        warm = jnp.minimum(1.0, s / self.warmup) if self.warmup > 0 else jnp.float32(1.0)
-        if self.kind == "constant":
-            return warm
-        span = max(self.total - self.warmup, 1)
-        progress = jnp.clip((s - self.warmup) / span, 0.0, 1.0)
-        cosine = self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + jnp.cos(math.pi * progress))
-        return jnp.where(s <= self.warmup, warm, cosine)
+        """Multiplier in [0, 1] for the update taken at `step` (0-based): the first update already gets a
+        non-zero rate (the schedule is read at step + 1)."""
+        return jnp.asarray(self._shape(jnp.asarray(step, jnp.int32) + 1), jnp.float32)
 
     def __call__(self, step, peak: float):
         return peak * self.factor(step)

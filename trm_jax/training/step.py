@@ -8,6 +8,10 @@ stay static and no host sync is needed.
 Randomness (halt exploration, dropout) is drawn for the whole *global* batch from the step key and
 sliced by the device's position, so the trajectory does not depend on how many devices share the
 batch.
+
+A puzzle-embedding table (official variant) is never differentiated densely: the step gathers the
+rows of its slots, differentiates those, and updates the touched rows by sign-SGD with decoupled
+weight decay (official sparse_embedding.py), combined over all devices with `all_gather`.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from trm_jax.config import ModelConfig, TrainingConfig
-from trm_jax.models.trm import (IGNORE_LABEL, Carry, StepOutput, TinyRecursiveModel, compute_loss, initial_carry,
-                                predict, supervision_step)
-from trm_jax.training.state import TrainState, ema_update
+from trm_jax.config import TrainingConfig
+from trm_jax.models.trm import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
+                                model_loss, predict, supervision_step, token_matches)
+from trm_jax.training.state import LRSchedule, TrainState, ema_update, make_optimizer, split_table
 
 AXIS = "batch"  # the pmap axis name
 
@@ -31,28 +36,56 @@ AXIS = "batch"  # the pmap axis name
 class TrainCarry(NamedTuple):
     """Per-slot training state that persists across optimizer steps."""
 
-    y: jax.Array  # [b, R+L, D] answer state
-    z: jax.Array  # [b, R+L, D] latent state
+    y: jax.Array  # [b, P+L, D] answer state
+    z: jax.Array  # [b, P+L, D] latent state
     inputs: jax.Array  # [b, L] int32: the slot's current sample
     labels: jax.Array  # [b, L] int32 (IGNORE_LABEL masked)
+    puzzle_ids: jax.Array  # [b] int32: the sample's puzzle identifier (0 without a table)
     difficulty: jax.Array  # [b] float32
-    steps: jax.Array  # [b] int32: supervision steps this sample has had
+    recursion_depth: jax.Array  # [b] int32: supervision steps this sample has had
     halted: jax.Array  # [b] bool: refill this slot on the next step
 
 
-def empty_train_carry(batch: int, seq_len: int, total_len: int, dim: int) -> TrainCarry:
-    """All slots halted, so the first step fills every slot from its batch. Host (NumPy-like) arrays."""
-    import numpy as np
+def empty_train_carry(batch: int, model: TinyRecursiveModel) -> TrainCarry:
+    """All slots halted, so the first step fills every slot from its batch. Host (NumPy) arrays."""
+    state = np.zeros((batch, model.total_len, model.dim), np.float32)
+    seq = model.token_len
+    return TrainCarry(state, state.copy(), np.zeros((batch, seq), np.int32),
+                      np.full((batch, seq), IGNORE_LABEL, np.int32), np.zeros((batch,), np.int32),
+                      np.zeros((batch,), np.float32), np.zeros((batch,), np.int32), np.ones((batch,), bool))
 
-    state = np.zeros((batch, total_len, dim), np.float32)
-    return TrainCarry(state, state.copy(), np.zeros((batch, seq_len), np.int32),
-                      np.full((batch, seq_len), IGNORE_LABEL, np.int32), np.zeros((batch,), np.float32),
-                      np.zeros((batch,), np.int32), np.ones((batch,), bool))
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """Exactly the settings the compiled train step depends on (its cache key), besides the model."""
+
+    optimizer: str
+    beta1: float
+    beta2: float
+    adam_eps: float
+    weight_decay: float
+    grad_clip_norm: float
+    warmup_steps: int
+    lr_schedule: str
+    min_lr_ratio: float
+    total_steps: int
+    peak_lr: float
+    global_batch: int
+    ema_decay: float
+    halt_exploration_prob: float
+    puzzle_emb_lr: float
+    puzzle_emb_weight_decay: float
+
+    @classmethod
+    def create(cls, training: TrainingConfig, *, total_steps: int, global_batch: int, peak_lr: float) -> "StepSpec":
+        own = {f.name for f in dataclasses.fields(cls)} - {"total_steps", "global_batch", "peak_lr"}
+        return cls(total_steps=int(total_steps), global_batch=int(global_batch), peak_lr=float(peak_lr),
+                   **{k: getattr(training, k) for k in own})
 
 
 # Per-step metric sums; the host divides after accumulating a window (see metrics.summarize).
-SUM_KEYS = ("loss", "ce", "halt_loss", "exact", "token_correct", "token_count", "samples", "halted", "depth",
-            "difficulty")
+SUM_KEYS = ("loss", "ce", "halt_loss", "exact", "token_correct", "token_count", "samples", "halted",
+            "recursion_depth", "difficulty")
 
 
 def _where_rows(mask, new, old):
@@ -64,30 +97,45 @@ def _slice_global(x, offset, size):
     return jax.lax.dynamic_slice_in_dim(x, offset, size, axis=0)
 
 
-def make_train_step(model: TinyRecursiveModel, tx: optax.GradientTransformation, lr_fn: Callable, *,
-                    training: TrainingConfig, global_batch: int, peak_lr: float) -> Callable:
+def sparse_sign_sgd(table, ids, row_grads, lr, weight_decay):
+    """Sign-SGD with decoupled weight decay on the rows `ids` of `table` (official sparse_embedding.py).
+
+    Gradients of duplicate ids are summed before the sign. Work and memory are O(len(ids)), never
+    O(rows of the table): unique ids are padded to a static size with an out-of-range id whose
+    writes are dropped."""
+    n = ids.shape[0]
+    uniq, inverse = jnp.unique(ids, size=n, fill_value=table.shape[0], return_inverse=True)
+    summed = jax.ops.segment_sum(row_grads.astype(jnp.float32), inverse.reshape(-1), num_segments=n)
+    rows = table.at[uniq].get(mode="fill", fill_value=0)
+    new_rows = rows * (1.0 - lr * weight_decay) - lr * jnp.sign(summed).astype(table.dtype)
+    return table.at[uniq].set(new_rows.astype(table.dtype), mode="drop")
+
+
+def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     """Build `train_step(state, carry, batch, rng) -> (state, carry, metrics)` for use under pmap(AXIS).
 
     `batch` holds this device's rows of the fresh global batch; `rng` is the same step key on every
-    device; `lr_fn(step, peak)` gives the learning rate.
+    device.
     """
-    mcfg: ModelConfig = model.config
-    max_depth = int(mcfg.max_recursion_depth)
-    threshold = float(mcfg.halt_threshold)
-    explore = float(training.halt_exploration_prob)
-    decay = float(training.ema_decay)
-    use_dropout = mcfg.dropout > 0
+    tx = make_optimizer(spec)
+    lr_fn = LRSchedule(spec, spec.total_steps)
+    max_depth = int(model.max_recursion_depth)
+    threshold = float(model.halt_threshold)
+    explore = float(spec.halt_exploration_prob)
+    global_batch = spec.global_batch
+    use_dropout = _has_dropout(model)
+    has_table = model.has_puzzle_emb
 
-    def forward(params, tokens, carry: Carry, keys) -> StepOutput:
+    def forward(params, tokens, carry: Carry, keys, puzzle_ids) -> StepOutput:
         if not use_dropout:
-            return supervision_step(model, params, tokens, carry)
+            return supervision_step(model, params, tokens, carry, puzzle_ids=puzzle_ids)
 
         # One dropout key per global sample: masks do not depend on the device split.
-        def one(tok, y, z, key):
-            out = supervision_step(model, params, tok[None], Carry(y[None], z[None]), rng=key)
+        def one(tok, y, z, key, pid):
+            out = supervision_step(model, params, tok[None], Carry(y[None], z[None]), rng=key, puzzle_ids=pid[None])
             return jax.tree.map(lambda a: a[0], out)
 
-        return jax.vmap(one)(tokens, carry.y, carry.z, keys)
+        return jax.vmap(one)(tokens, carry.y, carry.z, keys, puzzle_ids)
 
     def train_step(state: TrainState, carry: TrainCarry, batch: dict, rng):
         b = carry.halted.shape[0]
@@ -98,53 +146,70 @@ def make_train_step(model: TinyRecursiveModel, tx: optax.GradientTransformation,
         fresh = carry.halted
         inputs = _where_rows(fresh, batch["inputs"], carry.inputs)
         labels = _where_rows(fresh, batch["labels"], carry.labels)
+        batch_ids = batch.get("puzzle_ids", jnp.zeros((b,), jnp.int32))  # datasets without a table may omit it
+        puzzle_ids = _where_rows(fresh, batch_ids.astype(jnp.int32), carry.puzzle_ids)
         difficulty = _where_rows(fresh, batch["difficulty"].astype(jnp.float32), carry.difficulty)
         init = initial_carry(model, state.params, b)
         rec = Carry(_where_rows(fresh, init.y, carry.y), _where_rows(fresh, init.z, carry.z))
-        steps = jnp.where(fresh, 0, carry.steps)
+        depth = jnp.where(fresh, 0, carry.recursion_depth)
         drop_keys = _slice_global(jax.random.split(k_drop, global_batch), offset, b) if use_dropout else None
 
-        # 2. one supervision step; loss = mean over this device's slots (pmean below -> global mean)
-        def loss_fn(params):
-            out = forward(params, inputs, rec, drop_keys)
-            per_sample, aux = compute_loss(out.logits, out.halt_logits, labels,
-                                           halt_loss_weight=mcfg.halt_loss_weight, loss_type=mcfg.loss)
+        # 2. one supervision step; loss = mean over this device's slots (pmean below -> global mean).
+        # With a puzzle table, only this batch's rows are differentiated: they stand in for the table
+        # (row i for slot i).
+        dense, table = split_table(state.params)
+        rows = jnp.take(table, puzzle_ids, axis=0) if has_table else None
+        local_ids = jnp.arange(b, dtype=jnp.int32) if has_table else puzzle_ids
+
+        def loss_fn(dense, rows):
+            params = dense if rows is None else {**dense, PUZZLE_EMB: rows}
+            out = forward(params, inputs, rec, drop_keys, local_ids)
+            per_sample, aux = model_loss(model, out, labels)
             return per_sample.mean(), (out, per_sample, aux)
 
-        (loss, (out, per_sample, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (out, per_sample, aux)), (grads, row_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(dense, rows)
         grads = jax.lax.pmean(grads, AXIS)
         grad_norm = optax.tree.norm(grads)
 
-        # 3. optimizer + EMA; a non-finite loss or gradient skips the update (counted, see Trainer)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        lr = lr_fn(state.step, peak_lr)
-        new_params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
+        # 3. optimizer + EMA; a non-finite loss or gradient skips the update (counted, see Trainer).
+        # optax.apply_if_finite is not used: it checks only the updates and lets them through after
+        # max_consecutive_errors, where the run must skip every bad step and stop with an error.
+        updates, opt_state = tx.update(grads, state.opt_state, dense)
+        lr = lr_fn(state.step, spec.peak_lr)
+        new_dense = optax.apply_updates(dense, jax.tree.map(lambda u: -lr * u, updates))
         finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        params = keep(new_params, state.params)
+        params = keep(new_dense, dense)
+        if has_table:
+            all_ids = jax.lax.all_gather(puzzle_ids, AXIS, tiled=True)
+            all_grads = jax.lax.all_gather(row_grads, AXIS, tiled=True)
+            emb_lr = lr_fn(state.step, spec.puzzle_emb_lr)
+            new_table = sparse_sign_sgd(table, all_ids, all_grads, emb_lr, spec.puzzle_emb_weight_decay)
+            params = {**params, PUZZLE_EMB: jnp.where(finite, new_table, table)}
         new_state = TrainState(
             step=state.step + 1,
             params=params,
-            ema_params=keep(ema_update(state.ema_params, params, decay), state.ema_params),
+            ema_params=keep(ema_update(state.ema_params, split_table(params)[0], spec.ema_decay), state.ema_params),
             opt_state=keep(opt_state, state.opt_state),
             nonfinite=jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32),
         )
 
         # 4. halting: halt head or step cap; exploration forces a random minimum depth on some slots
-        steps = steps + 1
+        depth = depth + 1
         halt_prob = jax.nn.sigmoid(jax.lax.stop_gradient(out.halt_logits).astype(jnp.float32))
-        halted = (steps >= max_depth) | (halt_prob >= threshold)
+        halted = (depth >= max_depth) | (halt_prob >= threshold)
         if explore > 0 and max_depth > 1:
             u = _slice_global(jax.random.uniform(k_explore, (global_batch,)), offset, b)
-            min_steps = _slice_global(jax.random.randint(k_min, (global_batch,), 2, max_depth + 1), offset, b)
-            halted = halted & (steps >= jnp.where(u < explore, min_steps, 0))
+            min_depth = _slice_global(jax.random.randint(k_min, (global_batch,), 2, max_depth + 1), offset, b)
+            halted = halted & (depth >= jnp.where(u < explore, min_depth, 0))
         halted = halted | ~finite  # a diverged carry must not linger
-        new_carry = TrainCarry(out.carry.y, out.carry.z, inputs, labels, difficulty, steps, halted)
+        new_carry = TrainCarry(out.carry.y, out.carry.z, inputs, labels, puzzle_ids, difficulty, depth, halted)
 
         sums = dict(loss=per_sample.sum(), ce=aux["ce"].sum(), halt_loss=aux["halt_loss"].sum(),
                     exact=aux["exact"].sum(), token_correct=aux["token_correct"].sum(),
                     token_count=aux["token_count"].sum(), samples=jnp.float32(b), halted=halted.sum(),
-                    depth=jnp.where(halted, steps, 0).sum(), difficulty=difficulty.sum())
+                    recursion_depth=jnp.where(halted, depth, 0).sum(), difficulty=difficulty.sum())
         metrics = jax.lax.psum({k: v.astype(jnp.float32) for k, v in sums.items()}, AXIS)
         metrics.update(lr=lr.astype(jnp.float32), grad_norm=grad_norm.astype(jnp.float32),
                        nonfinite=new_state.nonfinite)
@@ -153,44 +218,38 @@ def make_train_step(model: TinyRecursiveModel, tx: optax.GradientTransformation,
     return train_step
 
 
-def make_eval_step(model: TinyRecursiveModel) -> Callable:
-    """`eval_step(params, inputs, labels, valid) -> sums` with the model's while_loop predict."""
+def _has_dropout(model: TinyRecursiveModel) -> bool:
+    return float(getattr(model.network, "dropout", 0.0) or 0.0) > 0
 
-    def eval_step(params, inputs, labels, valid):
-        pred = predict(model, params, inputs)
-        mask = labels != IGNORE_LABEL
-        correct = (pred.tokens == labels) & mask
-        exact = (correct.sum(-1) == mask.sum(-1)) & valid
-        v = valid.astype(jnp.float32)
-        return dict(exact=exact.sum().astype(jnp.float32),
-                    token_correct=(correct.sum(-1) * v).sum().astype(jnp.float32),
-                    token_count=(mask.sum(-1) * v).sum().astype(jnp.float32),
-                    steps=(pred.steps * v).sum().astype(jnp.float32), count=v.sum())
+
+def make_eval_step(model: TinyRecursiveModel) -> Callable:
+    """`eval_step(params, batch) -> sums` with the model's while_loop predict; `batch` has inputs,
+    labels, puzzle_ids and valid (rows padding the last batch are not valid)."""
+
+    def eval_step(params, batch):
+        pred = predict(model, params, batch["inputs"], puzzle_ids=batch["puzzle_ids"])
+        correct, count, exact = token_matches(pred.tokens, batch["labels"])
+        v = batch["valid"].astype(jnp.float32)
+        return dict(exact=(exact * v).sum(), token_correct=(correct * v).sum(), token_count=(count * v).sum(),
+                    recursion_depth=(pred.recursion_depth * v).sum(), count=v.sum())
 
     return eval_step
 
 
-# training keys the compiled step does not depend on: reset before the cache lookup
-_LOOP_ONLY_KEYS = ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
-                   "keep_checkpoints", "max_consecutive_nonfinite", "progress_bar", "learning_rate")
-
-
-def compiled_train_step(model: TinyRecursiveModel, training: TrainingConfig, total_steps: int, global_batch: int,
-                        peak_lr: float) -> Callable:
-    """The pmapped train step for these settings, cached: trainers with the same model and step
-    settings in one process (a resumed run, a notebook re-run, tests) reuse one compilation."""
-    defaults = TrainingConfig()
-    training = dataclasses.replace(training, **{k: getattr(defaults, k) for k in _LOOP_ONLY_KEYS})
-    return _compiled_train_step(model, training, int(total_steps), int(global_batch), float(peak_lr))
+def eval_step_inputs(batch: dict) -> dict:
+    """The eval step's input dict from an `eval_batches` batch (padding rows are not valid)."""
+    n = len(batch["inputs"])
+    ids = batch.get("puzzle_ids")
+    return dict(inputs=np.asarray(batch["inputs"], np.int32), labels=np.asarray(batch["labels"], np.int32),
+                puzzle_ids=np.zeros(n, np.int32) if ids is None else np.asarray(ids, np.int32),
+                valid=np.asarray(batch.get("mask", np.ones(n, bool)), bool))
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_train_step(model, training, total_steps, global_batch, peak_lr) -> Callable:
-    from trm_jax.training.state import LRSchedule, make_optimizer
-
-    fn = make_train_step(model, make_optimizer(training), LRSchedule(training, total_steps), training=training,
-                         global_batch=global_batch, peak_lr=peak_lr)
-    return pmap_train_step(fn)
+def compiled_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
+    """The pmapped train step for `(model, spec)`, cached: trainers with the same model and step
+    settings in one process (a resumed run, a notebook re-run, tests) reuse one compilation."""
+    return pmap_train_step(make_train_step(model, spec))
 
 
 @functools.lru_cache(maxsize=16)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -20,20 +20,23 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from trm_jax.config import TRMConfig
+from trm_jax.config import (CurriculumConfig, CurriculumStage, DataConfig, ModelConfig, MonitoringConfig, TRMConfig,
+                            TrainingConfig)
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.models.trm import TinyRecursiveModel, init_params
+from trm_jax.data import load_tokenizer_for_config
+from trm_jax.models.trm import TRAINED_PARAMS, TinyRecursiveModel, init_params, make_model, model_config
 from trm_jax.training import distributed as dist
 from trm_jax.training.checkpoint import Checkpointer
 from trm_jax.training.curriculum import CurriculumScheduler, ResolvedStage, embed_params, shapes_equal
-from trm_jax.training.factory import create_model, create_tokenizer
 from trm_jax.training.metrics import TRMTrainingLogger, summarize
 from trm_jax.training.monitor import ResourceMonitor
-from trm_jax.training.state import LRSchedule, TrainState, create_train_state, make_optimizer
-from trm_jax.training.step import TrainCarry, compiled_eval_step, compiled_train_step, empty_train_carry
+from trm_jax.training.run_logging import STEPS_LOGGER, RunLog
+from trm_jax.training.state import TrainState, create_train_state, inference_params, make_optimizer, split_table
+from trm_jax.training.step import (StepSpec, TrainCarry, compiled_eval_step, compiled_train_step, empty_train_carry,
+                                   eval_step_inputs)
 
 log = logging.getLogger(__name__)
-steps_log = logging.getLogger("trm_jax.training.steps")  # per-window lines; kept off the console under a bar
+steps_log = logging.getLogger(STEPS_LOGGER)
 
 CHECKPOINT_FORMAT = 1
 # config sections/keys that shape the trajectory: a resumed run must not change them
@@ -82,17 +85,53 @@ def _num_samples(dataset) -> int:
 
 
 class Trainer:
-    """Trains a TinyRecursiveModel from a `TRMConfig`; build it with `create_trainer`.
+    """Trains a TinyRecursiveModel with pmapped deep supervision, EMA and Orbax checkpoints.
 
-    Optional inputs: `tokenizer` (else from `data.tokenizer`), `datasets_fn(seq_len, difficulty) ->
-    (train, eval)` or fixed `train_dataset`/`eval_dataset` (else `trm_jax.data.build_datasets`).
+    Two ways in, one loop:
+
+    - the PyPI package's way: `Trainer(model, dataset, epochs=2, batch_size=16, ...)()` where
+      `dataset` is `(inputs, labels)` arrays, a dict with those keys (and optionally `puzzle_ids`,
+      `difficulty`), or an ArrayDataset; `eval_dataset` likewise. Keyword arguments are
+      `training` config keys (learning_rate, weight_decay, warmup_steps, ema_decay, ...); the seed's
+      names `halt_prob_thres`, `max_recurrent_steps` and `ema_decay_rate` are accepted. With
+      `run_dir=None` the checkpoints go to a temporary directory that `close()` (the end of `train()`)
+      deletes: pass `run_dir` to keep a run that `trm_jax.load` can read.
+    - from a config: `Trainer(config=TRMConfig)` (what `create_trainer` does), which builds model and
+      data per curriculum stage. Optional: `tokenizer`, `datasets_fn(seq_len, difficulty) -> (train,
+      eval)` or fixed `train_dataset`/`eval_dataset`.
+
     `resume=True` continues the run in run_dir; `overwrite=True` lets a new run replace its checkpoints
-    (otherwise a run_dir with checkpoints is an error). `train()` runs once.
+    (otherwise a run_dir with checkpoints is an error). `train()` (or calling the trainer) runs once
+    and returns a TrainResult.
     """
 
-    def __init__(self, config: TRMConfig, *, run_dir: Optional[str] = None, resume: bool = False,
-                 tokenizer=None, datasets_fn: Optional[Callable] = None, train_dataset=None, eval_dataset=None,
-                 async_checkpoints: bool = True, overwrite: bool = False):
+    def __init__(self, model: Optional[TinyRecursiveModel] = None, dataset=None, *,
+                 config: Optional[TRMConfig] = None, epochs: Optional[float] = None, steps: Optional[int] = None,
+                 batch_size: Optional[int] = None, halt_threshold: Optional[float] = None,
+                 max_recursion_depth: Optional[int] = None, eval_dataset=None, run_dir: Optional[str] = None,
+                 resume: bool = False, tokenizer=None, datasets_fn: Optional[Callable] = None, train_dataset=None,
+                 async_checkpoints: bool = True, overwrite: bool = False, seed: int = 0, **training):
+        if isinstance(model, TRMConfig):  # Trainer(config, ...)
+            model, config = None, model
+        self._temp_dir = None
+        self._fixed_model = None
+        if model is not None:
+            if config is not None:
+                raise ConfigError("Trainer: pass either a model (with a dataset) or config=, not both")
+            model, config, train_dataset, eval_dataset = self._config_for_model(
+                model, train_dataset if dataset is None else dataset, eval_dataset, epochs=epochs, steps=steps,
+                batch_size=batch_size, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
+                run_dir=run_dir, seed=seed, training=training)
+            self._fixed_model = model
+            if run_dir is None:
+                self._temp_dir = tempfile.TemporaryDirectory(prefix="trm_jax_run_")
+                run_dir = self._temp_dir.name
+        elif config is None:
+            raise ConfigError("Trainer needs a model and a dataset (Trainer(model, (inputs, labels))) or a config "
+                              "(Trainer(config=trm_jax.load_config('config.yaml')))")
+        elif dataset is not None or training or any(v is not None for v in (epochs, steps, batch_size)):
+            raise ConfigError("Trainer(config=...): set training options in the config (or --set), not as "
+                              "keyword arguments; datasets go in train_dataset/eval_dataset")
         self.pindex, self.pcount, self.n_local, self.n_global = dist.topology()
         self.is_main = self.pindex == 0
         self.run_dir = os.path.abspath(run_dir or config.run_dir)
@@ -100,21 +139,90 @@ class Trainer:
         self.overwrite = overwrite  # a fresh run may replace a previous run's checkpoints in run_dir
         try:
             os.makedirs(self.run_dir, exist_ok=True)
-            self._handlers = self._attach_log_file(config.training.progress_bar)
+            self._run_log = RunLog(self.run_dir, self.pindex, config.training.progress_bar)
         except OSError as e:
             raise TRMError(_unwritable(self.run_dir, e)) from None
         try:
             self._setup(config, tokenizer, datasets_fn, train_dataset, eval_dataset, async_checkpoints)
         except BaseException:
-            self._detach_log_file()
+            self._run_log.close()
             raise
+
+    def __call__(self) -> "TrainResult":
+        return self.train()
+
+    @staticmethod
+    def _config_for_model(model, dataset, eval_dataset, *, epochs, steps, batch_size, halt_threshold,
+                          max_recursion_depth, run_dir, seed, training):
+        """The config tree describing a run of a given model on given arrays."""
+        from trm_jax.data import as_array_dataset
+
+        aliases = dict(halt_prob_thres="halt_threshold", max_recurrent_steps="max_recursion_depth",
+                       ema_decay_rate="ema_decay")
+        for old, new in aliases.items():
+            if old in training:
+                value = training.pop(old)
+                if new == "halt_threshold":
+                    halt_threshold = value if halt_threshold is None else halt_threshold
+                elif new == "max_recursion_depth":
+                    max_recursion_depth = value if max_recursion_depth is None else max_recursion_depth
+                else:
+                    training.setdefault(new, value)
+        if dataset is None:
+            raise ConfigError("Trainer(model, dataset): dataset is missing; pass (inputs, labels) arrays, a dict "
+                              "with 'inputs' and 'labels', or an ArrayDataset")
+        train = as_array_dataset(dataset, "dataset")
+        evl = None if eval_dataset is None else as_array_dataset(eval_dataset, "eval_dataset")
+        updates = {}
+        if halt_threshold is not None:
+            updates["halt_threshold"] = float(halt_threshold)
+        if max_recursion_depth is not None:
+            updates["max_recursion_depth"] = int(max_recursion_depth)
+        if model.seq_len is None and getattr(model.network, "seq_len", None) is None:
+            updates["seq_len"] = train.seq_len
+        model = model.clone(**updates) if updates else model
+        if train.seq_len != model.token_len:
+            raise ConfigError(f"Trainer: the dataset's rows have {train.seq_len} tokens but the model takes "
+                              f"{model.token_len} (network seq_len minus {model.prefix_len} prefix positions)")
+        if evl is not None and evl.seq_len != train.seq_len:
+            raise ConfigError(f"Trainer: eval_dataset rows have {evl.seq_len} tokens, the dataset's {train.seq_len}")
+        unknown = set(training) - {f.name for f in dataclasses.fields(TrainingConfig)}
+        if unknown:
+            raise ConfigError(f"Trainer: unknown training option(s) {sorted(unknown)}; valid ones are the "
+                              "'training' config keys (README, Config reference)")
+        mcfg = model_config(model)
+        if mcfg is None:
+            log.info("Trainer: %s is not described by a ModelConfig; the run directory stores its weights, "
+                     "rebuild the model in code to use them", type(model.network).__name__)
+            mcfg = ModelConfig(dim=model.dim, num_tokens=model.num_tokens, variant=model.variant,
+                               **{k: getattr(model, k) for k in ("num_refinement_blocks", "num_latent_refinements",
+                                                                  "halt_loss_weight", "max_recursion_depth",
+                                                                  "halt_threshold", "loss")})
+        tr = dict(training)
+        if batch_size is not None:
+            tr["batch_size"] = int(batch_size)
+        curriculum = CurriculumConfig()
+        if steps is not None:
+            tr["steps"] = int(steps)
+        else:
+            curriculum = CurriculumConfig((CurriculumStage(epochs=float(2 if epochs is None else epochs)),))
+        tr.setdefault("batch_size", 16)  # the PyPI package's defaults
+        tr.setdefault("eval_batch_size", max(1, min(256, len(evl) if evl is not None else 1)))
+        config = TRMConfig(seed=int(seed), run_dir=run_dir or "runs/trainer",
+                           model=dataclasses.replace(mcfg, num_tokens=model.num_tokens),
+                           data=DataConfig(seq_len=train.seq_len, num_eval=0 if evl is None else len(evl)),
+                           training=TrainingConfig(**tr), curriculum=curriculum,
+                           monitoring=MonitoringConfig(enabled=False))
+        return model, config, train, evl
 
     def _setup(self, config, tokenizer, datasets_fn, train_dataset, eval_dataset, async_checkpoints) -> None:
         tok_dir = os.path.join(self.run_dir, "tokenizer")
 
         # tokenizer -> vocabulary size -> resolved config (num_tokens filled in)
-        if tokenizer is None:
-            tokenizer, vocab, _ = create_tokenizer(config, save_dir=tok_dir if self.is_main else None)
+        if tokenizer is None and self._fixed_model is not None:
+            vocab = self._fixed_model.num_tokens
+        elif tokenizer is None:
+            tokenizer, vocab, _ = load_tokenizer_for_config(config, save_dir=tok_dir if self.is_main else None)
         else:
             vocab = getattr(tokenizer, "vocab_size", None)
         self.tokenizer = tokenizer
@@ -149,7 +257,6 @@ class Trainer:
             dist.check_batch(spec.batch_size, key)
 
         self.tx = make_optimizer(config.training)
-        self.schedule = LRSchedule(config.training, self.scheduler.total_steps)
         self.checkpointer = Checkpointer(os.path.join(self.run_dir, "checkpoints"),
                                          keep=config.training.keep_checkpoints, async_save=async_checkpoints)
         self.logger = TRMTrainingLogger(os.path.join(self.run_dir, "metrics.jsonl"), enabled=self.is_main)
@@ -171,41 +278,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- run files
 
-    def _attach_log_file(self, progress_bar: bool):
-        """train.log gets INFO and up; the console keeps the level the user configured (a forwarding
-        handler replaces propagation, so raising the package level for the file does not unmute it)."""
-        name = "train.log" if self.pindex == 0 else f"train.{self.pindex}.log"
-        handler = logging.FileHandler(os.path.join(self.run_dir, name))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        pkg = logging.getLogger("trm_jax")
-        self._log_saved = (pkg.level, pkg.propagate, steps_log.propagate)
-        forward = _ForwardToRoot(pkg.getEffectiveLevel())
-        pkg.setLevel(min(pkg.getEffectiveLevel(), logging.INFO))
-        pkg.propagate = False
-        pkg.addHandler(handler)
-        pkg.addHandler(forward)
-        # with a progress bar, per-window lines go to the log file only
-        steps_log.propagate = not progress_bar
-        if progress_bar:
-            steps_log.addHandler(handler)
-        return [(pkg, handler), (pkg, forward), (steps_log, handler)]
-
     def close(self) -> None:
         """Wait for pending checkpoint writes, close metrics.jsonl and detach the log file (idempotent;
         `train()` ends with it)."""
         self.checkpointer.wait()
         self.logger.close()
-        self._detach_log_file()
-
-    def _detach_log_file(self) -> None:
-        if not self._handlers:
-            return
-        for lg, h in self._handlers:
-            lg.removeHandler(h)
-        self._handlers[0][1].close()
-        self._handlers = []
-        pkg = logging.getLogger("trm_jax")
-        pkg.level, pkg.propagate, steps_log.propagate = self._log_saved
+        self._run_log.close()
+        if self._temp_dir is not None:
+            self._temp_dir.cleanup()
 
     def _write_run_files(self, tok_dir: str) -> None:
         if not self.is_main:
@@ -265,15 +345,28 @@ class Trainer:
             self._data_cache = {key: out}  # one stage's data at a time keeps memory flat
         return self._data_cache[key]
 
+    def _stage_model(self, spec: ResolvedStage) -> TinyRecursiveModel:
+        if self._fixed_model is not None:
+            model = self._fixed_model
+            if (spec.seq_len, spec.dim) != (model.token_len, model.dim):
+                raise ConfigError(f"curriculum stage {spec.index} asks for seq_len {spec.seq_len}, dim {spec.dim}, "
+                                  f"but the given model has {model.token_len}, {model.dim}")
+            return model
+        mcfg = self.config.model
+        if spec.dim != mcfg.dim:
+            mcfg = dataclasses.replace(mcfg, dim=int(spec.dim))
+            mcfg.validate("model")
+        return make_model(mcfg, self.num_tokens, spec.seq_len)
+
     def _build_stage(self, spec: ResolvedStage) -> _Stage:
         from trm_jax.data import BatchIterator
 
-        model = create_model(self.config, self.num_tokens, spec.seq_len, dim=spec.dim)
+        model = self._stage_model(spec)
         train, evl = self._datasets(spec.seq_len, spec.difficulty)
         iterator = BatchIterator(train, spec.batch_size, seed=self.config.seed + 1000003 * spec.index,
                                  shard_index=self.pindex, num_shards=self.pcount)
-        p_step = compiled_train_step(model, self.config.training, self.scheduler.total_steps, spec.batch_size,
-                                     float(spec.learning_rate))
+        p_step = compiled_train_step(model, StepSpec.create(self.config.training, total_steps=self.scheduler.total_steps,
+                                                            global_batch=spec.batch_size, peak_lr=spec.learning_rate))
         return _Stage(spec, model, train, evl, iterator, p_step, compiled_eval_step(model))
 
     def _init_params(self, model: TinyRecursiveModel, spec: ResolvedStage):
@@ -283,7 +376,7 @@ class Trainer:
     def _empty_carry(self, stage: _Stage):
         spec, model = stage.spec, stage.model
         rows = spec.batch_size // self.pcount
-        carry = empty_train_carry(rows, spec.seq_len, model.total_len, model.config.dim)
+        carry = empty_train_carry(rows, model)
         return dist.put_sharded(dist.shard(carry))
 
     def _enter_first_stage(self) -> None:
@@ -304,7 +397,7 @@ class Trainer:
         if not shapes_equal(host.params, target):
             fresh = self._init_params(self.stage.model, spec)
             params = embed_params(host.params, fresh)
-            ema = embed_params(host.ema_params, fresh)
+            ema = embed_params(host.ema_params, split_table(fresh)[0])
             host = create_train_state(params, self.tx, step=int(host.step), ema_params=ema)
             host = jax.device_get(host)
             note = (f"trained weights embedded into a freshly initialised model (dim {prev.spec.dim}->{spec.dim}, "
@@ -351,7 +444,7 @@ class Trainer:
             sharding = dist.global_batch_sharding()
             carry_t = jax.tree.map(lambda x: jax.ShapeDtypeStruct((spec.batch_size,) + x.shape[1:], x.dtype,
                                                                   sharding=sharding),
-                                   empty_train_carry(1, spec.seq_len, self.stage.model.total_len, spec.dim)._asdict())
+                                   empty_train_carry(1, self.stage.model)._asdict())
             return dict(state=state_t, carry=carry_t, key=self.base_key)
 
         # the newest checkpoint that reads back intact (a damaged one is reported and set aside)
@@ -377,7 +470,7 @@ class Trainer:
     def evaluate(self, params=None, *, stage: Optional[_Stage] = None) -> dict:
         """Held-out metrics with `params` (default: the current EMA params) via the model's predict.
 
-        Returns exact_accuracy, token_accuracy, mean_steps (mean recursion depth) and num_samples.
+        Returns exact_accuracy, token_accuracy, recursion_depth (mean supervision steps) and num_samples.
         Every host evaluates the whole eval set on its local devices.
         """
         from trm_jax.data import eval_batches
@@ -387,16 +480,13 @@ class Trainer:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
         if stage.eval_set is None or _num_samples(stage.eval_set) == 0:
             return {}
-        rep = self._state.ema_params if params is None else dist.replicate(jax.device_get(params))
+        rep = inference_params(self._state) if params is None else dist.replicate(jax.device_get(params))
         bs = -(-self.config.training.eval_batch_size // self.n_local) * self.n_local
-        outs = []
-        for batch in eval_batches(stage.eval_set, bs):
-            inputs, labels, valid = _eval_arrays(batch)
-            outs.append(stage.p_eval(rep, *dist.shard((inputs, labels, valid))))
+        outs = [stage.p_eval(rep, dist.shard(eval_step_inputs(batch))) for batch in eval_batches(stage.eval_set, bs)]
         tot = {k: float(sum(dist.local_sum(o[k]) for o in outs)) for k in outs[0]}
         n = max(tot["count"], 1.0)
         return dict(exact_accuracy=tot["exact"] / n, token_accuracy=tot["token_correct"] / max(tot["token_count"], 1),
-                    mean_steps=tot["steps"] / n, num_samples=int(tot["count"]))
+                    recursion_depth=tot["recursion_depth"] / n, num_samples=int(tot["count"]))
 
     def _run_eval(self, step: int) -> dict:
         t = time.time()
@@ -405,8 +495,8 @@ class Trainer:
             res["eval_time_s"] = time.time() - t
             self.eval_history.append(dict(step=step, stage=self.stage.spec.index, **res))
             self.logger.log_eval(step, self.stage.spec.index, res)
-            log.info("eval @ step %d: exact %.4f, token %.4f, mean steps %.2f (%d samples, %.1fs)", step,
-                     res["exact_accuracy"], res["token_accuracy"], res["mean_steps"], res["num_samples"],
+            log.info("eval @ step %d: exact %.4f, token %.4f, recursion depth %.2f (%d samples, %.1fs)", step,
+                     res["exact_accuracy"], res["token_accuracy"], res["recursion_depth"], res["num_samples"],
                      res["eval_time_s"])
         return res
 
@@ -473,7 +563,8 @@ class Trainer:
             for sig, h in old_signals.items():
                 signal.signal(sig, h)
             self.close()
-        ema = dist.unreplicate(self._state.ema_params)
+        ema = dist.unreplicate(inference_params(self._state))
+        TRAINED_PARAMS[self.stage.model] = ema
         raw = dist.unreplicate(self._state.params)
         return TrainResult(params=ema, raw_params=raw, model=self.stage.model, config=self.config,
                            tokenizer=self.tokenizer, step=int(self._host_step()), eval=final_eval, metrics=summary,
@@ -571,45 +662,11 @@ def _unwritable(run_dir: str, e: OSError, last_step: Optional[int] = None) -> st
             f"writable, or set run_dir (--run-dir) to a writable directory{tail}")
 
 
-class _ForwardToRoot(logging.Handler):
-    """Passes records at or above `threshold` to the root logger's handlers (or logging's last resort)."""
-
-    def __init__(self, threshold: int):
-        super().__init__()
-        self.threshold = threshold
-
-    def emit(self, record):
-        if record.levelno < self.threshold:
-            return
-        root = logging.getLogger()
-        if not root.handlers:
-            if logging.lastResort is not None and record.levelno >= logging.lastResort.level:
-                logging.lastResort.handle(record)
-            return
-        for h in root.handlers:
-            if record.levelno >= h.level:
-                h.handle(record)
-
-
 def _progress_bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, mininterval=1.0)
-
-
-def _eval_arrays(batch):
-    """(inputs, labels, valid) from what `eval_batches` yields: a dict (with a validity mask) or a tuple."""
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], dict):
-        batch, valid = batch
-        return batch["inputs"], batch["labels"], np.asarray(valid, bool)
-    if isinstance(batch, dict):
-        valid = batch.get("valid", batch.get("mask"))
-        if valid is None:
-            valid = np.ones(len(batch["inputs"]), bool)
-        return batch["inputs"], batch["labels"], np.asarray(valid, bool)
-    inputs, labels, valid = batch
-    return inputs, labels, np.asarray(valid, bool)
 
 
 def _jsonify(obj):
