@@ -120,7 +120,7 @@ def train_variant(cfg) -> dict:
     reloaded = evaluate(load(cfg.run_dir))  # through the saved checkpoint, tokenizer and RAG store
     return {"run_dir": cfg.run_dir, "steps": result.step, "wall_time_s": result.wall_time_s,
             "exact_accuracy": result.eval.get("exact_accuracy"), "token_accuracy": result.eval.get("token_accuracy"),
-            "mean_steps": result.eval.get("mean_steps"), "num_eval": result.eval.get("num_samples"),
+            "recursion_depth": result.eval.get("recursion_depth"), "num_eval": result.eval.get("num_samples"),
             "reloaded_exact_accuracy": reloaded["exact_accuracy"]}
 
 

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         print(f"training {state}: step {result.step}, {result.wall_time_s:.1f}s, run dir {result.run_dir}")
         if ev:
             print(f"held-out exact accuracy: {ev['exact_accuracy']:.4f} (token accuracy {ev['token_accuracy']:.4f}, "
-                  f"mean recursion steps {ev['mean_steps']:.2f}, {ev['num_samples']} samples)")
+                  f"recursion depth {ev['recursion_depth']:.2f}, {ev['num_samples']} samples)")
         print("final:", json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in ev.items()}))
     return 0
 

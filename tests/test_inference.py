@@ -56,7 +56,7 @@ def test_infer_matches_predict_and_batch_equals_single(run):
     pred = predict(p.model, p.params, ids)
     for i, d in enumerate(details):
         assert d["answer"] == decode_prediction(p.tokenizer, np.asarray(pred.tokens[i]))
-        assert d["recursion_depth"] == int(pred.steps[i]) and 1 <= d["recursion_depth"] <= 3
+        assert d["recursion_depth"] == int(pred.recursion_depth[i]) and 1 <= d["recursion_depth"] <= 3
         assert 0.0 <= d["halt_prob"] <= 1.0 and d["contexts"] == []
     capped = infer(p, qs, max_recursion_depth=1, halt_threshold=2.0, return_details=True)
     assert all(d["recursion_depth"] == 1 for d in capped)
@@ -110,7 +110,7 @@ def test_evaluate_matches_direct_computation(run):
     assert res["num_samples"] == len(ds) == 40
     np.testing.assert_allclose(res["exact_accuracy"], np.mean(correct.sum(-1) == valid.sum(-1)))
     np.testing.assert_allclose(res["token_accuracy"], correct.sum() / valid.sum())
-    np.testing.assert_allclose(res["mean_steps"], np.mean(np.asarray(pred.steps)))
+    np.testing.assert_allclose(res["recursion_depth"], np.mean(np.asarray(pred.recursion_depth)))
     assert sum(b["count"] for b in res["by_difficulty"]) == 40
 
 

@@ -81,7 +81,7 @@ def test_model_shapes_and_pytree(network):
     np.testing.assert_allclose(out.halt_logits, 0.0)
     pred = predict(model, params, tokens())
     assert pred.tokens.shape == (BATCH, SEQ) and pred.tokens.dtype == jnp.int32
-    assert pred.steps.shape == (BATCH,)
+    assert pred.recursion_depth.shape == (BATCH,)
 
 
 def test_bfloat16_compute_keeps_float32_params():
@@ -126,7 +126,7 @@ def test_predict_threshold_zero_stops_after_one_step(network):
     model = make_model(small_cfg(network=network), VOCAB, SEQ)
     params = init_params(model, jax.random.key(0))
     pred = predict(model, params, tokens(), halt_threshold=0.0, max_recursion_depth=5)
-    np.testing.assert_array_equal(pred.steps, 1)
+    np.testing.assert_array_equal(pred.recursion_depth, 1)
     first = supervision_step(model, params, tokens(), initial_carry(model, params, BATCH))
     np.testing.assert_array_equal(pred.tokens, first.logits.argmax(-1))
 
@@ -136,7 +136,7 @@ def test_predict_threshold_above_one_runs_max_depth(network):
     params = init_params(model, jax.random.key(0))
     for depth in (1, 3, 5):
         pred = predict(model, params, tokens(), halt_threshold=1.5, max_recursion_depth=depth)
-        np.testing.assert_array_equal(pred.steps, depth)
+        np.testing.assert_array_equal(pred.recursion_depth, depth)
     preds, steps, _ = reference_predict(model, params, tokens(), 1.5, 5)
     pred = predict(model, params, tokens(), halt_threshold=1.5, max_recursion_depth=5)
     np.testing.assert_array_equal(pred.tokens, preds)
@@ -152,7 +152,7 @@ def test_predict_matches_python_loop_with_per_sample_halting(network):
     threshold = float(np.median(probs))
     ref_preds, ref_steps, _ = reference_predict(model, params, toks, threshold, 6)
     pred = predict(model, params, toks, halt_threshold=threshold, max_recursion_depth=6)
-    np.testing.assert_array_equal(pred.steps, ref_steps)
+    np.testing.assert_array_equal(pred.recursion_depth, ref_steps)
     np.testing.assert_array_equal(pred.tokens, ref_preds)
     assert len(set(ref_steps.tolist())) > 1, "test should exercise different halting steps"
 

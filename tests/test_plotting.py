@@ -17,7 +17,7 @@ def write_metrics(run_dir):
                                     token_accuracy=step / 120, exact_accuracy=step / 200, recursion_depth=2.0,
                                     tokens_per_sec=1000.0 + step)) + "\n")
         f.write(json.dumps(dict(split="eval", step=100, exact_accuracy=0.4, token_accuracy=0.8,
-                                mean_steps=3.1)) + "\n")
+                                recursion_depth=3.1)) + "\n")
 
 
 def test_plots_written(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 trm_pt = pytest.importorskip("tiny_recursive_model")
 
+from trm_jax import MLPMixer1D, TinyRecursiveModel  # noqa: E402
 from trm_jax.models import (  # noqa: E402
     config_from_torch_state_dict,
     from_torch_state_dict,
@@ -37,7 +38,13 @@ def test_forward_and_predict_match_pytorch(num_registers):
     cfg, seq_len = config_from_torch_state_dict(pt.state_dict(), num_refinement_blocks=3,
                                                  num_latent_refinements=2)
     assert seq_len == SEQ and cfg.num_register_tokens == num_registers and cfg.depth == DEPTH
-    model = make_model(cfg, seq_len=seq_len)
+    # the PyPI package's constructor, with trm_jax's classes: the same model as the config path builds
+    model = TinyRecursiveModel(dim=DIM, num_tokens=VOCAB,
+                               network=MLPMixer1D(dim=DIM, depth=DEPTH, seq_len=SEQ + num_registers),
+                               num_refinement_blocks=3, num_latent_refinements=2, num_register_tokens=num_registers)
+    assert model.token_len == seq_len
+    assert jax.tree.structure(make_model(cfg, seq_len=seq_len).init_params(jax.random.key(0))) == \
+        jax.tree.structure(model.init_params(jax.random.key(0)))
     params = from_torch_state_dict(pt.state_dict())
     ref_params = model.init_params(jax.random.key(0))
     assert jax.tree.structure(params) == jax.tree.structure(ref_params)
@@ -73,7 +80,9 @@ def test_forward_and_predict_match_pytorch(num_registers):
     with torch.no_grad():
         pt_preds, pt_steps = pt.predict(seq, halt_prob_thres=threshold, max_deep_refinement_steps=4)
     ours = predict(model, params, jnp.asarray(toks), halt_threshold=threshold, max_recursion_depth=4)
-    np.testing.assert_array_equal(np.asarray(ours.steps), pt_steps.numpy())
+    seed_style = model.predict(params, jnp.asarray(toks), halt_prob_thres=threshold, max_deep_refinement_steps=4)
+    np.testing.assert_array_equal(seed_style.tokens, ours.tokens)
+    np.testing.assert_array_equal(np.asarray(ours.recursion_depth), pt_steps.numpy())
     np.testing.assert_array_equal(np.asarray(ours.tokens), pt_preds.numpy())
 
 

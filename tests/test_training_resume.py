@@ -76,8 +76,8 @@ def test_run_dir_layout_and_metrics_records(runs):
     assert "cpu_percent" in [x for x in train if x["step"] == 4][0]  # monitor reading every 4 steps
     evals = [x for x in recs if x["split"] == "eval"]
     assert [e["step"] for e in evals] == [4, STEPS]
-    assert {"exact_accuracy", "token_accuracy", "mean_steps"} <= set(evals[-1])
-    assert 1 <= evals[-1]["mean_steps"] <= 3
+    assert {"exact_accuracy", "token_accuracy", "recursion_depth"} <= set(evals[-1])
+    assert 1 <= evals[-1]["recursion_depth"] <= 3
     assert runs["full"].eval == pytest.approx({k: v for k, v in evals[-1].items()
                                                if k not in ("split", "step", "stage", "timestamp")})
     meta = json.load(open(run / "checkpoints" / str(STEPS) / "meta" / "metadata"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import jax
 import numpy as np
 
 from trm_jax.errors import TRMError
@@ -42,40 +41,26 @@ def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_th
              max_recursion_depth: Optional[int] = None, num_bins: int = 4) -> dict:
     """Metrics of `params` (TRMParams or raw dict + config) on `dataset` (default: the run's eval split).
 
-    Returns exact_accuracy, token_accuracy, mean_steps, num_samples and `by_difficulty`: a list of
-    {difficulty range, count, exact_accuracy, token_accuracy, mean_steps} over equal-width bins.
+    Returns exact_accuracy, token_accuracy, recursion_depth (mean), num_samples and `by_difficulty`: a list of
+    {difficulty range, count, exact_accuracy, token_accuracy, recursion_depth} over equal-width bins.
     """
-    from trm_jax.data import IGNORE_LABEL, eval_batches
-    from trm_jax.models import predict
-
     p = as_trm_params(params, config=config)
     ds = dataset_for(p) if dataset is None else dataset
     if len(ds) == 0:
         raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
     if ds.inputs.shape[1] != p.seq_len:
         raise TRMError(f"evaluation inputs have length {ds.inputs.shape[1]} but the model takes {p.seq_len}")
-    mcfg = p.config.model
-    thr = mcfg.halt_threshold if halt_threshold is None else halt_threshold
-    depth = mcfg.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
-    batch_size = min(batch_size, 1 << (len(ds) - 1).bit_length())
-    exact, tok_correct, tok_count, steps, diff = [], [], [], [], []
-    for batch in eval_batches(ds, batch_size):
-        pred = jax.device_get(predict(p.model, p.params, batch["inputs"], halt_threshold=thr,
-                                      max_recursion_depth=depth))
-        m = batch["mask"]
-        valid = batch["labels"] != IGNORE_LABEL
-        correct = (pred.tokens == batch["labels"]) & valid
-        exact.append((correct.sum(-1) == valid.sum(-1))[m])
-        tok_correct.append(correct.sum(-1)[m])
-        tok_count.append(valid.sum(-1)[m])
-        steps.append(pred.steps[m])
-        diff.append(batch["difficulty"][m])
-    exact, tok_correct, tok_count, steps, diff = map(np.concatenate, (exact, tok_correct, tok_count, steps, diff))
+    from trm_jax.training.step import evaluate_samples
+
+    res = evaluate_samples(p.model, p.params, ds, min(batch_size, 1 << (len(ds) - 1).bit_length()),
+                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth)
+    exact, tok_correct, tok_count, depth, diff = (res[k] for k in ("exact", "token_correct", "token_count",
+                                                                   "recursion_depth", "difficulty"))
 
     def summary(sel):
         return dict(count=int(sel.sum()), exact_accuracy=float(exact[sel].mean()),
                     token_accuracy=float(tok_correct[sel].sum() / max(tok_count[sel].sum(), 1)),
-                    mean_steps=float(steps[sel].mean()))
+                    recursion_depth=float(depth[sel].mean()))
 
     out = summary(np.ones(len(exact), bool))
     out["num_samples"] = out.pop("count")
@@ -93,10 +78,10 @@ def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_th
 
 def format_table(results: dict) -> str:
     lines = [f"samples {results['num_samples']}   exact {results['exact_accuracy']:.4f}   "
-             f"token {results['token_accuracy']:.4f}   mean steps {results['mean_steps']:.2f}",
-             f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'steps':>7}"]
+             f"token {results['token_accuracy']:.4f}   recursion depth {results['recursion_depth']:.2f}",
+             f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'depth':>7}"]
     for b in results["by_difficulty"]:
         lo, hi = b["difficulty"]
         lines.append(f"{f'{lo:.2f}-{hi:.2f}':>16} {b['count']:>7} {b['exact_accuracy']:>8.4f} "
-                     f"{b['token_accuracy']:>8.4f} {b['mean_steps']:>7.2f}")
+                     f"{b['token_accuracy']:>8.4f} {b['recursion_depth']:>7.2f}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ PANELS = {
     "loss": [("train", "loss"), ("train", "ce"), ("train", "halt_loss")],
     "accuracy": [("train", "token_accuracy"), ("train", "exact_accuracy"),
                  ("eval", "token_accuracy"), ("eval", "exact_accuracy")],
-    "recursion_depth": [("train", "recursion_depth"), ("eval", "mean_steps")],
+    "recursion_depth": [("train", "recursion_depth"), ("eval", "recursion_depth")],
     "throughput": [("train", "tokens_per_sec")],
 }
 

@@ -52,7 +52,7 @@ class TRMTrainingLogger:
 
     Train records: split="train", step, epoch, stage, loss, ce, halt_loss, token_accuracy,
     exact_accuracy, recursion_depth, tokens_per_sec, lr, grad_norm, timestamp (+ resource readings when
-    sampled). Eval records: split="eval", step, stage, exact_accuracy, token_accuracy, mean_steps.
+    sampled). Eval records: split="eval", step, stage, exact_accuracy, token_accuracy, recursion_depth.
     Only process 0 writes (`enabled=False` elsewhere). Lines are flushed immediately so a crash loses
     nothing; on resume, records past the resumed step are dropped first (`truncate_after`).
     """

@@ -223,15 +223,18 @@ def _has_dropout(model: TinyRecursiveModel) -> bool:
 
 
 def make_eval_step(model: TinyRecursiveModel) -> Callable:
-    """`eval_step(params, batch) -> sums` with the model's while_loop predict; `batch` has inputs,
-    labels, puzzle_ids and valid (rows padding the last batch are not valid)."""
+    """`eval_step(params, batch, halt_threshold, max_recursion_depth) -> per-sample metrics` with the
+    model's while_loop predict; `batch` has inputs, labels, puzzle_ids and valid (rows padding the
+    last batch are not valid and count zero)."""
 
-    def eval_step(params, batch):
-        pred = predict(model, params, batch["inputs"], puzzle_ids=batch["puzzle_ids"])
+    def eval_step(params, batch, halt_threshold, max_recursion_depth):
+        pred = predict(model, params, batch["inputs"], puzzle_ids=batch["puzzle_ids"], halt_threshold=halt_threshold,
+                       max_recursion_depth=max_recursion_depth)
         correct, count, exact = token_matches(pred.tokens, batch["labels"])
-        v = batch["valid"].astype(jnp.float32)
-        return dict(exact=(exact * v).sum(), token_correct=(correct * v).sum(), token_count=(count * v).sum(),
-                    recursion_depth=(pred.recursion_depth * v).sum(), count=v.sum())
+        v = batch["valid"]
+        return dict(exact=exact & v, token_correct=jnp.where(v, correct, 0), token_count=jnp.where(v, count, 0),
+                    recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob,
+                    tokens=pred.tokens)
 
     return eval_step
 
@@ -263,4 +266,32 @@ def pmap_train_step(train_step: Callable) -> Callable:
 
 
 def pmap_eval_step(eval_step: Callable) -> Callable:
-    return jax.pmap(eval_step, axis_name=AXIS)
+    return jax.pmap(eval_step, axis_name=AXIS, in_axes=(0, 0, None, None))
+
+
+def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int, *, halt_threshold=None,
+                     max_recursion_depth=None, replicated: bool = False) -> dict:
+    """Per-sample held-out results of `params` on `dataset`, in dataset order, on this host's devices:
+    exact, token_correct, token_count, recursion_depth, halt_prob, tokens (predictions) and difficulty.
+
+    The one evaluation loop: `Trainer.evaluate` and `trm_jax.evaluation.evaluate` both use it.
+    `replicated` says `params` are already on every local device (the Trainer's state)."""
+    from trm_jax.data import eval_batches
+    from trm_jax.training import distributed as dist
+
+    n_local = jax.local_device_count()
+    threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
+    depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)
+    rep = params if replicated else dist.replicate(jax.device_get(params))
+    step = compiled_eval_step(model)
+    bs = -(-batch_size // n_local) * n_local
+    outs, diff, valid = [], [], []
+    for batch in eval_batches(dataset, bs):
+        arrays = eval_step_inputs(batch)
+        outs.append(step(rep, dist.shard(arrays), threshold, depth))
+        diff.append(np.asarray(batch["difficulty"]))
+        valid.append(arrays["valid"])
+    valid = np.concatenate(valid)
+    out = {k: np.concatenate([dist.unshard(o[k]) for o in outs])[valid] for k in outs[0]}
+    out["difficulty"] = np.concatenate(diff)[valid]
+    return out

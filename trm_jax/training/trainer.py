@@ -32,8 +32,7 @@ from trm_jax.training.metrics import TRMTrainingLogger, summarize
 from trm_jax.training.monitor import ResourceMonitor
 from trm_jax.training.run_logging import STEPS_LOGGER, RunLog
 from trm_jax.training.state import TrainState, create_train_state, inference_params, make_optimizer, split_table
-from trm_jax.training.step import (StepSpec, TrainCarry, compiled_eval_step, compiled_train_step, empty_train_carry,
-                                   eval_step_inputs)
+from trm_jax.training.step import StepSpec, TrainCarry, compiled_train_step, empty_train_carry, evaluate_samples
 
 log = logging.getLogger(__name__)
 steps_log = logging.getLogger(STEPS_LOGGER)
@@ -74,7 +73,6 @@ class _Stage:
     eval_set: Any
     iterator: Any
     p_step: Callable
-    p_eval: Callable
 
 
 def _num_samples(dataset) -> int:
@@ -367,7 +365,7 @@ class Trainer:
                                  shard_index=self.pindex, num_shards=self.pcount)
         p_step = compiled_train_step(model, StepSpec.create(self.config.training, total_steps=self.scheduler.total_steps,
                                                             global_batch=spec.batch_size, peak_lr=spec.learning_rate))
-        return _Stage(spec, model, train, evl, iterator, p_step, compiled_eval_step(model))
+        return _Stage(spec, model, train, evl, iterator, p_step)
 
     def _init_params(self, model: TinyRecursiveModel, spec: ResolvedStage):
         key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), spec.index)
@@ -473,20 +471,16 @@ class Trainer:
         Returns exact_accuracy, token_accuracy, recursion_depth (mean supervision steps) and num_samples.
         Every host evaluates the whole eval set on its local devices.
         """
-        from trm_jax.data import eval_batches
-
         stage = stage or self.stage
         if stage is None:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
         if stage.eval_set is None or _num_samples(stage.eval_set) == 0:
             return {}
         rep = inference_params(self._state) if params is None else dist.replicate(jax.device_get(params))
-        bs = -(-self.config.training.eval_batch_size // self.n_local) * self.n_local
-        outs = [stage.p_eval(rep, dist.shard(eval_step_inputs(batch))) for batch in eval_batches(stage.eval_set, bs)]
-        tot = {k: float(sum(dist.local_sum(o[k]) for o in outs)) for k in outs[0]}
-        n = max(tot["count"], 1.0)
-        return dict(exact_accuracy=tot["exact"] / n, token_accuracy=tot["token_correct"] / max(tot["token_count"], 1),
-                    recursion_depth=tot["recursion_depth"] / n, num_samples=int(tot["count"]))
+        res = evaluate_samples(stage.model, rep, stage.eval_set, self.config.training.eval_batch_size, replicated=True)
+        return dict(exact_accuracy=float(res["exact"].mean()),
+                    token_accuracy=float(res["token_correct"].sum() / max(res["token_count"].sum(), 1)),
+                    recursion_depth=float(res["recursion_depth"].mean()), num_samples=len(res["exact"]))
 
     def _run_eval(self, step: int) -> dict:
         t = time.time()
