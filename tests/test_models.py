@@ -308,3 +308,22 @@ def test_config_is_validated():
         ModelConfig(num_refinement_blocks=1).validate()
     with pytest.raises(ConfigError, match="num_heads"):
         dataclasses.replace(small_cfg(), network="transformer", num_heads=3).validate()
+
+
+def test_compacting_predict_equals_single_loop_on_mixed_halting():
+    # halting at mixed depths; 40 samples -> buckets 40 -> 32 -> 16 -> 8 as they halt
+    model = make_model(small_cfg(max_recursion_depth=8), VOCAB, SEQ)
+    params = _randomise_halt_head(init_params(model, jax.random.key(0)))
+    toks = tokens(batch=40, seed=3)
+    probs = np.asarray(jax.nn.sigmoid(supervision_step(model, params, toks, initial_carry(model, params, 40))
+                                      .halt_logits))
+    threshold = float(np.quantile(probs, 0.3))
+    one = predict(model, params, toks, halt_threshold=threshold, compact=False)
+    compact = predict(model, params, toks, halt_threshold=threshold)
+    depths = np.asarray(one.recursion_depth)
+    assert len(set(depths.tolist())) >= 2 and (depths < 8).sum() > 20  # mixed halting, buckets shrink
+    np.testing.assert_array_equal(compact.tokens, one.tokens)
+    np.testing.assert_array_equal(compact.recursion_depth, one.recursion_depth)
+    np.testing.assert_allclose(compact.halt_prob, one.halt_prob, rtol=1e-5)
+    jitted = jax.jit(lambda p, t: predict(model, p, t, halt_threshold=threshold))(params, toks)  # traced: one loop
+    np.testing.assert_array_equal(jitted.recursion_depth, one.recursion_depth)

@@ -440,13 +440,19 @@ class Prediction(_PredictionFields):
 
 
 def predict(model: TinyRecursiveModel, params, tokens, *, puzzle_ids=None, halt_threshold=None,
-            max_recursion_depth=None) -> Prediction:
-    """Recursive inference with per-sample halting, as one `lax.while_loop`.
+            max_recursion_depth=None, compact: bool = True) -> Prediction:
+    """Recursive inference with per-sample halting.
 
     A sample halts when sigmoid(halt_logit) >= halt_threshold or at `max_recursion_depth` steps; its
-    answer is frozen from then on. The loop ends when every sample has halted. Both knobs may be
+    answer is frozen from then on, and inference ends when every sample has halted. Both knobs may be
     traced values: changing them does not recompile. A threshold above 1 never halts early (every
     sample runs `max_recursion_depth` steps: the official repo's evaluation).
+
+    Called eagerly (not under jit) with `compact`, the loop leaves its `lax.while_loop` whenever half
+    of the still-active samples have halted, and the host moves the active ones into a batch of the
+    next power of two below (one sync per halving, one compilation per bucket size, cached), so halted
+    samples stop costing compute. Each sample's computation does not depend on the others, so the
+    result equals the single-loop one; under jit it is that single `lax.while_loop`.
     """
     threshold = model.halt_threshold if halt_threshold is None else halt_threshold
     depth = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
@@ -454,21 +460,38 @@ def predict(model: TinyRecursiveModel, params, tokens, *, puzzle_ids=None, halt_
     if tokens.ndim != 2:
         raise TRMError(f"predict expects tokens of shape [batch, seq_len], got {tokens.shape}")
     ids = None if puzzle_ids is None else jnp.asarray(puzzle_ids, jnp.int32)
-    return Prediction(*_predict_jit(model, params, tokens, ids, jnp.float32(threshold), jnp.int32(depth)))
+    threshold, depth = jnp.float32(threshold), jnp.int32(depth)
+    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((params, tokens, ids, threshold, depth)))
+    if traced or not compact or tokens.shape[0] < 2 * MIN_BUCKET:
+        return Prediction(*_predict_jit(model, params, tokens, ids, threshold, depth))
+    return _predict_compacting(model, params, tokens, ids, threshold, depth)
+
+
+MIN_BUCKET = 8  # smallest batch the compacting predict shrinks to
+
+
+def _batch_axis(model) -> int:
+    return 1 if model.seq_first else 0
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _predict_jit(model, params, tokens, puzzle_ids, threshold, max_depth):
-    """(tokens, recursion_depth, halt_prob)."""
-    T = model.num_refinement_blocks
-    batch = tokens.shape[0]
+def _start(model, params, tokens, puzzle_ids):
+    """(x, initial carry) in the network's native layout."""
     x = _embed(model, params, tokens, puzzle_ids)
-    carry0 = Carry(*(_to_native(model, a) for a in _call(model, params, TinyRecursiveModel.initial_carry, batch)))
-    batch_axis = 1 if model.seq_first else 0
+    carry = _call(model, params, TinyRecursiveModel.initial_carry, tokens.shape[0])
+    return x, Carry(*(_to_native(model, a) for a in carry))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run(model, params, x, carry, pred, halted, step, threshold, max_depth, min_active):
+    """Supervision steps until all samples halted, `max_depth` steps ran, or at most `min_active`
+    samples are still active. Returns (step, carry, pred, halted)."""
+    T = model.num_refinement_blocks
+    batch_axis = _batch_axis(model)
 
     def cond(state):
         step, _, _, halted = state
-        return (step < max_depth) & ~jnp.all(halted)
+        return (step < max_depth) & (jnp.sum(~halted) > min_active)
 
     def body(state):
         step, carry, pred, halted = state
@@ -483,10 +506,60 @@ def _predict_jit(model, params, tokens, puzzle_ids, threshold, max_depth):
         carry = Carry(jnp.where(keep, carry.y, new.y), jnp.where(keep, carry.z, new.z))
         return step, carry, pred, halted | halting_now
 
-    pred0 = (jnp.zeros(tokens.shape, jnp.int32), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), jnp.float32))
-    state = (jnp.int32(0), carry0, pred0, jnp.zeros((batch,), bool))
-    _, _, pred, _ = jax.lax.while_loop(cond, body, state)
+    return jax.lax.while_loop(cond, body, (step, carry, pred, halted))
+
+
+def _empty_prediction(batch: int, seq_len: int):
+    return (jnp.zeros((batch, seq_len), jnp.int32), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_jit(model, params, tokens, puzzle_ids, threshold, max_depth):
+    """(tokens, recursion_depth, halt_prob) from one while_loop over all supervision steps."""
+    batch = tokens.shape[0]
+    x, carry = _start(model, params, tokens, puzzle_ids)
+    pred0 = _empty_prediction(batch, tokens.shape[1])
+    _, _, pred, _ = _run(model, params, x, carry, pred0, jnp.zeros((batch,), bool), jnp.int32(0), threshold,
+                         max_depth, jnp.int32(0))
     return pred
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _compact(model, x, carry, index):
+    """Rows `index` of the per-sample state (the active samples, padded with halted copies)."""
+    axis = _batch_axis(model)
+    take = lambda a: jnp.take(a, index, axis=axis)  # noqa: E731
+    return take(x), Carry(take(carry.y), take(carry.z))
+
+
+def _predict_compacting(model, params, tokens, puzzle_ids, threshold, max_depth) -> Prediction:
+    import numpy as np
+
+    batch, seq = tokens.shape
+    out = [np.zeros((batch, seq), np.int32), np.zeros(batch, np.int32), np.zeros(batch, np.float32)]
+    rows = np.arange(batch)  # original sample of each slot; -1 = padding
+    x, carry = _start(model, params, tokens, puzzle_ids)
+    halted = np.zeros(batch, bool)
+    step = jnp.int32(0)
+    while True:
+        size = len(rows)
+        final = size <= MIN_BUCKET
+        step, carry, pred, halted_d = _run(model, params, x, carry, _empty_prediction(size, seq), jnp.asarray(halted),
+                                           step, threshold, max_depth, jnp.int32(0 if final else size // 2))
+        pred, halted_now = jax.device_get(pred), np.asarray(halted_d)
+        done = halted_now & ~halted & (rows >= 0)  # halted during this segment
+        for o, p in zip(out, pred):
+            o[rows[done]] = p[done]
+        active = np.nonzero(~halted_now)[0]
+        if final or active.size == 0 or int(step) >= int(max_depth):
+            break
+        bucket = max(MIN_BUCKET, 1 << (int(active.size) - 1).bit_length())
+        pad = bucket - active.size
+        index = np.concatenate([active, np.full(pad, active[0])])
+        x, carry = _compact(model, x, carry, jnp.asarray(index))
+        rows = np.concatenate([rows[active], np.full(pad, -1)])
+        halted = np.concatenate([np.zeros(active.size, bool), np.ones(pad, bool)])
+    return Prediction(*(jnp.asarray(o) for o in out))
 
 
 # ------------------------------------------------------------------------------------ from a config

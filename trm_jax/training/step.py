@@ -222,19 +222,22 @@ def _has_dropout(model: TinyRecursiveModel) -> bool:
     return float(getattr(model.network, "dropout", 0.0) or 0.0) > 0
 
 
+def eval_metrics(pred, batch) -> dict:
+    """Per-sample eval results of a Prediction on a batch (rows padding the last batch count zero)."""
+    correct, count, exact = token_matches(pred.tokens, batch["labels"])
+    v = batch["valid"]
+    return dict(exact=exact & v, token_correct=jnp.where(v, correct, 0), token_count=jnp.where(v, count, 0),
+                recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens)
+
+
 def make_eval_step(model: TinyRecursiveModel) -> Callable:
     """`eval_step(params, batch, halt_threshold, max_recursion_depth) -> per-sample metrics` with the
-    model's while_loop predict; `batch` has inputs, labels, puzzle_ids and valid (rows padding the
-    last batch are not valid and count zero)."""
+    model's predict; `batch` has inputs, labels, puzzle_ids and valid."""
 
     def eval_step(params, batch, halt_threshold, max_recursion_depth):
         pred = predict(model, params, batch["inputs"], puzzle_ids=batch["puzzle_ids"], halt_threshold=halt_threshold,
                        max_recursion_depth=max_recursion_depth)
-        correct, count, exact = token_matches(pred.tokens, batch["labels"])
-        v = batch["valid"]
-        return dict(exact=exact & v, token_correct=jnp.where(v, correct, 0), token_count=jnp.where(v, count, 0),
-                    recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob,
-                    tokens=pred.tokens)
+        return eval_metrics(pred, batch)
 
     return eval_step
 
@@ -282,16 +285,22 @@ def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int
     n_local = jax.local_device_count()
     threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
     depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)
-    rep = params if replicated else dist.replicate(jax.device_get(params))
-    step = compiled_eval_step(model)
+    if n_local == 1:  # one device: predict compacts the batch as samples halt (see models.predict)
+        params = dist.unreplicate(params) if replicated else params
+        run = lambda arrays: eval_metrics(predict(model, params, arrays["inputs"], puzzle_ids=arrays["puzzle_ids"],  # noqa: E731
+                                                  halt_threshold=threshold, max_recursion_depth=depth), arrays)
+    else:
+        rep = params if replicated else dist.replicate(jax.device_get(params))
+        step = compiled_eval_step(model)
+        run = lambda arrays: dist.unshard(step(rep, dist.shard(arrays), threshold, depth))  # noqa: E731
     bs = -(-batch_size // n_local) * n_local
     outs, diff, valid = [], [], []
     for batch in eval_batches(dataset, bs):
         arrays = eval_step_inputs(batch)
-        outs.append(step(rep, dist.shard(arrays), threshold, depth))
+        outs.append(jax.device_get(run(arrays)))
         diff.append(np.asarray(batch["difficulty"]))
         valid.append(arrays["valid"])
     valid = np.concatenate(valid)
-    out = {k: np.concatenate([dist.unshard(o[k]) for o in outs])[valid] for k in outs[0]}
+    out = {k: np.concatenate([np.asarray(o[k]) for o in outs])[valid] for k in outs[0]}
     out["difficulty"] = np.concatenate(diff)[valid]
     return out
