@@ -184,9 +184,11 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         if has_table:
             all_ids = jax.lax.all_gather(puzzle_ids, AXIS, tiled=True)
             all_grads = jax.lax.all_gather(row_grads, AXIS, tiled=True)
-            emb_lr = lr_fn(state.step, spec.puzzle_emb_lr)
-            new_table = sparse_sign_sgd(table, all_ids, all_grads, emb_lr, spec.puzzle_emb_weight_decay)
-            params = {**params, PUZZLE_EMB: jnp.where(finite, new_table, table)}
+            # a skipped step writes its rows back unchanged (lr 0): no dense select over the table
+            emb_lr = jnp.where(finite, lr_fn(state.step, spec.puzzle_emb_lr), 0.0)
+            all_grads = jnp.where(finite, all_grads, 0.0)
+            params = {**params, PUZZLE_EMB: sparse_sign_sgd(table, all_ids, all_grads, emb_lr,
+                                                           spec.puzzle_emb_weight_decay)}
         new_state = TrainState(
             step=state.step + 1,
             params=params,
