@@ -124,3 +124,27 @@ def test_eval_batches_cover_once_with_mask():
     idx = sorted(np.concatenate([b["index"][b["mask"]] for sh in sharded for b in sh]).tolist())
     assert idx == list(range(10)) and sharded[1][0]["inputs"].shape == (2, 4)
     assert list(eval_batches(_dataset(0), 4)) == []
+
+
+def test_batches_carry_puzzle_ids_zeros_when_absent():
+    ds = _dataset(10)
+    ids = (np.arange(10, dtype=np.int32) * 3) % 7
+    with_ids = ArrayDataset(ds.inputs, ds.labels, ds.difficulty, puzzle_ids=ids)
+    for batch in _take(BatchIterator(with_ids, 4, seed=1), 4):
+        assert batch["puzzle_ids"].dtype == np.int32 and batch["puzzle_ids"].shape == (4,)
+        assert (batch["puzzle_ids"] == ids[_rows(batch)]).all()
+    for batch in _take(BatchIterator(ds, 4, seed=1), 2):
+        assert batch["puzzle_ids"].dtype == np.int32 and (batch["puzzle_ids"] == 0).all()
+    tok = load_tokenizer("grid")[0]
+    p, s = S.generate_sudoku(4, seed=1, difficulty=0.2)
+    aug = make_sudoku_dataset(p, s, tok, augment=True)
+    aug = ArrayDataset(aug.inputs, aug.labels, aug.difficulty, aug.texts, aug.augment, puzzle_ids=[5, 6, 7, 8])
+    batch = next(BatchIterator(aug, 4, seed=0, shuffle=False))
+    assert batch["puzzle_ids"].tolist() == [5, 6, 7, 8]  # augmentation keeps the ids
+    last = list(eval_batches(with_ids, 4))[-1]
+    assert last["puzzle_ids"].dtype == np.int32 and last["puzzle_ids"].tolist() == [ids[8], ids[9], 0, 0]
+    assert all((b["puzzle_ids"] == 0).all() for b in eval_batches(ds, 4))
+    sub = with_ids.subset([3, 1])
+    assert sub.puzzle_ids.tolist() == [ids[3], ids[1]] and ds.subset([1]).puzzle_ids is None
+    with pytest.raises(TRMError, match="puzzle_ids has 3 entries for 10 rows"):
+        ArrayDataset(ds.inputs, ds.labels, ds.difficulty, puzzle_ids=[0, 1, 2])

@@ -33,6 +33,8 @@ class ArrayDataset:
     `texts` holds the raw samples (dicts) row for row when known. `augment`, when set, is
     an online augmentation `(inputs, labels, rng) -> (inputs, labels)` that `BatchIterator`
     applies to each training batch (Sudoku: validity-preserving transforms).
+    `puzzle_ids` (int32 [N], optional) is each row's puzzle identifier, the row of the
+    model's puzzle-embedding table it uses; batches carry zeros when it is None.
     """
 
     inputs: np.ndarray
@@ -40,6 +42,7 @@ class ArrayDataset:
     difficulty: np.ndarray
     texts: Optional[list] = None
     augment: Optional[Callable] = field(default=None, repr=False)
+    puzzle_ids: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.inputs = np.asarray(self.inputs, dtype=np.int32)
@@ -52,6 +55,12 @@ class ArrayDataset:
             raise TRMError(f"dataset difficulty has {len(self.difficulty)} entries for {len(self.inputs)} rows")
         if self.texts is not None and len(self.texts) != len(self.inputs):
             raise TRMError(f"dataset texts has {len(self.texts)} entries for {len(self.inputs)} rows")
+        if self.puzzle_ids is not None:
+            self.puzzle_ids = np.asarray(self.puzzle_ids, dtype=np.int32).reshape(-1)
+            if len(self.puzzle_ids) != len(self.inputs):
+                raise TRMError(f"dataset puzzle_ids has {len(self.puzzle_ids)} entries for {len(self.inputs)} rows")
+            if len(self.puzzle_ids) and self.puzzle_ids.min() < 0:
+                raise TRMError(f"dataset puzzle_ids must be >= 0, got {int(self.puzzle_ids.min())}")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -63,7 +72,15 @@ class ArrayDataset:
     def subset(self, indices) -> "ArrayDataset":
         idx = np.asarray(indices, dtype=np.intp)
         texts = None if self.texts is None else [self.texts[i] for i in idx]
-        return ArrayDataset(self.inputs[idx], self.labels[idx], self.difficulty[idx], texts, self.augment)
+        ids = None if self.puzzle_ids is None else self.puzzle_ids[idx]
+        return ArrayDataset(self.inputs[idx], self.labels[idx], self.difficulty[idx], texts, self.augment, ids)
+
+    def puzzle_ids_at(self, idx) -> np.ndarray:
+        """int32 puzzle identifiers of rows `idx` (zeros when the dataset has none)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        if self.puzzle_ids is None:
+            return np.zeros(idx.shape, dtype=np.int32)
+        return self.puzzle_ids[idx]
 
 
 # ----------------------------------------------------------------------------- text datasets

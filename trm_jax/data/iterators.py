@@ -32,7 +32,8 @@ def _check_sharding(batch_size: int, shard_index: int, num_shards: int) -> int:
 
 
 class BatchIterator:
-    """Infinite iterator of {"inputs", "labels": int32 [b, L], "difficulty": float32 [b]}.
+    """Infinite iterator of {"inputs", "labels": int32 [b, L], "difficulty": float32 [b],
+    "puzzle_ids": int32 [b] (zeros when the dataset has none)}.
 
     `batch_size` is the global batch; this shard yields its slice
     [shard_index*b, (shard_index+1)*b) of each global batch, b = batch_size // num_shards.
@@ -96,14 +97,15 @@ class BatchIterator:
         ds = self.dataset
         if ds.augment is None:
             idx = idx[lo:hi]
-            return {"inputs": ds.inputs[idx], "labels": ds.labels[idx], "difficulty": ds.difficulty[idx]}
+            return {"inputs": ds.inputs[idx], "labels": ds.labels[idx], "difficulty": ds.difficulty[idx],
+                    "puzzle_ids": ds.puzzle_ids_at(idx)}
         # Augment the whole global batch with one RNG keyed by the stream position, then
         # slice: every shard count sees the same global batch, and a resume the same draws.
         rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, stream_pos])
         inputs, labels = ds.augment(ds.inputs[idx], ds.labels[idx], rng)
         return {"inputs": np.ascontiguousarray(inputs[lo:hi], dtype=np.int32),
                 "labels": np.ascontiguousarray(labels[lo:hi], dtype=np.int32),
-                "difficulty": ds.difficulty[idx[lo:hi]]}
+                "difficulty": ds.difficulty[idx[lo:hi]], "puzzle_ids": ds.puzzle_ids_at(idx[lo:hi])}
 
     def state_dict(self) -> dict:
         """Plain ints: completed epochs, position within the epoch, and the dataset size for checking."""
@@ -133,7 +135,8 @@ def eval_batches(dataset: ArrayDataset, batch_size: int, *, shard_index: int = 0
     """One pass over `dataset` in order, in fixed-shape batches (global `batch_size`).
 
     The last batch is padded: padded rows copy row 0's input, have IGNORE_LABEL labels,
-    mask False and index -1. Yields {"inputs", "labels", "difficulty", "mask" bool [b],
+    mask False, puzzle id 0 and index -1. Yields {"inputs", "labels", "difficulty",
+    "puzzle_ids" int32 [b] (zeros when the dataset has none), "mask" bool [b],
     "index" int64 [b] (dataset row, -1 for padding)}, this shard's slice of each batch.
     """
     local = _check_sharding(batch_size, shard_index, num_shards)
@@ -146,5 +149,6 @@ def eval_batches(dataset: ArrayDataset, batch_size: int, *, shard_index: int = 0
         labels = dataset.labels[rows]
         labels[~mask] = IGNORE_LABEL
         difficulty = np.where(mask, dataset.difficulty[rows], 0.0).astype(np.float32)
+        puzzle_ids = np.where(mask, dataset.puzzle_ids_at(rows), 0).astype(np.int32)
         yield {"inputs": dataset.inputs[rows], "labels": labels, "difficulty": difficulty,
-               "mask": mask, "index": np.where(mask, index, -1)}
+               "puzzle_ids": puzzle_ids, "mask": mask, "index": np.where(mask, index, -1)}
