@@ -1,0 +1,39 @@
+"""Sudoku: text I/O, reference and batched solvers, generator, cache, augmentations,
+Sudoku-Extreme CSV. Grids are flat int8 arrays of 81 cells, row-major, 0 = blank.
+
+Modules, one job each: `bitmasks` (grid geometry, candidate masks), `text`, `validity`,
+`solver` (reference, one puzzle at a time), `batch_solver` (vectorised search),
+`generator`, `cache`, `augment`, `extreme_csv`.
+"""
+
+from trm_jax.data.sudoku.augment import (
+    SudokuTokenAugmenter,
+    apply_transforms,
+    augment_sudoku,
+    random_cell_permutations,
+    random_digit_maps,
+)
+from trm_jax.data.sudoku.batch_solver import count_solutions_batch, solve_batch
+from trm_jax.data.sudoku.bitmasks import CELL_UNITS, UNITS
+from trm_jax.data.sudoku.cache import CACHE_VERSION, default_cache_dir, load_or_generate_sudoku
+from trm_jax.data.sudoku.extreme_csv import (
+    CSV_HEADER,
+    SAMPLE_CSV,
+    SudokuCSV,
+    rating_difficulty,
+    read_sudoku_csv,
+    write_sudoku_csv,
+)
+from trm_jax.data.sudoku.generator import EASY_GIVENS, HARD_GIVENS, generate_sudoku, givens_difficulty, target_givens
+from trm_jax.data.sudoku.solver import count_solutions, solve_grid, solve_sudoku_string
+from trm_jax.data.sudoku.text import GRID_SYMBOLS, format_sudoku, grids_to_texts, sudoku_to_text, text_to_sudoku
+from trm_jax.data.sudoku.validity import is_valid_solution, matches_givens, valid_solutions
+
+__all__ = [
+    "CACHE_VERSION", "CELL_UNITS", "CSV_HEADER", "EASY_GIVENS", "GRID_SYMBOLS", "HARD_GIVENS", "SAMPLE_CSV",
+    "UNITS", "SudokuCSV", "SudokuTokenAugmenter", "apply_transforms", "augment_sudoku", "count_solutions",
+    "count_solutions_batch", "default_cache_dir", "format_sudoku", "generate_sudoku", "givens_difficulty",
+    "grids_to_texts", "is_valid_solution", "load_or_generate_sudoku", "matches_givens", "random_cell_permutations",
+    "random_digit_maps", "rating_difficulty", "read_sudoku_csv", "solve_batch", "solve_grid", "solve_sudoku_string",
+    "sudoku_to_text", "target_givens", "text_to_sudoku", "valid_solutions", "write_sudoku_csv",
+]
