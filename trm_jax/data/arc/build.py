@@ -1,0 +1,302 @@
+"""Build the ARC training and evaluation arrays once and cache them (memory-mapped .npy + manifest).
+
+Official build_arc_dataset.py recipe:
+- every task gets up to num_aug distinct augmentations (dihedral x colour permutation), each its own
+  puzzle identifier (0 is the blank identifier; ids start at 1);
+- training rows: all pairs of the training tasks, and the demonstration ("train") pairs of the
+  evaluation tasks (transductive training); each pair is randomly translated inside the 30x30 canvas,
+  except one pair per augmented puzzle that stays at the top-left corner;
+- evaluation rows: the test pairs of the evaluation tasks under every augmentation, untranslated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from trm_jax.data.arc.augment import (IDENTITY, Augmentation, augment_grid_batch, choose_augmentations,
+                                      puzzle_identifier_name, task_rng)
+from trm_jax.data.arc.encoding import ARC_SEQ_LEN, encode_grids
+from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE, SPLITS, load_tasks
+from trm_jax.errors import TRMError
+
+logger = logging.getLogger(__name__)
+
+BUILD_VERSION = 1  # bump when the array layout or the recipe changes (invalidates caches)
+ARC_NUM_AUG = 1000  # official build_arc_dataset.py default num_aug
+_STREAM_AUG, _STREAM_TRANSLATE = 0, 1
+_ARRAYS = ("inputs", "labels", "puzzle_ids")
+
+
+@dataclass
+class ArcBuild:
+    """A built (or cached) ARC dataset. Arrays are read-only memory maps; labels use 0 for pad (ignored).
+
+    identifiers[i] names puzzle identifier i ("<blank>" at 0); eval_tasks are the evaluation tasks the
+    eval rows come from, with their test outputs when known (for voting and scoring).
+    """
+
+    path: str
+    manifest: dict
+    train_inputs: np.ndarray
+    train_labels: np.ndarray
+    train_puzzle_ids: np.ndarray
+    eval_inputs: np.ndarray
+    eval_labels: np.ndarray
+    eval_puzzle_ids: np.ndarray
+    identifiers: list
+    eval_tasks: dict
+
+    @property
+    def num_puzzle_identifiers(self) -> int:
+        return len(self.identifiers)
+
+
+def parse_source(spec: str, default_split: str) -> tuple[str, str]:
+    """"arc-agi-1", "arc-agi-2:evaluation", "/path/to/concept" -> (source, split)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail in SPLITS and head:
+        return head, tail
+    return spec, default_split
+
+
+def _to_np(grid) -> np.ndarray:
+    return np.asarray(grid, np.uint8)
+
+
+def _pair_key(inp, out) -> str:
+    return hashlib.sha256(json.dumps([inp, out]).encode()).hexdigest()
+
+
+def _check_eval_leak(train_sets, eval_source, eval_tasks, allow_eval_leak: bool):
+    if allow_eval_leak:
+        return
+    if eval_source[0] == "arc-agi-1" and any(s == ("arc-agi-2", "training") for s, _ in train_sets):
+        raise TRMError("ARC-AGI-2 training data contains ARC-AGI-1 evaluation tasks (official README): do not "
+                       "train on arc-agi-2 training with arc-agi-1 evaluation; drop it from the training sources "
+                       "or pass allow_eval_leak (data.arc_allow_eval_leak=true) to force it")
+    eval_keys = {_pair_key(t["input"], t["output"]): tid for tid, task in eval_tasks.items()
+                 for t in task["test"] if "output" in t}
+    for (source, split), tasks in train_sets:
+        for tid, task in tasks.items():
+            for ex in task["train"] + task["test"]:
+                if "output" in ex and _pair_key(ex["input"], ex["output"]) in eval_keys:
+                    raise TRMError(f"training source {source}:{split} task {tid!r} contains the test pair of "
+                                   f"evaluation task {eval_keys[_pair_key(ex['input'], ex['output'])]!r} "
+                                   f"({eval_source[0]}:{eval_source[1]}): scores would be inflated; remove it or "
+                                   "pass allow_eval_leak (data.arc_allow_eval_leak=true) to force it")
+
+
+def _limit(tasks: dict, max_tasks: Optional[int]) -> dict:
+    if max_tasks is None:
+        return tasks
+    return dict(list(tasks.items())[:max_tasks])
+
+
+def _puzzles(train_sets, eval_tasks):
+    """[(task_id, all pairs for augmentation, train-split pairs, eval-split pairs)] in identifier order."""
+    out, seen = [], set()
+    for (source, split), tasks in train_sets:
+        for tid, task in tasks.items():
+            if tid in seen:
+                raise TRMError(f"task id {tid!r} appears in two ARC sources ({source}:{split} and an earlier one); "
+                               "give each task one source")
+            seen.add(tid)
+            pairs = [(_to_np(e["input"]), _to_np(e["output"])) for e in task["train"] + task["test"]]
+            out.append((tid, pairs, pairs, []))
+    for tid, task in eval_tasks.items():
+        if tid in seen:
+            raise TRMError(f"evaluation task {tid!r} is also a training task; remove it from the training sources")
+        demos = [(_to_np(e["input"]), _to_np(e["output"])) for e in task["train"]]
+        # a test pair without a known output is encoded with an all-pad label (ignored; official fills [[0]])
+        tests = [(_to_np(e["input"]), _to_np(e["output"]) if "output" in e else None) for e in task["test"]]
+        aug_pairs = demos + [(i, o) for i, o in tests if o is not None]
+        out.append((tid, aug_pairs, demos, tests))
+    return out
+
+
+def _encode_split(puzzle_pairs, tids, maps, out_arrays, row0: int, ids0: int, translate: bool, rng):
+    """Write one task's pairs under all its augmentations; rows ordered augmentation-major."""
+    num_aug, num_pairs = len(tids), len(puzzle_pairs)
+    inputs, labels, pids = out_arrays
+    pids[row0: row0 + num_aug * num_pairs] = np.repeat(ids0 + np.arange(num_aug, dtype=np.int32), num_pairs)
+    keep_at_origin = rng.integers(0, num_pairs, size=num_aug) if translate else None
+    for e, (inp, out) in enumerate(puzzle_pairs):
+        in_groups = augment_grid_batch(inp, tids, maps)
+        out_groups = augment_grid_batch(out, tids, maps) if out is not None else [(s, None) for s, _ in in_groups]
+        for (sel, gi), (_, go) in zip(in_groups, out_groups):
+            rows = row0 + sel * num_pairs + e
+            if translate:
+                h = max(gi.shape[1], go.shape[1])
+                w = max(gi.shape[2], go.shape[2])
+                pr = rng.integers(0, ARC_MAX_GRID_SIZE - h + 1, size=len(sel))
+                pc = rng.integers(0, ARC_MAX_GRID_SIZE - w + 1, size=len(sel))
+                origin = keep_at_origin[sel] == e
+                pr[origin] = 0
+                pc[origin] = 0
+            else:
+                pr = pc = None
+            inputs[rows] = encode_grids(gi, pr, pc)
+            labels[rows] = encode_grids(go, pr, pc) if go is not None else 0
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=1.0)
+
+
+def _write_build(path: str, puzzles, num_aug: int, seed: int, progress: bool, manifest: dict):
+    bar = _progress(2 * len(puzzles), "ARC augment+encode", progress)
+    plans = []
+    identifiers = ["<blank>"]  # official: identifier 0 is the blank one
+    n_train = n_eval = 0
+    for tid, aug_pairs, train_pairs, eval_pairs in puzzles:
+        t, m = choose_augmentations(aug_pairs, num_aug, task_rng(seed, tid, _STREAM_AUG)) if num_aug > 0 else \
+            (np.zeros(0, np.int8), np.zeros((0, 10), np.uint8))
+        if num_aug > 0 and len(t) < num_aug:
+            logger.info("ARC task %s: only %d distinct augmentations of %d", tid, len(t), num_aug)
+        tids = np.concatenate([[0], t]).astype(np.int64)
+        maps = np.concatenate([np.arange(10, dtype=np.uint8)[None], m])
+        plans.append((tids, maps, len(identifiers)))
+        identifiers.extend(puzzle_identifier_name(tid, Augmentation(int(a), tuple(int(c) for c in mp)))
+                           for a, mp in zip(tids, maps))
+        n_train += len(tids) * len(train_pairs)
+        n_eval += len(tids) * len(eval_pairs)
+        if bar is not None:
+            bar.update(1)
+
+    def alloc(split, n):
+        mk = np.lib.format.open_memmap
+        return (mk(os.path.join(path, f"{split}_inputs.npy"), "w+", np.uint8, (n, ARC_SEQ_LEN)),
+                mk(os.path.join(path, f"{split}_labels.npy"), "w+", np.uint8, (n, ARC_SEQ_LEN)),
+                mk(os.path.join(path, f"{split}_puzzle_ids.npy"), "w+", np.int32, (n,)))
+
+    train_arrays, eval_arrays = alloc("train", n_train), alloc("eval", n_eval)
+    r_train = r_eval = 0
+    for (tid, _, train_pairs, eval_pairs), (tids, maps, ids0) in zip(puzzles, plans):
+        rng = task_rng(seed, tid, _STREAM_TRANSLATE)
+        if train_pairs:
+            _encode_split(train_pairs, tids, maps, train_arrays, r_train, ids0, True, rng)
+            r_train += len(tids) * len(train_pairs)
+        if eval_pairs:
+            _encode_split(eval_pairs, tids, maps, eval_arrays, r_eval, ids0, False, rng)
+            r_eval += len(tids) * len(eval_pairs)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for arr in train_arrays + eval_arrays:
+        arr.flush()
+    del train_arrays, eval_arrays
+    with open(os.path.join(path, "identifiers.json"), "w") as f:
+        json.dump(identifiers, f)
+    manifest.update(num_train_rows=n_train, num_eval_rows=n_eval, num_puzzle_identifiers=len(identifiers))
+
+
+def _load_build(path: str) -> ArcBuild:
+    with open(os.path.join(path, "manifest.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(path, "identifiers.json")) as f:
+        identifiers = json.load(f)
+    with open(os.path.join(path, "eval_tasks.json")) as f:
+        eval_tasks = json.load(f)
+    arrays = {f"{s}_{k}": np.load(os.path.join(path, f"{s}_{k}.npy"), mmap_mode="r", allow_pickle=False)
+              for s in ("train", "eval") for k in _ARRAYS}
+    return ArcBuild(path=path, manifest=manifest, identifiers=identifiers, eval_tasks=eval_tasks, **arrays)
+
+
+def build_arc(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, seed: int = 0,
+              extra_train_sources: Sequence[str] = (), eval_split: str = "evaluation",
+              max_tasks: Optional[int] = None, allow_eval_leak: bool = False,
+              cache_dir: Optional[str] = None, progress: bool = True) -> ArcBuild:
+    """Build (or load from cache) the ARC arrays for `source`.
+
+    Training tasks: `source:training` plus `extra_train_sources` ("arc-agi-2", "path", "path:evaluation", ...);
+    evaluation tasks: `source:<eval_split>`. max_tasks keeps the first tasks (by id) of each source (small
+    tests). The cache lives in `<cache_dir>/arc/<key>/`, key = hash of the task contents and the settings.
+    """
+    if num_aug < 0:
+        raise TRMError(f"ARC num_aug must be >= 0, got {num_aug}")
+    if max_tasks is not None and max_tasks < 1:
+        raise TRMError(f"ARC max_tasks must be >= 1 or null, got {max_tasks}")
+    train_specs = [(source, "training")] + [parse_source(s, "training") for s in extra_train_sources]
+    eval_spec = (source, eval_split)
+    train_sets = [(spec, _limit(load_tasks(*spec), max_tasks)) for spec in train_specs]
+    eval_tasks = _limit(load_tasks(*eval_spec), max_tasks)
+    _check_eval_leak(train_sets, eval_spec, eval_tasks, allow_eval_leak)
+
+    content = json.dumps([[list(spec), tasks] for spec, tasks in train_sets] + [[list(eval_spec), eval_tasks]],
+                         sort_keys=True).encode()
+    settings = {"build_version": BUILD_VERSION, "num_aug": num_aug, "seed": seed,
+                "train_sources": [list(s) for s in train_specs], "eval_source": list(eval_spec),
+                "max_tasks": max_tasks, "allow_eval_leak": allow_eval_leak}
+    source_hash = hashlib.sha256(content).hexdigest()
+    key = hashlib.sha256((source_hash + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:20]
+    root = os.path.join(os.path.expanduser(cache_dir or os.path.join("~", ".cache", "trm_jax")), "arc")
+    path = os.path.join(root, key)
+    manifest_path = os.path.join(path, "manifest.json")
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            cached = json.load(f)
+        if cached.get("source_hash") == source_hash and cached.get("settings") == settings:
+            logger.info("ARC data: using the cache at %s", path)
+            return _load_build(path)
+        shutil.rmtree(path)
+
+    os.makedirs(root, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    start = time.perf_counter()
+    manifest = {"source_hash": source_hash, "settings": settings}
+    try:
+        _write_build(tmp, _puzzles(train_sets, eval_tasks), num_aug, seed, progress, manifest)
+        with open(os.path.join(tmp, "eval_tasks.json"), "w") as f:
+            json.dump(eval_tasks, f)
+        manifest["build_seconds"] = round(time.perf_counter() - start, 2)
+        manifest["bytes"] = sum(os.path.getsize(os.path.join(tmp, n)) for n in os.listdir(tmp))
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:  # written last: marks a complete build
+            json.dump(manifest, f, indent=1)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("ARC data built in %.1fs at %s (%d train rows, %d eval rows, %d identifiers)",
+                manifest["build_seconds"], path, manifest["num_train_rows"], manifest["num_eval_rows"],
+                manifest["num_puzzle_identifiers"])
+    return _load_build(path)
+
+
+def arc_labels(tokens: np.ndarray) -> np.ndarray:
+    """uint8 label tokens (0 = pad) -> int32 labels with IGNORE_LABEL (-100) on pad (official ignore_label_id 0)."""
+    from trm_jax.data.text import IGNORE_LABEL
+    tokens = np.asarray(tokens)
+    return np.where(tokens == 0, IGNORE_LABEL, tokens).astype(np.int32)
+
+
+def build_arc_datasets(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, seed: int = 0,
+                       extra_train_sources: Sequence[str] = (), eval_split: str = "evaluation",
+                       max_tasks: Optional[int] = None, allow_eval_leak: bool = False,
+                       cache_dir: Optional[str] = None, progress: bool = True):
+    """(train ArrayDataset, eval ArrayDataset) of `build_arc(...)`, with puzzle_ids; see build_arc."""
+    from trm_jax.data.datasets import ArrayDataset
+    b = build_arc(source, num_aug, seed, extra_train_sources, eval_split, max_tasks, allow_eval_leak,
+                  cache_dir, progress)
+
+    def dataset(inputs, labels, pids):
+        return ArrayDataset(inputs=inputs, labels=arc_labels(labels), difficulty=np.zeros(len(inputs), np.float32),
+                            puzzle_ids=pids)
+
+    return (dataset(b.train_inputs, b.train_labels, b.train_puzzle_ids),
+            dataset(b.eval_inputs, b.eval_labels, b.eval_puzzle_ids))
