@@ -83,16 +83,25 @@ def _check_eval_leak(train_sets, eval_source, eval_tasks, allow_eval_leak: bool)
         raise TRMError("ARC-AGI-2 training data contains ARC-AGI-1 evaluation tasks (official README): do not "
                        "train on arc-agi-2 training with arc-agi-1 evaluation; drop it from the training sources "
                        "or pass allow_eval_leak (data.arc_allow_eval_leak=true) to force it")
-    eval_keys = {_pair_key(t["input"], t["output"]): tid for tid, task in eval_tasks.items()
-                 for t in task["test"] if "output" in t}
+    # a whole evaluation task (all its pairs) present in the training data is a leak; a single shared
+    # pair is not (ARC-AGI-1 itself: training 40853293 holds the test pair of evaluation 070dd51e): warn
+    eval_tests = {_pair_key(t["input"], t["output"]): tid for tid, task in eval_tasks.items()
+                  for t in task["test"] if "output" in t}
+    eval_whole = {frozenset(_pair_key(e["input"], e["output"]) for e in task["train"] + task["test"]
+                            if "output" in e): tid for tid, task in eval_tasks.items()}
+    shared = set()
     for (source, split), tasks in train_sets:
         for tid, task in tasks.items():
-            for ex in task["train"] + task["test"]:
-                if "output" in ex and _pair_key(ex["input"], ex["output"]) in eval_keys:
-                    raise TRMError(f"training source {source}:{split} task {tid!r} contains the test pair of "
-                                   f"evaluation task {eval_keys[_pair_key(ex['input'], ex['output'])]!r} "
-                                   f"({eval_source[0]}:{eval_source[1]}): scores would be inflated; remove it or "
-                                   "pass allow_eval_leak (data.arc_allow_eval_leak=true) to force it")
+            keys = frozenset(_pair_key(e["input"], e["output"]) for e in task["train"] + task["test"] if "output" in e)
+            if keys in eval_whole:
+                raise TRMError(f"training source {source}:{split} task {tid!r} is evaluation task "
+                               f"{eval_whole[keys]!r} ({eval_source[0]}:{eval_source[1]}): scores would be "
+                               "inflated; remove it or pass allow_eval_leak (data.arc_allow_eval_leak=true) to force it")
+            shared.update(eval_tests[k] for k in keys if k in eval_tests)
+    if shared:
+        logger.warning("ARC: %d evaluation tasks share a test pair with a training task (%s%s); kept, as the "
+                       "official builder does", len(shared), ", ".join(sorted(shared)[:5]),
+                       ", ..." if len(shared) > 5 else "")
 
 
 def _limit(tasks: dict, max_tasks: Optional[int]) -> dict:
@@ -289,14 +298,16 @@ def build_arc_datasets(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, se
                        extra_train_sources: Sequence[str] = (), eval_split: str = "evaluation",
                        max_tasks: Optional[int] = None, allow_eval_leak: bool = False,
                        cache_dir: Optional[str] = None, progress: bool = True):
-    """(train ArrayDataset, eval ArrayDataset) of `build_arc(...)`, with puzzle_ids; see build_arc."""
+    """(train ArrayDataset, eval ArrayDataset) of `build_arc(...)`: uint8 memory maps (read rows with
+    `ArrayDataset.rows`, which masks pad labels), puzzle_ids int32; see build_arc."""
     from trm_jax.data.datasets import ArrayDataset
     b = build_arc(source, num_aug, seed, extra_train_sources, eval_split, max_tasks, allow_eval_leak,
                   cache_dir, progress)
 
     def dataset(inputs, labels, pids):
-        return ArrayDataset(inputs=inputs, labels=arc_labels(labels), difficulty=np.zeros(len(inputs), np.float32),
-                            puzzle_ids=pids)
+        # memory maps stay mapped; stored label 0 (pad) is masked (official ignore_label_id 0)
+        return ArrayDataset(inputs=inputs, labels=labels, difficulty=np.zeros(len(inputs), np.float32),
+                            puzzle_ids=pids, ignore_label_id=0)
 
     return (dataset(b.train_inputs, b.train_labels, b.train_puzzle_ids),
             dataset(b.eval_inputs, b.eval_labels, b.eval_puzzle_ids))
