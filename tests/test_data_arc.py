@@ -213,16 +213,16 @@ def test_refuses_arc_agi_2_training_with_arc_agi_1_eval(tmp_path):
                   cache_dir=str(tmp_path), progress=False)
 
 
-def test_refuses_a_training_task_that_is_an_eval_task(tmp_path, caplog):
-    e = _task(2)
-    copy = {"train": list(reversed(e["train"])), "test": e["test"]}
-    src = _write_tasks(tmp_path, {"t1": copy}, {"e1": e})
-    with pytest.raises(TRMError, match="'t1' is evaluation task 'e1'"):
-        build_arc(src, num_aug=1, cache_dir=str(tmp_path / "c"), progress=False)
-    assert len(build_arc(src, num_aug=1, allow_eval_leak=True, cache_dir=str(tmp_path / "c"),
-                         progress=False).eval_inputs) == 2
-    # one shared pair only: a warning, as in ARC-AGI-1 itself
-    src2 = _write_tasks(tmp_path / "b", {"t1": {"train": [e["test"][0]], "test": _task(3)["test"]}}, {"e1": e})
+def test_refuses_many_eval_tasks_in_training_warns_on_a_few(tmp_path, caplog):
+    evals = {f"e{i}": _task(100 + i) for i in range(11)}
+    copies = {f"c{i}": {"train": list(reversed(t["train"])), "test": t["test"]} for i, t in enumerate(evals.values())}
+    src = _write_tasks(tmp_path, copies, evals)
+    with pytest.raises(TRMError, match="11 evaluation tasks .* are also training tasks"):
+        build_arc(src, num_aug=0, cache_dir=str(tmp_path / "c"), progress=False)
+    assert len(build_arc(src, num_aug=0, allow_eval_leak=True, cache_dir=str(tmp_path / "c"),
+                         progress=False).eval_inputs) == 11
+    # one duplicated task (ARC-AGI-1 has one: 40853293 == 070dd51e): a warning naming it
+    src2 = _write_tasks(tmp_path / "b", {"c0": copies["c0"]}, {"e0": evals["e0"]})
     with caplog.at_level("WARNING"):
-        build_arc(src2, num_aug=1, cache_dir=str(tmp_path / "c"), progress=False)
-    assert "share a test pair" in caplog.text
+        build_arc(src2, num_aug=0, cache_dir=str(tmp_path / "c"), progress=False)
+    assert "e0 (= " in caplog.text and "c0)" in caplog.text
