@@ -169,3 +169,41 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
     with np.load(files[0], allow_pickle=False) as f:  # plain arrays, no pickle
         assert set(f.files) == {"puzzles", "solutions"}
+
+
+def test_official_train_set_augmentations_stay_valid():
+    p, s = S.generate_sudoku(6, seed=4, difficulty=0.6)
+    P, Q, source = S.with_augmented_copies(p, s, num_aug=30, seed=1)
+    assert P.shape == Q.shape == (6 * 31, 81) and source.tolist() == np.repeat(np.arange(6), 31).tolist()
+    assert (P[::31] == p).all() and (Q[::31] == s).all()  # the official order: original first
+    for puzzle, solution, src in zip(P, Q, source):
+        # independent check with the reference solver: valid, keeps the givens, still the unique solution
+        assert S.is_valid_solution(solution) and S.matches_givens(puzzle, solution)
+        assert (puzzle > 0).sum() == (p[src] > 0).sum()
+    for puzzle, solution in zip(P[1:31:6], Q[1:31:6]):
+        assert S.count_solutions(puzzle) == 1 and (S.solve_grid(puzzle) == solution).all()
+    assert len({bytes(x) for x in P[:31]}) == 31  # the transforms differ
+    again = S.with_augmented_copies(p, s, num_aug=30, seed=1)
+    assert (again[0] == P).all() and not (S.with_augmented_copies(p, s, 30, seed=2)[0] == P).all()
+
+
+def test_build_datasets_official_sudoku_extreme_construction(tmp_path):
+    from trm_jax.config import load_config
+    from trm_jax.data import build_datasets
+
+    path = str(tmp_path / "extreme.csv")
+    p, s = S.generate_sudoku(30, seed=2, difficulty=0.7)
+    S.write_sudoku_csv(path, p, s)
+    test_path = str(tmp_path / "test.csv")
+    S.write_sudoku_csv(test_path, p[:7], s[:7])
+    cfg = load_config(None, ["data.task=sudoku", f"data.train_path={path}", f"data.eval_path={test_path}",
+                             "data.max_train_rows=10", "data.num_aug=4", "data.augment=false", "data.seq_len=81"])
+    tok = load_tokenizer("grid")[0]
+    train, ev = build_datasets(cfg, tok)
+    assert len(train) == 10 * 5 and len(ev) == 7  # eval set untouched
+    assert train.augment is None and len(train.texts) == 50
+    originals = {bytes(x) for x in make_sudoku_dataset(p, s, tok).inputs}
+    assert sum(bytes(x) in originals for x in train.inputs) == 10  # one original per group of 5
+    for x, y in zip(train.inputs, train.labels):
+        puzzle, solution = S.text_to_sudoku(tok.decode(x)), S.text_to_sudoku(tok.decode(y))
+        assert S.is_valid_solution(solution) and S.matches_givens(puzzle, solution)

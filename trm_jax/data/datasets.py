@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from trm_jax.data import code_task, jsonl, sudoku
+from trm_jax.data import code_task, jsonl, maze, puzzle_dataset, sudoku
 from trm_jax.data.text import IGNORE_LABEL, SampleEncoder
 from trm_jax.data.tokenizers import grid_tokenizer, is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
@@ -35,6 +35,11 @@ class ArrayDataset:
     applies to each training batch (Sudoku: validity-preserving transforms).
     `puzzle_ids` (int32 [N], optional) is each row's puzzle identifier, the row of the
     model's puzzle-embedding table it uses; batches carry zeros when it is None.
+
+    Memory-mapped integer arrays (`np.memmap`, e.g. an official dataset directory) are kept
+    as they are, not copied into int32; `ignore_label_id`, when set, is the stored label
+    value that means "masked" (the official builders store 0). Read rows through `rows()`,
+    which gives int32 arrays with masked labels as IGNORE_LABEL.
     """
 
     inputs: np.ndarray
@@ -43,10 +48,11 @@ class ArrayDataset:
     texts: Optional[list] = None
     augment: Optional[Callable] = field(default=None, repr=False)
     puzzle_ids: Optional[np.ndarray] = None
+    ignore_label_id: Optional[int] = None
 
     def __post_init__(self):
-        self.inputs = np.asarray(self.inputs, dtype=np.int32)
-        self.labels = np.asarray(self.labels, dtype=np.int32)
+        self.inputs = _token_array(self.inputs)
+        self.labels = _token_array(self.labels)
         self.difficulty = np.asarray(self.difficulty, dtype=np.float32).reshape(-1)
         if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
             raise TRMError(f"dataset inputs and labels must both be [N, seq_len], got {self.inputs.shape} "
@@ -73,7 +79,17 @@ class ArrayDataset:
         idx = np.asarray(indices, dtype=np.intp)
         texts = None if self.texts is None else [self.texts[i] for i in idx]
         ids = None if self.puzzle_ids is None else self.puzzle_ids[idx]
-        return ArrayDataset(self.inputs[idx], self.labels[idx], self.difficulty[idx], texts, self.augment, ids)
+        return ArrayDataset(self.inputs[idx], self.labels[idx], self.difficulty[idx], texts, self.augment, ids,
+                            self.ignore_label_id)
+
+    def rows(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) int32 [len(idx), seq_len] of rows `idx`, masked labels = IGNORE_LABEL."""
+        idx = np.asarray(idx, dtype=np.intp)
+        inputs = np.asarray(self.inputs[idx], dtype=np.int32)
+        labels = np.array(self.labels[idx], dtype=np.int32)  # a copy: callers may write into it
+        if self.ignore_label_id is not None:
+            labels[labels == self.ignore_label_id] = IGNORE_LABEL
+        return inputs, labels
 
     def puzzle_ids_at(self, idx) -> np.ndarray:
         """int32 puzzle identifiers of rows `idx` (zeros when the dataset has none)."""
@@ -81,6 +97,13 @@ class ArrayDataset:
         if self.puzzle_ids is None:
             return np.zeros(idx.shape, dtype=np.int32)
         return self.puzzle_ids[idx]
+
+
+def _token_array(x) -> np.ndarray:
+    """int32 token array, except a memory-mapped integer array stays mapped (rows() converts)."""
+    if isinstance(x, np.memmap) and np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize <= 4:
+        return x
+    return np.asarray(x, dtype=np.int32)
 
 
 # ----------------------------------------------------------------------------- text datasets
@@ -152,11 +175,12 @@ def encode_sudoku_string(s: str, tokenizer=None, seq_len: int = 81) -> np.ndarra
 
 
 def make_sudoku_dataset(puzzles, solutions, tokenizer, seq_len: int = 81, difficulty=None,
-                        augment: bool = False) -> ArrayDataset:
+                        augment: bool = False, keep_texts: bool = True) -> ArrayDataset:
     """Tokenized Sudoku: input = the 81 cells of the puzzle, label = the full solution.
 
     There is no end token: every one of the 81 label positions is supervised. Positions
     past 81 (when seq_len > 81) are padding in the input and IGNORE_LABEL in the label.
+    `keep_texts=False` skips the per-row text dicts (large precomputed training sets).
     """
     p = np.asarray(puzzles, dtype=np.int8).reshape(-1, 81)
     s = np.asarray(solutions, dtype=np.int8).reshape(-1, 81)
@@ -165,7 +189,8 @@ def make_sudoku_dataset(puzzles, solutions, tokenizer, seq_len: int = 81, diffic
     inputs = _pad_grids(p, table, seq_len, tokenizer.pad_token_id)
     labels = _pad_grids(s, table, seq_len, IGNORE_LABEL)
     diff = sudoku.givens_difficulty((p > 0).sum(axis=1)) if difficulty is None else difficulty
-    texts = [{"input": a, "output": b} for a, b in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s))]
+    texts = ([{"input": a, "output": b} for a, b in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s))]
+             if keep_texts else None)
     aug = sudoku.SudokuTokenAugmenter(tuple(int(t) for t in table[1:])) if augment else None
     return ArrayDataset(inputs, labels, np.broadcast_to(np.asarray(diff, np.float32), (n,)).copy(), texts, aug)
 
@@ -185,11 +210,91 @@ def _sudoku_arrays(config, split: str, difficulty: float):
     return csv.puzzles[idx], csv.solutions[idx], sudoku.rating_difficulty(csv.ratings[idx])
 
 
+def _sudoku_dataset(config, split: str, tokenizer, seq_len: int, difficulty: float) -> ArrayDataset:
+    """One split of the Sudoku task. Training with data.num_aug > 0 is the official
+    Sudoku-Extreme construction: each (subsampled, data.max_train_rows) puzzle followed by
+    num_aug precomputed transforms of it; the eval split is never augmented."""
+    data = config.data
+    p, s, d = _sudoku_arrays(config, split, difficulty)
+    if split == "train" and data.num_aug > 0:
+        p, s, source = sudoku.with_augmented_copies(p, s, data.num_aug, seed=config.seed)
+        d = d[source]
+        logger.info("Sudoku training set: %d puzzles x (1 + %d augmentations) = %d rows",
+                    len(source) // (1 + data.num_aug), data.num_aug, len(p))
+    return make_sudoku_dataset(p, s, tokenizer, seq_len, d, augment=data.augment and split == "train",
+                               keep_texts=len(p) <= 100_000)
+
+
 @functools.lru_cache(maxsize=2)
 def _read_sudoku_csv_cached(path: str, mtime: float):
     # Train and eval may both come from one (possibly multi-million-row) file: parse it once.
     del mtime  # part of the cache key only: an edited file is read again
     return sudoku.read_sudoku_csv(path)
+
+
+# ----------------------------------------------------------------------------- maze datasets
+
+def make_maze_dataset(questions, answers, seq_len: int, difficulty=None, augment: bool = False,
+                      size: Optional[int] = None) -> ArrayDataset:
+    """Tokenized mazes (official token ids, pad 0): input = the question grid, label = the answer
+    grid, every cell supervised; positions past size*size are pad / IGNORE_LABEL. `augment`
+    adds the 8 dihedral transforms online (training)."""
+    q = np.asarray(questions, dtype=np.int32)
+    a = np.asarray(answers, dtype=np.int32)
+    cells = q.shape[1] if q.ndim == 2 else 0
+    size = int(round(cells ** 0.5)) if size is None else int(size)
+    if q.shape != a.shape or size * size != cells:
+        raise TRMError(f"mazes must be [N, size*size] questions and answers of one shape, got {q.shape} and {a.shape}")
+    if seq_len < cells:
+        raise TRMError(f"a {size}x{size} maze needs data.seq_len >= {cells} (one token per cell), got {seq_len}")
+    n = len(q)
+    inputs = np.zeros((n, seq_len), np.int32)
+    labels = np.full((n, seq_len), IGNORE_LABEL, np.int32)
+    inputs[:, :cells], labels[:, :cells] = q, a
+    diff = np.zeros(n, np.float32) if difficulty is None else np.broadcast_to(np.asarray(difficulty, np.float32), (n,))
+    texts = [{"input": x, "output": y} for x, y in zip(maze.maze_texts(q), maze.maze_texts(a))]
+    aug = maze.MazeDihedralAugmenter(size) if augment else None
+    return ArrayDataset(inputs, labels, diff.copy(), texts, aug)
+
+
+def _maze_arrays(config, split: str):
+    """(questions, answers, difficulty) of one split of the maze task: generated or from CSV."""
+    data = config.data
+    if data.train_path is None:
+        n = data.num_train if split == "train" else data.num_eval
+        seed = 2 * int(config.seed) + _SPLIT_IDS[split]  # distinct seeds: train and eval mazes differ
+        q, a, steps = maze.generated_maze_arrays_cached(n, data.maze_size, seed, data.maze_min_path_len)
+        return q, a, maze.maze_difficulty(steps, data.maze_size)
+    path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
+    csv = _read_maze_csv_cached(os.path.abspath(path), os.path.getmtime(path))
+    idx = _file_split_indices(config, len(csv.questions), split, has_eval_file=data.eval_path is not None)
+    return csv.questions[idx], csv.answers[idx], maze.maze_difficulty(csv.ratings[idx], csv.size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_maze_csv_cached(path: str, mtime: float):
+    del mtime  # part of the cache key only: an edited file is read again
+    return maze.read_maze_csv(path)
+
+
+def _maze_dataset(config, split: str, seq_len: int) -> ArrayDataset:
+    q, a, d = _maze_arrays(config, split)
+    return make_maze_dataset(q, a, seq_len, d, augment=config.data.augment and split == "train")
+
+
+# ----------------------------------------------------------------------------- official dataset directories
+
+def make_puzzle_dataset(dataset_dir: str, split: str, seq_len: Optional[int] = None) -> ArrayDataset:
+    """One split ("train", or "eval" = the official "test") of a directory written by the official
+    builders: memory-mapped inputs/labels, per-example puzzle identifiers, the directory's
+    ignore_label_id masked (IGNORE_LABEL in batches), difficulty 0."""
+    part = puzzle_dataset.read_split(dataset_dir, split)
+    meta = part.metadata
+    if seq_len is not None and seq_len != meta["seq_len"]:
+        raise TRMError(f"{os.path.join(dataset_dir, puzzle_dataset.SPLIT_DIRS[split], 'dataset.json')}: seq_len is "
+                       f"{meta['seq_len']} but data.seq_len is {seq_len}; set data.seq_len: {meta['seq_len']}")
+    return ArrayDataset(part.inputs, part.labels, np.zeros(len(part.inputs), np.float32),
+                        puzzle_ids=part.puzzle_ids, ignore_label_id=meta["ignore_label_id"])
 
 
 # ----------------------------------------------------------------------------- raw samples
@@ -242,7 +347,14 @@ def load_raw_samples(config, split: str, difficulty: Optional[float] = None) -> 
         p, s, d = _sudoku_arrays(config, split, difficulty)
         return [{"input": a, "output": b, "difficulty": float(x)}
                 for a, b, x in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s), d)]
-    raise TRMError(f"unknown data.task {data.task!r}; use code, sudoku or jsonl")
+    if data.task == "maze":
+        q, a, d = _maze_arrays(config, split)
+        return [{"input": x, "output": y, "difficulty": float(v)}
+                for x, y, v in zip(maze.maze_texts(q), maze.maze_texts(a), d)]
+    if data.task == "puzzle_dataset":
+        raise TRMError("data.task 'puzzle_dataset' holds token arrays, not text samples; read them with "
+                       "trm_jax.data.make_puzzle_dataset(data.dataset_dir, split)")
+    raise TRMError(f"unknown data.task {data.task!r}; use code, sudoku, maze, jsonl or puzzle_dataset")
 
 
 def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
@@ -256,14 +368,15 @@ def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficul
     data = config.data
     seq_len = data.seq_len if seq_len is None else int(seq_len)
     difficulty = data.difficulty if difficulty is None else float(difficulty)
-    if data.task == "sudoku":
+    grid_tasks = {
+        "sudoku": lambda split: _sudoku_dataset(config, split, tokenizer, seq_len, difficulty),
+        "maze": lambda split: _maze_dataset(config, split, seq_len),
+        "puzzle_dataset": lambda split: make_puzzle_dataset(data.dataset_dir, split, seq_len),
+    }
+    if data.task in grid_tasks:
         if samples_transform is not None:
-            logger.warning("samples_transform (e.g. RAG) is ignored for the Sudoku task: its input is the grid")
-        out = []
-        for split in SPLITS:
-            p, s, d = _sudoku_arrays(config, split, difficulty)
-            out.append(make_sudoku_dataset(p, s, tokenizer, seq_len, d, augment=data.augment and split == "train"))
-        return out[0], out[1]
+            logger.warning("samples_transform (e.g. RAG) is ignored for the %s task: its input is the grid", data.task)
+        return grid_tasks[data.task]("train"), grid_tasks[data.task]("eval")
     out = []
     for split in SPLITS:
         samples = load_raw_samples(config, split, difficulty)
@@ -280,6 +393,10 @@ def tokenizer_corpus(config) -> list[str]:
     data = config.data
     if data.task == "sudoku":
         return list(sudoku.GRID_SYMBOLS)
+    if data.task == "maze":
+        return list(maze.MAZE_CHARSET)
+    if data.task == "puzzle_dataset":
+        return list(puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(data.dataset_dir)["vocab_size"]).alphabet)
     samples = load_raw_samples(config, "train", 1.0 if data.task == "code" else None)
     texts = []
     for s in samples:
@@ -293,13 +410,24 @@ def load_tokenizer_for_config(config, save_dir: Optional[str] = None):
     """`(tokenizer, vocab_size, pad_token_id)` for a config; saved into `save_dir` when given.
 
     A tokenizer already in `save_dir` wins (a resumed run keeps its exact tokenizer). For
-    the Sudoku task "char" becomes "grid", the 11-token vocabulary of the benchmark.
+    the Sudoku task "char" becomes "grid", the 11-token vocabulary of the benchmark; for the
+    maze task the 6-token maze vocabulary; a puzzle_dataset directory gets a character
+    tokenizer with its dataset.json vocab_size (ids as the official builder wrote them).
     """
     if is_saved_tokenizer(save_dir):
         return load_tokenizer(save_dir)
     name = config.data.tokenizer
     if config.data.task == "sudoku" and name == "char":
         name = "grid"
+    fixed = None
+    if config.data.task == "maze" and name in ("char", "maze"):
+        fixed = maze.maze_tokenizer()
+    elif config.data.task == "puzzle_dataset":
+        fixed = puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(config.data.dataset_dir)["vocab_size"])
+    if fixed is not None:
+        if save_dir:
+            save_tokenizer(fixed, save_dir)
+        return fixed, fixed.vocab_size, fixed.pad_token_id
     corpus = tokenizer_corpus(config) if name == "bpe" else None
     tok, vocab, pad = load_tokenizer(name, corpus=corpus, vocab_size=config.data.bpe_vocab_size)
     if save_dir:

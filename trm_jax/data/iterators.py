@@ -97,12 +97,13 @@ class BatchIterator:
         ds = self.dataset
         if ds.augment is None:
             idx = idx[lo:hi]
-            return {"inputs": ds.inputs[idx], "labels": ds.labels[idx], "difficulty": ds.difficulty[idx],
+            inputs, labels = ds.rows(idx)
+            return {"inputs": inputs, "labels": labels, "difficulty": ds.difficulty[idx],
                     "puzzle_ids": ds.puzzle_ids_at(idx)}
         # Augment the whole global batch with one RNG keyed by the stream position, then
         # slice: every shard count sees the same global batch, and a resume the same draws.
         rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, stream_pos])
-        inputs, labels = ds.augment(ds.inputs[idx], ds.labels[idx], rng)
+        inputs, labels = ds.augment(*ds.rows(idx), rng)
         return {"inputs": np.ascontiguousarray(inputs[lo:hi], dtype=np.int32),
                 "labels": np.ascontiguousarray(labels[lo:hi], dtype=np.int32),
                 "difficulty": ds.difficulty[idx[lo:hi]], "puzzle_ids": ds.puzzle_ids_at(idx[lo:hi])}
@@ -146,9 +147,9 @@ def eval_batches(dataset: ArrayDataset, batch_size: int, *, shard_index: int = 0
         index = np.arange(start + lo, start + lo + local)
         mask = index < n
         rows = np.where(mask, index, 0)
-        labels = dataset.labels[rows]
+        inputs, labels = dataset.rows(rows)
         labels[~mask] = IGNORE_LABEL
         difficulty = np.where(mask, dataset.difficulty[rows], 0.0).astype(np.float32)
         puzzle_ids = np.where(mask, dataset.puzzle_ids_at(rows), 0).astype(np.int32)
-        yield {"inputs": dataset.inputs[rows], "labels": labels, "difficulty": difficulty,
+        yield {"inputs": inputs, "labels": labels, "difficulty": difficulty,
                "puzzle_ids": puzzle_ids, "mask": mask, "index": np.where(mask, index, -1)}

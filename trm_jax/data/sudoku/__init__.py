@@ -3,7 +3,8 @@ Sudoku-Extreme CSV. Grids are flat int8 arrays of 81 cells, row-major, 0 = blank
 
 Modules, one job each: `bitmasks` (grid geometry, candidate masks), `text`, `validity`,
 `solver` (reference, one puzzle at a time), `batch_solver` (vectorised search),
-`generator`, `cache`, `augment`, `extreme_csv`.
+`generator`, `cache`, `augment`, `extreme_csv`, `extreme_train_set` (the official
+1k x 1000-augmentation training set).
 """
 
 from trm_jax.data.sudoku.augment import (
@@ -24,6 +25,7 @@ from trm_jax.data.sudoku.extreme_csv import (
     read_sudoku_csv,
     write_sudoku_csv,
 )
+from trm_jax.data.sudoku.extreme_train_set import with_augmented_copies
 from trm_jax.data.sudoku.generator import EASY_GIVENS, HARD_GIVENS, generate_sudoku, givens_difficulty, target_givens
 from trm_jax.data.sudoku.solver import count_solutions, solve_grid, solve_sudoku_string
 from trm_jax.data.sudoku.text import GRID_SYMBOLS, format_sudoku, grids_to_texts, sudoku_to_text, text_to_sudoku
@@ -35,5 +37,5 @@ __all__ = [
     "count_solutions_batch", "default_cache_dir", "format_sudoku", "generate_sudoku", "givens_difficulty",
     "grids_to_texts", "is_valid_solution", "load_or_generate_sudoku", "matches_givens", "random_cell_permutations",
     "random_digit_maps", "rating_difficulty", "read_sudoku_csv", "solve_batch", "solve_grid", "solve_sudoku_string",
-    "sudoku_to_text", "target_givens", "text_to_sudoku", "valid_solutions", "write_sudoku_csv",
+    "sudoku_to_text", "target_givens", "text_to_sudoku", "valid_solutions", "with_augmented_copies", "write_sudoku_csv",
 ]
