@@ -92,16 +92,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: Literal["code", "sudoku", "jsonl"] = "code"  # "code" (built-in retrieval task), "sudoku" or "jsonl" (your data)
+    task: Literal["code", "sudoku", "maze", "jsonl", "puzzle_dataset"] = "code"  # "code" (built-in retrieval task), "sudoku", "maze", "jsonl" (your data) or "puzzle_dataset" (a directory built by the official TRM dataset builders)
     tokenizer: str = "char"  # "char", "byte", "bpe", or a local tokenizer directory / cached hub name
     seq_len: int = 64  # tokens per sample (inputs and labels are padded/truncated to it)
     truncation: Literal["error", "truncate"] = "truncate"  # "truncate" (with a warning) or "error" for text longer than seq_len
-    train_path: Optional[str] = None  # JSONL (jsonl task) or Sudoku-Extreme CSV (sudoku task)
+    train_path: Optional[str] = None  # JSONL (jsonl task), Sudoku-Extreme CSV (sudoku) or Maze-Hard CSV (maze)
     eval_path: Optional[str] = None  # held-out file; null = a seeded slice of train_path
     num_train: int = 20000  # generated tasks: training set size
     num_eval: int = 512  # generated tasks: held-out set size (cap on rows held out of a file)
     difficulty: float = 0.5  # generated tasks: 0 = easiest, 1 = hardest
-    augment: bool = True  # sudoku: validity-preserving augmentations
+    augment: bool = True  # online training augmentation: sudoku validity-preserving transforms, maze the 8 dihedral ones
+    num_aug: int = 0  # sudoku: precomputed augmentations after each training puzzle (official build_sudoku_dataset.py --num-aug 1000)
+    maze_size: int = 30  # maze: generated grid side (Maze-Hard: 30x30, seq_len 900)
+    maze_min_path_len: Optional[int] = None  # maze: generated shortest S-G path of at least this many moves (Maze-Hard ~110+)
+    dataset_dir: Optional[str] = None  # puzzle_dataset: directory with train/ and test/ written by the official builders
     cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
     bpe_vocab_size: int = 512  # vocabulary of the "bpe" tokenizer trained on the data
     max_train_rows: Optional[int] = None  # user files (JSONL/CSV): seeded subset of at most this many rows
@@ -119,6 +123,16 @@ class DataConfig:
         for key in ("train_path", "eval_path"):
             path = getattr(self, key)
             _check(path is None or os.path.exists(path), f"{p}.{key}", f"file not found: {path}")
+        _check(self.num_aug >= 0, f"{p}.num_aug", f"must be >= 0, got {self.num_aug}")
+        _check(self.num_aug == 0 or self.task == "sudoku", f"{p}.num_aug", "precomputed augmentations are for the "
+               "sudoku task (maze uses data.augment; puzzle_dataset directories are augmented by their builder)")
+        _check(self.maze_size >= 3, f"{p}.maze_size", f"must be >= 3, got {self.maze_size}")
+        _check(self.maze_min_path_len is None or self.maze_min_path_len > 0, f"{p}.maze_min_path_len",
+               f"must be > 0 or null, got {self.maze_min_path_len}")
+        _check(self.task != "puzzle_dataset" or self.dataset_dir is not None, f"{p}.dataset_dir",
+               "task 'puzzle_dataset' needs data.dataset_dir: the directory an official builder wrote (train/, test/)")
+        _check(self.dataset_dir is None or os.path.isdir(self.dataset_dir), f"{p}.dataset_dir",
+               f"directory not found: {self.dataset_dir}")
         _check(self.tokenizer != "", f"{p}.tokenizer", "must not be empty")
         _check(self.bpe_vocab_size >= 32, f"{p}.bpe_vocab_size", "must be >= 32")
         for key in ("max_train_rows", "max_eval_rows"):

@@ -1,0 +1,162 @@
+"""Maze-Hard: generated mazes checked by an independent BFS, CSV round trip and errors, dihedral
+augmentation, datasets."""
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from trm_jax.data import BatchIterator, build_datasets, generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
+from trm_jax.data import maze as M
+from trm_jax.errors import TRMError
+
+
+def _reference_bfs(grid, size, start):
+    """Distances and shortest-path counts by a plain queue BFS (independent of trm_jax.data.maze)."""
+    dist, ways = {start: 0}, {start: 1}
+    queue = deque([start])
+    while queue:
+        r, c = queue.popleft()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= nr < size and 0 <= nc < size and grid[nr * size + nc] != "#":
+                if (nr, nc) not in dist:
+                    dist[(nr, nc)] = dist[(r, c)] + 1
+                    ways[(nr, nc)] = 0
+                    queue.append((nr, nc))
+                if dist[(nr, nc)] == dist[(r, c)] + 1:
+                    ways[(nr, nc)] += ways[(r, c)]
+    return dist, ways
+
+
+def _check_pair(question, answer, size, min_len=None):
+    assert len(question) == len(answer) == size * size
+    assert set(question) <= set("# SG") and set(answer) <= set("# SGo")
+    assert question.count("S") == 1 and question.count("G") == 1
+    s, g = divmod(question.index("S"), size), divmod(question.index("G"), size)
+    dist, ways = _reference_bfs(question, size, s)
+    assert g in dist and ways[g] == 1  # reachable, exactly one shortest path
+    if min_len is not None:
+        assert dist[g] >= min_len
+    # Walk the answer's path from S: each step goes to the one unvisited marked neighbour.
+    marked = {divmod(i, size) for i, ch in enumerate(answer) if ch == "o"}
+    assert all(question[r * size + c] == " " for r, c in marked)
+    assert all(a == q for a, q in zip(answer, question) if a != "o")
+    cur, seen, steps = s, {s}, 0
+    while cur != g:
+        nxt = [p for p in ((cur[0] - 1, cur[1]), (cur[0] + 1, cur[1]), (cur[0], cur[1] - 1), (cur[0], cur[1] + 1))
+               if (p in marked or p == g) and p not in seen]
+        assert len(nxt) == 1 or g in nxt
+        cur = g if g in nxt else nxt[0]
+        seen.add(cur)
+        steps += 1
+    assert steps == dist[g] and len(marked) == dist[g] - 1  # the path is a shortest one and nothing else is marked
+
+
+def test_generated_mazes_have_one_shortest_path_independent_bfs():
+    pairs = generate_mazes(12, size=30, seed=3, min_path_len=110)
+    assert len(pairs) == 12
+    for q, a in pairs:
+        _check_pair(q, a, 30, min_len=110)
+    for q, a in generate_mazes(10, size=11, seed=1):  # odd size, no length floor
+        _check_pair(q, a, 11)
+    assert generate_mazes(12, 30, seed=3, min_path_len=110) == pairs  # seeded
+    assert generate_mazes(12, 30, seed=4, min_path_len=110) != pairs
+
+
+def test_extra_openings_make_loops_but_keep_uniqueness():
+    q, a, steps = M.generate_maze_arrays(20, size=15, seed=0, extra_openings=12)
+    for x, y, n in zip(M.maze_texts(q), M.maze_texts(a), steps):
+        _check_pair(x, y, 15)
+        assert y.count("o") == n - 1
+    # loops exist: more open cells than a spanning tree of the lattice would have edges + 1
+    tree = M.generate_maze_arrays(1, size=15, seed=0, extra_openings=0)[0]
+    assert (q == M.WALL).sum(axis=1).mean() < (tree == M.WALL).sum()
+
+
+def test_csv_round_trip_and_tokens(tmp_path):
+    pairs = generate_mazes(5, size=30, seed=0, min_path_len=60)
+    path = str(tmp_path / "maze.csv")
+    write_maze_csv(path, pairs, ratings=[len(a) for _, a in pairs])
+    csv = read_maze_csv(path)
+    assert csv.size == 30 and csv.questions.shape == (5, 900)
+    assert M.maze_texts(csv.questions) == [q for q, _ in pairs] and M.maze_texts(csv.answers) == [a for _, a in pairs]
+    tok = maze_tokenizer()
+    assert tok.vocab_size == 6 and tok.encode("# SGo") == [1, 2, 3, 4, 5]  # official char2id
+    assert (np.asarray(tok.encode(pairs[0][0])) == csv.questions[0]).all()
+
+
+def _corrupt(tmp_path, pairs, edit, name):
+    rows = [list(p) for p in pairs]
+    edit(rows)
+    path = str(tmp_path / name)
+    write_maze_csv(path, [tuple(r) for r in rows])
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r[1].__setitem__(0, r[1][0][:-1]), r"maze_\w+\.csv:3: question has 99 characters"),
+    (lambda r: r[2].__setitem__(1, r[2][1].replace(" ", "x", 1)), r":4: answer holds 'x', outside the maze charset"),
+    (lambda r: r[0].__setitem__(0, r[0][0].replace("G", " ")), r":2: the question must have exactly one 'G'"),
+    (lambda r: r[1].__setitem__(0, r[1][0].replace(" ", "S", 1)), r":3: the question must have exactly one 'S'"),
+    (lambda r: r[2].__setitem__(1, r[2][1].replace("o", " ", 1)), r":4: the answer's 'o' cells"),
+    (lambda r: r[0].__setitem__(1, r[0][1].replace("#", "o", 1)), r":2: the answer differs from the question"),
+])
+def test_bad_csv_rows_name_file_and_line(tmp_path, edit, message):
+    pairs = generate_mazes(3, size=10, seed=2, min_path_len=8)
+    path = _corrupt(tmp_path, pairs, edit, f"maze_{abs(hash(message)) % 1000}.csv")
+    with pytest.raises(TRMError, match=message):
+        read_maze_csv(path)
+
+
+def test_bad_csv_header_and_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(TRMError, match="bad.csv:1: expected the header"):
+        read_maze_csv(str(path))
+    path.write_text("source,question,answer,rating\nx,#S G,#SoG\n")
+    with pytest.raises(TRMError, match="bad.csv:2: expected 4 columns"):
+        read_maze_csv(str(path))
+    with pytest.raises(TRMError, match="too long"):
+        M.generate_maze_arrays(1, size=10, min_path_len=80)
+
+
+def test_dihedral_augmentation_matches_numpy_and_keeps_validity():
+    size = 9
+    grid = np.arange(81).reshape(9, 9)
+    perms = M.dihedral_permutations(size)
+    expected = [grid, np.rot90(grid), np.rot90(grid, 2), np.rot90(grid, 3), np.fliplr(grid), np.flipud(grid),
+                grid.T, np.fliplr(np.rot90(grid))]
+    assert all((grid.reshape(-1)[p] == e.reshape(-1)).all() for p, e in zip(perms, expected))
+    q, a, _ = M.generate_maze_arrays(16, size=size, seed=5)
+    inputs = np.concatenate([q, np.zeros((16, 3), np.int8)], axis=1).astype(np.int32)
+    labels = np.concatenate([a, np.full((16, 3), -100)], axis=1).astype(np.int32)
+    x, y = M.MazeDihedralAugmenter(size)(inputs, labels, np.random.default_rng(0))
+    assert (x[:, 81:] == 0).all() and (y[:, 81:] == -100).all()
+    for xq, ya in zip(M.maze_texts(x[:, :81]), M.maze_texts(y[:, :81])):
+        _check_pair(xq, ya, size)
+    assert (x[:, :81] != inputs[:, :81]).any()
+
+
+def test_build_datasets_generated_and_csv(tmp_path):
+    from trm_jax.config import load_config
+    from trm_jax.data import load_tokenizer_for_config
+
+    cfg = load_config(None, ["data.task=maze", "data.maze_size=12", "data.num_train=6", "data.num_eval=4",
+                             "data.seq_len=144", "data.maze_min_path_len=20"])
+    tok, vocab, pad = load_tokenizer_for_config(cfg)
+    assert vocab == 6 and pad == 0
+    train, ev = build_datasets(cfg, tok)
+    assert train.inputs.shape == (6, 144) and len(ev) == 4 and train.augment is not None and ev.augment is None
+    assert not any((x == y).all() for x in train.inputs for y in ev.inputs)  # distinct seeds per split
+    batch = next(BatchIterator(train, 4, seed=0))
+    for x, y in zip(batch["inputs"], batch["labels"]):
+        _check_pair(tok.decode(x), tok.decode(y), 12, min_len=20)
+    path = str(tmp_path / "train.csv")
+    write_maze_csv(path, generate_mazes(5, size=12, seed=9))
+    cfg = load_config(None, ["data.task=maze", f"data.train_path={path}", f"data.eval_path={path}",
+                             "data.seq_len=150", "data.augment=false"])
+    train, ev = build_datasets(cfg, tok)
+    assert train.inputs.shape == (5, 150) and (train.labels[:, 144:] == -100).all() and (train.inputs[:, 144:] == 0).all()
+    cfg = load_config(None, ["data.task=maze", f"data.train_path={path}", "data.seq_len=100"])
+    with pytest.raises(TRMError, match="needs data.seq_len >= 144"):
+        build_datasets(cfg, tok)
