@@ -134,7 +134,8 @@ def test_torch_state_dict_round_trip_loads_into_pypi_model():
 def test_bad_checkpoints_raise_one_clear_error(tmp_path):
     a = CASES["attention_rope_ndim_eq_hidden"]
     sd = ref.random_official_state_dict(a, SEQ, VOCAB, IDS)
-    with pytest.raises(TRMError, match=r"mlp\.down_proj\.weight.*shape.*wrong arch"):
+    wrong = r"key 'L_level.layers.0.mlp.gate_up_proj.weight' has shape \(512, 16\) but the arch expects \(1024, 16\)"
+    with pytest.raises(TRMError, match=wrong + "; wrong arch"):
         from_official_checkpoint(sd, dict(a, expansion=40))  # SwiGLU width 512, not 256
     with pytest.raises(TRMError, match=r"missing key 'L_level\.layers\.1\.mlp\.down_proj\.weight'"):
         from_official_checkpoint({k: v for k, v in sd.items() if not k.endswith("layers.1.mlp.down_proj.weight")}, a)
@@ -146,12 +147,10 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path):
     (tmp_path / "truncated").write_bytes(data[: len(data) // 2])
     with pytest.raises(TRMError, match=r"truncated.*cannot be read|cannot be read.*truncated"):
         from_official_checkpoint(tmp_path / "truncated", a)
+    import argparse
     import pickle
 
-    class NotAStateDict:
-        pass
-
-    (tmp_path / "pickle").write_bytes(pickle.dumps(NotAStateDict()))
+    (tmp_path / "pickle").write_bytes(pickle.dumps(argparse.Namespace(weights=1)))  # a foreign object
     with pytest.raises(TRMError, match=r"pickle.*cannot be read"):
         from_official_checkpoint(tmp_path / "pickle", a)
     torch.save([1, 2, 3], tmp_path / "list")
