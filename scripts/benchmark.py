@@ -4,7 +4,7 @@
     python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
     python scripts/benchmark.py model [--quick | --suite] [--network transformer] [--parts train,predict]
 
-Each subcommand lives in its own module and registers here with
+Each subcommand lives in its own module of benchmarks/ and registers here with
 `add_<name>_arguments(parser)` and a `bench_<name>(args)` entry point, so
 benchmarks written by different people do not touch each other's code.
 """
@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+# the benchmarks/ package sits next to scripts/ in the checkout and is not installed
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _register_rag(sub) -> None:
-    from trm_jax.rag.benchmark import add_rag_arguments, bench_rag
+    from benchmarks.rag import add_rag_arguments, bench_rag
 
     p = sub.add_parser("rag", help="vector-store search throughput vs faiss IndexFlatIP")
     add_rag_arguments(p)
@@ -25,7 +29,7 @@ def _register_rag(sub) -> None:
 
 
 def _register_model(sub) -> None:
-    from trm_jax.benchmarks import add_model_arguments, bench_model
+    from benchmarks.model import add_model_arguments, bench_model
 
     p = sub.add_parser("model", help="train step / predict / compile / memory vs tiny-recursive-model (PyTorch)",
                        description="Training step, predict, compile time and peak memory of trm_jax against the "

@@ -2,7 +2,7 @@
 
 Both do exact inner-product search over the same random unit vectors in the same
 process; the printed ratio is ours / faiss in queries per second (> 1 = we are faster).
-Run through `python scripts/benchmark.py rag`.
+Run through `python scripts/benchmark.py rag`; this module is that subcommand (arguments and run).
 """
 
 from __future__ import annotations

@@ -1,0 +1,16 @@
+"""Benchmarks of trm_jax (not installed with the package; run from a checkout).
+
+    python scripts/benchmark.py model [--quick | --suite]   # train step, predict, compile, memory vs PyTorch
+    python scripts/benchmark.py rag                        # vector-store search vs faiss
+    python -m benchmarks.puzzle_embedding                   # train step with a large puzzle-embedding table
+
+Modules, one job each:
+    config           BenchConfig: the benchmarked architecture and work
+    flops            analytic FLOPs of a network application, a train step, predict
+    jax_step         the trm_jax train step the model benchmark times
+    torch_reference  the same model and step in PyTorch (PyPI tiny-recursive-model; our transformer network)
+    kernels          XLA / PyTorch matmul peaks and the matmul-only floor
+    workers          worker processes (one per framework) and the driver side that talks to them
+    model            the `model` subcommand: arguments, runs, report
+    rag              the `rag` subcommand
+"""

@@ -1,0 +1,112 @@
+"""Analytic FLOPs of the benchmarked work: matmuls only, 2 FLOP per multiply-add.
+
+`net_matmuls` lists every matmul of one network application as an einsum with its operand shapes;
+one index parser (`einsum_indices`) gives both their FLOPs and the two products of their backward
+pass. `jax_net_cost_flops` is XLA's own count of the same application (elementwise work included),
+the check on the formula.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from benchmarks.config import BenchConfig, model_config
+
+
+def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
+    """The matmuls of one forward network application on [batch, seq, dim]: (name, einsum, lhs shape,
+    rhs shape) per block, laid out as trm_jax computes them (the mixer sequence-first).
+
+    mixer block:       token mixing L -> 4D -> L along the sequence for every (sample, channel);
+                       channel mixing D -> D/2 -> D for every (sample, position)
+    transformer block: qkv, attention scores and weighted sum per (sample, head), output projection,
+                       SwiGLU gate/up and down (hidden H = swiglu_hidden(D, 4))
+    Norms, activations, softmax and residual adds are not matmuls and not counted.
+    """
+    B, L, D = bc.batch, bc.seq_len, bc.dim
+    if bc.network == "mixer":
+        from trm_jax.config import ModelConfig
+
+        mc = ModelConfig()
+        ht, hc = int(mc.expansion_factor * D), int(mc.expansion_factor_token * D)
+        block = [("token in", "lh,lm->hm", (L, ht), (L, B * D)), ("token out", "hl,hm->lm", (ht, L), (ht, B * D)),
+                 ("channel in", "md,dh->mh", (L * B, D), (D, hc)), ("channel out", "mh,hd->md", (L * B, hc), (hc, D))]
+    else:
+        from trm_jax.models.transformer import swiglu_hidden
+
+        H, heads = swiglu_hidden(D, 4.0), bc.heads
+        hd = D // heads
+        block = [("qkv", "md,de->me", (B * L, D), (D, 3 * D)),
+                 ("scores", "bqd,bkd->bqk", (B * heads, L, hd), (B * heads, L, hd)),
+                 ("weighted sum", "bqk,bkd->bqd", (B * heads, L, L), (B * heads, L, hd)),
+                 ("out", "md,de->me", (B * L, D), (D, D)), ("gate/up", "md,dh->mh", (B * L, D), (D, 2 * H)),
+                 ("down", "mh,hd->md", (B * L, H), (H, D))]
+    return [(f"block{i} {name}", eq, a, b) for i in range(bc.depth) for name, eq, a, b in block]
+
+
+def einsum_indices(eq: str, lhs: tuple, rhs: tuple):
+    """("ab,bc->ac", shapes) -> ("ab", "bc", "ac", {index: size})."""
+    (a, b), c = eq.split("->")[0].split(","), eq.split("->")[1]
+    return a, b, c, dict(zip(a, lhs)) | dict(zip(b, rhs))
+
+
+def einsum_flops(eq: str, lhs: tuple, rhs: tuple) -> float:
+    """2 * (product of all index sizes): one multiply-add per combination of indices."""
+    sizes = einsum_indices(eq, lhs, rhs)[3]
+    return 2.0 * float(np.prod(list(sizes.values()), dtype=np.float64))
+
+
+def backward_einsums(eq: str, lhs: tuple, rhs: tuple) -> list[tuple[str, tuple, tuple]]:
+    """The two products of the backward pass of `eq`: gradient of the lhs and of the rhs."""
+    a, b, c, sizes = einsum_indices(eq, lhs, rhs)
+    out = tuple(sizes[i] for i in c)
+    return [(f"{c},{b}->{a}", out, rhs), (f"{a},{c}->{b}", lhs, out)]
+
+
+def net_flops(bc: BenchConfig) -> float:
+    """Matmul FLOPs (2 per multiply-add) of one forward network application (see `net_matmuls`)."""
+    return sum(einsum_flops(eq, a, b) for _, eq, a, b in net_matmuls(bc))
+
+
+def head_flops(bc: BenchConfig) -> float:
+    """Output head (dim -> vocab at every position) and halting head (mean over positions, dim -> 1)."""
+    return float(2 * bc.batch * bc.seq_len * bc.dim * bc.vocab + 2 * bc.batch * bc.dim)
+
+
+def train_step_flops(bc: BenchConfig) -> float:
+    """T*(n+1) network applications forward, the last cycle's n+1 backward (2x forward: input and
+    weight gradients), heads forward + backward. The optimizer update is O(params), not counted."""
+    apps = bc.T * (bc.n + 1)
+    return apps * net_flops(bc) + 2 * (bc.n + 1) * net_flops(bc) + 3 * head_flops(bc)
+
+
+def predict_flops(bc: BenchConfig, steps: int) -> float:
+    """`steps` supervision steps forward (T*(n+1) network applications and the heads each)."""
+    return steps * (bc.T * (bc.n + 1) * net_flops(bc) + head_flops(bc))
+
+
+def xla_cost_flops(compiled) -> Optional[float]:
+    """FLOPs of a compiled XLA executable by XLA's cost analysis (elementwise work included), or None
+    where the backend gives none. XLA counts a loop body once, whatever its trip count."""
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"])
+    except Exception:  # cost analysis is best effort across backends
+        return None
+
+
+def jax_net_cost_flops(bc: BenchConfig) -> Optional[float]:
+    """XLA's cost-analysis FLOPs of one forward network application (includes elementwise work)."""
+    import jax
+    import jax.numpy as jnp
+
+    from trm_jax.models import TinyRecursiveModel, make_model
+
+    model = make_model(model_config(bc), bc.vocab, bc.seq_len)
+    h = jnp.zeros((bc.batch, bc.seq_len, bc.dim), jnp.float32)
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, bc.seq_len), jnp.int32)))
+    f = jax.jit(lambda p, h: model.apply(p, h, method=TinyRecursiveModel.net))
+    return xla_cost_flops(f.lower(params, h).compile())

@@ -1,0 +1,251 @@
+"""Model benchmarks: trm_jax against the PyPI `tiny-recursive-model` (PyTorch) at the same architecture
+and the same work, measured in the same run, with ratios.
+
+    python scripts/benchmark.py model                      # reference configuration (minutes)
+    python scripts/benchmark.py model --quick              # small configuration (about a minute)
+    python scripts/benchmark.py model --suite              # reference + transformer + dim=512
+
+What is measured (each part can be chosen with --parts):
+- train:   one training supervision step = forward (T-1 no-grad cycles + 1 gradient cycle + heads +
+           loss) + backward + AdamW. JAX: one jitted function with donated params/opt state/carry.
+           PyTorch: `TinyRecursiveModel.forward(labels=...)`, `loss.backward()`, `AdamW.step()`.
+           Each framework runs in its own worker process (its own allocator and thread pools, pinned
+           to the same `--threads` CPUs); the frameworks take turns in blocks of back-to-back steps,
+           twice (see `time_frameworks`). The best of `--iters` steps is reported for each (wall
+           clock) together with the process CPU time of that step.
+- predict: `predict` with halting disabled (threshold 2.0) for `--predict-steps` supervision steps.
+- peak:    a 2048x2048 float32 matmul in XLA (and in PyTorch), best of several, measured in each
+           worker before, between and after the parts above; MFU = analytic FLOPs of a step / step
+           time / the best XLA peak.
+- floor:   every matmul of one network application (`net_matmuls`) and the two products of its
+           backward pass, each timed alone in XLA at its shape; summed over a step this is the
+           step's matmul-only floor (no elementwise work, no overheads), and PyTorch's time over it
+           the best ratio trm_jax could reach with XLA's kernels.
+- compile: trace + lower + compile of the JAX train step in a fresh process, at (n, T), (2n, T) and
+           (n, 2T).
+- memory:  peak resident memory of one training step above the resident memory before it, in a
+           fresh process per configuration: the kernel's high-water mark is reset
+           (/proc/self/clear_refs) after a warm-up step, the step runs, and VmHWM - VmRSS(before)
+           is the step's peak working memory (activations, gradients, temporaries) on top of
+           params/optimizer state. Same method for both frameworks, both run with
+           MALLOC_MMAP_THRESHOLD_=131072 so that every buffer of 128 KiB or more is its own mapping,
+           returned to the OS when freed (otherwise glibc recycles the previous step's heap memory
+           for PyTorch's many mid-sized tensors and the RSS delta undercounts them, while XLA's one
+           large temp buffer is always counted). For JAX the compiled executable's temp buffer size
+           (XLA memory analysis) is printed too.
+
+FLOPs are counted analytically (matmuls only, 2 FLOP per multiply-add; see `net_flops`) and
+checked against XLA's cost analysis of one network application.
+
+Each framework runs in worker processes (`benchmarks.workers`); this module is the `model` subcommand
+of scripts/benchmark.py: its arguments, the runs, and the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+from benchmarks.config import QUICK, REFERENCE, BenchConfig
+from benchmarks.flops import jax_net_cost_flops, net_flops, predict_flops, train_step_flops
+from benchmarks.workers import run_worker, time_frameworks
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    d = REFERENCE
+    p.add_argument("--network", choices=["mixer", "transformer"], default=d.network)
+    p.add_argument("--dim", type=int, default=d.dim)
+    p.add_argument("--depth", type=int, default=d.depth)
+    p.add_argument("--seq-len", type=int, default=d.seq_len)
+    p.add_argument("--vocab", type=int, default=d.vocab)
+    p.add_argument("--n", type=int, default=d.n, help="latent refinements per cycle")
+    p.add_argument("--T", type=int, default=d.T, help="cycles per supervision step")
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--heads", type=int, default=0, help="transformer heads (default dim/64)")
+    p.add_argument("--gelu-approximate", action="store_true", help="tanh GELU in trm_jax (default exact)")
+    p.add_argument("--remat", default="auto", choices=["auto", "none", "dots", "full"],
+                   help="trm_jax model.remat for the gradient cycle (default auto)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="trm_jax compute dtype (params stay float32; for accelerators; PyTorch runs float32)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
+    p.add_argument("--iters", type=int, default=6, help="timed training steps per framework (default 6)")
+    p.add_argument("--predict-steps", type=int, default=16, help="supervision steps in predict (default 16)")
+    p.add_argument("--predict-iters", type=int, default=2, help="timed predict calls per framework (default 2)")
+    p.add_argument("--parts", default="train,predict,compile,memory",
+                   help="comma list of train,predict,compile,memory (default all)")
+    p.add_argument("--quick", action="store_true", help=f"small configuration ({QUICK.label()})")
+    p.add_argument("--suite", action="store_true",
+                   help="the reference configuration, the transformer network, and dim=512")
+    p.add_argument("--no-torch", action="store_true", help="trm_jax only")
+    p.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the workers (default: inherited)")
+    p.add_argument("--malloc-hugepages", action=argparse.BooleanOptionalAction, default=True,
+                   help="run workers with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages "
+                        "for large allocations: far fewer page faults; applies to both frameworks)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per worker process")
+
+
+def _config_from_args(args) -> BenchConfig:
+    if args.quick:
+        return dataclasses.replace(QUICK, network=args.network, gelu_approximate=args.gelu_approximate,
+                                   remat=args.remat, dtype=args.dtype)
+    return BenchConfig(network=args.network, dim=args.dim, depth=args.depth, seq_len=args.seq_len,
+                       vocab=args.vocab, n=args.n, T=args.T, batch=args.batch, num_heads=args.heads,
+                       gelu_approximate=args.gelu_approximate, remat=args.remat, dtype=args.dtype)
+
+
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def _env(args, memory: bool = False) -> dict:
+    env = dict(os.environ)
+    if memory:
+        env.update(MEMORY_ENV)
+    if args.xla_flags is not None:
+        env["XLA_FLAGS"] = args.xla_flags
+    if args.malloc_hugepages:
+        tun = env.get("GLIBC_TUNABLES", "")
+        if "glibc.malloc.hugetlb" not in tun:
+            env["GLIBC_TUNABLES"] = ":".join(filter(None, [tun, "glibc.malloc.hugetlb=1"]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _best(samples):
+    """(wall, cpu) of the fastest sample (by wall clock)."""
+    return min(samples, key=lambda s: s[0]) if samples else None
+
+
+def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> dict:
+    env = _env(args)
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import tiny_recursive_model  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch / tiny-recursive-model not installed (pip install 'trm_jax[torch]'): trm_jax only")
+            use_torch = False
+    out: dict = {"config": dataclasses.asdict(bc), "label": bc.label(), "threads": args.threads,
+                 "train_gflop": train_step_flops(bc) / 1e9,
+                 "predict_gflop": predict_flops(bc, args.predict_steps) / 1e9,
+                 "net_gflop_analytic": net_flops(bc) / 1e9}
+    print(f"\n== {bc.label()}, {args.threads} threads", flush=True)
+    base = {"config": dataclasses.asdict(bc), "threads": args.threads}
+    if parts & {"train", "predict"}:
+        t0 = time.perf_counter()
+        out["time"] = time_frameworks({**base, "iters": args.iters, "predict_iters": args.predict_iters,
+                                       "predict_steps": args.predict_steps, "parts": sorted(parts),
+                                       "torch": use_torch}, env, args.timeout)
+        print(f"   timings done in {time.perf_counter() - t0:.0f} s", flush=True)
+    if parts & {"compile", "memory"}:
+        # the reference configuration last: the first worker process pays for cold file caches, which
+        # should not flatter the growth with n and T
+        runs = []
+        if scaling and "compile" in parts:
+            runs += [("2n", dataclasses.replace(bc, n=2 * bc.n)), ("2T", dataclasses.replace(bc, T=2 * bc.T))]
+        if scaling and "memory" in parts:
+            runs += [("T2", dataclasses.replace(bc, T=2))] if bc.T != 2 else []
+        runs.append(("ref", bc))
+        out["compile"] = {}
+        for name, c in runs:
+            run = "memory" in parts and name in ("ref", "2T", "T2")
+            out["compile"][name] = run_worker("compile", {"config": dataclasses.asdict(c), "threads": args.threads,
+                                                          "run": run}, _env(args, memory=run), args.timeout)
+            out["compile"][name]["T"], out["compile"][name]["n"] = c.T, c.n
+        if "memory" in parts and use_torch:
+            out["torch_memory"] = run_worker("torch_memory", base, _env(args, memory=True), args.timeout)
+    try:
+        out["net_gflop_xla"] = (jax_net_cost_flops(bc) or 0) / 1e9
+    except Exception:
+        out["net_gflop_xla"] = None
+    _report(out, args)
+    return out
+
+
+def _fmt_ratio(ours, ref):
+    return f"{ref / ours:.2f}x" if ours and ref else "-"
+
+
+def _report(r: dict, args) -> None:
+    rows = []
+    t = r.get("time", {})
+    peak = max((p.get("jax", 0) for p in t.get("peak", [])), default=0)
+    tpeak = max((p.get("torch", 0) for p in t.get("peak", [])), default=0)
+    rows.append(("matmul peak 2048^2 f32 (GFLOP/s)", f"{peak:.0f}" if peak else "-",
+                 f"{tpeak:.0f}" if tpeak else "-", ""))
+    floors = {}
+    if "net_matmuls" in t:  # every matmul of the work at the speed it reaches alone, nothing else
+        nm, c = t["net_matmuls"], r["config"]
+        apps = c["T"] * (c["n"] + 1)
+        floors = {"train": (apps * nm["forward_ms"] + (c["n"] + 1) * nm["backward_ms"]) / 1e3,
+                  "predict": args.predict_steps * apps * nm["forward_ms"] / 1e3}
+    for key, label, flop in (("train", "train step (s)", r["train_gflop"]),
+                             ("predict", f"predict, {args.predict_steps} steps (s)", r["predict_gflop"])):
+        j, p = _best(t.get("jax_" + key, [])), _best(t.get("torch_" + key, []))
+        if j:
+            rows.append((label + " wall", f"{j[0]:.2f}", f"{p[0]:.2f}" if p else "-",
+                         _fmt_ratio(j[0], p[0] if p else None)))
+            rows.append((label + " cpu", f"{j[1]:.2f}", f"{p[1]:.2f}" if p else "-",
+                         _fmt_ratio(j[1], p[1] if p else None)))
+            mfu_j = flop / j[0] / peak if peak else 0
+            mfu_p = flop / p[0] / peak if (peak and p) else 0
+            rows.append((f"  {flop:.0f} GFLOP: GFLOP/s (% of XLA peak)", f"{flop / j[0]:.0f} ({100 * mfu_j:.0f}%)",
+                         f"{flop / p[0]:.0f} ({100 * mfu_p:.0f}%)" if p else "-", ""))
+            if key in floors:  # ratio column: the best ratio trm_jax could reach with these kernels
+                rows.append(("  matmul-only floor (s), XLA kernels", f"{floors[key]:.2f}", "-",
+                             f"<={_fmt_ratio(floors[key], p[0])}" if p else ""))
+    if "jax_train_first_s" in t:
+        rows.append(("first train step incl. compile (s)", f"{t['jax_train_first_s']:.1f}", "-", ""))
+    comp = {k: r["compile"][k] for k in ("ref", "2n", "2T", "T2") if k in r.get("compile", {})}
+    for name, c in comp.items():
+        tag = {"ref": "", "2n": " (2n)", "2T": " (2T)", "T2": " (T=2)"}[name]
+        rows.append((f"compile n={c['n']} T={c['T']}{tag} (s) wall/cpu",
+                     f"{c['lower_s'] + c['compile_s']:.1f}/{c['lower_cpu_s'] + c['compile_cpu_s']:.1f}", "-", ""))
+    for name, c in comp.items():
+        if c.get("peak_mb") is not None:
+            ref = r.get("torch_memory", {}).get("peak_mb") if name == "ref" else None
+            rows.append((f"step peak memory n={c['n']} T={c['T']} (MB)", f"{c['peak_mb']:.0f}",
+                         f"{ref:.0f}" if ref else "-", _fmt_ratio(c["peak_mb"], ref) if ref else ""))
+        if c.get("xla_temp_mb") is not None:
+            rows.append((f"  XLA temp buffer n={c['n']} T={c['T']} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
+    if "ref" in comp:
+        tot = lambda c: c["lower_s"] + c["compile_s"]  # noqa: E731
+        for name in ("2n", "2T"):
+            if name in comp:
+                rows.append((f"compile growth {name} vs ref", f"{100 * (tot(comp[name]) / tot(comp['ref']) - 1):+.0f}%",
+                             "-", ""))
+    lo, hi = comp.get("T2", {}).get("peak_mb"), comp.get("2T", {}).get("peak_mb")
+    if lo and hi:
+        rows.append((f"step peak memory T={comp['2T']['T']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%", "-", ""))
+    width = max(len(x[0]) for x in rows) + 2
+    print(f"{'':{width}s}{'trm_jax':>16s}{'PyTorch':>16s}{'ratio':>9s}")
+    for name, a, b, c in rows:
+        print(f"{name:{width}s}{a:>16s}{b:>16s}{c:>9s}")
+    xla = r.get("net_gflop_xla")
+    print(f"FLOPs: one network application {r['net_gflop_analytic']:.2f} GFLOP analytic (matmuls), "
+          f"{xla:.2f} GFLOP XLA cost analysis (incl. elementwise)" if xla else "")
+    if floors:
+        print("matmul-only floor: the step's forward and backward matmuls, each timed alone in XLA at its "
+              "shape, summed (no elementwise work, no overheads)")
+    print("ratio = PyTorch / trm_jax (> 1: trm_jax faster or smaller); times are the best of the timed "
+          "iterations, one worker process per framework taking turns in blocks of back-to-back steps (ABAB)")
+
+
+def bench_model(args: argparse.Namespace) -> dict:
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    bad = parts - {"train", "predict", "compile", "memory"}
+    if bad:
+        raise SystemExit(f"--parts: unknown {sorted(bad)}; choose from train,predict,compile,memory")
+    bc = _config_from_args(args)
+    print(f"model benchmark: trm_jax vs tiny-recursive-model; {os.cpu_count()} CPUs; "
+          f"XLA_FLAGS={_env(args).get('XLA_FLAGS', '')!r}; malloc hugepages {'on' if args.malloc_hugepages else 'off'}")
+    results = {"reference": bench_one(bc, args, parts)}
+    if args.suite:
+        results["transformer"] = bench_one(dataclasses.replace(bc, network="transformer"), args, parts,
+                                           scaling=False)
+        results["dim512"] = bench_one(dataclasses.replace(bc, dim=2 * bc.dim), args, parts - {"predict"},
+                                      scaling=False)
+    return results
+
