@@ -207,3 +207,22 @@ def test_build_datasets_official_sudoku_extreme_construction(tmp_path):
     for x, y in zip(train.inputs, train.labels):
         puzzle, solution = S.text_to_sudoku(tok.decode(x)), S.text_to_sudoku(tok.decode(y))
         assert S.is_valid_solution(solution) and S.matches_givens(puzzle, solution)
+
+
+def test_sudoku_extreme_mlp_config_trains_shrunk(tmp_path):
+    import os
+
+    from trm_jax.config import load_config
+    from trm_jax.training import create_trainer
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "sudoku_extreme_mlp.yaml")
+    # puzzle_emb_ndim=0: see tests/test_data_maze.py SHRINK
+    cfg = load_config(path, [
+        "model.dim=32", "model.depth=1", "model.num_latent_refinements=1", "model.num_refinement_blocks=2",
+        "model.max_recursion_depth=2", "model.puzzle_emb_ndim=0", "model.dtype=float32", "data.num_train=8",
+        "data.max_train_rows=8", "data.num_aug=3", "data.num_eval=8", "data.difficulty=0.3",
+        f"data.cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "training.batch_size=8",
+        "training.steps=2", "training.eval_every=2", "training.warmup_steps=1", "training.log_every=1",
+        "training.checkpoint_every=2", "training.eval_batch_size=8", "training.progress_bar=false"])
+    result = create_trainer(cfg).train()
+    assert result.step == 2 and np.isfinite(result.metrics["loss"]) and result.eval["num_samples"] == 8
