@@ -33,6 +33,7 @@ def test_score_hand_made_submissions():
     assert score_arc_submission(half, TASKS) == {"pass@1": 0.75, "pass@2": 0.75}
     # a missing task scores 0; a missing attempt never matches and does not shift the others
     assert score_arc_submission({"one": [{"attempt_2": B}]}, TASKS) == {"pass@1": 0.0, "pass@2": 0.5}
+    assert score_arc_submission({"one": [{"attempt_1": [], "attempt_2": B}]}, TASKS)["pass@2"] == 0.5
 
 
 def test_score_reads_json_and_rejects_bad_shapes(tmp_path):
@@ -95,6 +96,8 @@ def test_submission_pads_attempts_and_keeps_alignment(tmp_path):
     tasks = {"t": {"train": [], "test": [{"input": A}, {"input": B}]}}
     sub = make_submission({"t": [[np.array(C)], []]}, tasks)
     assert sub == {"t": [{"attempt_1": C, "attempt_2": C}, {"attempt_1": [[0]], "attempt_2": [[0]]}]}
+    # an empty decoded grid becomes [[0]] (a valid Kaggle grid)
+    assert make_submission({"t": [[np.zeros((0, 0))], [np.array(A)]]}, tasks)["t"][0]["attempt_1"] == [[0]]
     path = write_submission(sub, str(tmp_path / "out" / "submission.json"))
     assert json.load(open(path)) == sub
 
@@ -128,3 +131,28 @@ def test_end_to_end_on_a_built_arc_dataset(tmp_path):
     r = evaluate_arc_build(lambda i, p: (i, np.full(len(i), 0.5)), b, pass_ks=(1, 2), batch_size=4)
     assert r.metrics == {"pass@1": 0.5, "pass@2": 0.5}
     assert score_arc_submission(r.submission, b.eval_tasks) == r.metrics
+
+
+def test_official_model_through_the_arc_evaluator(tmp_path):
+    import jax
+    from trm_jax.arc_evaluation import model_predict_fn
+    from trm_jax.config import ModelConfig
+    from trm_jax.models import init_params, make_model
+
+    folder = tmp_path / "arc" / "evaluation"
+    folder.mkdir(parents=True)
+    (tmp_path / "arc" / "training").mkdir()
+    g = [[1, 2], [3, 4]]
+    (tmp_path / "arc" / "training" / "t.json").write_text(json.dumps({"train": [{"input": g, "output": g}],
+                                                                      "test": [{"input": [[5]], "output": [[6]]}]}))
+    (folder / "e.json").write_text(json.dumps({"train": [{"input": g, "output": g}], "test": [{"input": g, "output": g}]}))
+    b = build_arc(str(tmp_path / "arc"), num_aug=2, cache_dir=str(tmp_path / "c"), progress=False)
+    cfg = ModelConfig(variant="official", network="transformer", dim=16, depth=1, num_heads=2, num_tokens=12,
+                      puzzle_emb_ndim=16, num_puzzle_identifiers=b.num_puzzle_identifiers,
+                      num_refinement_blocks=2, num_latent_refinements=1, max_recursion_depth=2)
+    model = make_model(cfg, seq_len=900)
+    params = init_params(model, jax.random.PRNGKey(0))
+    r = evaluate_arc_build(model_predict_fn(model, params), b, pass_ks=(1, 2), batch_size=4)
+    assert set(r.metrics) == {"pass@1", "pass@2"} and 0.0 <= r.metrics["pass@1"] <= r.metrics["pass@2"] <= 1.0
+    assert len(r.submission["e"]) == 1 and score_arc_submission(r.submission, b.eval_tasks) == r.metrics
+    assert sum(c for _, c, _ in r.ranked["e"][0]) == 3  # the original and 2 augmentations voted

@@ -99,7 +99,9 @@ def make_submission(ranked: dict, tasks: dict, attempts: int = ARC_SUBMISSION_AT
     for tid, task in tasks.items():
         entries = []
         for i in range(len(task["test"])):
-            grids = [np.asarray(g).tolist() for g in ranked.get(tid, [[]] * len(task["test"]))[i][:attempts]]
+            # an empty decoded grid (no colour at the top-left) is not a valid attempt: [[0]] instead
+            grids = [np.asarray(g).tolist() if np.asarray(g).size else [[0]]
+                     for g in ranked.get(tid, [[]] * len(task["test"]))[i][:attempts]]
             if not grids:
                 grids = [[[0]]]
             grids += [grids[0]] * (attempts - len(grids))
@@ -170,7 +172,7 @@ def evaluate_arc_build(predict_fn: Callable, build, **kwargs) -> ArcEvalResult:
 
 
 def _check_grid(grid, where: str):
-    if not isinstance(grid, list) or not grid or not all(isinstance(r, list) for r in grid):
+    if not isinstance(grid, list) or not all(isinstance(r, list) for r in grid):  # [] is allowed (never right)
         raise TRMError(f"submission {where}: an attempt must be a grid (list of lists of colours), got "
                        f"{str(grid)[:40]!r}")
 
@@ -213,3 +215,19 @@ def score_arc_submission(submission, tasks: dict, attempts: int = ARC_SUBMISSION
             cands.append(grids)
         ranked[tid] = cands
     return pass_at_k(ranked, tasks, range(1, attempts + 1))
+
+
+def model_predict_fn(model, params, halt_threshold: float = 2.0, max_recursion_depth: Optional[int] = None):
+    """predict_fn for a trm_jax TinyRecursiveModel: tokens and the final sigmoid(halt logit).
+
+    halt_threshold 2.0 (above 1) never halts early: every sample runs max_recursion_depth supervision
+    steps, as the official evaluation does; its halt probability then ranks ties in the vote.
+    """
+    from trm_jax.models import predict
+
+    def predict_fn(inputs, puzzle_ids):
+        pred = predict(model, params, np.asarray(inputs, np.int32), puzzle_ids=np.asarray(puzzle_ids, np.int32),
+                       halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth)
+        return np.asarray(pred.tokens), np.asarray(pred.halt_prob)
+
+    return predict_fn
