@@ -164,8 +164,10 @@ class TinyRecursiveModel(nn.Module):
             # zero init: the halt head starts at p=0.5 for every sample, as in the reference
             self.to_halt_pred = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros)
 
-    def embed(self, tokens, puzzle_ids=None):
-        """x: [batch, prefix + seq_len, dim]."""
+    def embed(self, tokens, puzzle_ids=None, puzzle_delta=None):
+        """x: [batch, prefix + seq_len, dim]. `puzzle_delta` [batch, ndim] is added to the gathered
+        puzzle-embedding rows: the train step differentiates it (zeros) to get the rows' gradient
+        without a gradient of the whole table."""
         batch = tokens.shape[0]
         if not self.official:
             x = self.input_embed(tokens)
@@ -177,7 +179,10 @@ class TinyRecursiveModel(nn.Module):
         x = self.embed_tokens(tokens).astype(dt)
         if self.has_puzzle_emb:
             ids = jnp.zeros((batch,), jnp.int32) if puzzle_ids is None else puzzle_ids
-            rows = jnp.take(self.puzzle_table, ids, axis=0).astype(dt)  # [batch, ndim]
+            rows = jnp.take(self.puzzle_table, ids, axis=0)  # [batch, ndim]
+            if puzzle_delta is not None:
+                rows = rows + puzzle_delta
+            rows = rows.astype(dt)
             pad = self.prefix_len * self.dim - self.puzzle_emb_ndim  # official: zero-pad to len * hidden
             if pad:
                 rows = jnp.pad(rows, ((0, 0), (0, pad)))
@@ -336,21 +341,22 @@ def _no_grad_cycles(model, params, x, carry, num_cycles, rng=None):
     return jax.lax.fori_loop(0, num_cycles, lambda c, cy: _latent_recursion(model, params, x, cy, rng, c), carry)
 
 
-def _embed(model, params, tokens, puzzle_ids):
-    return _to_native(model, _call(model, params, TinyRecursiveModel.embed, tokens, puzzle_ids))
+def _embed(model, params, tokens, puzzle_ids, puzzle_delta=None):
+    return _to_native(model, _call(model, params, TinyRecursiveModel.embed, tokens, puzzle_ids, puzzle_delta))
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def supervision_step(model: TinyRecursiveModel, params, tokens, carry: Carry, rng=None, puzzle_ids=None
-                     ) -> StepOutput:
+def supervision_step(model: TinyRecursiveModel, params, tokens, carry: Carry, rng=None, puzzle_ids=None,
+                     puzzle_delta=None) -> StepOutput:
     """One deep-supervision step: T-1 cycles without gradient, one with, then the heads.
 
     The incoming carry and the outgoing carry are both cut from the gradient. `puzzle_ids` [batch]
-    selects puzzle-embedding rows (official variant with a table). Jitted (the model is static), so
+    selects puzzle-embedding rows (official variant with a table); `puzzle_delta` is added to them
+    (see `embed`). Jitted (the model is static), so
     eager callers get compiled code too; inside another jit/pmap it simply inlines.
     """
     T = model.num_refinement_blocks
-    x = _embed(model, params, tokens, puzzle_ids)
+    x = _embed(model, params, tokens, puzzle_ids, puzzle_delta)
     carry = Carry(*(_to_native(model, a) for a in carry))
     carry = _no_grad_cycles(model, params, x, carry, T - 1, rng)
     carry = _latent_recursion(model, params, x, carry, rng, T - 1, remat=True)

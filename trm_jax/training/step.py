@@ -126,16 +126,17 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     use_dropout = _has_dropout(model)
     has_table = model.has_puzzle_emb
 
-    def forward(params, tokens, carry: Carry, keys, puzzle_ids) -> StepOutput:
+    def forward(params, tokens, carry: Carry, keys, puzzle_ids, delta) -> StepOutput:
         if not use_dropout:
-            return supervision_step(model, params, tokens, carry, puzzle_ids=puzzle_ids)
+            return supervision_step(model, params, tokens, carry, puzzle_ids=puzzle_ids, puzzle_delta=delta)
 
         # One dropout key per global sample: masks do not depend on the device split.
-        def one(tok, y, z, key, pid):
-            out = supervision_step(model, params, tok[None], Carry(y[None], z[None]), rng=key, puzzle_ids=pid[None])
+        def one(tok, y, z, key, pid, d):
+            out = supervision_step(model, params, tok[None], Carry(y[None], z[None]), rng=key, puzzle_ids=pid[None],
+                                   puzzle_delta=None if d is None else d[None])
             return jax.tree.map(lambda a: a[0], out)
 
-        return jax.vmap(one)(tokens, carry.y, carry.z, keys, puzzle_ids)
+        return jax.vmap(one)(tokens, carry.y, carry.z, keys, puzzle_ids, delta)
 
     def train_step(state: TrainState, carry: TrainCarry, batch: dict, rng):
         b = carry.halted.shape[0]
@@ -155,20 +156,19 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         drop_keys = _slice_global(jax.random.split(k_drop, global_batch), offset, b) if use_dropout else None
 
         # 2. one supervision step; loss = mean over this device's slots (pmean below -> global mean).
-        # With a puzzle table, only this batch's rows are differentiated: they stand in for the table
-        # (row i for slot i).
+        # With a puzzle table, the table is a constant of the differentiation; a zero delta added to
+        # the gathered rows is differentiated instead, giving exactly the rows' gradient.
         dense, table = split_table(state.params)
-        rows = jnp.take(table, puzzle_ids, axis=0) if has_table else None
-        local_ids = jnp.arange(b, dtype=jnp.int32) if has_table else puzzle_ids
+        delta = jnp.zeros((b, table.shape[1]), table.dtype) if has_table else None
 
-        def loss_fn(dense, rows):
-            params = dense if rows is None else {**dense, PUZZLE_EMB: rows}
-            out = forward(params, inputs, rec, drop_keys, local_ids)
+        def loss_fn(dense, delta):
+            params = dense if table is None else {**dense, PUZZLE_EMB: table}
+            out = forward(params, inputs, rec, drop_keys, puzzle_ids, delta)
             per_sample, aux = model_loss(model, out, labels)
             return per_sample.mean(), (out, per_sample, aux)
 
         (loss, (out, per_sample, aux)), (grads, row_grads) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1), has_aux=True)(dense, rows)
+            loss_fn, argnums=(0, 1), has_aux=True)(dense, delta)
         grads = jax.lax.pmean(grads, AXIS)
         grad_norm = optax.tree.norm(grads)
 
