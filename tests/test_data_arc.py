@@ -184,6 +184,8 @@ def test_build_layout_translation_and_cache(tmp_path):
     for pid in np.unique(b.train_puzzle_ids):
         rows = b.train_inputs[b.train_puzzle_ids == pid].reshape(-1, 30, 30)
         assert (rows[:, 0, 0] >= 2).sum() >= 1
+    # and the others are translated: with 45 rows of small grids, some start away from the corner
+    assert (b.train_inputs.reshape(-1, 30, 30)[:, 0, 0] < 2).sum() > 0
     # cache: second call loads, a settings change rebuilds elsewhere
     again = build_arc(src, num_aug=4, cache_dir=cache, progress=False)
     assert again.path == b.path and np.array_equal(again.train_inputs, b.train_inputs)
