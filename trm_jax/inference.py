@@ -9,7 +9,6 @@ batch is padded to a power-of-two bucket, so repeated calls reuse a handful of c
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from typing import Any, Optional, Sequence, Union
 
@@ -20,7 +19,6 @@ import numpy as np
 from trm_jax.config import TRMConfig, load_config
 from trm_jax.errors import TRMError
 
-log = logging.getLogger(__name__)
 
 MAX_BUCKET = 64  # largest batch compiled; longer lists run in chunks of this size
 
@@ -81,12 +79,14 @@ def _final_seq_len(config: TRMConfig) -> tuple[int, int]:
 
 
 def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True) -> TRMParams:
-    """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store."""
-    import orbax.checkpoint as ocp
+    """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store.
 
+    With `step=None` the newest checkpoint whose weights read back intact (a damaged one is reported
+    and the one before it is loaded); the run directory is only read.
+    """
     from trm_jax.data import load_tokenizer
     from trm_jax.models import init_params
-    from trm_jax.training.checkpoint import _short
+    from trm_jax.training import Checkpointer
 
     run_dir = os.path.abspath(os.fspath(run_dir))
     cfg_path = os.path.join(run_dir, "config.yaml")
@@ -94,90 +94,30 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     if not os.path.isfile(cfg_path) or not os.path.isdir(ckpt_dir):
         raise TRMError(f"{run_dir} is not a trm_jax run directory (needs config.yaml and checkpoints/); pass the "
                        "run_dir that scripts/train.py wrote")
-    steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()
-                   and os.path.isdir(os.path.join(ckpt_dir, d, "state")))
-    if not steps:
-        raise TRMError(f"{ckpt_dir} holds no checkpoint; train first (python scripts/train.py --config ...)")
-    explicit = step
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise TRMError(f"{ckpt_dir} has no checkpoint for step {step}; available steps: {steps}")
-    config = load_config(cfg_path)
-    tok_dir = os.path.join(run_dir, "tokenizer")
-    tokenizer = None
-    if os.path.isdir(tok_dir):
-        tokenizer, vocab, _ = load_tokenizer(tok_dir)
-    num_tokens = config.model.num_tokens or (vocab if tokenizer is not None else None)
-    if not num_tokens:
-        raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
-    seq_len, dim = _final_seq_len(config)
-    config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
-                            data=dataclasses.replace(config.data, seq_len=seq_len))
-    model = _model(config, int(num_tokens), seq_len)
-    shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
-
-    which = "ema_params" if use_ema else "params"
-    # restore only the weights (not optimizer state or carry), as host NumPy arrays
-    target = {"state": {which: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}}
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    # the newest intact checkpoint: a damaged one (unreadable, checksum mismatch) falls back to the one before
-    candidates = [s for s in reversed(steps) if s <= step] if explicit is None else [step]
-    failures = []  # (step, reason, damaged)
-    for s in candidates:
-        try:
-            params = _restore_weights(ckpt_dir, s, target, restore_args, which)
-            break
-        except Exception as e:  # a checksum mismatch, or one of orbax's several errors for a tree that does not fit
-            damaged = isinstance(e, _DamagedCheckpoint)
-            failures.append((s, str(e) if damaged else _short(e), damaged))
-            if s != candidates[-1]:
-                log.warning("checkpoint %s/%d %s (%s); trying the previous checkpoint", ckpt_dir, s,
-                            "is damaged" if damaged else "cannot be restored", failures[-1][1])
-    else:
-        s0, err, _ = failures[0]
-        if failures[-1][2]:
-            raise TRMError(f"no intact checkpoint in {ckpt_dir} (step {s0}: {err}); load a run with a complete "
-                           "checkpoint, or resume training to write a new one")
-        raise TRMError(f"checkpoint {ckpt_dir}/{s0} does not fit the model described by {cfg_path} "
-                       f"({err}); the run directory may be incomplete or from another trm_jax version")
-    if failures:
-        log.warning("loaded checkpoint step %d instead of the damaged step %d", s, failures[0][0])
-    step = s
+    with Checkpointer(ckpt_dir, read_only=True) as checkpoints:
+        checkpoints.candidate_steps(step)  # no checkpoint, or no such step: say so before building anything
+        config = load_config(cfg_path)
+        tok_dir = os.path.join(run_dir, "tokenizer")
+        tokenizer = None
+        if os.path.isdir(tok_dir):
+            tokenizer, vocab, _ = load_tokenizer(tok_dir)
+        num_tokens = config.model.num_tokens or (vocab if tokenizer is not None else None)
+        if not num_tokens:
+            raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
+        seq_len, dim = _final_seq_len(config)
+        config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
+                                data=dataclasses.replace(config.data, seq_len=seq_len))
+        model = _model(config, int(num_tokens), seq_len)
+        shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+        # only the weights (not optimizer state or carry), as host NumPy arrays
+        step, params = checkpoints.restore_weights(shapes, step=step, which="ema" if use_ema else "params",
+                                                   target_desc=f"the model described by {cfg_path}")
     _check_params(params, shapes, f"checkpoint {ckpt_dir}/{step}")
 
     from trm_jax.rag import load_run_retriever
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
-
-
-class _DamagedCheckpoint(Exception):
-    """A checkpoint step whose arrays do not match the checksums saved with it."""
-
-
-def _restore_weights(ckpt_dir: str, step: int, target, restore_args, which: str):
-    import json
-
-    import orbax.checkpoint as ocp
-
-    from trm_jax.training.checkpoint import _quiet_asyncio, damaged_leaves
-
-    meta_path = os.path.join(ckpt_dir, str(step), "meta", "metadata")
-    checksums = None
-    if os.path.isfile(meta_path):
-        try:
-            with open(meta_path, encoding="utf-8") as f:
-                checksums = json.load(f).get("checksums")
-        except (OSError, ValueError, AttributeError) as e:
-            raise _DamagedCheckpoint(f"unreadable meta: {e}") from None
-    with _quiet_asyncio(), ocp.PyTreeCheckpointer() as ckptr:
-        restored = ckptr.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
-            item=target, restore_args=restore_args, partial_restore=True))
-    bad = damaged_leaves(restored, checksums)
-    if bad:
-        raise _DamagedCheckpoint(f"checksum mismatch in {len(bad)} array(s), e.g. {bad[0]}")
-    return restored["state"][which]
 
 
 def _check_params(params, shapes, what: str) -> None:
@@ -274,12 +214,9 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
             raise TRMError(f"infer() takes strings; item {i} is a {type(t).__name__}")
         if not t.strip():
             raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
-    model = p.model
-    mcfg = p.config.model
-    threshold = mcfg.halt_threshold if halt_threshold is None else float(halt_threshold)
-    depth = mcfg.max_recursion_depth if max_recursion_depth is None else int(max_recursion_depth)
-    if depth < 1:
-        raise TRMError(f"max_recursion_depth must be >= 1, got {depth}")
+    model = p.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
+    if max_recursion_depth is not None and int(max_recursion_depth) < 1:
+        raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
 
     results = []
     for start in range(0, len(texts), MAX_BUCKET):
@@ -287,13 +224,15 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
         ids, contexts = _encode(p, chunk)
         padded = np.full((_bucket(len(chunk)), p.seq_len), p.tokenizer.pad_token_id, np.int32)
         padded[:len(chunk)] = ids
-        pred = jax.device_get(predict(model, p.params, padded, halt_threshold=threshold,
-                                      max_recursion_depth=depth))
+        pred = predict(model, p.params, padded, halt_threshold=halt_threshold,
+                       max_recursion_depth=max_recursion_depth)
+        # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
+        tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
         for i in range(len(chunk)):
-            answer = _decode(p, pred.tokens[i], decode_prediction)
+            answer = _decode(p, tokens[i], decode_prediction)
             if return_details:
-                results.append(dict(answer=answer, recursion_depth=int(pred.steps[i]),
-                                    halt_prob=float(pred.halt_prob[i]), contexts=contexts[i]))
+                results.append(dict(answer=answer, recursion_depth=int(depths[i]),
+                                    halt_prob=float(halt_probs[i]), contexts=contexts[i]))
             else:
                 results.append(answer)
     return results[0] if single else results

@@ -10,9 +10,15 @@ Together they let `--resume` continue the exact trajectory.
 
 Faults: Orbax writes each step into `<step>.orbax-checkpoint-tmp*` and renames it when complete, so a
 killed run leaves at most a temporary directory (removed when the next run opens the directory).
-`restore_latest` verifies the newest step (readable, checksums match) and falls back to the previous
-good one with a warning, moving a damaged step aside to `<step>.damaged`. A failed write (disk full,
-read-only directory) is a TRMError that names the directory and the last complete step.
+Reading: one walk over the steps, newest first, serves both readers. `restore_latest` (resume)
+restores the whole state of the newest step that reads back intact (readable, checksums match),
+moving damaged steps aside to `<step>.damaged`; `restore_weights` (`trm_jax.load`) restores only
+the params or EMA params as NumPy arrays, from a Checkpointer opened with `read_only=True` (nothing
+in the directory is changed). A failed write (disk full, read-only directory) is a TRMError that
+names the directory and the last complete step.
+
+Layout of the saved `state` item (written by the trainer): {"state": TrainState fields, "carry": ...,
+"key": ...}; `WEIGHT_FIELDS` names the TrainState fields that hold weights.
 """
 
 from __future__ import annotations
@@ -36,22 +42,33 @@ log = logging.getLogger(__name__)
 _IO_ERRORS = (OSError, ValueError, RuntimeError)
 
 
-def _short(e: BaseException, limit: int = 300) -> str:
+# `restore_weights(which=...)` -> the TrainState field holding those weights
+WEIGHT_FIELDS = {"ema": "ema_params", "params": "params"}
+
+
+def short_error(e: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an exception on one line, cut to `limit` characters (Orbax and TensorStore
+    errors carry multi-kB specs)."""
     text = " ".join(f"{type(e).__name__}: {e}".split())
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
 @contextlib.contextmanager
-def _quiet_asyncio():
-    """Orbax's async reads log every failed future at ERROR with a multi-kB TensorStore spec; a damaged
-    checkpoint is reported once, by us."""
-    lg = logging.getLogger("asyncio")
+def _quiet(logger_name: str):
+    """Silence one logger for a block: Orbax's async reads log every failed future on "asyncio" at
+    ERROR with a multi-kB TensorStore spec (a damaged checkpoint is reported once, by us); a read-only
+    CheckpointManager warns on "absl" that it is read-only (as asked)."""
+    lg = logging.getLogger(logger_name)
     old = lg.level
     lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         lg.setLevel(old)
+
+
+class _DamagedStep(Exception):
+    """A step whose meta cannot be read or whose arrays do not match the checksums saved with it."""
 
 
 def tree_checksums(tree) -> dict:
@@ -73,10 +90,25 @@ def damaged_leaves(tree, checksums: Optional[dict]) -> list[str]:
 
 
 class Checkpointer:
-    """Thin wrapper over `ocp.CheckpointManager` (keep-N, async writes, atomic commits)."""
+    """Thin wrapper over `ocp.CheckpointManager` (keep-N, async writes, atomic commits).
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True):
+    `read_only=True` opens an existing directory for reading only: no write probe, no cleanup of
+    temporary directories, no setting aside of damaged steps, and `save` is refused.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True,
+                 read_only: bool = False):
         self.directory = os.path.abspath(os.fspath(directory))
+        self.read_only = read_only
+        self._pending: Optional[int] = None  # step of an async write not yet known to be complete
+        self._failed = False
+        if read_only:
+            if not os.path.isdir(self.directory):
+                raise TRMError(f"no checkpoint directory {self.directory}; pass the run_dir training wrote")
+            with _quiet("absl"):
+                self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+                    read_only=True, create=False))
+            return
         try:
             os.makedirs(self.directory, exist_ok=True)
             probe = os.path.join(self.directory, f".write_test.{os.getpid()}")
@@ -84,14 +116,12 @@ class Checkpointer:
                 f.write("ok")
             os.remove(probe)
         except OSError as e:
-            raise TRMError(f"cannot write checkpoints to {self.directory} ({_short(e)}); make it a writable "
+            raise TRMError(f"cannot write checkpoints to {self.directory} ({short_error(e)}); make it a writable "
                            "directory (not a file) or set run_dir to a writable location") from None
         # cleanup_tmp_directories: a run killed during an async save leaves <step>.orbax-checkpoint-tmp*
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
                                                enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
-        self._pending: Optional[int] = None  # step of an async write not yet known to be complete
-        self._failed = False
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -112,12 +142,15 @@ class Checkpointer:
         done = [s for s in self._complete_steps() if s != step]
         last = (f"the last complete checkpoint is step {done[-1]}" if done else "no checkpoint was completed")
         what = f"checkpoint step {step}" if step is not None else "a checkpoint"
-        return TRMError(f"could not write {what} to {self.directory} ({_short(e)}); free disk space or make the "
+        return TRMError(f"could not write {what} to {self.directory} ({short_error(e)}); free disk space or make the "
                         f"directory writable (or set run_dir to another disk), then rerun with --resume: {last}, "
                         "earlier checkpoints are untouched")
 
     def save(self, step: int, state: Any, meta: dict) -> bool:
         """Save unless a checkpoint for `step` exists already. `state` holds host/global arrays."""
+        if self.read_only:
+            raise TRMError(f"the checkpoints in {self.directory} were opened read-only; open a Checkpointer "
+                           "without read_only=True to save")
         if step in self.manager.all_steps():
             return False
         meta = dict(meta, checksums=tree_checksums(state))
@@ -135,8 +168,52 @@ class Checkpointer:
         for step in self.manager.all_steps():
             self.manager.delete(step)
 
+    def candidate_steps(self, step: Optional[int] = None) -> list[int]:
+        """Steps a read tries, newest first: every step, or only `step`. TRMError when there is none
+        or `step` is not among them."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise TRMError(f"{self.directory} holds no checkpoint; train first (python scripts/train.py --config ...)")
+        if step is None:
+            return steps
+        if step not in steps:
+            raise TRMError(f"{self.directory} has no checkpoint for step {step}; available steps: {sorted(steps)}")
+        return [step]
+
+    def _read_meta(self, step: int) -> dict:
+        try:
+            with _quiet("asyncio"):
+                return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        except Exception as e:  # a missing or garbled JSON file: Orbax/JSON raise several types
+            raise _DamagedStep(f"unreadable meta ({short_error(e)})") from None
+
+    @staticmethod
+    def _verified(state, meta: dict):
+        damaged = damaged_leaves(state, meta.get("checksums"))
+        if damaged:
+            raise _DamagedStep(f"checksum mismatch in {len(damaged)} array(s), e.g. {damaged[0]}")
+        return state
+
+    def _newest_readable(self, steps: list[int], read: Callable[[int], Any]):
+        """`(step, read(step), failures)` for the first of `steps` that `read` returns for, or
+        `(None, None, failures)`; failures are `(step, reason, damaged)`. A TRMError from `read` (a
+        checkpoint of another run) is not retried."""
+        failures: list[tuple[int, str, bool]] = []
+        for step in steps:
+            try:
+                return step, read(step), failures
+            except TRMError:
+                raise
+            except Exception as e:  # Orbax/TensorStore raise many types for damaged or non-fitting files
+                damaged = isinstance(e, _DamagedStep)
+                failures.append((step, str(e) if damaged else short_error(e), damaged))
+                if step != steps[-1]:
+                    log.warning("checkpoint %s/%d is damaged, incomplete or does not fit (%s); trying the previous "
+                                "checkpoint", self.directory, step, failures[-1][1])
+        return None, None, failures
+
     def restore_latest(self, build_target: Callable[[int, dict], Any]) -> tuple[int, dict, Any]:
-        """`(step, meta, state)` of the newest checkpoint that reads back intact.
+        """`(step, meta, state)` of the newest checkpoint that reads back intact (resume).
 
         `build_target(step, meta)` gives the restore target for a step (it may raise TRMError for a
         checkpoint of another run: that is not retried). A step whose meta or state cannot be read, or
@@ -147,38 +224,70 @@ class Checkpointer:
         steps = sorted(self.manager.all_steps(), reverse=True)
         if not steps:
             raise TRMError(f"no checkpoint in {self.directory}; drop --resume to start a new run")
-        bad: list[tuple[int, str]] = []
-        for step in steps:
-            try:
-                with _quiet_asyncio():
-                    meta = dict(self.manager.restore(
-                        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-                target = build_target(step, meta)
-                with _quiet_asyncio():
-                    state = self.manager.restore(
-                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-                damaged = damaged_leaves(state, meta.get("checksums"))
-                if damaged:
-                    raise ValueError(f"checksum mismatch in {len(damaged)} array(s), e.g. {damaged[0]}")
-            except TRMError:
-                raise
-            except Exception as e:  # Orbax/TensorStore/JSON raise many types for damaged files
-                reason = _short(e)
-                log.warning("checkpoint %s/%d is damaged or incomplete (%s); trying the previous checkpoint",
-                            self.directory, step, reason)
-                bad.append((step, reason))
-                continue
-            if bad:
-                self._set_aside([s for s, _ in bad])
-                log.warning("resuming from checkpoint step %d instead of the damaged step(s) %s (moved aside "
-                            "to <step>.damaged in %s)", step, ", ".join(str(s) for s, _ in bad), self.directory)
-            return step, meta, state
-        details = "; ".join(f"step {s}: {r}" for s, r in bad)
-        raise TRMError(f"no checkpoint in {self.directory} could be restored ({details}). If the run's config "
-                       "changed, resume with the config it was started with (run_dir/config.yaml); if the files "
-                       "are damaged, start a new run_dir")
+
+        def read(step):
+            meta = self._read_meta(step)
+            target = build_target(step, meta)
+            with _quiet("asyncio"):
+                state = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+            return meta, self._verified(state, meta)
+
+        step, out, bad = self._newest_readable(steps, read)
+        if step is None:
+            details = "; ".join(f"step {s}: {r}" for s, r, _ in bad)
+            raise TRMError(f"no checkpoint in {self.directory} could be restored ({details}). If the run's config "
+                           "changed, resume with the config it was started with (run_dir/config.yaml); if the "
+                           "files are damaged, start a new run_dir")
+        if bad:
+            self._set_aside([s for s, _, _ in bad])
+            log.warning("resuming from checkpoint step %d instead of the damaged step(s) %s (%s in %s)", step,
+                        ", ".join(str(s) for s, _, _ in bad),
+                        "left in place: read-only" if self.read_only else "moved aside to <step>.damaged",
+                        self.directory)
+        meta, state = out
+        return step, meta, state
+
+    def restore_weights(self, target, *, step: Optional[int] = None, which: str = "ema",
+                        target_desc: str = "the requested parameters") -> tuple[int, Any]:
+        """`(step, weights)`: the params (`which="params"`) or EMA params (`"ema"`) of checkpoint
+        `step` as host NumPy arrays, shaped like `target` (a pytree of arrays or ShapeDtypeStructs);
+        nothing else (optimizer state, carry) is read.
+
+        With `step=None`, the newest step whose weights read back intact: a damaged step (unreadable,
+        checksum mismatch) or one that does not fit `target` is reported with a warning and the
+        previous one is tried. Nothing is moved or deleted. No step fits: a TRMError saying whether
+        the checkpoints are damaged or do not fit `target_desc`.
+        """
+        if which not in WEIGHT_FIELDS:
+            raise TRMError(f"restore_weights(which={which!r}): use one of {sorted(WEIGHT_FIELDS)}")
+        field = WEIGHT_FIELDS[which]
+        steps = self.candidate_steps(step)
+        tree = {"state": {field: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)}}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+
+        def read(s):
+            meta = self._read_meta(s)
+            with _quiet("asyncio"):
+                restored = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                    item=tree, restore_args=restore_args, partial_restore=True)))["state"]
+            return self._verified(restored, meta)["state"][field]
+
+        found, weights, failures = self._newest_readable(steps, read)
+        if found is None:
+            s0, err, _ = failures[0]
+            if failures[-1][2]:
+                raise TRMError(f"no intact checkpoint in {self.directory} (step {s0}: {err}); load a run with a "
+                               "complete checkpoint, or resume training to write a new one")
+            raise TRMError(f"checkpoint {self.directory}/{s0} does not fit {target_desc} ({err}); the run directory "
+                           "may be incomplete or from another trm_jax version")
+        if failures:
+            log.warning("loaded checkpoint step %d instead of the damaged step %d", found, failures[0][0])
+        return found, weights
 
     def _set_aside(self, steps: list[int]) -> None:
+        if self.read_only:
+            return
         if jax.process_index() == 0:
             for step in steps:
                 src = os.path.join(self.directory, str(step))
@@ -189,7 +298,7 @@ class Checkpointer:
                 try:
                     os.rename(src, dst)
                 except OSError as e:
-                    raise TRMError(f"could not move the damaged checkpoint {src} aside ({_short(e)}); delete "
+                    raise TRMError(f"could not move the damaged checkpoint {src} aside ({short_error(e)}); delete "
                                    "it and resume again") from None
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
@@ -202,7 +311,7 @@ class Checkpointer:
             self.manager.wait_until_finished()
         except _IO_ERRORS as e:
             if self._failed:  # already reported by save(); close() after that error must not mask it
-                log.debug("checkpoint write error after a reported failure: %s", _short(e))
+                log.debug("checkpoint write error after a reported failure: %s", short_error(e))
                 return
             raise self._write_error(self._pending, e) from e
         self._pending = None
@@ -211,11 +320,9 @@ class Checkpointer:
         self.wait()
         self.manager.close()
 
+    def __enter__(self) -> "Checkpointer":
+        return self
 
-def abstract_like(tree):
-    """ShapeDtypeStructs (keeping shardings of jax arrays) as an Orbax restore target."""
-    def spec(x):
-        if isinstance(x, jax.Array):
-            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-        return x
-    return jax.tree.map(spec, tree)
+    def __exit__(self, *exc) -> None:
+        self.close()
+
