@@ -187,3 +187,46 @@ def test_import_script_writes_a_run_that_load_and_evaluate_use(tmp_path):
     _, logits_ref, q_ref, _ = ref.inner_forward(sd, a, ref.initial_carry(ref.strip(sd), a, BATCH, SEQ), toks, ids)
     np.testing.assert_allclose(out.logits, logits_ref, rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(out.halt_logits, q_ref, rtol=2e-4, atol=2e-4)
+
+
+def _write_official_split(root, split, n, num_ids, seed):
+    """A split as the official builders write it (dataset/common.py PuzzleDatasetMetadata + all__*.npy):
+    one example per puzzle, one puzzle per group, label 0 = ignored."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    d = os.path.join(root, split)
+    os.makedirs(d, exist_ok=True)
+    inputs = rng.integers(1, VOCAB, (n, SEQ)).astype(np.uint8)
+    meta = dict(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB, seq_len=SEQ,
+                num_puzzle_identifiers=num_ids, total_groups=n, mean_puzzle_examples=1.0, total_puzzles=n, sets=["all"])
+    with open(os.path.join(d, "dataset.json"), "w") as f:
+        json.dump(meta, f)
+    arrays = dict(inputs=inputs, labels=inputs[:, ::-1].copy(),
+                  puzzle_identifiers=rng.integers(0, num_ids, n).astype(np.int32),
+                  puzzle_indices=np.arange(n + 1, dtype=np.int32), group_indices=np.arange(n + 1, dtype=np.int32))
+    for k, v in arrays.items():
+        np.save(os.path.join(d, f"all__{k}.npy"), v)
+
+
+def test_imported_official_run_evaluates_on_its_dataset(tmp_path):
+    """all_config.yaml's data_paths -> dataset.json gives seq_len (RoPE) and the run's eval split."""
+    import json
+
+    import yaml
+
+    a = {k: v for k, v in CASES["attention_rope_ndim_eq_hidden"].items() if k != "seq_len"}
+    data = tmp_path / "data" / "sudoku-tiny"
+    _write_official_split(str(data), "train", 8, IDS, 0)
+    _write_official_split(str(data), "test", 6, IDS, 1)
+    torch.save(ref.random_official_state_dict(dict(a, seq_len=SEQ), SEQ, VOCAB, IDS, seed=6), tmp_path / "step_2")
+    (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": a, "data_paths": [str(data)]}))
+    run = tmp_path / "run"
+    script = lambda name, *args: subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],  # noqa: E731
+                                                capture_output=True, text=True, cwd=ROOT)
+    res = script("import_checkpoint.py", "--official", str(tmp_path / "step_2"), "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    res = script("evaluate.py", "--run", str(run), "--halt-threshold", "2", "--batch-size", "4")
+    assert res.returncode == 0, res.stderr
+    results = json.loads((run / "eval_results.json").read_text())
+    assert 0.0 <= results["exact_accuracy"] <= 1.0
