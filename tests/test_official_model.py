@@ -229,4 +229,5 @@ def test_imported_official_run_evaluates_on_its_dataset(tmp_path):
     res = script("evaluate.py", "--run", str(run), "--halt-threshold", "2", "--batch-size", "4")
     assert res.returncode == 0, res.stderr
     results = json.loads((run / "eval_results.json").read_text())
-    assert 0.0 <= results["exact_accuracy"] <= 1.0
+    assert 0.0 <= results["exact_accuracy"] <= 1.0 and results["num_samples"] == 6
+    assert results["recursion_depth"] == 4.0  # threshold > 1: every sample runs halt_max_steps (official eval)
