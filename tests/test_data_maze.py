@@ -162,10 +162,9 @@ def test_build_datasets_generated_and_csv(tmp_path):
         build_datasets(cfg, tok)
 
 
-# Shrinks an official recipe config to a 2-CPU smoke run. The puzzle-embedding table is off
-# (model.puzzle_emb_ndim=0) until the train step accepts a table whose row count differs from the batch.
+# Shrinks an official recipe config to a 2-CPU smoke run (puzzle-embedding prefix kept: 16 positions, width 32).
 SHRINK = ["model.dim=32", "model.num_heads=2", "model.depth=1", "model.num_latent_refinements=1",
-          "model.num_refinement_blocks=2", "model.max_recursion_depth=2", "model.puzzle_emb_ndim=0",
+          "model.num_refinement_blocks=2", "model.max_recursion_depth=2", "model.puzzle_emb_ndim=32",
           "model.dtype=float32", "training.batch_size=8", "training.steps=2", "training.eval_every=2",
           "training.warmup_steps=1", "training.log_every=1", "training.checkpoint_every=2",
           "training.eval_batch_size=8", "training.progress_bar=false"]

@@ -128,6 +128,7 @@ def test_trains_and_evaluates_through_the_config_path(dataset_dir, tmp_path):
         "data.task=puzzle_dataset", f"data.dataset_dir={root}", f"data.seq_len={SEQ}", f"run_dir={tmp_path / 'run'}",
         "model.variant=official", "model.network=transformer", "model.dim=16", "model.depth=1", "model.num_heads=2",
         "model.num_latent_refinements=1", "model.num_refinement_blocks=2", "model.max_recursion_depth=2",
+        "model.puzzle_emb_ndim=16", "model.num_puzzle_identifiers=6",
         "training.batch_size=4", "training.steps=3", "training.eval_every=3", "training.log_every=1",
         "training.checkpoint_every=1000", "training.eval_batch_size=4", "training.progress_bar=false"])
     result = create_trainer(cfg).train()

@@ -216,10 +216,9 @@ def test_sudoku_extreme_mlp_config_trains_shrunk(tmp_path):
     from trm_jax.training import create_trainer
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "sudoku_extreme_mlp.yaml")
-    # puzzle_emb_ndim=0: see tests/test_data_maze.py SHRINK
     cfg = load_config(path, [
         "model.dim=32", "model.depth=1", "model.num_latent_refinements=1", "model.num_refinement_blocks=2",
-        "model.max_recursion_depth=2", "model.puzzle_emb_ndim=0", "model.dtype=float32", "data.num_train=8",
+        "model.max_recursion_depth=2", "model.puzzle_emb_ndim=32", "model.dtype=float32", "data.num_train=8",
         "data.max_train_rows=8", "data.num_aug=3", "data.num_eval=8", "data.difficulty=0.3",
         f"data.cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "training.batch_size=8",
         "training.steps=2", "training.eval_every=2", "training.warmup_steps=1", "training.log_every=1",
