@@ -22,12 +22,20 @@ def main(argv=None):
     ap.add_argument("--max-recursion-depth", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json)")
+    ap.add_argument("--submission", default=None,
+                    help="ARC runs: write the Kaggle submission JSON here (two attempts per test input)")
     args = ap.parse_args(argv)
     try:
-        from trm_jax.evaluation import dataset_for, evaluate, format_table
         from trm_jax.inference import load
 
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
+        if params.config.data.task == "arc":
+            return _evaluate_arc(params, args)
+    except TRMError as e:
+        sys.exit(f"error: {e}")
+    try:
+        from trm_jax.evaluation import dataset_for, evaluate, format_table
+
         results = evaluate(params, dataset_for(params, args.data), batch_size=args.batch_size,
                            halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth)
     except TRMError as e:
@@ -37,6 +45,35 @@ def main(argv=None):
     out = args.out or os.path.join(args.run, "eval_results.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
+    print(f"wrote {out}")
+
+
+def _evaluate_arc(params, args):
+    """Voting evaluation over the augmented test inputs of the run's own ARC build (its puzzle
+    identifiers are the rows of the trained table), pass@K table and optional Kaggle submission."""
+    from trm_jax.arc_evaluation import evaluate_arc_build, model_predict_fn, write_submission
+    from trm_jax.data.arc import build_arc
+    from trm_jax.data.arc.build import parse_source
+
+    data = params.config.data
+    if args.data is not None:
+        source, split = parse_source(args.data, "evaluation")
+        if (source, split) != (data.arc_source, "evaluation"):
+            raise TRMError(f"--data {args.data}: this run was trained transductively on {data.arc_source}:evaluation "
+                           "(its puzzle embeddings are those tasks' augmentations); evaluate that set, or train a "
+                           "run on the other one")
+    build = build_arc(data.arc_source, data.arc_num_aug, params.config.seed, data.arc_extra_train_sources,
+                      "evaluation", data.arc_max_tasks, data.arc_allow_eval_leak, data.cache_dir)
+    threshold = 2.0 if args.halt_threshold is None else args.halt_threshold
+    result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, args.max_recursion_depth),
+                                build, pass_ks=data.arc_pass_ks, batch_size=args.batch_size)
+    for k, v in result.metrics.items():
+        print(f"{k:>10} {v:.4f}")
+    if args.submission:
+        print(f"wrote {write_submission(result.submission, args.submission)}")
+    out = args.out or os.path.join(args.run, "eval_results.json")
+    with open(out, "w") as f:
+        json.dump(dict(result.metrics, run=os.path.abspath(args.run), step=params.step), f, indent=1)
     print(f"wrote {out}")
 
 

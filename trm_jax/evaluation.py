@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from trm_jax.arc_evaluation import score_arc_submission  # noqa: F401  (ARC scoring lives beside its voting)
 from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams, as_trm_params
 

