@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import string
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from trm_jax.data.sudoku import GRID_SYMBOLS
 from trm_jax.errors import TRMError
@@ -85,9 +85,6 @@ class CharTokenizer:
                 i = self.unk_token_id
             out.append(i)
         return out
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.encode(t) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Characters of `ids`; pad and eos are skipped, unknown ids become U+FFFD."""
@@ -152,11 +149,6 @@ class HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return [list(ids) for ids in self.hf(list(texts), add_special_tokens=False)["input_ids"]]
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids if int(i) not in self._special and 0 <= int(i) < self.vocab_size]

@@ -121,11 +121,6 @@ def local_sum(x) -> float:
     return float(sum(np.asarray(s.data).sum() for s in x.addressable_shards))
 
 
-def first(tree):
-    """First local replica, staying on device (no host sync); for values fetched later in bulk."""
-    return jax.tree.map(lambda x: _local_shards(x)[0].data[0], tree)
-
-
 def global_batch_sharding():
     """1-D mesh over all devices (all hosts) sharding the leading (batch) axis; used for checkpoints."""
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))

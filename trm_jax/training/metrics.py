@@ -37,14 +37,20 @@ def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
     return out
 
 
-def _jsonable(v):
-    if isinstance(v, (np.generic,)):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # strict JSON has no NaN/inf
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
+def to_jsonable(obj):
+    """`obj` as strict JSON values: NumPy scalars and arrays become Python numbers and lists, dict keys
+    strings, tuples lists (recursively); NaN and inf become None (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 class TRMTrainingLogger:
@@ -66,7 +72,7 @@ class TRMTrainingLogger:
             self._f = open(self.path, "a", buffering=1)
 
     def log(self, record: Mapping, *, split: str = "train") -> dict:
-        rec = {"split": split, **{k: _jsonable(v) for k, v in record.items()}}
+        rec = {"split": split, **{k: to_jsonable(v) for k, v in record.items()}}
         rec.setdefault("timestamp", time.time())
         if self._f is not None:
             self._f.write(json.dumps(rec) + "\n")
