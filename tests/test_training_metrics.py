@@ -2,17 +2,21 @@
 
 import json
 import logging
+import os
+import time
 
 import numpy as np
+import psutil
 import pytest
 
 from trm_jax.config import MonitoringConfig
 from trm_jax.training import ResourceMonitor, TRMTrainingLogger, read_metrics, summarize
+from trm_jax.training.metrics import to_jsonable
 
 
 def step_sums(loss, ce, halt, exact, tc, tn, samples, halted, depth, lr=1e-3, gn=1.0, bad=0):
     return dict(loss=loss, ce=ce, halt_loss=halt, exact=exact, token_correct=tc, token_count=tn, samples=samples,
-                halted=halted, depth=depth, difficulty=0.5 * samples, lr=lr, grad_norm=gn, nonfinite=bad)
+                halted=halted, recursion_depth=depth, difficulty=0.5 * samples, lr=lr, grad_norm=gn, nonfinite=bad)
 
 
 def test_summarize_weights_by_samples_tokens_and_halted():
@@ -44,6 +48,16 @@ def test_logger_writes_jsonl_and_truncates_for_resume(tmp_path):
     silent = TRMTrainingLogger(tmp_path / "other.jsonl", enabled=False)  # hosts other than 0
     silent.log_train(1, 0, 0, {"loss": 1.0})
     assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_to_jsonable_gives_strict_json_of_nested_numpy_values():
+    # what the trainer stores: a data-iterator state (NumPy ints and arrays, nested) and metric records
+    state = {"epoch": np.int64(3), "order": np.arange(4, dtype=np.int32), "rng": {1: (np.uint32(7), 2.5)},
+             "loss": np.float32(np.nan), "inf": float("inf"), "ok": np.bool_(True)}
+    out = to_jsonable(state)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out  # strict JSON, round-trips unchanged
+    assert out == {"epoch": 3, "order": [0, 1, 2, 3], "rng": {"1": [7, 2.5]}, "loss": None, "inf": None, "ok": True}
+    assert type(out["epoch"]) is int and type(out["order"][0]) is int and type(out["ok"]) is bool
 
 
 def monitor(cfg=None, cpu=10.0, ram=(20.0, 1.0), dev=None):
@@ -90,6 +104,40 @@ def test_monitor_slow_batches():
     assert not any(off.record_step(t) for t in [0.1] * 10 + [10.0]) and not off.due(50)
 
 
-def test_real_readers_return_numbers():
-    r = ResourceMonitor(MonitoringConfig()).sample()
-    assert 0 <= r["cpu_percent"] <= 100 * 64 and 0 < r["ram_percent"] <= 100 and r["ram_used_gb"] > 0
+def _proc_stat_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat: user nice system idle iowait irq softirq steal
+    [guest guest_nice]; guest time is already inside user/nice, idle and iowait are not busy."""
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:]]
+    t += [0] * (10 - len(t))
+    total = sum(t[:8])
+    return total - t[3] - t[4], total
+
+
+def _meminfo_used_percent() -> float:
+    with open("/proc/meminfo") as f:
+        info = {line.split(":")[0]: int(line.split()[1]) for line in f}
+    return 100.0 * (info["MemTotal"] - info["MemAvailable"]) / info["MemTotal"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads the kernel's CPU and memory counters (Linux)")
+def test_real_readers_measure_this_machine():
+    """The default readers against the kernel's own counters: the CPU reading is the machine's busy
+    share since the previous reading (a busy loop of this process puts a floor under it), the RAM
+    reading is the share of memory not available."""
+    m = ResourceMonitor(MonitoringConfig(), devices=[])  # starts the CPU window
+    busy0, total0 = _proc_stat_cpu()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < 0.5:  # busy loop: at least this process's CPU time is busy
+        pass
+    wall, own = time.perf_counter() - wall0, time.process_time() - cpu0
+    busy1, total1 = _proc_stat_cpu()
+    r = m.sample()
+    kernel = 100.0 * (busy1 - busy0) / max(total1 - total0, 1)
+    # same window up to microseconds; /proc/stat counts in 10 ms jiffies
+    assert r["cpu_percent"] == pytest.approx(kernel, abs=5), (r, kernel)
+    assert r["cpu_percent"] >= 100.0 * own / (wall * os.cpu_count()) - 5, (r, own, wall)
+    assert 0 <= r["cpu_percent"] <= 100
+    assert r["ram_percent"] == pytest.approx(_meminfo_used_percent(), abs=2)
+    assert 0 < r["ram_percent"] <= 100 and r["ram_used_gb"] > 0
+    assert r["ram_used_gb"] == pytest.approx(psutil.virtual_memory().used / 2**30, abs=0.5)
