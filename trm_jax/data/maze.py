@@ -13,20 +13,18 @@ unique (counted by BFS over all mazes at once) and at least `min_path_len` steps
 
 from __future__ import annotations
 
-import csv
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from trm_jax.data.puzzle_csv import read_rows, write_rows
 from trm_jax.data.tokenizers import CharTokenizer
 from trm_jax.errors import TRMError
 
 MAZE_CHARSET = "# SGo"  # official build_maze_dataset.py CHARSET: wall, open, start, goal, path
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5  # token ids: charset index + 1 (0 = pad)
 MAZE_VOCAB_SIZE = len(MAZE_CHARSET) + 1  # official: PAD + charset
-CSV_HEADER = ["source", "question", "answer", "rating"]
 
 _CHAR_TO_ID = np.zeros(256, dtype=np.int8)
 _CHAR_TO_ID[np.frombuffer(MAZE_CHARSET.encode(), np.uint8)] = np.arange(1, len(MAZE_CHARSET) + 1)
@@ -330,43 +328,25 @@ def read_maze_csv(path: str, *, validate: bool = True) -> MazeCSV:
     Errors name the file and line: ragged rows, characters outside the charset, a maze
     without exactly one S and one G, an answer that is not a path from S to G.
     """
-    if not os.path.isfile(path):
-        raise TRMError(f"maze CSV not found: {path}. Set data.train_path / data.eval_path to an existing file.")
     qs, ans, ratings, sources, lines = [], [], [], [], []
     width = None
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise TRMError(f"{path}: the file is empty; expected a header line 'source,question,answer,rating'")
-        if [h.strip().lower() for h in header] != CSV_HEADER:
-            raise TRMError(f"{path}:1: expected the header 'source,question,answer,rating', got {','.join(header)!r}")
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 4:
-                raise TRMError(f"{path}:{line}: expected 4 columns (source,question,answer,rating), got {len(row)}")
-            source, question, answer, rating = row
-            if width is None:
-                width = len(question)
-                _side(width, f"{path}:{line}: question")
-            for name, text in (("question", question), ("answer", answer)):
-                if len(text) != width:
-                    raise TRMError(f"{path}:{line}: {name} has {len(text)} characters but the first maze has "
-                                   f"{width}; every maze must be the same square grid")
-                bad = set(text) - set(MAZE_CHARSET if name == "answer" else MAZE_CHARSET[:-1])
-                if bad:
-                    raise TRMError(f"{path}:{line}: {name} holds {''.join(sorted(bad))!r}, outside the maze charset "
-                                   f"{MAZE_CHARSET!r} ('#' wall, ' ' open, 'S' start, 'G' goal, 'o' path in answers)")
-            qs.append(question)
-            ans.append(answer)
-            try:
-                ratings.append(float(rating) if rating.strip() else 0.0)
-            except ValueError:
-                raise TRMError(f"{path}:{line}: rating must be a number, got {rating!r}") from None
-            sources.append(source)
-            lines.append(line)
+    for line, source, question, answer, rating in read_rows(path, "maze"):
+        if width is None:
+            width = len(question)
+            _side(width, f"{path}:{line}: question")
+        for name, text in (("question", question), ("answer", answer)):
+            if len(text) != width:
+                raise TRMError(f"{path}:{line}: {name} has {len(text)} characters but the first maze has "
+                               f"{width}; every maze must be the same square grid")
+            bad = set(text) - set(MAZE_CHARSET if name == "answer" else MAZE_CHARSET[:-1])
+            if bad:
+                raise TRMError(f"{path}:{line}: {name} holds {''.join(sorted(bad))!r}, outside the maze charset "
+                               f"{MAZE_CHARSET!r} ('#' wall, ' ' open, 'S' start, 'G' goal, 'o' path in answers)")
+        qs.append(question)
+        ans.append(answer)
+        ratings.append(rating)
+        sources.append(source)
+        lines.append(line)
     if not qs:
         raise TRMError(f"{path}: no mazes after the header")
     size = _side(width, path)
@@ -383,11 +363,7 @@ def write_maze_csv(path: str, pairs, ratings=None, source: str = "trm_jax") -> N
     """Write (question, answer) string pairs in the Maze-Hard CSV format."""
     pairs = list(pairs)
     ratings = [0] * len(pairs) if ratings is None else list(ratings)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(CSV_HEADER)
-        for (q, a), r in zip(pairs, ratings):
-            w.writerow([source, q, a, int(r) if float(r).is_integer() else float(r)])
+    write_rows(path, ((source, q, a, r) for (q, a), r in zip(pairs, ratings)))
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -17,8 +17,8 @@ from trm_jax.data.sudoku.augment import (
 from trm_jax.data.sudoku.batch_solver import count_solutions_batch, solve_batch
 from trm_jax.data.sudoku.bitmasks import CELL_UNITS, UNITS
 from trm_jax.data.sudoku.cache import CACHE_VERSION, default_cache_dir, load_or_generate_sudoku
+from trm_jax.data.puzzle_csv import CSV_HEADER
 from trm_jax.data.sudoku.extreme_csv import (
-    CSV_HEADER,
     SAMPLE_CSV,
     SudokuCSV,
     rating_difficulty,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from trm_jax.data.puzzle_csv import read_rows, write_rows
 from trm_jax.data.sudoku.text import sudoku_to_text
 from trm_jax.data.sudoku.validity import valid_solutions
 from trm_jax.errors import TRMError
 
-CSV_HEADER = ["source", "question", "answer", "rating"]
 # A small file in this format (100 generated puzzles, ratings = guesses of the batched solver).
 SAMPLE_CSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
                           "sudoku_extreme_sample.csv")
@@ -45,31 +44,13 @@ def read_sudoku_csv(path: str, *, validate: bool = True) -> SudokuCSV:
     With `validate`, every answer must be a valid solution matching its question's givens;
     errors name the file and line.
     """
-    if not os.path.isfile(path):
-        raise TRMError(f"Sudoku CSV not found: {path}. Set data.train_path / data.eval_path to an existing file.")
     qs, ans, ratings, sources, lines = [], [], [], [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise TRMError(f"{path}: the file is empty; expected a header line 'source,question,answer,rating'")
-        if [h.strip().lower() for h in header] != CSV_HEADER:
-            raise TRMError(f"{path}:1: expected the header 'source,question,answer,rating', got {','.join(header)!r}")
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 4:
-                raise TRMError(f"{path}:{line}: expected 4 columns (source,question,answer,rating), got {len(row)}")
-            source, question, answer, rating = row
-            qs.append(_grid_bytes(question, path, line, "question"))
-            ans.append(_grid_bytes(answer, path, line, "answer"))
-            try:
-                ratings.append(float(rating) if rating.strip() else 0.0)
-            except ValueError:
-                raise TRMError(f"{path}:{line}: rating must be a number, got {rating!r}") from None
-            sources.append(source)
-            lines.append(line)
+    for line, source, question, answer, rating in read_rows(path, "Sudoku"):
+        qs.append(_grid_bytes(question, path, line, "question"))
+        ans.append(_grid_bytes(answer, path, line, "answer"))
+        ratings.append(rating)
+        sources.append(source)
+        lines.append(line)
     if not qs:
         raise TRMError(f"{path}: no puzzles after the header")
     q = np.frombuffer(b"".join(qs), dtype=np.uint8).reshape(-1, 81)
@@ -100,8 +81,4 @@ def write_sudoku_csv(path: str, puzzles, solutions, ratings=None, source: str = 
     puzzles = np.asarray(puzzles).reshape(-1, 81)
     solutions = np.asarray(solutions).reshape(-1, 81)
     ratings = np.zeros(len(puzzles)) if ratings is None else np.asarray(ratings)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(CSV_HEADER)
-        for p, s, r in zip(puzzles, solutions, ratings):
-            w.writerow([source, sudoku_to_text(p), sudoku_to_text(s), int(r) if float(r).is_integer() else float(r)])
+    write_rows(path, ((source, sudoku_to_text(p), sudoku_to_text(s), r) for p, s, r in zip(puzzles, solutions, ratings)))
