@@ -53,7 +53,8 @@ def write_run_dir(out: str, model, params, data: dict) -> str:
     ckpt = Checkpointer(ckpt_dir, keep=1, async_save=False)
     try:
         # the layout Trainer.save_checkpoint writes ({"state": TrainState fields, ...}); load reads state/<which>
-        ckpt.save(0, {"state": {"step": np.int32(0), "params": host, "ema_params": host}}, {"step": 0, "imported": True})
+        state = {"step": np.int32(0), "params": host, "ema_params": host}
+        ckpt.save(0, {"state": state}, {"step": 0, "imported": True})
         ckpt.wait()
     finally:
         ckpt.close()
@@ -90,6 +91,7 @@ def main(argv=None):
                 data_dir = os.path.join(os.path.dirname(arch_path), data_dir)
             data = _data_section(data_dir, model.token_len)
         else:
+            import jax
             import jax.numpy as jnp
 
             from trm_jax.models import config_from_torch_state_dict, from_torch_state_dict, make_model
@@ -99,8 +101,6 @@ def main(argv=None):
             cfg, seq_len = config_from_torch_state_dict(sd, num_latent_refinements=args.n,
                                                         num_refinement_blocks=args.T)
             model = make_model(cfg, seq_len=seq_len)
-            import jax
-
             params = jax.tree.map(jnp.asarray, from_torch_state_dict(sd))
             data = {"seq_len": seq_len}
         out = write_run_dir(args.out, model, params, data)

@@ -199,7 +199,8 @@ def _write_official_split(root, split, n, num_ids, seed):
     os.makedirs(d, exist_ok=True)
     inputs = rng.integers(1, VOCAB, (n, SEQ)).astype(np.uint8)
     meta = dict(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=VOCAB, seq_len=SEQ,
-                num_puzzle_identifiers=num_ids, total_groups=n, mean_puzzle_examples=1.0, total_puzzles=n, sets=["all"])
+                num_puzzle_identifiers=num_ids, total_groups=n, mean_puzzle_examples=1.0, total_puzzles=n,
+                sets=["all"])
     with open(os.path.join(d, "dataset.json"), "w") as f:
         json.dump(meta, f)
     arrays = dict(inputs=inputs, labels=inputs[:, ::-1].copy(),
@@ -222,8 +223,11 @@ def test_imported_official_run_evaluates_on_its_dataset(tmp_path):
     torch.save(ref.random_official_state_dict(dict(a, seq_len=SEQ), SEQ, VOCAB, IDS, seed=6), tmp_path / "step_2")
     (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": a, "data_paths": [str(data)]}))
     run = tmp_path / "run"
-    script = lambda name, *args: subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],  # noqa: E731
-                                                capture_output=True, text=True, cwd=ROOT)
+
+    def script(name, *args):
+        return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args], capture_output=True,
+                              text=True, cwd=ROOT)
+
     res = script("import_checkpoint.py", "--official", str(tmp_path / "step_2"), "--out", str(run))
     assert res.returncode == 0, res.stderr
     res = script("evaluate.py", "--run", str(run), "--halt-threshold", "2", "--batch-size", "4")
