@@ -206,7 +206,7 @@ def _sudoku_arrays(config, split: str, difficulty: float):
         p, s = sudoku.load_or_generate_sudoku(n, seed, float(difficulty), data.cache_dir, progress=n >= 5000)
         return p, s, sudoku.givens_difficulty((p > 0).sum(axis=1))
     path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
-    csv = _read_sudoku_csv_cached(os.path.abspath(path), os.path.getmtime(path))
+    csv = _read_csv_cached(sudoku.read_sudoku_csv, path)
     idx = _file_split_indices(config, len(csv.puzzles), split, has_eval_file=data.eval_path is not None)
     return csv.puzzles[idx], csv.solutions[idx], sudoku.rating_difficulty(csv.ratings[idx])
 
@@ -226,11 +226,16 @@ def _sudoku_dataset(config, split: str, tokenizer, seq_len: int, difficulty: flo
                                keep_texts=len(p) <= 100_000)
 
 
-@functools.lru_cache(maxsize=2)
-def _read_sudoku_csv_cached(path: str, mtime: float):
-    # Train and eval may both come from one (possibly multi-million-row) file: parse it once.
+def _read_csv_cached(reader: Callable, path: str):
+    """`reader(path)` parsed once per file version: train and eval may both come from one
+    (possibly multi-million-row) file, and curriculum stages rebuild their datasets."""
+    return _read_cached(reader, os.path.abspath(path), os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(reader: Callable, path: str, mtime: float):
     del mtime  # part of the cache key only: an edited file is read again
-    return sudoku.read_sudoku_csv(path)
+    return reader(path)
 
 
 # ----------------------------------------------------------------------------- maze datasets
@@ -267,15 +272,9 @@ def _maze_arrays(config, split: str):
         q, a, steps = maze.generated_maze_arrays_cached(n, data.maze_size, seed, data.maze_min_path_len)
         return q, a, maze.maze_difficulty(steps, data.maze_size)
     path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
-    csv = _read_maze_csv_cached(os.path.abspath(path), os.path.getmtime(path))
+    csv = _read_csv_cached(maze.read_maze_csv, path)
     idx = _file_split_indices(config, len(csv.questions), split, has_eval_file=data.eval_path is not None)
     return csv.questions[idx], csv.answers[idx], maze.maze_difficulty(csv.ratings[idx], csv.size)
-
-
-@functools.lru_cache(maxsize=2)
-def _read_maze_csv_cached(path: str, mtime: float):
-    del mtime  # part of the cache key only: an edited file is read again
-    return maze.read_maze_csv(path)
 
 
 def _maze_dataset(config, split: str, seq_len: int) -> ArrayDataset:
