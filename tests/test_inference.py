@@ -136,3 +136,29 @@ def test_infer_and_evaluate_cli(run, tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["num_samples"] == 40 and f"exact {res['exact_accuracy']:.4f}" in out.stdout
+
+
+def test_read_only_checkpointer_reads_weights_and_changes_nothing(run, tmp_path):
+    """`Checkpointer(read_only=True).restore_weights`, the read path of `load`: the same weights as
+    `load`, only the asked-for tree, and the directory untouched (a leftover temporary directory of
+    a killed save stays; `save` is refused)."""
+    import shutil
+
+    from trm_jax.training import Checkpointer
+
+    ckpt_dir = tmp_path / "checkpoints"
+    shutil.copytree(os.path.join(run[0], "checkpoints"), ckpt_dir)
+    (ckpt_dir / "7.orbax-checkpoint-tmp-123").mkdir()  # as a run killed during an async save leaves it
+    before = sorted(os.listdir(ckpt_dir))
+    p = load(run[0], use_ema=False)
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), p.params)
+    with Checkpointer(ckpt_dir, read_only=True) as ckpt:
+        assert ckpt.candidate_steps() == sorted(ckpt.all_steps(), reverse=True) and ckpt.candidate_steps(3) == [3]
+        step, weights = ckpt.restore_weights(shapes, which="params")
+        assert step == p.step and all(isinstance(x, np.ndarray) for x in jax.tree.leaves(weights))
+        jax.tree.map(np.testing.assert_array_equal, weights, jax.device_get(p.params))
+        with pytest.raises(TRMError, match="which="):
+            ckpt.restore_weights(shapes, which="opt_state")
+        with pytest.raises(TRMError, match="read-only"):
+            ckpt.save(99, {"x": np.zeros(1)}, {})
+    assert sorted(os.listdir(ckpt_dir)) == before
