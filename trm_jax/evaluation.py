@@ -27,6 +27,11 @@ def dataset_for(p: TRMParams, path: Optional[str] = None):
         return eval_set
     if not os.path.isfile(path):
         raise TRMError(f"evaluation data not found: {path}")
+    if cfg.data.task == "maze":
+        from trm_jax.data.maze import read_maze_csv
+        from trm_jax.data.datasets import make_maze_dataset
+        mazes = read_maze_csv(path)
+        return make_maze_dataset(mazes.questions, mazes.answers, p.seq_len, size=mazes.size)
     if cfg.data.task == "sudoku":
         csv = data.read_sudoku_csv(path)
         from trm_jax.data.sudoku import rating_difficulty
