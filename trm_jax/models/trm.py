@@ -445,6 +445,12 @@ class Prediction(_PredictionFields):
         return self.recursion_depth
 
 
+# a pytree of all three arrays (jax.device_get, jax.tree.map keep halt_prob), registered ahead of
+# JAX's namedtuple handling, which would see only the two tuple fields
+jax.tree_util.register_pytree_node(Prediction, lambda p: ((p.tokens, p.recursion_depth, p.halt_prob), None),
+                                   lambda _, children: Prediction(*children))
+
+
 def predict(model: TinyRecursiveModel, params, tokens, *, puzzle_ids=None, halt_threshold=None,
             max_recursion_depth=None, compact: bool = True) -> Prediction:
     """Recursive inference with per-sample halting.

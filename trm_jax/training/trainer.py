@@ -28,7 +28,7 @@ from trm_jax.models.trm import TRAINED_PARAMS, TinyRecursiveModel, init_params, 
 from trm_jax.training import distributed as dist
 from trm_jax.training.checkpoint import Checkpointer
 from trm_jax.training.curriculum import CurriculumScheduler, ResolvedStage, embed_params, shapes_equal
-from trm_jax.training.metrics import TRMTrainingLogger, summarize
+from trm_jax.training.metrics import TRMTrainingLogger, summarize, to_jsonable
 from trm_jax.training.monitor import ResourceMonitor
 from trm_jax.training.run_logging import STEPS_LOGGER, RunLog
 from trm_jax.training.state import TrainState, create_train_state, inference_params, make_optimizer, split_table
@@ -424,7 +424,7 @@ class Trainer:
         tree = dict(state=dataclasses.asdict(host), carry=carry, key=self.base_key)
         meta = dict(format=CHECKPOINT_FORMAT, step=step, stage=self.stage.spec.index,
                     stage_start=self.stage.spec.start, total_steps=self.scheduler.total_steps,
-                    iterator=_jsonify(self.stage.iterator.state_dict()), epoch=self._epoch(step),
+                    iterator=to_jsonable(self.stage.iterator.state_dict()), epoch=self._epoch(step),
                     global_devices=self.n_global, processes=self.pcount, seed=self.config.seed)
         return self.checkpointer.save(step, tree, meta)
 
@@ -674,16 +674,3 @@ def _progress_bar(total: int, initial: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, mininterval=1.0)
-
-
-def _jsonify(obj):
-    """Iterator state -> JSON-safe (NumPy scalars/arrays to Python)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonify(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonify(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
