@@ -235,3 +235,20 @@ def test_imported_official_run_evaluates_on_its_dataset(tmp_path):
     results = json.loads((run / "eval_results.json").read_text())
     assert 0.0 <= results["exact_accuracy"] <= 1.0 and results["num_samples"] == 6
     assert results["recursion_depth"] == 4.0  # threshold > 1: every sample runs halt_max_steps (official eval)
+
+
+def test_import_script_torch_checkpoint(tmp_path):
+    trm_pt = pytest.importorskip("tiny_recursive_model")
+    import trm_jax
+    from trm_jax.models import from_torch_state_dict
+
+    torch.manual_seed(1)
+    pt = trm_pt.TinyRecursiveModel(dim=16, num_tokens=VOCAB, network=trm_pt.MLPMixer1D(dim=16, depth=1, seq_len=SEQ))
+    torch.save(pt.state_dict(), tmp_path / "trm.pt")
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "import_checkpoint.py"), "--torch",
+                          str(tmp_path / "trm.pt"), "--n", "2", "--T", "3", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    loaded = trm_jax.load(tmp_path / "run")
+    assert loaded.seq_len == SEQ and loaded.config.model.num_latent_refinements == 2
+    jax.tree.map(np.testing.assert_array_equal, loaded.params, from_torch_state_dict(pt.state_dict()))
