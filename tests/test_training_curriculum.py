@@ -81,7 +81,7 @@ def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
     before = dist.unreplicate(trainer._state)
     trainer._transition(trainer.scheduler.stages[1])
     after = dist.unreplicate(trainer._state)
-    assert int(after.step) == 3 and trainer.stage.model.config.dim == 24 and trainer.stage.spec.seq_len == 12
+    assert int(after.step) == 3 and trainer.stage.model.dim == 24 and trainer.stage.spec.seq_len == 12
     tm0 = before.params["network"]["block0_token_mixing"]["in_kernel"]
     tm1 = after.params["network"]["block0_token_mixing"]["in_kernel"]
     assert tm0.shape == (8, 64) and tm1.shape == (12, 96)

@@ -19,27 +19,34 @@ class RunLog:
         handler = logging.FileHandler(os.path.join(run_dir, name))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         pkg, steps = logging.getLogger("trm_jax"), logging.getLogger(STEPS_LOGGER)
-        self._saved = (pkg.level, pkg.propagate, steps.propagate)
-        forward = _ForwardToRoot(pkg.getEffectiveLevel())
-        pkg.setLevel(min(pkg.getEffectiveLevel(), logging.INFO))
-        pkg.propagate = False
+        if not _open_logs:  # the first open run log rewires the loggers; the last to close restores them
+            _saved[:] = [pkg.level, pkg.propagate, steps.propagate, _ForwardToRoot(pkg.getEffectiveLevel())]
+            pkg.setLevel(min(pkg.getEffectiveLevel(), logging.INFO))
+            pkg.propagate = False
+            pkg.addHandler(_saved[3])
+            steps.propagate = not progress_bar
         pkg.addHandler(handler)
-        pkg.addHandler(forward)
-        steps.propagate = not progress_bar
         if progress_bar:
             steps.addHandler(handler)
         self._handler = handler
-        self._attached = [(pkg, handler), (pkg, forward), (steps, handler)]
+        _open_logs.append(self)
 
     def close(self) -> None:
-        if not self._attached:
+        if self not in _open_logs:
             return
-        for lg, h in self._attached:
-            lg.removeHandler(h)
-        self._handler.close()
-        self._attached = []
+        _open_logs.remove(self)
         pkg, steps = logging.getLogger("trm_jax"), logging.getLogger(STEPS_LOGGER)
-        pkg.level, pkg.propagate, steps.propagate = self._saved
+        pkg.removeHandler(self._handler)
+        steps.removeHandler(self._handler)
+        self._handler.close()
+        if not _open_logs:
+            pkg.level, pkg.propagate, steps.propagate, forward = _saved
+            pkg.removeHandler(forward)
+
+
+# Trainers that were never trained or closed may overlap: the console forwarding is installed once.
+_open_logs: list[RunLog] = []
+_saved: list = []
 
 
 class _ForwardToRoot(logging.Handler):
