@@ -228,3 +228,22 @@ def test_no_module_cycle_inside_training():
              and t.startswith("trm_jax.training.")}
     assert ("trm_jax.training.factory", "trm_jax.training.trainer") in edges
     assert ("trm_jax.training.trainer", "trm_jax.training.factory") not in edges
+
+
+def test_run_with_a_puzzle_table_loads_ema_weights_with_the_live_table(tmp_path):
+    import trm_jax
+
+    model = official()
+    x, y = copy_task(32)
+    ids = np.arange(32, dtype=np.int32) % 10
+    run = tmp_path / "run"
+    result = Trainer(model, dict(inputs=x, labels=y, puzzle_ids=ids), steps=3, batch_size=8, run_dir=str(run),
+                     warmup_steps=0, ema_decay=0.9, puzzle_emb_lr=0.1)()
+    ema, raw = trm_jax.load(run), trm_jax.load(run, use_ema=False)
+    table = np.asarray(raw.params[PUZZLE_EMB])
+    assert np.any(table)  # trained rows moved from the zero init
+    np.testing.assert_array_equal(ema.params[PUZZLE_EMB], table)  # no EMA copy of the table: the live one
+    np.testing.assert_array_equal(ema.params["lm_head"]["kernel"], result.params["lm_head"]["kernel"])
+    assert not np.array_equal(ema.params["lm_head"]["kernel"], raw.params["lm_head"]["kernel"])
+    got = trm_jax.predict(ema.model, ema.params, jnp.asarray(x[:4]), puzzle_ids=jnp.asarray(ids[:4]))
+    assert got.tokens.shape == (4, L)

@@ -235,6 +235,11 @@ def test_imported_official_run_evaluates_on_its_dataset(tmp_path):
     results = json.loads((run / "eval_results.json").read_text())
     assert 0.0 <= results["exact_accuracy"] <= 1.0 and results["num_samples"] == 6
     assert results["recursion_depth"] == 4.0  # threshold > 1: every sample runs halt_max_steps (official eval)
+    res = script("evaluate.py", "--run", str(run), "--batch-size", "4")  # both: halting, then all steps
+    assert res.returncode == 0 and "all 4 steps (official evaluation)" in res.stdout, res.stderr
+    both = json.loads((run / "eval_results.json").read_text())
+    assert both["all_steps"]["recursion_depth"] == 4.0 and both["recursion_depth"] <= 4.0
+    assert both["all_steps"]["exact_accuracy"] == results["exact_accuracy"]
 
 
 def test_import_script_torch_checkpoint(tmp_path):

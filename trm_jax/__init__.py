@@ -15,6 +15,7 @@ from trm_jax.models import (
     TransformerNetwork,
     compute_loss,
     config_from_torch_state_dict,
+    from_official_checkpoint,
     from_torch_state_dict,
     init_params,
     initial_carry,
@@ -47,7 +48,7 @@ def __getattr__(name):
 
 
 __all__ = sorted([
-    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams", "TinyRecursiveModel",
-    "TransformerNetwork", "compute_loss", "config_from_torch_state_dict", "from_torch_state_dict", "infer",
-    "init_params", "initial_carry", "load", "load_config", "make_model", "predict", "supervision_step", *_LAZY,
+    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams",
+    "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
+    "from_official_checkpoint", "from_torch_state_dict", "infer", "init_params", "initial_carry", "load", "load_config", "make_model", "predict", "supervision_step", *_LAZY,
 ])

@@ -24,6 +24,7 @@ Layout of the saved `state` item (written by the trainer): {"state": TrainState 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import zlib
@@ -34,6 +35,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from trm_jax.errors import TRMError
+from trm_jax.models import PUZZLE_EMB
+from trm_jax.training.state import split_table
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +266,12 @@ class Checkpointer:
             raise TRMError(f"restore_weights(which={which!r}): use one of {sorted(WEIGHT_FIELDS)}")
         field = WEIGHT_FIELDS[which]
         steps = self.candidate_steps(step)
-        tree = {"state": {field: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)}}
+        zeros = functools.partial(jax.tree.map, lambda s: np.zeros(s.shape, s.dtype))
+        # the puzzle-embedding table has no EMA copy: the EMA weights go with the live table
+        dense, table = split_table(target) if which == "ema" else (target, None)
+        tree = {"state": {field: zeros(dense)}}
+        if table is not None:
+            tree["state"]["params"] = {PUZZLE_EMB: zeros(table)}
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
 
         def read(s):
@@ -271,7 +279,8 @@ class Checkpointer:
             with _quiet("asyncio"):
                 restored = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
                     item=tree, restore_args=restore_args, partial_restore=True)))["state"]
-            return self._verified(restored, meta)["state"][field]
+            state = self._verified(restored, meta)["state"]
+            return state[field] if table is None else {**state[field], PUZZLE_EMB: state["params"][PUZZLE_EMB]}
 
         found, weights, failures = self._newest_readable(steps, read)
         if found is None:
