@@ -62,7 +62,7 @@ def _evaluate_arc(params, args):
     """Voting evaluation over the augmented test inputs of the run's own ARC build (its puzzle
     identifiers are the rows of the trained table), pass@K table and optional Kaggle submission."""
     from trm_jax.arc_evaluation import evaluate_arc_build, model_predict_fn, write_submission
-    from trm_jax.data.arc import build_arc
+    from trm_jax.data.arc import build_arc_for
     from trm_jax.data.arc.build import parse_source
 
     data = params.config.data
@@ -72,8 +72,7 @@ def _evaluate_arc(params, args):
             raise TRMError(f"--data {args.data}: this run was trained transductively on {data.arc_source}:evaluation "
                            "(its puzzle embeddings are those tasks' augmentations); evaluate that set, or train a "
                            "run on the other one")
-    build = build_arc(data.arc_source, data.arc_num_aug, params.config.seed, data.arc_extra_train_sources,
-                      "evaluation", data.arc_max_tasks, data.arc_allow_eval_leak, data.cache_dir)
+    build = build_arc_for(params.config)
     threshold = 2.0 if args.halt_threshold is None else args.halt_threshold
     result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, args.max_recursion_depth),
                                 build, pass_ks=data.arc_pass_ks, batch_size=args.batch_size)

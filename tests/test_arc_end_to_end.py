@@ -42,3 +42,18 @@ def test_arc_config_trains_evaluates_and_writes_a_submission(tmp_path):
     scores = score_arc_submission(submission, tasks)
     written = json.loads((run / "eval_results.json").read_text())
     assert scores["pass@2"] == pytest.approx(written["pass@2"])
+
+    # trm_jax.infer on the run: a task (dict or JSON text) -> the same two attempts per test input as the
+    # submission (same voting over the task's trained augmentations, every supervision step)
+    import trm_jax
+
+    p = trm_jax.load(run)
+    task_id, task = next(iter(tasks.items()))
+    asked = {"train": task["train"], "test": [{"input": t["input"]} for t in task["test"]]}  # outputs unknown
+    assert trm_jax.infer(p, asked) == submission[task_id]
+    assert trm_jax.infer(p, [json.dumps(asked)]) == [submission[task_id]]
+    unseen = {"train": [{"input": [[1, 2]], "output": [[2, 1]]}], "test": [{"input": [[3, 4]]}, {"input": [[5]]}]}
+    attempts = trm_jax.infer(p, unseen)  # not trained on: blank identifier, with a warning
+    assert len(attempts) == 2 and all(set(a) == {"attempt_1", "attempt_2"} for a in attempts)
+    with pytest.raises(trm_jax.TRMError, match="test example 0"):
+        trm_jax.infer(p, {"train": task["train"], "test": [{"input": [[1, 12]]}]})

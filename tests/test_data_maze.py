@@ -185,6 +185,19 @@ def test_maze_hard_config_trains_shrunk_through_the_script(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "training done: step 2" in out.stdout + out.stderr and "held-out exact accuracy" in out.stdout + out.stderr
 
+    # infer takes the question text and returns the grid with the path marked, as predict's tokens decode
+    import trm_jax
+    from trm_jax.data.maze import maze_texts
+    from trm_jax.evaluation import dataset_for
+
+    p = trm_jax.load(tmp_path / "run")
+    ds = dataset_for(p)
+    questions = maze_texts(ds.inputs[:3, :100])
+    want = maze_texts(np.asarray(trm_jax.predict(p.model, p.params, ds.inputs[:3]).tokens)[:, :100])
+    assert trm_jax.infer(p, questions) == want and trm_jax.infer(p, questions[0]) == want[0]
+    with pytest.raises(TRMError, match="not in the maze charset"):
+        trm_jax.infer(p, questions[0].replace("#", "x"))
+
 
 def test_official_recipe_configs_load_with_their_numbers():
     import os

@@ -231,3 +231,86 @@ def model_predict_fn(model, params, halt_threshold: float = 2.0, max_recursion_d
         return np.asarray(pred.tokens), np.asarray(pred.halt_prob)
 
     return predict_fn
+
+
+def _read_task(task) -> dict:
+    """A task given as a dict, a JSON string or the path of a task JSON file, validated."""
+    from trm_jax.data.arc import validate_task
+
+    origin = "task"
+    if isinstance(task, (str, os.PathLike)):
+        text = os.fspath(task)
+        if not text.lstrip().startswith("{"):
+            if not os.path.isfile(text):
+                raise TRMError(f"ARC infer: {text!r} is neither task JSON nor an existing task file")
+            origin = text
+            with open(text) as f:
+                text = f.read()
+        try:
+            task = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TRMError(f"ARC infer: {origin} is not valid JSON ({e})") from None
+    return validate_task("task", task, origin)
+
+
+def _demo_key(task: dict) -> str:
+    return json.dumps([[ex["input"], ex["output"]] for ex in task["train"]])
+
+
+def _task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
+    """(task id, its puzzle identifiers) of the build's task with the same demonstration pairs."""
+    from trm_jax.data.arc import load_tasks
+
+    key = _demo_key(task)
+    task_id = next((tid for tid, t in build.eval_tasks.items() if _demo_key(t) == key), None)
+    if task_id is None:
+        for source, split in build.manifest["settings"]["train_sources"]:
+            # a training task's identifiers cover its demonstrations (its test pairs are training data too)
+            task_id = next((tid for tid, t in load_tasks(source, split).items() if _demo_key(t) == key), None)
+            if task_id is not None:
+                break
+    if task_id is None:
+        return None, []
+    return task_id, [i for i, name in enumerate(build.identifiers) if parse_puzzle_identifier(name)[0] == task_id]
+
+
+def infer_arc_task(model, params, build, task, *, halt_threshold: float = 2.0,
+                   max_recursion_depth: Optional[int] = None, batch_size: int = 64,
+                   attempts: int = ARC_SUBMISSION_ATTEMPTS) -> list[dict]:
+    """`[{"attempt_1": grid, "attempt_2": grid}, ...]`, one entry per test input of `task` (a dict, JSON
+    text or a task file), as in the Kaggle submission.
+
+    The task is found in `build` (the run's training data) by its demonstration pairs; every augmentation
+    of it the run trained an identifier for predicts each test input, and the answers vote as in
+    `evaluate_arc`. A task the run never saw has no trained puzzle embedding: it is predicted with the
+    blank identifier under the 8 dihedral transforms, with a warning (TRM is transductive).
+    """
+    import logging
+
+    from trm_jax.data.arc import Augmentation, encode_grids, puzzle_identifier_name
+
+    task = _read_task(task)
+    task_id, ids = _task_identifiers(build, task)
+    if task_id is None:
+        logging.getLogger(__name__).warning(
+            "ARC infer: this task is not in the run's training data, so it has no trained puzzle embedding; "
+            "predicting with the blank identifier (expect poor answers; train on the task transductively)")
+        task_id = "task"
+        identifiers = ["<blank>"] + [puzzle_identifier_name(task_id, Augmentation(t, tuple(range(10))))
+                                     for t in range(8)]
+        ids = list(range(1, 9))
+        blank = model_predict_fn(model, params, halt_threshold, max_recursion_depth)
+        predict_fn = lambda x, p: blank(x, np.zeros_like(p))  # noqa: E731
+    else:
+        identifiers = build.identifiers
+        predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth)
+    rows, pids = [], []
+    for ex in task["test"]:
+        grid = np.asarray(ex["input"], np.uint8)
+        for i in ids:
+            rows.append(encode_grids(parse_puzzle_identifier(identifiers[i])[1].apply(grid)[None])[0])
+            pids.append(i)
+    batch_size = min(batch_size, 1 << (len(rows) - 1).bit_length())  # a small task is not padded to a big batch
+    result = evaluate_arc(predict_fn, np.stack(rows), np.asarray(pids, np.int32), identifiers, {task_id: task},
+                          pass_ks=(), batch_size=batch_size, attempts=attempts)
+    return result.submission[task_id]

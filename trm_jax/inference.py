@@ -176,6 +176,14 @@ def _encode(p: TRMParams, texts: Sequence[str]) -> tuple[np.ndarray, list]:
     contexts: list = [[] for _ in texts]
     if data.task == "sudoku":
         return np.stack([encode_sudoku_string(t, p.tokenizer, p.seq_len) for t in texts]), contexts
+    if data.task == "maze":
+        from trm_jax.data.maze import maze_ids
+        cells = maze_ids(texts, where="maze text")
+        if cells.shape[1] > p.seq_len:
+            raise TRMError(f"a maze of {cells.shape[1]} cells does not fit this run's seq_len {p.seq_len}")
+        ids = np.zeros((len(texts), p.seq_len), np.int32)  # pad 0, as the maze dataset pads
+        ids[:, :cells.shape[1]] = cells
+        return ids, contexts
     samples = [{"query": t} for t in texts]
     if p.retriever is not None:
         contexts = p.retriever.retrieve_many(list(texts), p.config.rag.top_k)
@@ -201,12 +209,18 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
 
     With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, contexts
     (retrieved (text, score) pairs when RAG is on). Sudoku runs take an 81-character grid ('.' or '0'
-    for blanks) and return the solved grid as 81 digits.
+    for blanks) and return the solved grid as 81 digits; maze runs take the question grid (row-major
+    `# SG` characters) and return it with the path marked `o`. ARC runs take a task (a dict, its JSON
+    text or a task file; or a list of them) and return two attempts per test input,
+    `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
+    default every supervision step runs, as the official evaluation).
     """
     from trm_jax.data.text import decode_prediction
     from trm_jax.models import predict
 
     p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
+    if p.config.data.task == "arc":
+        return _infer_arc(p, text, halt_threshold, max_recursion_depth)
     single = isinstance(text, str)
     texts = [text] if single else list(text)
     for i, t in enumerate(texts):
@@ -229,7 +243,7 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
         # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
         tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
         for i in range(len(chunk)):
-            answer = _decode(p, tokens[i], decode_prediction)
+            answer = _decode(p, tokens[i], decode_prediction, len(chunk[i]))
             if return_details:
                 results.append(dict(answer=answer, recursion_depth=int(depths[i]),
                                     halt_prob=float(halt_probs[i]), contexts=contexts[i]))
@@ -238,7 +252,22 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
     return results[0] if single else results
 
 
-def _decode(p: TRMParams, ids, decode_prediction) -> str:
+def _infer_arc(p: TRMParams, tasks, halt_threshold, max_recursion_depth):
+    from trm_jax.arc_evaluation import infer_arc_task
+    from trm_jax.data.arc import build_arc_for
+
+    single = not isinstance(tasks, (list, tuple))
+    build = build_arc_for(p.config)
+    threshold = 2.0 if halt_threshold is None else halt_threshold
+    out = [infer_arc_task(p.model, p.params, build, t, halt_threshold=threshold,
+                          max_recursion_depth=max_recursion_depth) for t in ([tasks] if single else tasks)]
+    return out[0] if single else out
+
+
+def _decode(p: TRMParams, ids, decode_prediction, text_len: int) -> str:
     if p.config.data.task == "sudoku":
         return p.tokenizer.decode(ids[:81]).replace(".", "0")
+    if p.config.data.task == "maze":
+        from trm_jax.data.maze import maze_texts
+        return maze_texts(np.asarray(ids)[None, :text_len])[0]  # the question's cells, path marked
     return decode_prediction(p.tokenizer, ids)

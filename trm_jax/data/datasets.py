@@ -374,9 +374,8 @@ def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficul
         "puzzle_dataset": lambda split: make_puzzle_dataset(data.dataset_dir, split, seq_len),
     }
     if data.task == "arc":
-        from trm_jax.data.arc import build_arc_datasets
-        return build_arc_datasets(data.arc_source, data.arc_num_aug, config.seed, data.arc_extra_train_sources,
-                                  "evaluation", data.arc_max_tasks, data.arc_allow_eval_leak, data.cache_dir)
+        from trm_jax.data.arc import arc_datasets, build_arc_for
+        return arc_datasets(build_arc_for(config))
     if data.task in grid_tasks:
         if samples_transform is not None:
             logger.warning("samples_transform (e.g. RAG) is ignored for the %s task: its input is the grid", data.task)

@@ -296,20 +296,31 @@ def arc_labels(tokens: np.ndarray) -> np.ndarray:
     return np.where(tokens == 0, IGNORE_LABEL, tokens).astype(np.int32)
 
 
-def build_arc_datasets(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, seed: int = 0,
-                       extra_train_sources: Sequence[str] = (), eval_split: str = "evaluation",
-                       max_tasks: Optional[int] = None, allow_eval_leak: bool = False,
-                       cache_dir: Optional[str] = None, progress: bool = True):
-    """(train ArrayDataset, eval ArrayDataset) of `build_arc(...)`: uint8 memory maps (read rows with
-    `ArrayDataset.rows`, which masks pad labels), puzzle_ids int32; see build_arc."""
+def build_arc_for(config) -> ArcBuild:
+    """The (cached) build a run's config describes: the one training, evaluate.py and infer use."""
+    d = config.data
+    return build_arc(d.arc_source, d.arc_num_aug, config.seed, d.arc_extra_train_sources, "evaluation",
+                     d.arc_max_tasks, d.arc_allow_eval_leak, d.cache_dir)
+
+
+def arc_datasets(build: ArcBuild):
+    """(train ArrayDataset, eval ArrayDataset) of a build: uint8 memory maps (read rows with
+    `ArrayDataset.rows`, which masks pad labels), puzzle_ids int32."""
     from trm_jax.data.datasets import ArrayDataset
-    b = build_arc(source, num_aug, seed, extra_train_sources, eval_split, max_tasks, allow_eval_leak,
-                  cache_dir, progress)
 
     def dataset(inputs, labels, pids):
         # memory maps stay mapped; stored label 0 (pad) is masked (official ignore_label_id 0)
         return ArrayDataset(inputs=inputs, labels=labels, difficulty=np.zeros(len(inputs), np.float32),
                             puzzle_ids=pids, ignore_label_id=0)
 
-    return (dataset(b.train_inputs, b.train_labels, b.train_puzzle_ids),
-            dataset(b.eval_inputs, b.eval_labels, b.eval_puzzle_ids))
+    return (dataset(build.train_inputs, build.train_labels, build.train_puzzle_ids),
+            dataset(build.eval_inputs, build.eval_labels, build.eval_puzzle_ids))
+
+
+def build_arc_datasets(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, seed: int = 0,
+                       extra_train_sources: Sequence[str] = (), eval_split: str = "evaluation",
+                       max_tasks: Optional[int] = None, allow_eval_leak: bool = False,
+                       cache_dir: Optional[str] = None, progress: bool = True):
+    """`arc_datasets(build_arc(...))`; see build_arc."""
+    return arc_datasets(build_arc(source, num_aug, seed, extra_train_sources, eval_split, max_tasks, allow_eval_leak,
+                                  cache_dir, progress))
