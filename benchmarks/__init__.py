@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py model [--quick | --suite]   # train step, predict, compile, memory vs PyTorch
     python scripts/benchmark.py rag                        # vector-store search vs faiss
+    python scripts/benchmark.py time-to-accuracy [--quick] # held-out Sudoku accuracy vs training time, both Trainers
     python -m benchmarks.puzzle_embedding                   # train step with a large puzzle-embedding table
 
 Modules, one job each:
@@ -13,4 +14,5 @@ Modules, one job each:
     workers          worker processes (one per framework) and the driver side that talks to them
     model            the `model` subcommand: arguments, runs, report
     rag              the `rag` subcommand
+    time_to_accuracy the `time-to-accuracy` subcommand: both packages' Trainers on the same Sudoku data
 """

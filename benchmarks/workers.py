@@ -171,7 +171,14 @@ def worker_torch_memory(spec: dict) -> dict:
     return {"peak_mb": _step_peak_mb(run)}
 
 
-WORKERS = {"serve": worker_serve, "compile": worker_compile, "torch_memory": worker_torch_memory}
+def worker_time_to_accuracy(spec: dict) -> dict:
+    from benchmarks.time_to_accuracy import train_worker
+
+    return train_worker(spec)
+
+
+WORKERS = {"serve": worker_serve, "compile": worker_compile, "torch_memory": worker_torch_memory,
+           "time_to_accuracy": worker_time_to_accuracy}
 
 
 def _worker_main(argv) -> int:

@@ -3,6 +3,7 @@
 
     python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
     python scripts/benchmark.py model [--quick | --suite] [--network transformer] [--parts train,predict]
+    python scripts/benchmark.py time-to-accuracy [--quick] [--budget-s 300 --eval-every-s 30 --givens 40]
 
 Each subcommand lives in its own module of benchmarks/ and registers here with
 `add_<name>_arguments(parser)` and a `bench_<name>(args)` entry point, so
@@ -38,14 +39,27 @@ def _register_model(sub) -> None:
     p.set_defaults(func=bench_model)
 
 
-REGISTRARS = [_register_rag, _register_model]
+def _register_time_to_accuracy(sub) -> None:
+    from benchmarks.time_to_accuracy import add_time_to_accuracy_arguments, bench_time_to_accuracy
+
+    p = sub.add_parser("time-to-accuracy", help="held-out Sudoku accuracy vs training time, trm_jax Trainer vs "
+                                                "tiny-recursive-model Trainer (PyTorch)",
+                       description="Trains the same model on the same Sudoku data with trm_jax's Trainer and with "
+                                   "the PyPI tiny-recursive-model's Trainer, each for the same training-time budget "
+                                   "(evaluations outside the clock), and prints both held-out curves and the time "
+                                   "ratio to reach PyTorch's final accuracy.")
+    add_time_to_accuracy_arguments(p)
+    p.set_defaults(func=bench_time_to_accuracy)
+
+
+REGISTRARS = [_register_rag, _register_model, _register_time_to_accuracy]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(
-        r.__name__.removeprefix("_register_") for r in REGISTRARS) + "}")
+        r.__name__.removeprefix("_register_").replace("_", "-") for r in REGISTRARS) + "}")
     for register in REGISTRARS:
         register(sub)
     args = parser.parse_args(argv)

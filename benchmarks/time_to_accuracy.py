@@ -1,0 +1,387 @@
+"""Time to accuracy: trm_jax's `Trainer` against the PyPI `tiny-recursive-model`'s own `Trainer`
+(PyTorch), same architecture, same data, same hyperparameters, each for the same training-time budget.
+
+    python scripts/benchmark.py time-to-accuracy                 # 300 s of training per framework
+    python scripts/benchmark.py time-to-accuracy --quick         # tiny, about 20 s in all
+
+Task: generated Sudoku puzzles with `--givens` givens (unique solution), one training and one
+held-out set, the same arrays for both frameworks. Model: `TinyRecursiveModel` with an `MLPMixer1D`
+network (dim, depth, n latent refinements, T cycles) in each package.
+
+What each side runs:
+- trm_jax: `trm_jax.Trainer(model, (inputs, labels), eval_dataset=...)`: deep supervision over a
+  fixed batch of slots (halted slots are refilled), AdamW, EMA of the weights; `Trainer.evaluate`
+  (EMA weights, the model's predict) for the held-out points.
+- PyTorch: `tiny_recursive_model.Trainer(model, dataset, ...)()`: each batch runs up to
+  `max_recurrent_steps` supervision steps, halted samples leave the batch; AdamW whose learning rate
+  the trainer divides by `batch_size * max_recurrent_steps` (so it is given `lr * batch * depth`),
+  linear warmup, `ema_pytorch.EMA`; the held-out points predict with the EMA model.
+Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
+warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
+sigmoid >= `--halt-threshold` or `--max-depth` supervision steps in training and in evaluation.
+Not equal, by each package's design: the batch schedule (above); the EMA (trm_jax: every step from
+the initial weights; ema_pytorch: copies for 100 steps, then every 10 steps with a decay ramping up
+to `--ema-decay`, and every 10,000 steps into the model; `--ema-decay 0` is no EMA in both); weight
+decay (trm_jax: matrices and embeddings; PyTorch AdamW: every parameter); the initial weights
+(each package's own initialisers and RNG); the loss is the batch mean (trm_jax) or sum (PyTorch),
+which AdamW's update ignores but for its epsilon.
+
+Timing: the clock runs from building the model and trainer (trm_jax's compilation counts) to the
+budget, and stops for every held-out evaluation (every `--eval-every-s` seconds of training time):
+trm_jax evaluates from `Trainer.evaluate`, which its loop calls every step (`eval_every=1`; a call
+that is not due returns at once), PyTorch from the dataset's batch fetch, i.e. between batches.
+JAX dispatches asynchronously, so the step in flight when trm_jax's clock stops finishes inside the
+pause: at most one step per held-out point is left out of trm_jax's time.
+Data generation is outside the clock. Each framework trains in its own worker process on the same
+`--threads` CPUs (PyTorch: `torch.set_num_threads`), one after the other. Run it on an otherwise
+idle machine: PyTorch's OpenMP threads slow down many times over when other processes compete for
+the CPUs (XLA's much less), so the load average before each run and each run's CPU seconds per
+training second are printed.
+
+Printed: both curves (training seconds, optimizer steps, exact accuracy = whole puzzle right, token
+accuracy, mean recursion depth) and, for exact and token accuracy, the training time each framework
+needed to reach the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5).
+The times are those of the first held-out point at or above the target, so their resolution is
+`--eval-every-s`. No assertion on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from benchmarks.workers import run_worker
+
+NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
+SEQ_LEN = 81
+
+
+@dataclasses.dataclass(frozen=True)
+class TTAConfig:
+    """Architecture, data, hyperparameters and budget shared by both frameworks."""
+
+    dim: int = 64
+    depth: int = 2
+    n: int = 2  # latent refinements per cycle
+    T: int = 2  # cycles per supervision step
+    max_depth: int = 12  # supervision steps at most (PyPI Trainer's max_recurrent_steps default)
+    halt_threshold: float = 0.5
+    batch_size: int = 64
+    lr: float = 1e-3  # the learning rate AdamW applies per step, after warmup
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    ema_decay: float = 0.999
+    givens: int = 40
+    num_train: int = 4096
+    num_eval: int = 512
+    eval_batch_size: int = 256
+    budget_s: float = 300.0  # training time per framework, evaluation pauses left out
+    eval_every_s: float = 30.0
+    threads: int = 2
+    seed: int = 0
+
+    def label(self) -> str:
+        return (f"mixer dim={self.dim} depth={self.depth} n={self.n} T={self.T} max_depth={self.max_depth} "
+                f"batch={self.batch_size} lr={self.lr:g} wd={self.weight_decay:g} warmup={self.warmup_steps} "
+                f"ema={self.ema_decay:g}; Sudoku {self.givens} givens, {self.num_train} train / "
+                f"{self.num_eval} held-out; {self.budget_s:g} s per framework, eval every {self.eval_every_s:g} s, "
+                f"{self.threads} threads")
+
+
+QUICK = TTAConfig(dim=32, depth=1, n=1, T=2, max_depth=4, batch_size=16, warmup_steps=10, num_train=256,
+                  num_eval=64, eval_batch_size=64, budget_s=3.0, eval_every_s=1.0)
+
+
+def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
+    d = TTAConfig()
+    p.add_argument("--budget-s", type=float, default=d.budget_s,
+                   help=f"training seconds per framework, evaluations left out (default {d.budget_s:g})")
+    p.add_argument("--eval-every-s", type=float, default=d.eval_every_s,
+                   help=f"training seconds between held-out evaluations (default {d.eval_every_s:g})")
+    p.add_argument("--dim", type=int, default=d.dim)
+    p.add_argument("--depth", type=int, default=d.depth, help="mixer layers")
+    p.add_argument("--n", type=int, default=d.n, help="latent refinements per cycle")
+    p.add_argument("--T", type=int, default=d.T, help="cycles per supervision step")
+    p.add_argument("--max-depth", type=int, default=d.max_depth,
+                   help="supervision steps at most, training and evaluation (default %(default)s)")
+    p.add_argument("--halt-threshold", type=float, default=d.halt_threshold)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate per step after warmup")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of both trainers (0: no EMA)")
+    p.add_argument("--givens", type=int, default=d.givens,
+                   help="givens per puzzle, 17-80; above 50 more solution cells are revealed (default %(default)s)")
+    p.add_argument("--num-train", type=int, default=d.num_train)
+    p.add_argument("--num-eval", type=int, default=d.num_eval)
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads for both frameworks")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--quick", action="store_true", help=f"tiny configuration ({QUICK.label()})")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per worker process (default: 3 x budget + 600)")
+
+
+def _config_from_args(args) -> TTAConfig:
+    if args.quick:
+        return dataclasses.replace(QUICK, threads=args.threads, seed=args.seed)
+    fields = {f.name for f in dataclasses.fields(TTAConfig)}  # the options are named after the fields
+    return TTAConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+# ------------------------------------------------------------------------------------------- data
+
+def sudoku_arrays(cfg: TTAConfig) -> dict:
+    """Training and held-out Sudoku as token arrays (int32 [N, 81]), distinct generator seeds.
+    Above the generator's easiest setting (50 givens) puzzles get more of their solution revealed."""
+    from trm_jax.data import generate_sudoku, load_tokenizer, make_sudoku_dataset
+    from trm_jax.data.sudoku import EASY_GIVENS, HARD_GIVENS, givens_difficulty
+
+    if not HARD_GIVENS <= cfg.givens <= 80:
+        raise SystemExit(f"--givens must be in [{HARD_GIVENS}, 80], got {cfg.givens}")
+    difficulty = float(givens_difficulty([min(cfg.givens, EASY_GIVENS)])[0])
+    tok = load_tokenizer("grid")[0]
+    out = {}
+    for split, n, seed in (("train", cfg.num_train, 2 * cfg.seed), ("eval", cfg.num_eval, 2 * cfg.seed + 1)):
+        puzzles, solutions = generate_sudoku(n, seed=seed, difficulty=difficulty)
+        puzzles = reveal(puzzles, solutions, cfg.givens, np.random.default_rng(seed))
+        ds = make_sudoku_dataset(puzzles, solutions, tok, SEQ_LEN, keep_texts=False)
+        out[f"{split}_inputs"], out[f"{split}_labels"] = ds.inputs, ds.labels
+    return out
+
+
+def reveal(puzzles: np.ndarray, solutions: np.ndarray, givens: int, rng: np.random.Generator) -> np.ndarray:
+    """`puzzles` with random blanks filled from their solutions up to `givens` givens each (more givens
+    keep the solution unique); puzzles that have as many already are returned as they are."""
+    p = puzzles.copy()
+    need = np.maximum(givens - (p > 0).sum(1), 0)
+    rows = np.arange(len(p))[:, None]
+    cells = np.argsort(np.where(p == 0, rng.random(p.shape), np.inf), axis=1)  # blanks first, shuffled
+    fill = np.arange(p.shape[1])[None] < need[:, None]
+    p[rows, cells] = np.where(fill, solutions[rows, cells], p[rows, cells])
+    return p
+
+
+# ------------------------------------------------------------------------------ clock and curve
+
+class TrainClock:
+    """Training time (wall and process CPU seconds) with the evaluation pauses left out, and the
+    held-out curve: `tick(step)` is called at least once per optimizer step or batch; when
+    `eval_every_s` of training time passed since the last point, or the budget is spent, it stops the
+    clock, appends `evaluate()` to the curve, restarts the clock, and returns whether the budget is
+    spent."""
+
+    def __init__(self, budget_s: float, eval_every_s: float, evaluate: Callable[[], dict]):
+        self.budget_s, self.eval_every_s, self.evaluate = budget_s, eval_every_s, evaluate
+        self.curve: list = []
+        self.wall = self.cpu = self.eval_wall = 0.0
+        self._last = 0.0
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> float:
+        return self.wall + time.perf_counter() - self._t0
+
+    def tick(self, step: int) -> bool:
+        t = self.elapsed()
+        done = t >= self.budget_s
+        if not done and t - self._last < self.eval_every_s:
+            return False
+        now = time.perf_counter()
+        self.wall += now - self._t0
+        self.cpu += time.process_time() - self._c0
+        res = self.evaluate()
+        self.curve.append(dict(train_s=self.wall, cpu_s=self.cpu, step=int(step),
+                               **{k: float(res[k]) for k in ("exact_accuracy", "token_accuracy", "recursion_depth")}))
+        self._last = self.wall
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+        self.eval_wall += self._t0 - now
+        return done
+
+
+def _result(clock: TrainClock, framework: str) -> dict:
+    return {"framework": framework, "curve": clock.curve, "train_s": clock.wall, "train_cpu_s": clock.cpu,
+            "eval_s": clock.eval_wall, "steps": clock.curve[-1]["step"] if clock.curve else 0}
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+def _train_jax(cfg: TTAConfig, data: dict) -> dict:
+    import itertools
+
+    import trm_jax
+
+    steps = itertools.count(1)
+
+    class ClockedTrainer(trm_jax.Trainer):
+        # with eval_every=1 the training loop calls evaluate() after every step; the clock decides
+        # when a held-out point is due and stops the run once the budget is spent
+        def evaluate(self, params=None, *, stage=None):
+            if params is not None or stage is not None:
+                return super().evaluate(params, stage=stage)
+            if clock.tick(next(steps)):
+                self.request_stop()
+            return {}
+
+    clock = TrainClock(cfg.budget_s, cfg.eval_every_s, lambda: trm_jax.Trainer.evaluate(trainer))
+    model = trm_jax.TinyRecursiveModel(
+        dim=cfg.dim, num_tokens=NUM_TOKENS, network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=SEQ_LEN),
+        num_refinement_blocks=cfg.T, num_latent_refinements=cfg.n, max_recursion_depth=cfg.max_depth,
+        halt_threshold=cfg.halt_threshold)
+    trainer = ClockedTrainer(
+        model, (data["train_inputs"], data["train_labels"]),
+        eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
+        seed=cfg.seed, learning_rate=cfg.lr, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
+        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, eval_every=1, eval_batch_size=cfg.eval_batch_size,
+        checkpoint_every=2 ** 30, progress_bar=False)
+    trainer.train()
+    return _result(clock, "trm_jax")
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+def _train_torch(cfg: TTAConfig, data: dict) -> dict:
+    import torch
+    import tiny_recursive_model as trm_pt
+
+    from trm_jax.models import token_matches
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    eval_x, eval_y = torch.from_numpy(data["eval_inputs"]).long(), data["eval_labels"]
+    holder = {}
+
+    def evaluate() -> dict:
+        ema = holder["trainer"].ema_model.ema_model
+        preds, depths = [], []
+        for i in range(0, len(eval_x), cfg.eval_batch_size):
+            pred, depth = ema.predict(eval_x[i:i + cfg.eval_batch_size], halt_prob_thres=cfg.halt_threshold,
+                                      max_deep_refinement_steps=cfg.max_depth)
+            preds.append(pred.numpy())
+            depths.append(depth.numpy())
+        correct, count, exact = token_matches(np.concatenate(preds), eval_y)
+        return dict(exact_accuracy=exact.mean(), token_accuracy=correct.sum() / max(count.sum(), 1),
+                    recursion_depth=np.concatenate(depths).mean())
+
+    class ClockedDataset(torch.utils.data.Dataset):
+        """The training arrays; each batch fetch (between the trainer's batches) ticks the clock."""
+
+        def __init__(self, inputs, labels):
+            self.inputs, self.labels = torch.from_numpy(inputs).long(), torch.from_numpy(labels).long()
+
+        def __len__(self):
+            return len(self.inputs)
+
+        def __getitem__(self, i):
+            return self.inputs[i], self.labels[i]
+
+        def __getitems__(self, idx):
+            # the EMA's update counter = optimizer steps taken
+            if clock.tick(int(holder["trainer"].ema_model.step)):
+                raise _BudgetSpent
+            return list(zip(self.inputs[idx], self.labels[idx]))
+
+    clock = TrainClock(cfg.budget_s, cfg.eval_every_s, evaluate)
+    network = trm_pt.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=SEQ_LEN)
+    model = trm_pt.TinyRecursiveModel(dim=cfg.dim, num_tokens=NUM_TOKENS, network=network,
+                                      num_refinement_blocks=cfg.T, num_latent_refinements=cfg.n)
+    # the PyPI Trainer divides the learning rate by batch_size * max_recurrent_steps
+    holder["trainer"] = trainer = trm_pt.Trainer(
+        model, ClockedDataset(data["train_inputs"], data["train_labels"]),
+        learning_rate=cfg.lr * cfg.batch_size * cfg.max_depth, weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size, epochs=2 ** 30, halt_prob_thres=cfg.halt_threshold,
+        max_recurrent_steps=cfg.max_depth, warmup_steps=cfg.warmup_steps, ema_decay_rate=cfg.ema_decay, cpu=True)
+    # the trainer prints a line per step: still formatted and written (its cost counts), to /dev/null
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        try:
+            trainer()
+        except _BudgetSpent:
+            pass
+    return _result(clock, "PyTorch")
+
+
+def train_worker(spec: dict) -> dict:
+    """Worker entry (`benchmarks.workers`, kind `time_to_accuracy`): train one framework, return its curve."""
+    cfg = TTAConfig(**spec["config"])
+    with np.load(spec["data"], allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    return (_train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def time_to_reach(curve: list, target: float, key: str = "exact_accuracy") -> Optional[float]:
+    """Training seconds of the first held-out point with `key` >= target; None if none reaches it."""
+    return next((p["train_s"] for p in curve if p[key] >= target), None)
+
+
+def compare(jax_run: dict, torch_run: dict, key: str) -> dict:
+    """Time of each framework to reach the PyTorch run's final `key` and their ratio (trm_jax /
+    PyTorch; None with a reason where it is undefined)."""
+    target = torch_run["curve"][-1][key] if torch_run["curve"] else None
+    out = {"metric": key, "target": target, "jax_s": None, "torch_s": None, "ratio": None, "note": ""}
+    if not target:
+        out["note"] = f"PyTorch's final {key} is 0: no target to reach"
+        return out
+    out["torch_s"] = time_to_reach(torch_run["curve"], target, key)
+    out["jax_s"] = time_to_reach(jax_run["curve"], target, key)
+    if out["jax_s"] is None:
+        out["note"] = f"trm_jax did not reach {target:.4f} within its budget"
+    else:
+        out["ratio"] = out["jax_s"] / out["torch_s"]
+        out["note"] = "goal (<= 0.5) met" if out["ratio"] <= 0.5 else "goal (<= 0.5) not met"
+    return out
+
+
+def _report(res: dict) -> None:
+    for run in (res["jax"], res["torch"]):
+        steps, t = run["steps"], max(run["train_s"], 1e-9)
+        print(f"\n{run['framework']}: {steps} optimizer steps in {run['train_s']:.1f} s of training "
+              f"({steps / t:.1f} steps/s, CPU {run['train_cpu_s'] / t:.2f} s per s), "
+              f"{run['eval_s']:.1f} s of held-out evaluation outside the clock; load average before "
+              f"{run.get('load_before', float('nan')):.2f}")
+        print(f"{'train s':>9s}{'steps':>8s}{'exact':>8s}{'token':>8s}{'depth':>7s}")
+        for p in run["curve"]:
+            print(f"{p['train_s']:9.1f}{p['step']:8d}{p['exact_accuracy']:8.4f}{p['token_accuracy']:8.4f}"
+                  f"{p['recursion_depth']:7.2f}")
+    print()
+    for c in res["compare"]:
+        name = c["metric"].replace("_accuracy", " accuracy")
+        if c["target"]:
+            fmt = lambda s: "not reached" if s is None else f"{s:.1f} s"  # noqa: E731
+            ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}"
+            print(f"{name}: time to reach PyTorch's final {c['target']:.4f}: trm_jax {fmt(c['jax_s'])}, "
+                  f"PyTorch {fmt(c['torch_s'])}; ratio trm_jax/PyTorch {ratio} ({c['note']})")
+        else:
+            print(f"{name}: ratio - ({c['note']})")
+    print(f"times: the first held-out point at or above the target (resolution {res['config']['eval_every_s']:g} s "
+          "of training); trm_jax's time includes its compilation")
+
+
+def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
+    cfg = _config_from_args(args)
+    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {cfg.label()}", flush=True)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    timeout = args.timeout or 3 * cfg.budget_s + 600
+    res: dict = {"config": dataclasses.asdict(cfg)}
+    with tempfile.TemporaryDirectory(prefix="trm_tta_") as tmp:
+        path = os.path.join(tmp, "data.npz")
+        np.savez(path, **sudoku_arrays(cfg))
+        for fw, name in (("jax", "trm_jax"), ("torch", "PyTorch")):
+            load = os.getloadavg()[0]
+            print(f"{name}: training for {cfg.budget_s:g} s (1-minute load average {load:.2f}) ...", flush=True)
+            res[fw] = run_worker("time_to_accuracy", {"config": dataclasses.asdict(cfg), "framework": fw,
+                                                      "data": path, "threads": cfg.threads}, env, timeout)
+            res[fw]["load_before"] = load
+    res["compare"] = [compare(res["jax"], res["torch"], k) for k in ("exact_accuracy", "token_accuracy")]
+    _report(res)
+    return res
