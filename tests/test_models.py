@@ -327,3 +327,27 @@ def test_compacting_predict_equals_single_loop_on_mixed_halting():
     np.testing.assert_allclose(compact.halt_prob, one.halt_prob, rtol=1e-5)
     jitted = jax.jit(lambda p, t: predict(model, p, t, halt_threshold=threshold))(params, toks)  # traced: one loop
     np.testing.assert_array_equal(jitted.recursion_depth, one.recursion_depth)
+
+
+def test_halt_loss_gradient_at_zero_logit_matches_bce_with_logits():
+    """A zero-initialised halt head starts every logit at exactly 0: BCE's gradient there is sigmoid(0) - t,
+    so wrong answers (t = 0) push it towards "continue" from the first step (F.binary_cross_entropy_with_logits)."""
+    from trm_jax.models.trm import sigmoid_bce
+
+    x = jnp.array([0.0, 0.0, 1e-6, -5.0, 3.0, 100.0, -100.0])
+    t = jnp.array([0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+    ref = np.logaddexp(0.0, np.asarray(x, np.float64)) - np.asarray(x * t, np.float64)
+    np.testing.assert_allclose(sigmoid_bce(x, t), ref, rtol=1e-6)
+    grads = jax.grad(lambda v: sigmoid_bce(v, t).sum())(x)
+    np.testing.assert_allclose(grads, 1 / (1 + np.exp(-np.asarray(x, np.float64))) - np.asarray(t), atol=1e-6)
+
+    model = make_model(small_cfg(), VOCAB, SEQ)
+    params = init_params(model, jax.random.key(0))
+    assert not np.any(params["to_halt_pred"]["kernel"])  # the PyPI package's zero init
+    labels = (tokens() + 1) % VOCAB  # every answer wrong
+
+    def loss(p):
+        out = supervision_step(model, p, tokens(), initial_carry(model, p, BATCH))
+        return compute_loss(out.logits, out.halt_logits, labels)[0].mean()
+
+    assert np.any(jax.grad(loss)(params)["to_halt_pred"]["kernel"])

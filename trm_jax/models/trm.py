@@ -418,8 +418,11 @@ def model_loss(model: TinyRecursiveModel, out: StepOutput, labels):
 
 
 def sigmoid_bce(logits, targets):
-    """Numerically stable binary cross-entropy with logits (matches F.binary_cross_entropy_with_logits)."""
-    return jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    """Binary cross-entropy with logits (F.binary_cross_entropy_with_logits): value and gradient.
+
+    softplus, not max(x, 0) + log1p(exp(-|x|)): that form has gradient -t at x = 0, where every halt
+    logit of a zero-initialised head starts, so the head never learned from wrong answers."""
+    return jax.nn.softplus(logits) - logits * targets
 
 
 # ----------------------------------------------------------------------------------------- inference
