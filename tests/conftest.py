@@ -4,9 +4,19 @@ Tests compile many small XLA programs; backend optimisation level 0 halves compi
 changes no result beyond float tolerance. Subprocesses started by tests inherit it.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# Many tests (and the scripts they start) compile the same small programs: one persistent compilation
+# cache for the whole session, inherited by xdist workers and subprocesses, compiles each once.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the first process (pytest's controller) creates it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="trm_jax_test_xla_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

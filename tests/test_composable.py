@@ -34,7 +34,7 @@ def test_seed_snippet_runs_with_the_import_changed():
     assert result.step == 2 and result.history
     pred, exits = trm.predict(seq[:4], halt_prob_thres=.5, max_deep_refinement_steps=12)
     assert pred.shape == (4, 81) and exits.shape == (4,) and np.all((1 <= exits) & (exits <= 12))
-    out = trm.predict(result.params, seq[:4])
+    out = trm.predict(result.params, seq[:4], halt_threshold=.5, max_recursion_depth=12)  # same knobs, new names
     preds, depth = out[:2]
     np.testing.assert_array_equal(preds, pred)
     np.testing.assert_array_equal(depth, out.recursion_depth)
