@@ -1,6 +1,5 @@
 """ARC data: task loading and validation, the official encoding, augmentations, the cached build."""
 
-import itertools
 import json
 import os
 

@@ -116,7 +116,6 @@ class MLPMixer1D(nn.Module):
         if not seq_first:  # [..., seq, dim] -> [seq, batch, dim]
             if h.ndim < 2 or h.shape[-2:] != (self.seq_len, self.dim):
                 raise ValueError(f"MLPMixer1D expects [..., {self.seq_len}, {self.dim}] inputs, got {h.shape}")
-            lead = h.shape[:-2]
             out = self(h.reshape((-1, self.seq_len, self.dim)).transpose(1, 0, 2), deterministic, seq_first=True)
             return out.transpose(1, 0, 2).reshape(h.shape)
         if h.ndim != 3 or (h.shape[0], h.shape[2]) != (self.seq_len, self.dim):

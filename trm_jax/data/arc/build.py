@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from trm_jax.data.arc.augment import (IDENTITY, Augmentation, augment_grid_batch, choose_augmentations,
+from trm_jax.data.arc.augment import (Augmentation, augment_grid_batch, choose_augmentations,
                                       puzzle_identifier_name, task_rng)
 from trm_jax.data.arc.encoding import ARC_SEQ_LEN, encode_grids
 from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE, SPLITS, load_tasks
