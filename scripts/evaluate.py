@@ -36,6 +36,7 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     try:
         from trm_jax.evaluation import dataset_for, evaluate, format_table
+        from trm_jax.models import NO_EARLY_HALT
 
         dataset = dataset_for(params, args.data)
         results = evaluate(params, dataset, batch_size=args.batch_size, halt_threshold=args.halt_threshold,
@@ -44,7 +45,7 @@ def main(argv=None):
         if params.model.variant == "official" and args.halt_threshold is None:
             # the published numbers ran every supervision step for every sample: report that too
             depth = args.max_recursion_depth or params.model.max_recursion_depth
-            all_steps = evaluate(params, dataset, batch_size=args.batch_size, halt_threshold=2.0,
+            all_steps = evaluate(params, dataset, batch_size=args.batch_size, halt_threshold=NO_EARLY_HALT,
                                  max_recursion_depth=depth)
             print(f"all {depth} steps (official evaluation):")
             print(format_table(all_steps))
@@ -64,6 +65,7 @@ def _evaluate_arc(params, args):
     from trm_jax.arc_evaluation import evaluate_arc_build, model_predict_fn, write_submission
     from trm_jax.data.arc import build_arc_for
     from trm_jax.data.arc.build import parse_source
+    from trm_jax.models import NO_EARLY_HALT
 
     data = params.config.data
     if args.data is not None:
@@ -73,7 +75,7 @@ def _evaluate_arc(params, args):
                            "(its puzzle embeddings are those tasks' augmentations); evaluate that set, or train a "
                            "run on the other one")
     build = build_arc_for(params.config)
-    threshold = 2.0 if args.halt_threshold is None else args.halt_threshold
+    threshold = NO_EARLY_HALT if args.halt_threshold is None else args.halt_threshold
     result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, args.max_recursion_depth),
                                 build, pass_ks=data.arc_pass_ks, batch_size=args.batch_size)
     for k, v in result.metrics.items():

@@ -50,5 +50,6 @@ def __getattr__(name):
 __all__ = sorted([
     "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams",
     "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
-    "from_official_checkpoint", "from_torch_state_dict", "infer", "init_params", "initial_carry", "load", "load_config", "make_model", "predict", "supervision_step", *_LAZY,
+    "from_official_checkpoint", "from_torch_state_dict", "infer", "init_params", "initial_carry", "load",
+    "load_config", "make_model", "predict", "supervision_step", *_LAZY,
 ])

@@ -18,6 +18,7 @@ import numpy as np
 from trm_jax.data.arc.augment import parse_puzzle_identifier
 from trm_jax.data.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
 from trm_jax.errors import TRMError
+from trm_jax.models import NO_EARLY_HALT
 
 ARC_PASS_KS = (1, 2, 5, 10, 100, 1000)  # official evaluators/arc.py pass_Ks
 ARC_SUBMISSION_ATTEMPTS = 2  # official submission_K; the ARC Prize metric allows 2 attempts
@@ -217,10 +218,11 @@ def score_arc_submission(submission, tasks: dict, attempts: int = ARC_SUBMISSION
     return pass_at_k(ranked, tasks, range(1, attempts + 1))
 
 
-def model_predict_fn(model, params, halt_threshold: float = 2.0, max_recursion_depth: Optional[int] = None):
+def model_predict_fn(model, params, halt_threshold: float = NO_EARLY_HALT,
+                     max_recursion_depth: Optional[int] = None):
     """predict_fn for a trm_jax TinyRecursiveModel: tokens and the final sigmoid(halt logit).
 
-    halt_threshold 2.0 (above 1) never halts early: every sample runs max_recursion_depth supervision
+    The default NO_EARLY_HALT never halts early: every sample runs max_recursion_depth supervision
     steps, as the official evaluation does; its halt probability then ranks ties in the vote.
     """
     from trm_jax.models import predict
@@ -274,7 +276,7 @@ def _task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
     return task_id, [i for i, name in enumerate(build.identifiers) if parse_puzzle_identifier(name)[0] == task_id]
 
 
-def infer_arc_task(model, params, build, task, *, halt_threshold: float = 2.0,
+def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EARLY_HALT,
                    max_recursion_depth: Optional[int] = None, batch_size: int = 64,
                    attempts: int = ARC_SUBMISSION_ATTEMPTS) -> list[dict]:
     """`[{"attempt_1": grid, "attempt_2": grid}, ...]`, one entry per test input of `task` (a dict, JSON

@@ -255,10 +255,11 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
 def _infer_arc(p: TRMParams, tasks, halt_threshold, max_recursion_depth):
     from trm_jax.arc_evaluation import infer_arc_task
     from trm_jax.data.arc import build_arc_for
+    from trm_jax.models import NO_EARLY_HALT
 
     single = not isinstance(tasks, (list, tuple))
     build = build_arc_for(p.config)
-    threshold = 2.0 if halt_threshold is None else halt_threshold
+    threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
     out = [infer_arc_task(p.model, p.params, build, t, halt_threshold=threshold,
                           max_recursion_depth=max_recursion_depth) for t in ([tasks] if single else tasks)]
     return out[0] if single else out

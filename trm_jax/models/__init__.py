@@ -12,6 +12,7 @@ from trm_jax.models.torch_import import config_from_torch_state_dict, from_torch
 from trm_jax.models.transformer import TransformerNetwork
 from trm_jax.models.trm import (
     IGNORE_LABEL,
+    NO_EARLY_HALT,
     PUZZLE_EMB,
     Carry,
     Prediction,
@@ -33,9 +34,10 @@ from trm_jax.models.trm import (
 )
 
 __all__ = [
-    "IGNORE_LABEL", "PUZZLE_EMB", "Carry", "MLPMixer1D", "Prediction", "StepOutput", "TinyRecursiveModel",
-    "TransformerNetwork", "compute_loss", "config_from_torch_state_dict", "from_official_checkpoint", "from_torch_state_dict",
-    "init_params", "initial_carry", "latent_recursion", "log_stablemax", "make_model", "make_network", "model_config",
+    "IGNORE_LABEL", "NO_EARLY_HALT", "PUZZLE_EMB", "Carry", "MLPMixer1D", "Prediction", "StepOutput",
+    "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
+    "from_official_checkpoint", "from_torch_state_dict", "init_params", "initial_carry", "latent_recursion",
+    "log_stablemax", "make_model", "make_network", "model_config",
     "model_loss", "official_arch_to_model_config", "predict", "read_official_arch", "supervision_step",
     "to_official_state_dict", "to_torch_state_dict", "token_cross_entropy", "token_matches",
 ]

@@ -427,6 +427,10 @@ def sigmoid_bce(logits, targets):
 
 # ----------------------------------------------------------------------------------------- inference
 
+# A halt threshold above 1: no sample halts early, every one runs max_recursion_depth supervision steps
+# (how the official code evaluates).
+NO_EARLY_HALT = 2.0
+
 class _PredictionFields(NamedTuple):
     tokens: jax.Array  # [batch, seq_len] predicted token ids at each sample's halting step
     recursion_depth: jax.Array  # [batch] supervision steps run before halting, >= 1
