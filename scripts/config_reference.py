@@ -1,21 +1,83 @@
-"""Print the config reference (every key, its default, its meaning) as Markdown tables.
+"""Write the config reference page (every key, its default, its meaning) from trm_jax/config.py.
 
-The meaning is the field's trailing comment in trm_jax/config.py, so the README table is regenerated
-with `python scripts/config_reference.py` whenever the config changes.
+    python scripts/config_reference.py            # rewrite docs/config-reference.md
+    python scripts/config_reference.py --check    # exit 1 when the page is out of date
+    python scripts/config_reference.py --stdout   # print the page
+
+A key's meaning is its field's comment in trm_jax/config.py (the comment lines above the field and
+its trailing comment), so the page changes only through the code. The tables follow the config tree:
+one per section (a dataclass-valued field, or a tuple of dataclasses such as `curriculum.stages`),
+found by walking `TRMConfig`, so a new section needs no change here. A group of keys that belongs to
+something other than a section (a task's own options, say) is one more `Section` in `sections()`.
 """
 
+import argparse
 import dataclasses
 import inspect
+import os
 import re
+import sys
+import typing
+from typing import NamedTuple
 
 from trm_jax import config as C
 
-SECTIONS = [("", C.TRMConfig), ("model", C.ModelConfig), ("data", C.DataConfig), ("training", C.TrainingConfig),
-            ("curriculum.stages[]", C.CurriculumStage), ("rag", C.RAGConfig), ("monitoring", C.MonitoringConfig),
-            ("distributed", C.DistributedConfig)]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGE = os.path.join(ROOT, "docs", "config-reference.md")
+
+INTRO = """\
+Every key, its default and its meaning. Override any key on the command line with
+`--set key.path=value` (YAML value syntax), or from Python with
+`trm_jax.load_config(path, ["key.path=value"])`. Unknown keys and bad values are a `ConfigError`
+naming the key path.
+
+This page is generated from `trm_jax/config.py` by `python scripts/config_reference.py`: edit the
+field comments there, then rerun the script (`tests/test_docs.py` fails while the page is out of date).
+"""
+
+
+class Section(NamedTuple):
+    """One table: the keys `prefix.<field>` of the dataclass `cls`, under the heading `title`."""
+    title: str
+    prefix: str
+    cls: type
+
+
+def _dataclass_in(hint):
+    """The dataclass a field holds (directly, optionally, or as a tuple of them), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _is_tuple(hint) -> bool:
+    return typing.get_origin(hint) is tuple
+
+
+def _walk(cls, prefix: str):
+    yield Section(f"`{prefix}`" if prefix else "Top level", prefix, cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = _dataclass_in(hints[f.name])
+        if inner is not None:
+            path = f"{prefix}.{f.name}" if prefix else f.name
+            yield from _walk(inner, path + "[]" if _is_tuple(hints[f.name]) else path)
+
+
+def sections() -> list:
+    """The tables in page order: the config tree, depth first."""
+    return list(_walk(C.TRMConfig, ""))
+
+
+def is_section(cls, field: dataclasses.Field) -> bool:
+    return _dataclass_in(typing.get_type_hints(cls)[field.name]) is not None
 
 
 def field_comments(cls) -> dict:
+    """{field name: its comment} from the class source: comment lines above a field, then its trailing comment."""
     out, pending = {}, []
     for line in inspect.getsource(cls).splitlines():
         stripped = line.strip()
@@ -24,35 +86,67 @@ def field_comments(cls) -> dict:
             continue
         m = re.match(r"\s+(\w+):[^=#]*(?:=[^#]*)?(?:#\s*(.*))?$", line)
         if m and not stripped.startswith(("def ", "return", "@")):
-            text = " ".join(pending + ([m.group(2)] if m.group(2) else []))
-            out[m.group(1)] = text
+            out[m.group(1)] = " ".join(pending + ([m.group(2)] if m.group(2) else []))
         pending = []
     return out
 
 
-def default_of(f):
+def default_of(f: dataclasses.Field):
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        return "(section)" if dataclasses.is_dataclass(value) else value
+        return f.default_factory()
     return ""
 
 
-def main():
-    for prefix, cls in SECTIONS:
-        comments = field_comments(cls)
-        rows = [(f.name, default_of(f), comments.get(f.name, "")) for f in dataclasses.fields(cls)
-                if not dataclasses.is_dataclass(default_of(f)) and default_of(f) != "(section)"]
-        if not rows:
+def shown_default(f: dataclasses.Field) -> str:
+    """A field's default as the page shows it (YAML's null for None, quotes around strings)."""
+    default = default_of(f)
+    return "null" if default is None else repr(default) if isinstance(default, str) else str(default)
+
+
+def table(section: Section) -> list:
+    comments = field_comments(section.cls)
+    rows = []
+    for f in dataclasses.fields(section.cls):
+        if is_section(section.cls, f):
             continue
-        print(f"\n**{prefix or 'top level'}**\n")
-        print("| key | default | meaning |\n|---|---|---|")
-        for name, default, text in rows:
-            key = f"{prefix}.{name}" if prefix else name
-            shown = "null" if default is None else repr(default) if isinstance(default, str) else default
-            print(f"| `{key}` | `{shown}` | {text} |")
+        key = f"{section.prefix}.{f.name}" if section.prefix else f.name
+        meaning = comments.get(f.name, "").replace("|", "\\|")  # a bare | would end the table cell
+        rows.append(f"| `{key}` | `{shown_default(f)}` | {meaning} |")
+    return rows
+
+
+def page() -> str:
+    out = ["# Config reference", "", INTRO]
+    for section in sections():
+        rows = table(section)
+        if rows:
+            out += [f"## {section.title}", "", "| key | default | meaning |", "|---|---|---|", *rows, ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Write docs/config-reference.md from trm_jax/config.py.")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 when the page differs from the config")
+    mode.add_argument("--stdout", action="store_true", help="print the page instead of writing it")
+    args = ap.parse_args(argv)
+    text = page()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    if args.check:
+        current = open(PAGE, encoding="utf-8").read() if os.path.exists(PAGE) else ""
+        if current != text:
+            print(f"{PAGE} is out of date: run python scripts/config_reference.py", file=sys.stderr)
+            return 1
+        return 0
+    with open(PAGE, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"wrote {PAGE}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,77 +1,90 @@
-"""README matches the code: its config reference is exactly the config's keys with their defaults, and
-every `python scripts/...` command it shows parses with that script's own argument parser (train
-commands: their --config file and --set overrides load as a valid config)."""
+"""The documentation matches the code: README.md and the docs/ pages build as a site with no broken link,
+the config reference page is exactly the config's keys with their defaults, and every
+`python scripts/...` command shown parses with that script's own argument parser (train commands: their
+--config file and --set overrides load as a valid config)."""
 
 import argparse
 import dataclasses
+import glob
 import os
 import re
 import runpy
 import shlex
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from trm_jax import config as C
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = open(os.path.join(ROOT, "README.md")).read()
+DOCS = os.path.join(ROOT, "docs")
+README_LINES_MAX = 300
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+README = _read(os.path.join(ROOT, "README.md"))
+# every page a reader sees: {path relative to the repository: text}
+PAGES = {"README.md": README, **{os.path.relpath(p, ROOT): _read(p) for p in sorted(glob.glob(os.path.join(DOCS, "*.md")))}}
+REFERENCE_PAGE = os.path.join("docs", "config-reference.md")
 CONFIG_REFERENCE = runpy.run_path(os.path.join(ROOT, "scripts", "config_reference.py"), run_name="config_reference")
 
 
-def _keys(cls, prefix):
+def _config_defaults(cls, prefix=""):
+    """{key path: default} of every leaf key of the config tree, walked from the dataclasses' defaults."""
+    out = {}
     for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
-            yield from _keys(type(default), f.name)
-        elif f.name == "stages":
-            yield from _keys(C.CurriculumStage, "curriculum.stages[]")
+            out.update(_config_defaults(type(default), path))
+        elif f.name == "stages":  # a list of stages: its keys are those of one stage
+            out.update(_config_defaults(C.CurriculumStage, path + "[]"))
         else:
-            yield f"{prefix}.{f.name}" if prefix else f.name
+            out[path] = default
+    return out
 
 
-def _section(title: str) -> str:
-    start = README.index(f"\n## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start:end if end != -1 else len(README)]
+def _shown(default) -> str:
+    """A default as the reference shows it: YAML's null for None, strings quoted."""
+    return "null" if default is None else repr(default) if isinstance(default, str) else str(default)
 
 
 def _reference_rows() -> dict:
-    """{key: default as shown} of the README's config reference tables."""
-    rows = re.findall(r"^\| `([^`]+)` \| `(.*?)` \|", _section("Config reference"), re.M)
+    """{key: default as shown} of the config reference page's tables."""
+    rows = re.findall(r"^\| `([^`]+)` \| `(.*?)` \|", PAGES[REFERENCE_PAGE], re.M)
     keys = [k for k, _ in rows]
     assert len(keys) == len(set(keys)), f"keys listed twice: {sorted({k for k in keys if keys.count(k) > 1})}"
     return dict(rows)
 
 
-def _shown_default(cls, name):
-    """A field's default as scripts/config_reference.py prints it."""
-    default = CONFIG_REFERENCE["default_of"](next(f for f in dataclasses.fields(cls) if f.name == name))
-    return "null" if default is None else repr(default) if isinstance(default, str) else str(default)
-
-
-def test_readme_documents_every_config_key():
+def test_config_reference_lists_every_key_with_its_default():
     rows = _reference_rows()
-    keys = set(_keys(C.TRMConfig, ""))
-    missing = [k for k in _keys(C.TRMConfig, "") if f"`{k}`" not in README]
-    assert not missing, f"regenerate the README config reference (scripts/config_reference.py): {missing}"
+    defaults = _config_defaults(C.TRMConfig)
+    fix = "regenerate docs/config-reference.md with python scripts/config_reference.py"
     # exactly the config's keys: none missing from the tables, none that the config does not have
-    assert set(rows) == keys, ("regenerate the README config reference (scripts/config_reference.py): "
-                               f"missing {sorted(keys - set(rows))}, not in the config {sorted(set(rows) - keys)}")
-    sections = dict(CONFIG_REFERENCE["SECTIONS"])
-    wrong = {}
-    for key, shown in rows.items():
-        prefix, _, name = key.rpartition(".")
-        expected = _shown_default(sections[prefix], name)
-        if shown != expected:
-            wrong[key] = (shown, expected)
-    assert not wrong, f"README defaults differ from trm_jax/config.py (README, code): {wrong}"
+    assert set(rows) == set(defaults), (f"{fix}: missing {sorted(set(defaults) - set(rows))}, "
+                                        f"not in the config {sorted(set(rows) - set(defaults))}")
+    wrong = {key: (shown, _shown(defaults[key])) for key, shown in rows.items() if shown != _shown(defaults[key])}
+    assert not wrong, f"{fix}: defaults differ from trm_jax/config.py (page, code): {wrong}"
 
 
-def _readme_commands() -> list[str]:
-    """Every `python scripts/<name>.py ...` command of the README: code-block lines (continuations
-    joined, comments dropped, pipes and `&&` chains split) and inline code spans."""
+def test_config_reference_page_is_the_generated_one():
+    assert PAGES[REFERENCE_PAGE] == CONFIG_REFERENCE["page"](), (
+        "docs/config-reference.md differs from what trm_jax/config.py gives (a field or its comment changed): "
+        "run python scripts/config_reference.py")
+
+
+def _commands(text: str) -> list[list[str]]:
+    """Every `python scripts/<name>.py ...` command of a page: code-block lines (continuations joined,
+    comments dropped, pipes and `&&` chains split) and inline code spans."""
     lines, in_block, current = [], False, ""
-    for line in README.splitlines():
+    for line in text.splitlines():
         if line.startswith("```"):
             in_block = not in_block
             continue
@@ -82,7 +95,7 @@ def _readme_commands() -> list[str]:
                 continue
             lines.append(current)
             current = ""
-    lines += re.findall(r"`(python scripts/[^`]+)`", README)
+    lines += re.findall(r"`(python scripts/[^`]+)`", text)
     commands = []
     for line in lines:
         for part in re.split(r"\|\||&&|\|", line):
@@ -106,7 +119,7 @@ def _parse_with_script(script: str, argv: list[str], monkeypatch) -> argparse.Na
 
     environ = dict(os.environ)  # a script may set defaults in os.environ when imported
     try:
-        module = runpy.run_path(os.path.join(ROOT, script), run_name="readme_check")
+        module = runpy.run_path(os.path.join(ROOT, script), run_name="docs_check")
         with monkeypatch.context() as m:
             m.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
             with pytest.raises(_Parsed) as parsed:
@@ -117,24 +130,26 @@ def _parse_with_script(script: str, argv: list[str], monkeypatch) -> argparse.Na
     return parsed.value.namespace
 
 
-def test_readme_commands_parse_and_their_configs_load(monkeypatch, capsys):
-    commands = _readme_commands()
-    scripts = {argv[1] for argv in commands}
-    assert {"scripts/train.py", "scripts/infer.py", "scripts/evaluate.py", "scripts/benchmark.py"} <= scripts
-    for argv in commands:
-        script, args = argv[1], argv[2:]
-        assert os.path.isfile(os.path.join(ROOT, script)), f"README command {' '.join(argv)}: no {script}"
-        if "ArgumentParser" not in open(os.path.join(ROOT, script)).read():
-            assert not args, f"README command {' '.join(argv)}: {script} takes no arguments"
+def test_doc_commands_parse_and_their_configs_load(monkeypatch, capsys):
+    commands = [(page, argv) for page, text in PAGES.items() for argv in _commands(text)]
+    scripts = {argv[1] for _, argv in commands}
+    assert {"scripts/train.py", "scripts/infer.py", "scripts/evaluate.py", "scripts/benchmark.py",
+            "scripts/import_checkpoint.py", "scripts/plot_metrics.py"} <= scripts
+    assert any(page.startswith("docs") for page, _ in commands) and any(page == "README.md" for page, _ in commands)
+    for page, argv in commands:
+        script, args, shown = argv[1], argv[2:], f"{page}: {' '.join(argv)}"
+        assert os.path.isfile(os.path.join(ROOT, script)), f"{shown}: no {script}"
+        if "ArgumentParser" not in _read(os.path.join(ROOT, script)):
+            assert not args, f"{shown}: {script} takes no arguments"
             continue
         try:
             ns = _parse_with_script(script, args, monkeypatch)
         except SystemExit as e:  # argparse rejected the command line
-            raise AssertionError(f"README command does not parse: {' '.join(argv)}\n{capsys.readouterr().err}") from e
+            raise AssertionError(f"command does not parse: {shown}\n{capsys.readouterr().err}") from e
         if getattr(ns, "config", None) is not None and hasattr(ns, "overrides"):  # train, rag_experiment
             path = os.path.join(ROOT, ns.config)
-            assert os.path.isfile(path), f"README command {' '.join(argv)}: no config file {ns.config}"
-            # data the README has the user download first (--set data.train_path=...) counts as present;
+            assert os.path.isfile(path), f"{shown}: no config file {ns.config}"
+            # data the docs have the user download first (--set data.train_path=...) counts as present;
             # everything else is checked: unknown --set keys or bad values raise ConfigError
             given = {value for key, _, value in (o.partition("=") for o in ns.overrides)
                      if key.endswith(("_path", "_dir"))}
@@ -145,6 +160,63 @@ def test_readme_commands_parse_and_their_configs_load(monkeypatch, capsys):
                 C.load_config(path, ns.overrides)
 
 
-def test_readme_gives_the_two_commands():
-    assert "python scripts/train.py --config config.yaml" in README
-    assert "python -m pytest" in README and "pip install torch==2.13.0" in README
+def test_readme_gives_the_two_commands_and_ci_installs_as_it_says():
+    main_job = "python scripts/train.py --config config.yaml"
+    setup = [line for line in README.splitlines() if line.startswith("python3 -m venv .venv && ")]
+    assert [line.rsplit(" && ", 1)[1] for line in setup] == [main_job, "python -m pytest -n 2"], setup
+    assert setup[0].rsplit(" && ", 1)[0] == setup[1].rsplit(" && ", 1)[0], "the two commands set up differently"
+    # .ci/run installs exactly what the README's setup installs, in the same order
+    installs = [part.strip()[len("pip install "):] for part in setup[1].split(" && ") if part.strip().startswith("pip install ")]
+    assert installs == ["torch==2.13.0", '-e ".[torch,rag,test]"'], installs
+    ci = re.findall(r"^python -m pip install -q (?!--upgrade)(.+)$", _read(os.path.join(ROOT, ".ci", "run")), re.M)
+    assert ci == installs, f".ci/run installs {ci}, README says {installs}"
+
+
+def _nav_pages(nav) -> list[str]:
+    pages = []
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        pages += _nav_pages(value) if isinstance(value, list) else [value]
+    return pages
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site as `mkdocs build --strict` writes it (any warning: a broken link or anchor, a page not in
+    the nav, a nav entry without a page, fails the build)."""
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
+                           os.path.join(ROOT, "mkdocs.yml"), "--site-dir", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    return out
+
+
+def test_site_builds_strict_with_every_page_in_the_nav(site):
+    with open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8") as fh:
+        settings = yaml.safe_load(fh)
+    nav = _nav_pages(settings["nav"])
+    files = sorted(os.path.relpath(p, DOCS) for p in glob.glob(os.path.join(DOCS, "*.md")))
+    assert sorted(nav) == files and len(nav) == len(set(nav)), f"nav {sorted(nav)} != docs/ pages {files}"
+    # the strictness the fixture relies on: omitted pages and unknown anchors are warnings, not info
+    assert {settings["validation"][k] for k in ("omitted_files", "unrecognized_links", "anchors")} == {"warn"}
+    for page in files:
+        html = os.path.join(site, "index.html" if page == "index.md" else os.path.join(page[:-3], "index.html"))
+        assert os.path.isfile(html), f"{page} was not built ({html})"
+
+
+def test_readme_is_short_and_its_links_reach_built_pages(site):
+    lines = README.count("\n") + 1
+    assert lines <= README_LINES_MAX, f"README.md has {lines} lines: move detail into docs/ (at most {README_LINES_MAX})"
+    links = re.findall(r"\]\(([^)\s]+)\)", README)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert sum(link.startswith("docs/") for link in local) >= 10, f"README links few docs pages: {local}"
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert path, f"README link {link}: an anchor into README itself; link the docs page instead"
+        assert os.path.exists(os.path.join(ROOT, path)), f"README link {link}: no file {path}"
+        if anchor:
+            assert path.startswith("docs/") and path.endswith(".md"), f"README link {link}: anchors only into docs pages"
+            page = path[len("docs/"):-len(".md")]
+            html = _read(os.path.join(site, "index.html" if page == "index" else os.path.join(page, "index.html")))
+            assert f'id="{anchor}"' in html, f"README link {link}: {path} has no heading with anchor #{anchor}"
