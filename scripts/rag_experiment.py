@@ -33,6 +33,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from trm_jax.config import load_config  # noqa: E402
 from trm_jax.errors import TRMError  # noqa: E402
+from trm_jax.tasks import get_task  # noqa: E402
+from trm_jax.tasks.code import CodeTask  # noqa: E402
 
 log = logging.getLogger("rag_experiment")
 
@@ -58,7 +60,7 @@ def parse_args(argv=None):
 
 def base_config(args):
     cfg = load_config(args.config, args.overrides)
-    if cfg.data.task != "code":
+    if not isinstance(get_task(cfg), CodeTask):  # its samples name the fact they need: hit rate, oracle variant
         raise TRMError(f"the RAG experiment runs on the code task; got data.task={cfg.data.task!r}")
     rag = cfg.rag
     if args.embedder is not None:
@@ -66,12 +68,11 @@ def base_config(args):
     if args.top_k is not None:
         rag = dataclasses.replace(rag, top_k=args.top_k)
     return cfg.replace(rag=dataclasses.replace(rag, enabled=False),
-                       data=dataclasses.replace(cfg.data, code_context="none"))
+                       data=cfg.data.replace(code_context="none"))
 
 
 def hit_rates(cfg, embedders, ks) -> dict:
     """{embedder: {split: {"hit@k": rate}, "index_time_s": t}} over the code task's train and eval samples."""
-    from trm_jax.data import load_raw_samples
     from trm_jax.rag import build_rag
 
     out = {}
@@ -82,7 +83,7 @@ def hit_rates(cfg, embedders, ks) -> dict:
         res = {"embedder": retriever.embedder.description(), "index_time_s": time.time() - t0,
                "documents": len(retriever)}
         for split in ("train", "eval"):
-            samples = load_raw_samples(cfg, split)
+            samples = get_task(cfg).samples(split)
             t0 = time.time()
             hits = retriever.retrieve_many([s["query"] for s in samples], kmax)
             res[split] = {f"hit@{k}": sum(s["fact"] in [t for t, _ in row[:k]] for s, row in zip(samples, hits))
@@ -101,7 +102,7 @@ def variant_config(cfg, variant: str, out: str):
     if variant == "rag":
         return cfg.replace(run_dir=run_dir, rag=dataclasses.replace(cfg.rag, enabled=True))
     if variant == "oracle":
-        return cfg.replace(run_dir=run_dir, data=dataclasses.replace(cfg.data, code_context="oracle"))
+        return cfg.replace(run_dir=run_dir, data=cfg.data.replace(code_context="oracle"))
     raise TRMError(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
 
 

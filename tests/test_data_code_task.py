@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import (
-    build_datasets,
-    code_task_corpus,
-    code_task_facts,
-    decode_prediction,
-    generate_code_samples,
-    load_raw_samples,
-    load_tokenizer,
-)
+from trm_jax.data import code_task_corpus, code_task_facts, decode_prediction, generate_code_samples, load_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.tasks import build_datasets, load_raw_samples
 
 
 def _run(fact: str, query: str) -> str:

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import build_datasets, load_raw_samples, load_tokenizer, read_jsonl, write_jsonl
+from trm_jax.data import load_tokenizer, read_jsonl, write_jsonl
 from trm_jax.data.sudoku import SAMPLE_CSV
 from trm_jax.errors import TRMError
+from trm_jax.tasks import build_datasets, load_raw_samples
 
 
 def _write(tmp_path, lines, name="data.jsonl"):

@@ -6,9 +6,11 @@ from collections import deque
 import numpy as np
 import pytest
 
-from trm_jax.data import BatchIterator, build_datasets, generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
+from trm_jax.data import BatchIterator, generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
 from trm_jax.data import maze as M
+from trm_jax.data.grids import DihedralAugmenter, dihedral_permutations
 from trm_jax.errors import TRMError
+from trm_jax.tasks import build_datasets
 
 
 def _reference_bfs(grid, size, start):
@@ -123,14 +125,14 @@ def test_bad_csv_header_and_columns(tmp_path):
 def test_dihedral_augmentation_matches_numpy_and_keeps_validity():
     size = 9
     grid = np.arange(81).reshape(9, 9)
-    perms = M.dihedral_permutations(size)
+    perms = dihedral_permutations(size)
     expected = [grid, np.rot90(grid), np.rot90(grid, 2), np.rot90(grid, 3), np.fliplr(grid), np.flipud(grid),
                 grid.T, np.fliplr(np.rot90(grid))]
     assert all((grid.reshape(-1)[p] == e.reshape(-1)).all() for p, e in zip(perms, expected))
     q, a, _ = M.generate_maze_arrays(16, size=size, seed=5)
     inputs = np.concatenate([q, np.zeros((16, 3), np.int8)], axis=1).astype(np.int32)
     labels = np.concatenate([a, np.full((16, 3), -100)], axis=1).astype(np.int32)
-    x, y = M.MazeDihedralAugmenter(size)(inputs, labels, np.random.default_rng(0))
+    x, y = DihedralAugmenter(size)(inputs, labels, np.random.default_rng(0))
     assert (x[:, 81:] == 0).all() and (y[:, 81:] == -100).all()
     for xq, ya in zip(M.maze_texts(x[:, :81]), M.maze_texts(y[:, :81])):
         _check_pair(xq, ya, size)
@@ -139,7 +141,7 @@ def test_dihedral_augmentation_matches_numpy_and_keeps_validity():
 
 def test_build_datasets_generated_and_csv(tmp_path):
     from trm_jax.config import load_config
-    from trm_jax.data import load_tokenizer_for_config
+    from trm_jax.tasks import load_tokenizer_for_config
 
     cfg = load_config(None, ["data.task=maze", "data.maze_size=12", "data.num_train=6", "data.num_eval=4",
                              "data.seq_len=144", "data.maze_min_path_len=20"])

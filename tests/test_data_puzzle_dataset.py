@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from trm_jax.config import load_config
-from trm_jax.data import BatchIterator, build_datasets, eval_batches, load_tokenizer_for_config, make_puzzle_dataset
+from trm_jax.data import BatchIterator, eval_batches, make_puzzle_dataset
 from trm_jax.errors import TRMError
+from trm_jax.tasks import build_datasets, load_tokenizer_for_config
 
 SEQ, VOCAB = 6, 7
 

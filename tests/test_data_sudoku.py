@@ -189,7 +189,7 @@ def test_official_train_set_augmentations_stay_valid():
 
 def test_build_datasets_official_sudoku_extreme_construction(tmp_path):
     from trm_jax.config import load_config
-    from trm_jax.data import build_datasets
+    from trm_jax.tasks import build_datasets
 
     path = str(tmp_path / "extreme.csv")
     p, s = S.generate_sudoku(30, seed=2, difficulty=0.7)

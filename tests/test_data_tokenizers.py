@@ -144,7 +144,7 @@ def test_char_decodes_grid_predictions():
 
 def test_tokenizer_for_config(tmp_path):
     from trm_jax.config import TRMConfig
-    from trm_jax.data import load_tokenizer_for_config
+    from trm_jax.tasks import load_tokenizer_for_config
 
     sudoku = TRMConfig.from_dict({"data": {"task": "sudoku", "seq_len": 81}})
     tok, vocab, _ = load_tokenizer_for_config(sudoku)

@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from trm_jax.data import decode_prediction, load_raw_samples
+from trm_jax.data import decode_prediction
 from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams, infer, load
 from trm_jax.models import predict
+from trm_jax.tasks import load_raw_samples
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

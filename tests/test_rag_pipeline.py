@@ -155,8 +155,13 @@ def test_build_rag_disabled_dedup_and_errors(tmp_path):
     assert len(build_rag(RAGConfig(enabled=True, embedder="hashing"), corpus=FACTS)) == len(FACTS)
     with pytest.raises(TRMError, match="pass the full TRMConfig"):
         build_rag(RAGConfig(enabled=True, embedder="hashing"))
-    with pytest.raises(TRMError, match="no built-in corpus"):
-        build_rag(TRMConfig(data=DataConfig(task="sudoku"), rag=RAGConfig(enabled=True, embedder="hashing")))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"query": "shift(3)", "answer": "4"}) + "\n")
+    with pytest.raises(TRMError, match="no built-in corpus"):  # a text task without a corpus of its own
+        build_rag(TRMConfig(data=DataConfig(task="jsonl", train_path=str(rows)),
+                            rag=RAGConfig(enabled=True, embedder="hashing")))
+    with pytest.raises(TRMError, match="does not use retrieved context"):  # a grid task: retrieval is an error
+        TRMConfig(data=DataConfig(task="sudoku"), rag=RAGConfig(enabled=True, embedder="hashing"))
     (tmp_path / "blank.txt").write_text("\n\n   \n")
     with pytest.raises(TRMError, match="no non-empty documents"):
         build_rag(_config(tmp_path, corpus_path=str(tmp_path / "blank.txt")))

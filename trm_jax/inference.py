@@ -1,9 +1,9 @@
-"""`load(run_dir)` and `infer(params, text)`: what a user does after training.
+"""`load(run_dir)` and `infer(params, query)`: what a user does after training.
 
 `load` returns `TRMParams`, a pytree whose leaves are the model weights and whose static part
 carries the config, tokenizer and RAG retriever, so `jax.tree.map` / `jax.device_put` work on it
-and `infer(params, text)` needs nothing else. Inputs are padded to the model's `seq_len` and the
-batch is padded to a power-of-two bucket, so repeated calls reuse a handful of compiled programs.
+and `infer(params, query)` needs nothing else: the run's task encodes the query, the model predicts,
+the task decodes the answer (`trm_jax.tasks.base.Task.infer`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from trm_jax.config import TRMConfig, load_config
+from trm_jax.data import load_tokenizer
 from trm_jax.errors import TRMError
-
-
-MAX_BUCKET = 64  # largest batch compiled; longer lists run in chunks of this size
+from trm_jax.models import init_params, make_model
+from trm_jax.rag import load_run_retriever
+from trm_jax.tasks import get_task
+from trm_jax.training.checkpoint import Checkpointer
 
 
 @jax.tree_util.register_pytree_node_class
@@ -47,24 +49,13 @@ class TRMParams:
 
     @property
     def model(self):
-        return _model(self.config, self.num_tokens, self.seq_len)
+        # equal configs give equal (hash-equal) models, so jitted predict reuses its compiled programs
+        return make_model(self.config.model, self.num_tokens, self.seq_len)
 
     def __repr__(self) -> str:
         n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
         return (f"TRMParams({self.config.model.network}, dim={self.config.model.dim}, {n} parameters, "
                 f"seq_len={self.seq_len}, step={self.step}, run_dir={self.run_dir!r})")
-
-
-_MODELS: dict = {}
-
-
-def _model(config: TRMConfig, num_tokens: int, seq_len: int):
-    """One model object per (config, vocab, length): the jit cache keys on it."""
-    key = (config.model, num_tokens, seq_len)
-    if key not in _MODELS:
-        from trm_jax.models import make_model
-        _MODELS[key] = make_model(config.model, num_tokens, seq_len)
-    return _MODELS[key]
 
 
 # ------------------------------------------------------------------------------------------------ load
@@ -84,10 +75,6 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     With `step=None` the newest checkpoint whose weights read back intact (a damaged one is reported
     and the one before it is loaded); the run directory is only read.
     """
-    from trm_jax.data import load_tokenizer
-    from trm_jax.models import init_params
-    from trm_jax.training import Checkpointer
-
     run_dir = os.path.abspath(os.fspath(run_dir))
     cfg_path = os.path.join(run_dir, "config.yaml")
     ckpt_dir = os.path.join(run_dir, "checkpoints")
@@ -107,14 +94,13 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         seq_len, dim = _final_seq_len(config)
         config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
                                 data=dataclasses.replace(config.data, seq_len=seq_len))
-        model = _model(config, int(num_tokens), seq_len)
+        model = make_model(config.model, int(num_tokens), seq_len)
         shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         # only the weights (not optimizer state or carry), as host NumPy arrays
         step, params = checkpoints.restore_weights(shapes, step=step, which="ema" if use_ema else "params",
                                                    target_desc=f"the model described by {cfg_path}")
     _check_params(params, shapes, f"checkpoint {ckpt_dir}/{step}")
 
-    from trm_jax.rag import load_run_retriever
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
@@ -152,54 +138,17 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
                        "with>, or use trm_jax.load(run_dir)")
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
-    from trm_jax.models import init_params
     if tokenizer is None:
-        from trm_jax.training.factory import create_tokenizer
-        tokenizer, vocab, _ = create_tokenizer(config)
+        tokenizer, vocab, _ = get_task(config).tokenizer()
     else:
         vocab = tokenizer.vocab_size
     num_tokens = config.model.num_tokens or vocab
     seq_len, _ = _final_seq_len(config)
-    shapes = jax.eval_shape(lambda: init_params(_model(config, num_tokens, seq_len), jax.random.key(0)))
+    shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(params, shapes, "params")
     if retriever is None and config.rag.enabled:
         raise TRMError("config has rag.enabled but no retriever was given; pass retriever= or use trm_jax.load")
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len)
-
-
-def _encode(p: TRMParams, texts: Sequence[str]) -> tuple[np.ndarray, list]:
-    """Input ids [len(texts), seq_len] and each text's retrieved contexts."""
-    from trm_jax.data.datasets import encode_sudoku_string
-    from trm_jax.data.text import SampleEncoder
-
-    data = p.config.data
-    contexts: list = [[] for _ in texts]
-    if data.task == "sudoku":
-        return np.stack([encode_sudoku_string(t, p.tokenizer, p.seq_len) for t in texts]), contexts
-    if data.task == "maze":
-        from trm_jax.data.maze import maze_ids
-        cells = maze_ids(texts, where="maze text")
-        if cells.shape[1] > p.seq_len:
-            raise TRMError(f"a maze of {cells.shape[1]} cells does not fit this run's seq_len {p.seq_len}")
-        ids = np.zeros((len(texts), p.seq_len), np.int32)  # pad 0, as the maze dataset pads
-        ids[:, :cells.shape[1]] = cells
-        return ids, contexts
-    samples = [{"query": t} for t in texts]
-    if p.retriever is not None:
-        contexts = p.retriever.retrieve_many(list(texts), p.config.rag.top_k)
-        sep = p.config.rag.separator
-        samples = [{"query": t, "context": sep.join(text for text, _ in hits)} for t, hits in zip(texts, contexts)]
-    encoder = SampleEncoder(p.tokenizer, p.seq_len, data.truncation)
-    ids = np.full((len(texts), p.seq_len), p.tokenizer.pad_token_id, np.int32)
-    for i, s in enumerate(samples):
-        row = encoder.input_ids(s, where=f"text {i}")
-        ids[i, :len(row)] = row
-    encoder.report(len(texts))
-    return ids, contexts
-
-
-def _bucket(n: int) -> int:
-    return min(MAX_BUCKET, 1 << max(0, (n - 1).bit_length()))
 
 
 def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig] = None, tokenizer=None,
@@ -215,60 +164,7 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
     `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
     default every supervision step runs, as the official evaluation).
     """
-    from trm_jax.data.text import decode_prediction
-    from trm_jax.models import predict
-
     p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
-    if p.config.data.task == "arc":
-        return _infer_arc(p, text, halt_threshold, max_recursion_depth)
-    single = isinstance(text, str)
-    texts = [text] if single else list(text)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TRMError(f"infer() takes strings; item {i} is a {type(t).__name__}")
-        if not t.strip():
-            raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
-    model = p.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
-    if max_recursion_depth is not None and int(max_recursion_depth) < 1:
-        raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
+    return get_task(p.config).infer(p, text, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
+                                    return_details=return_details)
 
-    results = []
-    for start in range(0, len(texts), MAX_BUCKET):
-        chunk = texts[start:start + MAX_BUCKET]
-        ids, contexts = _encode(p, chunk)
-        padded = np.full((_bucket(len(chunk)), p.seq_len), p.tokenizer.pad_token_id, np.int32)
-        padded[:len(chunk)] = ids
-        pred = predict(model, p.params, padded, halt_threshold=halt_threshold,
-                       max_recursion_depth=max_recursion_depth)
-        # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
-        tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
-        for i in range(len(chunk)):
-            answer = _decode(p, tokens[i], decode_prediction, len(chunk[i]))
-            if return_details:
-                results.append(dict(answer=answer, recursion_depth=int(depths[i]),
-                                    halt_prob=float(halt_probs[i]), contexts=contexts[i]))
-            else:
-                results.append(answer)
-    return results[0] if single else results
-
-
-def _infer_arc(p: TRMParams, tasks, halt_threshold, max_recursion_depth):
-    from trm_jax.arc_evaluation import infer_arc_task
-    from trm_jax.data.arc import build_arc_for
-    from trm_jax.models import NO_EARLY_HALT
-
-    single = not isinstance(tasks, (list, tuple))
-    build = build_arc_for(p.config)
-    threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
-    out = [infer_arc_task(p.model, p.params, build, t, halt_threshold=threshold,
-                          max_recursion_depth=max_recursion_depth) for t in ([tasks] if single else tasks)]
-    return out[0] if single else out
-
-
-def _decode(p: TRMParams, ids, decode_prediction, text_len: int) -> str:
-    if p.config.data.task == "sudoku":
-        return p.tokenizer.decode(ids[:81]).replace(".", "0")
-    if p.config.data.task == "maze":
-        from trm_jax.data.maze import maze_texts
-        return maze_texts(np.asarray(ids)[None, :text_len])[0]  # the question's cells, path marked
-    return decode_prediction(p.tokenizer, ids)

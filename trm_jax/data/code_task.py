@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trm_jax.data.datasets import SPLITS
 from trm_jax.errors import TRMError
 
-SPLITS = ("train", "eval")
 NUM_LEVELS = 4
 DEFAULT_NUM_FACTS = 512
 HELD_OUT_FRACTION = 0.25

@@ -1,30 +1,21 @@
-"""Datasets: fixed-shape arrays built from a config, for every task.
-
-`build_datasets(config, tokenizer, seq_len=..., difficulty=...)` is what the Trainer
-calls for each curriculum stage; `load_raw_samples` gives the text samples before
-tokenization (what RAG and evaluation read).
-"""
+"""ArrayDataset: fixed-shape token arrays, and their builders from text samples, Sudoku grids, mazes and
+official dataset directories (what a task turns its data into; see trm_jax.tasks)."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
-from trm_jax.data import code_task, jsonl, maze, puzzle_dataset, sudoku
-from trm_jax.data.arc.encoding import ARC_VOCAB_SIZE
+from trm_jax.data import maze, puzzle_dataset, sudoku
+from trm_jax.data.grids import DihedralAugmenter
 from trm_jax.data.text import IGNORE_LABEL, SampleEncoder
-from trm_jax.data.tokenizers import grid_tokenizer, is_saved_tokenizer, load_tokenizer, save_tokenizer
+from trm_jax.data.tokenizers import grid_tokenizer
 from trm_jax.errors import TRMError
 
-logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "eval")
-_SPLIT_IDS = {"train": 0, "eval": 1}
+SPLITS = ("train", "eval")  # every task's two splits: training data and held-out data
 
 
 @dataclass
@@ -196,48 +187,6 @@ def make_sudoku_dataset(puzzles, solutions, tokenizer, seq_len: int = 81, diffic
     return ArrayDataset(inputs, labels, np.broadcast_to(np.asarray(diff, np.float32), (n,)).copy(), texts, aug)
 
 
-def _sudoku_arrays(config, split: str, difficulty: float):
-    """(puzzles, solutions, per-sample difficulty) for one split of the Sudoku task."""
-    data = config.data
-    if data.train_path is None:
-        n = data.num_train if split == "train" else data.num_eval
-        # Distinct seeds per split so train and eval puzzles never coincide.
-        seed = 2 * int(config.seed) + _SPLIT_IDS[split]
-        p, s = sudoku.load_or_generate_sudoku(n, seed, float(difficulty), data.cache_dir, progress=n >= 5000)
-        return p, s, sudoku.givens_difficulty((p > 0).sum(axis=1))
-    path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
-    csv = _read_csv_cached(sudoku.read_sudoku_csv, path)
-    idx = _file_split_indices(config, len(csv.puzzles), split, has_eval_file=data.eval_path is not None)
-    return csv.puzzles[idx], csv.solutions[idx], sudoku.rating_difficulty(csv.ratings[idx])
-
-
-def _sudoku_dataset(config, split: str, tokenizer, seq_len: int, difficulty: float) -> ArrayDataset:
-    """One split of the Sudoku task. Training with data.num_aug > 0 is the official
-    Sudoku-Extreme construction: each (subsampled, data.max_train_rows) puzzle followed by
-    num_aug precomputed transforms of it; the eval split is never augmented."""
-    data = config.data
-    p, s, d = _sudoku_arrays(config, split, difficulty)
-    if split == "train" and data.num_aug > 0:
-        p, s, source = sudoku.with_augmented_copies(p, s, data.num_aug, seed=config.seed)
-        d = d[source]
-        logger.info("Sudoku training set: %d puzzles x (1 + %d augmentations) = %d rows",
-                    len(source) // (1 + data.num_aug), data.num_aug, len(p))
-    return make_sudoku_dataset(p, s, tokenizer, seq_len, d, augment=data.augment and split == "train",
-                               keep_texts=len(p) <= 100_000)
-
-
-def _read_csv_cached(reader: Callable, path: str):
-    """`reader(path)` parsed once per file version: train and eval may both come from one
-    (possibly multi-million-row) file, and curriculum stages rebuild their datasets."""
-    return _read_cached(reader, os.path.abspath(path), os.path.getmtime(path))
-
-
-@functools.lru_cache(maxsize=4)
-def _read_cached(reader: Callable, path: str, mtime: float):
-    del mtime  # part of the cache key only: an edited file is read again
-    return reader(path)
-
-
 # ----------------------------------------------------------------------------- maze datasets
 
 def make_maze_dataset(questions, answers, seq_len: int, difficulty=None, augment: bool = False,
@@ -259,27 +208,8 @@ def make_maze_dataset(questions, answers, seq_len: int, difficulty=None, augment
     inputs[:, :cells], labels[:, :cells] = q, a
     diff = np.zeros(n, np.float32) if difficulty is None else np.broadcast_to(np.asarray(difficulty, np.float32), (n,))
     texts = [{"input": x, "output": y} for x, y in zip(maze.maze_texts(q), maze.maze_texts(a))]
-    aug = maze.MazeDihedralAugmenter(size) if augment else None
+    aug = DihedralAugmenter(size) if augment else None
     return ArrayDataset(inputs, labels, diff.copy(), texts, aug)
-
-
-def _maze_arrays(config, split: str):
-    """(questions, answers, difficulty) of one split of the maze task: generated or from CSV."""
-    data = config.data
-    if data.train_path is None:
-        n = data.num_train if split == "train" else data.num_eval
-        seed = 2 * int(config.seed) + _SPLIT_IDS[split]  # distinct seeds: train and eval mazes differ
-        q, a, steps = maze.generated_maze_arrays_cached(n, data.maze_size, seed, data.maze_min_path_len)
-        return q, a, maze.maze_difficulty(steps, data.maze_size)
-    path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
-    csv = _read_csv_cached(maze.read_maze_csv, path)
-    idx = _file_split_indices(config, len(csv.questions), split, has_eval_file=data.eval_path is not None)
-    return csv.questions[idx], csv.answers[idx], maze.maze_difficulty(csv.ratings[idx], csv.size)
-
-
-def _maze_dataset(config, split: str, seq_len: int) -> ArrayDataset:
-    q, a, d = _maze_arrays(config, split)
-    return make_maze_dataset(q, a, seq_len, d, augment=config.data.augment and split == "train")
 
 
 # ----------------------------------------------------------------------------- official dataset directories
@@ -295,151 +225,6 @@ def make_puzzle_dataset(dataset_dir: str, split: str, seq_len: Optional[int] = N
                        f"{meta['seq_len']} but data.seq_len is {seq_len}; set data.seq_len: {meta['seq_len']}")
     return ArrayDataset(part.inputs, part.labels, np.zeros(len(part.inputs), np.float32),
                         puzzle_ids=part.puzzle_ids, ignore_label_id=meta["ignore_label_id"])
-
-
-# ----------------------------------------------------------------------------- raw samples
-
-def _file_split_indices(config, n: int, split: str, *, has_eval_file: bool) -> np.ndarray:
-    """Rows of a user file for `split`: all of it, or a seeded held-out slice when there is
-    no eval file; then capped by data.max_train_rows / max_eval_rows (seeded subset)."""
-    data = config.data
-    rng = np.random.default_rng([int(config.seed), 0xF11E, n])
-    if has_eval_file:
-        idx = np.arange(n)
-    else:
-        perm = rng.permutation(n)
-        n_eval = min(data.num_eval, n // 10)
-        if split == "eval" and n_eval == 0 and data.num_eval > 0:
-            logger.warning("data.eval_path is not set and the training file is too small to hold out rows; "
-                           "the eval set is empty")
-        idx = np.sort(perm[:n_eval] if split == "eval" else perm[n_eval:])
-        if split == "eval" and n_eval:
-            logger.info("data.eval_path is not set: holding out %d of %d training rows for eval", n_eval, n)
-    cap = data.max_train_rows if split == "train" else data.max_eval_rows
-    if cap is not None and len(idx) > cap:
-        idx = np.sort(rng.choice(idx, size=cap, replace=False))
-    return idx
-
-
-def load_raw_samples(config, split: str, difficulty: Optional[float] = None) -> list:
-    """The raw text samples of `split` ("train" or "eval") for `config.data.task`.
-
-    code: generated {"context","query","answer","fact","fact_id","difficulty"} dicts
-    (eval asks about held-out facts); jsonl: the file's rows; sudoku: {"input","output"}
-    81-character grids.
-    """
-    if split not in SPLITS:
-        raise TRMError(f"split must be one of {SPLITS}, got {split!r}")
-    data = config.data
-    difficulty = data.difficulty if difficulty is None else float(difficulty)
-    if data.task == "code":
-        n = data.num_train if split == "train" else data.num_eval
-        return code_task.generate_code_samples(n, seed=config.seed, split=split, difficulty=difficulty,
-                                               num_facts=data.code_num_facts, context=data.code_context)
-    if data.task == "jsonl":
-        if data.train_path is None:
-            raise TRMError("data.task is 'jsonl' but data.train_path is not set; point it at your JSONL file")
-        path = data.train_path if split == "train" or data.eval_path is None else data.eval_path
-        rows = jsonl.read_jsonl(path)
-        idx = _file_split_indices(config, len(rows), split, has_eval_file=data.eval_path is not None)
-        return [rows[i] for i in idx]
-    if data.task == "sudoku":
-        p, s, d = _sudoku_arrays(config, split, difficulty)
-        return [{"input": a, "output": b, "difficulty": float(x)}
-                for a, b, x in zip(sudoku.grids_to_texts(p), sudoku.grids_to_texts(s), d)]
-    if data.task == "maze":
-        q, a, d = _maze_arrays(config, split)
-        return [{"input": x, "output": y, "difficulty": float(v)}
-                for x, y, v in zip(maze.maze_texts(q), maze.maze_texts(a), d)]
-    if data.task == "puzzle_dataset":
-        raise TRMError("data.task 'puzzle_dataset' holds token arrays, not text samples; read them with "
-                       "trm_jax.data.make_puzzle_dataset(data.dataset_dir, split)")
-    raise TRMError(f"unknown data.task {data.task!r}; use code, sudoku, maze, jsonl or puzzle_dataset")
-
-
-def build_datasets(config, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
-                   samples_transform: Optional[Callable] = None) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, eval) ArrayDatasets for `config.data.task` at a stage's seq_len and difficulty.
-
-    `samples_transform` (list[dict] -> list[dict]) edits text samples before tokenization,
-    e.g. the RAG wrapper filling "context". Sudoku training data gets online augmentation
-    when data.augment is set.
-    """
-    data = config.data
-    seq_len = data.seq_len if seq_len is None else int(seq_len)
-    difficulty = data.difficulty if difficulty is None else float(difficulty)
-    grid_tasks = {
-        "sudoku": lambda split: _sudoku_dataset(config, split, tokenizer, seq_len, difficulty),
-        "maze": lambda split: _maze_dataset(config, split, seq_len),
-        "puzzle_dataset": lambda split: make_puzzle_dataset(data.dataset_dir, split, seq_len),
-    }
-    if data.task == "arc":
-        from trm_jax.data.arc import arc_datasets, build_arc_for
-        return arc_datasets(build_arc_for(config))
-    if data.task in grid_tasks:
-        if samples_transform is not None:
-            logger.warning("samples_transform (e.g. RAG) is ignored for the %s task: its input is the grid", data.task)
-        return grid_tasks[data.task]("train"), grid_tasks[data.task]("eval")
-    out = []
-    for split in SPLITS:
-        samples = load_raw_samples(config, split, difficulty)
-        if samples_transform is not None:
-            samples = samples_transform(samples)
-        out.append(make_text_dataset(samples, tokenizer, seq_len, data.truncation))
-    return out[0], out[1]
-
-
-# ----------------------------------------------------------------------------- tokenizer from a config
-
-def tokenizer_corpus(config) -> list[str]:
-    """Texts to train a BPE tokenizer on: the task's training samples (and the code-task facts)."""
-    data = config.data
-    if data.task == "sudoku":
-        return list(sudoku.GRID_SYMBOLS)
-    if data.task == "maze":
-        return list(maze.MAZE_CHARSET)
-    if data.task == "arc":
-        return list(puzzle_dataset.puzzle_tokenizer(ARC_VOCAB_SIZE).alphabet)
-    if data.task == "puzzle_dataset":
-        return list(puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(data.dataset_dir)["vocab_size"]).alphabet)
-    samples = load_raw_samples(config, "train", 1.0 if data.task == "code" else None)
-    texts = []
-    for s in samples:
-        texts.extend(v for k, v in s.items() if k in ("input", "output", "context", "query", "answer") and v)
-    if data.task == "code":
-        texts.extend(code_task.code_task_corpus(config))
-    return texts
-
-
-def load_tokenizer_for_config(config, save_dir: Optional[str] = None):
-    """`(tokenizer, vocab_size, pad_token_id)` for a config; saved into `save_dir` when given.
-
-    A tokenizer already in `save_dir` wins (a resumed run keeps its exact tokenizer). For
-    the Sudoku task "char" becomes "grid", the 11-token vocabulary of the benchmark; for the
-    maze task the 6-token maze vocabulary; a puzzle_dataset directory gets a character
-    tokenizer with its dataset.json vocab_size (ids as the official builder wrote them).
-    """
-    if is_saved_tokenizer(save_dir):
-        return load_tokenizer(save_dir)
-    name = config.data.tokenizer
-    if config.data.task == "sudoku" and name == "char":
-        name = "grid"
-    fixed = None
-    if config.data.task == "maze" and name in ("char", "maze"):
-        fixed = maze.maze_tokenizer()
-    elif config.data.task == "arc":
-        fixed = puzzle_dataset.puzzle_tokenizer(ARC_VOCAB_SIZE)
-    elif config.data.task == "puzzle_dataset":
-        fixed = puzzle_dataset.puzzle_tokenizer(puzzle_dataset.puzzle_metadata(config.data.dataset_dir)["vocab_size"])
-    if fixed is not None:
-        if save_dir:
-            save_tokenizer(fixed, save_dir)
-        return fixed, fixed.vocab_size, fixed.pad_token_id
-    corpus = tokenizer_corpus(config) if name == "bpe" else None
-    tok, vocab, pad = load_tokenizer(name, corpus=corpus, vocab_size=config.data.bpe_vocab_size)
-    if save_dir:
-        save_tokenizer(tok, save_dir)
-    return tok, vocab, pad
 
 
 def as_array_dataset(data, name: str = "dataset") -> ArrayDataset:

@@ -64,12 +64,6 @@ def maze_ids(texts, where: str = "maze") -> np.ndarray:
     return ids
 
 
-def format_maze(text: str) -> str:
-    """A row-major maze string as lines of the square grid."""
-    side = _side(len(text), "maze")
-    return "\n".join(text[r * side:(r + 1) * side] for r in range(side))
-
-
 def _side(length: int, where: str) -> int:
     side = int(round(length ** 0.5))
     if side * side != length or side < 2:
@@ -366,34 +360,7 @@ def write_maze_csv(path: str, pairs, ratings=None, source: str = "trm_jax") -> N
     write_rows(path, ((source, q, a, r) for (q, a), r in zip(pairs, ratings)))
 
 
-# ----------------------------------------------------------------------------- augmentation
-
-def dihedral_permutations(size: int) -> np.ndarray:
-    """int [8, size*size]: new_grid = grid[perm[t]] applies official common.py dihedral_transform t."""
-    g = np.arange(size * size).reshape(size, size)
-    forms = [g, np.rot90(g, 1), np.rot90(g, 2), np.rot90(g, 3), np.fliplr(g), np.flipud(g), g.T,
-             np.fliplr(np.rot90(g, 1))]
-    return np.stack([f.reshape(-1) for f in forms])
-
-
-@dataclass(frozen=True)
-class MazeDihedralAugmenter:
-    """Online augmentation of tokenized maze batches: one of the 8 dihedral transforms per sample
-    (identity included), the same on input and label; positions past size*size are not moved."""
-
-    size: int
-
-    def __call__(self, inputs: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
-        cells = self.size * self.size
-        perm = dihedral_permutations(self.size)[rng.integers(0, 8, len(inputs))]
-
-        def apply(x):
-            out = np.array(x, copy=True)
-            out[:, :cells] = np.take_along_axis(x[:, :cells], perm, 1)
-            return out
-
-        return apply(inputs), apply(labels)
-
+# ----------------------------------------------------------------------------- difficulty
 
 def maze_difficulty(steps, size: int) -> np.ndarray:
     """Per-maze difficulty in [0, 1]: shortest-path length / (4 * size) (30x30: 120 moves -> 1)."""

@@ -7,7 +7,7 @@ Corpus sources (`rag.corpus_path`):
 - a single `.txt` / `.md` file: the same, for that file;
 - a `.jsonl` file: one JSON object per line with a string "text"; the other fields
   become the document's metadata; blank lines are skipped;
-- null: the task's own corpus (code task: `trm_jax.data.code_task_corpus`).
+- null: the task's own corpus (`Task.retrieval_corpus`; the code task's facts).
 Whitespace-only documents are dropped and exact duplicates are indexed once.
 """
 
@@ -22,6 +22,7 @@ from typing import Optional
 
 from trm_jax.errors import TRMError
 from trm_jax.rag.retriever import RAGRetriever
+from trm_jax.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -120,18 +121,6 @@ def _clean(texts: list[str], meta: list[dict]) -> tuple[list[str], list[dict]]:
     return out_t, out_m
 
 
-def task_corpus(config) -> tuple[list[str], list[dict]]:
-    """The built-in corpus of `config.data.task` (only the code task has one)."""
-    data = config.data
-    if data.task != "code":
-        raise TRMError(f"rag.enabled with data.task={data.task!r} has no built-in corpus; set rag.corpus_path "
-                       "to a folder of .txt/.md files or a JSONL file with a \"text\" field")
-    from trm_jax.data import code_task_corpus  # rag -> data, imported on use
-
-    texts = list(code_task_corpus(config))
-    return texts, [{"source": "code_task_corpus", "index": i} for i in range(len(texts))]
-
-
 def build_rag(config, corpus: Optional[list[str]] = None) -> Optional[RAGRetriever]:
     """Build the retriever for a `TRMConfig`: None when `rag.enabled` is false.
 
@@ -149,7 +138,7 @@ def build_rag(config, corpus: Optional[list[str]] = None) -> Optional[RAGRetriev
     elif cfg.corpus_path is not None:
         texts, meta = load_corpus(cfg.corpus_path)
     elif hasattr(config, "data"):
-        texts, meta = task_corpus(config)
+        texts, meta = get_task(config).retrieval_corpus()
     else:
         raise TRMError("build_rag got only the rag section and rag.corpus_path is null; pass the full TRMConfig "
                        "(to use the task's own corpus) or set rag.corpus_path")

@@ -1,6 +1,6 @@
 """`RAGDatasetWrapper`: puts retrieved context into raw text samples before tokenization.
 
-Used as `build_datasets(..., samples_transform=wrapper)` during training and as
+Used as a task's `datasets(..., samples_transform=wrapper)` during training and as
 `wrapper.prepare(query)` at inference, so both see inputs built the same way.
 """
 
@@ -9,18 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Optional, Sequence
 
+from trm_jax.data.text import prepare_code_input
 from trm_jax.errors import TRMError
 from trm_jax.rag.retriever import RAGRetriever
 
 logger = logging.getLogger(__name__)
-
-
-def _prepare_code_input(context: str, query: str) -> str:
-    # Imported here, not at module level: rag depends on data, and importing the
-    # RAG package must stay cheap and independent of the data package's import order.
-    from trm_jax.data.text import prepare_code_input
-
-    return prepare_code_input(context, query)
 
 
 class RAGDatasetWrapper:
@@ -68,7 +61,7 @@ class RAGDatasetWrapper:
 
         A given `context` is kept in front of the retrieved text, as for training samples.
         """
-        return _prepare_code_input(self._merge(context or "", self.context(query)), query)
+        return prepare_code_input(self._merge(context or "", self.context(query)), query)
 
     def _merge(self, given: str, retrieved: str) -> str:
         if given and retrieved:
@@ -98,7 +91,7 @@ class RAGDatasetWrapper:
                     raise TRMError(f"sample context must be a string, got {type(given).__name__}")
                 s["context"] = self._merge(given, ctx)
             else:
-                s["input"] = _prepare_code_input(ctx, s["input"])
+                s["input"] = prepare_code_input(ctx, s["input"])
             out.append(s)
         logger.debug("added retrieved context (top %d) to %d samples", self.top_k, len(out))
         return out

@@ -23,8 +23,10 @@ import numpy as np
 from trm_jax.config import (CurriculumConfig, CurriculumStage, DataConfig, ModelConfig, MonitoringConfig, TRMConfig,
                             TrainingConfig)
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.data import load_tokenizer_for_config
+from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
 from trm_jax.models.trm import TRAINED_PARAMS, TinyRecursiveModel, init_params, make_model, model_config
+from trm_jax.rag import build_rag
+from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
 from trm_jax.training.checkpoint import Checkpointer
 from trm_jax.training.curriculum import CurriculumScheduler, ResolvedStage, embed_params, shapes_equal
@@ -217,10 +219,11 @@ class Trainer:
         tok_dir = os.path.join(self.run_dir, "tokenizer")
 
         # tokenizer -> vocabulary size -> resolved config (num_tokens filled in)
+        self.task = get_task(config)
         if tokenizer is None and self._fixed_model is not None:
             vocab = self._fixed_model.num_tokens
         elif tokenizer is None:
-            tokenizer, vocab, _ = load_tokenizer_for_config(config, save_dir=tok_dir if self.is_main else None)
+            tokenizer, vocab, _ = self.task.tokenizer(save_dir=tok_dir if self.is_main else None)
         else:
             vocab = getattr(tokenizer, "vocab_size", None)
         self.tokenizer = tokenizer
@@ -233,14 +236,9 @@ class Trainer:
         self.config = config.replace(model=dataclasses.replace(config.model, num_tokens=int(num_tokens)))
         self.num_tokens = int(num_tokens)
 
-        # RAG: retrieved context is added to each sample before tokenization
-        self.retriever, transform = None, None
-        if config.rag.enabled:
-            from trm_jax.rag import RAGDatasetWrapper, build_rag
-            self.retriever = build_rag(self.config)
-            if self.retriever is not None:
-                transform = RAGDatasetWrapper.from_config(self.retriever, self.config)
-        self._transform = transform
+        # RAG (None unless rag.enabled): retrieved context is added to each sample before tokenization
+        self.retriever = build_rag(self.config)
+        self._transform = self.task.retrieval_transform(self.retriever)
 
         # datasets: cached per (seq_len, difficulty); the first stage's training set defines an epoch
         self._fixed = (train_dataset, eval_dataset) if train_dataset is not None else None
@@ -298,9 +296,7 @@ class Trainer:
 
     def _save_run_files(self, path: str, tok_dir: str) -> None:
         self.config.save(path)
-        from trm_jax.data.tokenizers import is_saved_tokenizer
         if hasattr(self.tokenizer, "save") and not is_saved_tokenizer(tok_dir):
-            from trm_jax.data import save_tokenizer
             save_tokenizer(self.tokenizer, tok_dir)
         if self.retriever is not None:
             self.retriever.save(os.path.join(self.run_dir, "rag"))
@@ -337,9 +333,8 @@ class Trainer:
             if self._datasets_fn is not None:
                 out = self._datasets_fn(seq_len, difficulty)
             else:
-                from trm_jax.data import build_datasets
-                out = build_datasets(self.config, self.tokenizer, seq_len=seq_len, difficulty=difficulty,
-                                     samples_transform=self._transform)
+                out = self.task.datasets(self.tokenizer, seq_len=seq_len, difficulty=difficulty,
+                                         samples_transform=self._transform)
             self._data_cache = {key: out}  # one stage's data at a time keeps memory flat
         return self._data_cache[key]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trm_jax.data.arc.encoding import NUM_DIHEDRAL, dihedral_transform, inverse_dihedral_transform
+from trm_jax.data.grids import NUM_DIHEDRAL, dihedral_transform, inverse_dihedral_transform
 
 ARC_AUGMENT_RETRIES_FACTOR = 5  # official ARCAugmentRetriesFactor
 PUZZLE_ID_SEPARATOR = "|||"  # official PuzzleIdSeparator: "<task>|||t<tid>|||<colour map digits>"

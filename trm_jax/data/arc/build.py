@@ -25,7 +25,8 @@ import numpy as np
 from trm_jax.data.arc.augment import (Augmentation, augment_grid_batch, choose_augmentations,
                                       puzzle_identifier_name, task_rng)
 from trm_jax.data.arc.encoding import ARC_SEQ_LEN, encode_grids
-from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE, SPLITS, load_tasks
+from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE, ARC_TASK_SETS, load_tasks
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class ArcBuild:
 def parse_source(spec: str, default_split: str) -> tuple[str, str]:
     """"arc-agi-1", "arc-agi-2:evaluation", "/path/to/concept" -> (source, split)."""
     head, sep, tail = spec.rpartition(":")
-    if sep and tail in SPLITS and head:
+    if sep and tail in ARC_TASK_SETS and head:
         return head, tail
     return spec, default_split
 
@@ -289,24 +290,9 @@ def build_arc(source: str = "arc-agi-1", num_aug: int = ARC_NUM_AUG, seed: int =
     return _load_build(path)
 
 
-def arc_labels(tokens: np.ndarray) -> np.ndarray:
-    """uint8 label tokens (0 = pad) -> int32 labels with IGNORE_LABEL (-100) on pad (official ignore_label_id 0)."""
-    from trm_jax.data.text import IGNORE_LABEL
-    tokens = np.asarray(tokens)
-    return np.where(tokens == 0, IGNORE_LABEL, tokens).astype(np.int32)
-
-
-def build_arc_for(config) -> ArcBuild:
-    """The (cached) build a run's config describes: the one training, evaluate.py and infer use."""
-    d = config.data
-    return build_arc(d.arc_source, d.arc_num_aug, config.seed, d.arc_extra_train_sources, "evaluation",
-                     d.arc_max_tasks, d.arc_allow_eval_leak, d.cache_dir)
-
-
 def arc_datasets(build: ArcBuild):
     """(train ArrayDataset, eval ArrayDataset) of a build: uint8 memory maps (read rows with
     `ArrayDataset.rows`, which masks pad labels), puzzle_ids int32."""
-    from trm_jax.data.datasets import ArrayDataset
 
     def dataset(inputs, labels, pids):
         # memory maps stay mapped; stored label 0 (pad) is masked (official ignore_label_id 0)

