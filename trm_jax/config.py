@@ -350,6 +350,35 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    project: Optional[str] = None  # W&B project; null (or `logging.wandb: null`) = W&B off (pip install 'trm_jax[wandb]')
+    entity: Optional[str] = None  # W&B user or team; null = your default entity
+    name: Optional[str] = None  # W&B run name; null = the run directory's name
+    mode: Optional[Literal["online", "offline", "disabled"]] = None  # "online", "offline" (upload later with `wandb sync`) or "disabled"; null = $WANDB_MODE, else online
+    init_timeout_s: float = 60.0  # give up connecting to W&B after this many seconds (training goes on without it)
+
+    def validate(self, p: str = "logging.wandb") -> None:
+        for key in ("entity", "name", "mode"):
+            _check(getattr(self, key) is None or self.project is not None, f"{p}.project",
+                   f"set the W&B project to use {p}.{key} (or remove the {p} section to turn W&B off)")
+        _check(self.project is None or self.project.strip() != "", f"{p}.project",
+               "must be a W&B project name, or null to turn W&B off")
+        _check(self.init_timeout_s > 0, f"{p}.init_timeout_s", f"must be > 0, got {self.init_timeout_s}")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Experiment trackers fed the records of metrics.jsonl (main process only)."""
+
+    tensorboard: bool = False  # write TensorBoard event files to run_dir/tensorboard (pip install 'trm_jax[tensorboard]')
+    wandb: Optional[WandbConfig] = field(default_factory=WandbConfig)  # Weights & Biases: {project, entity, name, mode}; null or no project = off
+
+    def validate(self, p: str = "logging") -> None:
+        if self.wandb is not None:
+            self.wandb.validate(f"{p}.wandb")
+
+
+@dataclass(frozen=True)
 class DistributedConfig:
     """Multi-host: set `enabled` and the coordinator; one process per host."""
 
@@ -379,6 +408,7 @@ class TRMConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     rag: RAGConfig = field(default_factory=RAGConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self):

@@ -1,4 +1,4 @@
-"""Training metrics: window summaries of step sums and the `metrics.jsonl` logger."""
+"""Training metrics: window summaries of step sums and the `metrics.jsonl` logger (which feeds the trackers)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import json
 import math
 import os
 import time
-from typing import Iterable, Mapping, Optional
+from typing import Collection, Iterable, Mapping, Optional
 
 import numpy as np
+
+from trm_jax.training.trackers import Tracker, Trackers, make_trackers
 
 
 def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
@@ -54,41 +56,54 @@ def to_jsonable(obj):
 
 
 class TRMTrainingLogger:
-    """Appends one JSON object per line to `metrics.jsonl`.
+    """Appends one JSON object per line to `metrics.jsonl` and forwards each record to the experiment
+    trackers (TensorBoard, W&B: see trackers.py).
 
     Train records: split="train", step, epoch, stage, loss, ce, halt_loss, token_accuracy,
     exact_accuracy, recursion_depth, tokens_per_sec, lr, grad_norm, timestamp (+ resource readings when
     sampled). Eval records: split="eval", step, stage, exact_accuracy, token_accuracy, recursion_depth.
-    Only process 0 writes (`enabled=False` elsewhere). Lines are flushed immediately so a crash loses
-    nothing; on resume, records past the resumed step are dropped first (`truncate_after`).
+    Only process 0 writes (`enabled=False` elsewhere) and has trackers. Lines are flushed immediately so
+    a crash loses nothing; on resume, records past the resumed step are dropped first (`truncate_after`).
     """
 
-    def __init__(self, path: str | os.PathLike, *, enabled: bool = True):
+    def __init__(self, path: str | os.PathLike, *, enabled: bool = True, trackers: Iterable[Tracker] = ()):
         self.path = os.fspath(path)
         self.enabled = enabled
         self._f = None
+        self.trackers = Trackers(trackers if enabled else ())
         if enabled:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._f = open(self.path, "a", buffering=1)
 
-    def log(self, record: Mapping, *, split: str = "train") -> dict:
+    def start_trackers(self, config, run_dir: str) -> None:
+        """Start the trackers `config.logging` turns on (main process only; one that cannot start warns)."""
+        if self.enabled:
+            self.trackers.active += make_trackers(config, run_dir)
+
+    def log(self, record: Mapping, *, split: str = "train", system_keys: Collection[str] = ()) -> dict:
+        """Write one record; `system_keys` name its resource-monitor readings (tagged system/<key>)."""
         rec = {"split": split, **{k: to_jsonable(v) for k, v in record.items()}}
         rec.setdefault("timestamp", time.time())
         if self._f is not None:
             self._f.write(json.dumps(rec) + "\n")
+            self.trackers.log(rec, system_keys)
         return rec
 
     def log_train(self, step: int, epoch: float, stage: int, metrics: Mapping, *,
-                  tokens_per_sec: Optional[float] = None, **extra) -> dict:
+                  tokens_per_sec: Optional[float] = None, **readings) -> dict:
+        """A training window's record; `readings` are the resource monitor's, when it sampled."""
         return self.log(dict(step=int(step), epoch=float(epoch), stage=int(stage), **metrics,
-                             tokens_per_sec=tokens_per_sec, **extra))
+                             tokens_per_sec=tokens_per_sec, **readings), system_keys=readings.keys())
 
     def log_eval(self, step: int, stage: int, results: Mapping) -> dict:
         return self.log(dict(step=int(step), stage=int(stage), **results), split="eval")
 
     def truncate_after(self, step: int) -> None:
         """Drop records with step > `step` (written after the checkpoint a run resumes from)."""
-        if not self.enabled or not os.path.exists(self.path):
+        if not self.enabled:
+            return
+        self.trackers.restart(step)
+        if not os.path.exists(self.path):
             return
         self._f.close()
         with open(self.path) as f:
@@ -107,6 +122,8 @@ class TRMTrainingLogger:
         self._f = open(self.path, "a", buffering=1)
 
     def close(self) -> None:
+        """Close metrics.jsonl and the trackers (idempotent)."""
+        self.trackers.close()
         if self._f is not None:
             self._f.close()
             self._f = None

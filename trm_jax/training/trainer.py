@@ -259,6 +259,7 @@ class Trainer:
         self.monitor = ResourceMonitor(config.monitoring)
         self.base_key = np.asarray(jax.random.key_data(jax.random.PRNGKey(config.seed)))
         self._write_run_files(tok_dir)
+        self.logger.start_trackers(self.config, self.run_dir)  # after the checks a run can fail: no stray W&B run
 
         self.stage: Optional[_Stage] = None
         self._state = None  # replicated TrainState (pmapped)
