@@ -4,6 +4,7 @@
     python scripts/benchmark.py rag                        # vector-store search vs faiss
     python scripts/benchmark.py time-to-accuracy [--quick] # held-out Sudoku accuracy vs training time, both Trainers
     python -m benchmarks.puzzle_embedding                   # train step with a large puzzle-embedding table
+    python -m benchmarks.trackers [--wandb]                 # training-loop time with TensorBoard (W&B) on vs off
 
 Modules, one job each:
     config           BenchConfig: the benchmarked architecture and work
@@ -15,4 +16,5 @@ Modules, one job each:
     model            the `model` subcommand: arguments, runs, report
     rag              the `rag` subcommand
     time_to_accuracy the `time-to-accuracy` subcommand: both packages' Trainers on the same Sudoku data
+    trackers         the default run's loop time with the experiment trackers on vs off
 """
