@@ -7,8 +7,9 @@
 A key's meaning is its field's comment in trm_jax/config.py (the comment lines above the field and
 its trailing comment), so the page changes only through the code. The tables follow the config tree:
 one per section (a dataclass-valued field, or a tuple of dataclasses such as `curriculum.stages`),
-found by walking `TRMConfig`, so a new section needs no change here. A group of keys that belongs to
-something other than a section (a task's own options, say) is one more `Section` in `sections()`.
+found by walking `TRMConfig`, so a new section needs no change here. The `data` keys of one task (its
+`Options` dataclass, written flat in YAML as `data.<key>`) get a table per built-in task, so a new
+task's keys appear once it is in the registry.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import typing
 from typing import NamedTuple
 
 from trm_jax import config as C
+from trm_jax.tasks import BUILTIN_TASKS, task_class
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "config-reference.md")
@@ -29,7 +31,8 @@ INTRO = """\
 Every key, its default and its meaning. Override any key on the command line with
 `--set key.path=value` (YAML value syntax), or from Python with
 `trm_jax.load_config(path, ["key.path=value"])`. Unknown keys and bad values are a `ConfigError`
-naming the key path.
+naming the key path. After the keys every task shares, each task's own `data` keys have a table:
+they apply when `data.task` names that task (a key of another task has no effect, with a warning).
 
 This page is generated from `trm_jax/config.py` by `python scripts/config_reference.py`: edit the
 field comments there, then rerun the script (`tests/test_docs.py` fails while the page is out of date).
@@ -59,6 +62,9 @@ def _is_tuple(hint) -> bool:
 
 def _walk(cls, prefix: str):
     yield Section(f"`{prefix}`" if prefix else "Top level", prefix, cls)
+    if cls is C.DataConfig:  # then the task tables: data.<key> of each task's Options
+        for name in BUILTIN_TASKS:
+            yield Section(f"`data` of the `{name}` task", "data", task_class(name).Options)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         inner = _dataclass_in(hints[f.name])
@@ -68,12 +74,16 @@ def _walk(cls, prefix: str):
 
 
 def sections() -> list:
-    """The tables in page order: the config tree, depth first."""
+    """The tables in page order: the config tree, depth first; the task tables after `data`."""
     return list(_walk(C.TRMConfig, ""))
 
 
-def is_section(cls, field: dataclasses.Field) -> bool:
-    return _dataclass_in(typing.get_type_hints(cls)[field.name]) is not None
+def is_key(cls, field: dataclasses.Field) -> bool:
+    """Whether a field is a key of its own row: not a section, and not `data.options` (the task tables
+    list its fields, which YAML writes flat)."""
+    if cls is C.DataConfig and field.name == "options":
+        return False
+    return _dataclass_in(typing.get_type_hints(cls)[field.name]) is None
 
 
 def field_comments(cls) -> dict:
@@ -109,7 +119,7 @@ def table(section: Section) -> list:
     comments = field_comments(section.cls)
     rows = []
     for f in dataclasses.fields(section.cls):
-        if is_section(section.cls, f):
+        if not is_key(section.cls, f):
             continue
         key = f"{section.prefix}.{f.name}" if section.prefix else f.name
         meaning = comments.get(f.name, "").replace("|", "\\|")  # a bare | would end the table cell

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from trm_jax import config as C
+from trm_jax.tasks import BUILTIN_TASKS, task_class
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
@@ -45,6 +46,11 @@ def _config_defaults(cls, prefix=""):
             out.update(_config_defaults(type(default), path))
         elif f.name == "stages":  # a list of stages: its keys are those of one stage
             out.update(_config_defaults(C.CurriculumStage, path + "[]"))
+        elif cls is C.DataConfig and f.name == "options":  # each task's own keys, flat in YAML: data.<key>
+            for name in BUILTIN_TASKS:
+                own = _config_defaults(task_class(name).Options, prefix)
+                assert not set(own) & set(out), f"task {name!r} reuses the data keys {sorted(set(own) & set(out))}"
+                out.update(own)
         else:
             out[path] = default
     return out
