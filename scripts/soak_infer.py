@@ -20,7 +20,7 @@ def rss_mb() -> float:
 
 def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> dict:
     from trm_jax.inference import infer, load
-    from trm_jax.models.trm import _predict_jit
+    from trm_jax.models.predict import _predict_jit
 
     params = load(run_dir)
     rng = random.Random(seed)

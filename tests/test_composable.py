@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+import trm_jax
 from trm_jax import MLPMixer1D, ModelConfig, TinyRecursiveModel, Trainer, make_model
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import (PUZZLE_EMB, initial_carry, model_config, supervision_step)
@@ -77,6 +78,66 @@ def test_trainer_rejects_bad_arguments():
         Trainer(mixer, copy_task(8))
     with pytest.raises(TRMError, match="needs trained parameters"):
         TinyRecursiveModel(dim=16, num_tokens=7, network=ResidualMLP(16), seq_len=L).predict(np.zeros((1, L), int))
+
+
+def test_seed_flow_with_a_network_that_has_no_seq_len():
+    """The PyPI package needs no sequence length for such a network: neither does init_params, Trainer or predict."""
+    model = TinyRecursiveModel(dim=16, num_tokens=7, network=ResidualMLP(16), num_refinement_blocks=2,
+                               num_latent_refinements=2)
+    params = model.init_params(jax.random.key(0))
+    assert params["network"]["Dense_0"]["kernel"].shape == (16, 32)
+    sample = np.zeros((3, 11), np.int32)
+    jax.tree.map(np.testing.assert_array_equal, model.init_params(jax.random.key(0), sample), params)  # Flax form
+    inputs = np.random.default_rng(0).integers(1, 7, (64, L)).astype(np.int32)
+    result = Trainer(model, (inputs, inputs), steps=20, batch_size=8, progress_bar=False)()
+    tokens = inputs[:5]
+    trained = model.predict(tokens)  # the module's own (trained) weights
+    np.testing.assert_array_equal(trained.tokens, trm_jax.predict(result.model, result.params, tokens).tokens)
+    untrained = model.predict(params, tokens)
+    assert trained.tokens.shape == untrained.tokens.shape == (5, L)
+    assert not np.array_equal(trained.tokens, untrained.tokens)
+
+
+class SequenceMixing(nn.Module):
+    """A network whose weights are sized by the sequence length (a dense layer across positions)."""
+
+    @nn.compact
+    def __call__(self, h):
+        return h + nn.Dense(h.shape[1])(h.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+
+def test_init_params_asks_for_seq_len_only_where_the_shapes_need_it():
+    model = TinyRecursiveModel(dim=8, num_tokens=V, network=SequenceMixing(), num_register_tokens=1)
+    with pytest.raises(TRMError, match="shapes depend on the sequence length.*seq_len=L"):
+        model.init_params(jax.random.key(0))
+    params = model.init_params(jax.random.key(0), np.zeros((2, L), np.int32))  # length from the sample input
+    assert params["network"]["Dense_0"]["kernel"].shape == (L + 1, L + 1)  # one register token in front
+    sized = model.clone(seq_len=L)
+    jax.tree.map(np.testing.assert_array_equal, sized.init_params(jax.random.key(0)), params)
+    with pytest.raises(TRMError, match="tokens have 5 positions per sample but the model takes 8"):
+        sized.init_params(jax.random.key(0), np.zeros((2, 5), np.int32))
+
+
+def test_equal_models_trained_separately_each_predict_with_their_own_params():
+    def model():
+        return TinyRecursiveModel(dim=16, num_tokens=V, network=MLPMixer1D(16, 1, L), num_refinement_blocks=2,
+                                  num_latent_refinements=1)
+
+    first, second, never_trained = model(), model(), model()
+    assert first == second == never_trained and hash(first) == hash(second)  # compared by value, as jit does
+    x, y = copy_task(32)
+    results = [Trainer(m, (x, labels), steps=3, batch_size=8, learning_rate=lr, warmup_steps=0,
+                       progress_bar=False)()
+               for m, labels, lr in ((first, y, 1e-2), (second, (y + 1) % V, 3e-2))]
+    assert first == second and hash(first) == hash(second)  # the attached weights are not a field
+    assert not np.array_equal(results[0].params["to_pred"]["kernel"], results[1].params["to_pred"]["kernel"])
+    for m, result in zip((first, second), results):
+        own = trm_jax.predict(m, result.params, x)
+        for got in (m.predict(x), result.model.predict(x)):  # the user's object, and the copy it trained
+            jax.tree.map(np.testing.assert_array_equal, got, own)
+    assert not np.array_equal(first.predict(x).halt_prob, second.predict(x).halt_prob)
+    with pytest.raises(TRMError, match="needs trained parameters"):  # no process-wide table shared by value
+        never_trained.predict(x[:4])
 
 
 @pytest.mark.parametrize("network", ["mixer", "transformer"])

@@ -87,7 +87,7 @@ def test_bad_inputs_are_clear_errors(run, tmp_path):
 
 
 def test_repeated_calls_do_not_recompile(run):
-    from trm_jax.models.trm import _predict_jit
+    from trm_jax.models.predict import _predict_jit
 
     p = load(run[0])
     qs = queries(p, 8)

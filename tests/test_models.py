@@ -21,7 +21,7 @@ from trm_jax.models import (
     predict,
     supervision_step,
 )
-from trm_jax.models.trm import TinyRecursiveModel
+from trm_jax.models import TinyRecursiveModel
 
 SEQ, VOCAB, BATCH = 6, 7, 3
 
@@ -160,7 +160,7 @@ def test_predict_matches_python_loop_with_per_sample_halting(network):
 def test_predict_knobs_do_not_recompile():
     model = make_model(small_cfg(), VOCAB, SEQ)
     params = init_params(model, jax.random.key(0))
-    from trm_jax.models.trm import _predict_jit
+    from trm_jax.models.predict import _predict_jit
     predict(model, params, tokens(), halt_threshold=0.3, max_recursion_depth=2)
     before = _predict_jit._cache_size()
     predict(model, params, tokens(), halt_threshold=0.9, max_recursion_depth=4)
@@ -332,7 +332,7 @@ def test_compacting_predict_equals_single_loop_on_mixed_halting():
 def test_halt_loss_gradient_at_zero_logit_matches_bce_with_logits():
     """A zero-initialised halt head starts every logit at exactly 0: BCE's gradient there is sigmoid(0) - t,
     so wrong answers (t = 0) push it towards "continue" from the first step (F.binary_cross_entropy_with_logits)."""
-    from trm_jax.models.trm import sigmoid_bce
+    from trm_jax.models.losses import sigmoid_bce
 
     x = jnp.array([0.0, 0.0, 1e-6, -5.0, 3.0, 100.0, -100.0])
     t = jnp.array([0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0])

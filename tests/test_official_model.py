@@ -16,11 +16,7 @@ import _official_reference as ref  # noqa: E402
 
 from trm_jax.errors import TRMError  # noqa: E402
 from trm_jax.models import TransformerNetwork, initial_carry, supervision_step  # noqa: E402
-from trm_jax.models.official_checkpoint import (  # noqa: E402
-    from_official_checkpoint,
-    to_official_state_dict,
-    to_torch_state_dict,
-)
+from trm_jax.models import from_official_checkpoint, to_official_state_dict, to_torch_state_dict  # noqa: E402
 
 SEQ, VOCAB, IDS, BATCH = 6, 7, 5, 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import pytest
 from _train_helpers import make_trainer, tiny_config
 from trm_jax.config import CurriculumStage, TRMConfig
 from trm_jax.errors import ConfigError
-from trm_jax.models.trm import init_params, make_model
+from trm_jax.models import init_params, make_model
 from trm_jax.training import CurriculumScheduler, embed_params, read_metrics
 from trm_jax.training import distributed as dist
 

@@ -13,10 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from trm_jax.errors import TRMError
+from trm_jax.models.losses import IGNORE_LABEL  # defined once, beside the loss that masks it
 
 logger = logging.getLogger(__name__)
 
-IGNORE_LABEL = -100
 QUERY_MARKER = "\n>>> "  # REPL-style: the context is code, the query an expression after it
 TRUNCATION_MODES = ("truncate", "error")
 

@@ -8,7 +8,7 @@ import numpy as np
 from flax import linen as nn
 
 
-# checkpoint_name tags for remat policies (see trm.py: remat_policy): the residual stream between
+# checkpoint_name tags for remat policies (see recursion.py: remat_policy): the residual stream between
 # sub-blocks and the input of the mixer's channel-mixing activation.
 RESIDUAL = "residual"
 CHANNEL_PRE_ACTIVATION = "channel_mixing_pre_activation"

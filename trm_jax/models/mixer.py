@@ -12,7 +12,7 @@ Layout: internally the activations are sequence-first, [seq, batch, dim]. Then b
 2-D matrix products with no data movement: token mixing is W^T [hidden, seq] @ h [seq, batch*dim],
 channel mixing is h [seq*batch, dim] @ W [dim, hidden]; in either direction of backprop too. With
 the batch-first layout XLA has to transpose the [batch, 4*dim, dim] hidden activations around every
-token-mixing matmul (measured: ~2x slower training step on CPU). `__call__` takes batch-first input
+token-mixing matmul (docs/performance.md has the measurement). `__call__` takes batch-first input
 by default; callers that keep their state sequence-first (TinyRecursiveModel) pass `seq_first=True`.
 """
 
@@ -98,7 +98,7 @@ class MLPMixer1D(nn.Module):
     """Maps [batch, seq_len, dim] -> [batch, seq_len, dim] ([seq_len, batch, dim] with seq_first=True)."""
 
     # declared to TinyRecursiveModel: it keeps the state sequence-first and calls with seq_first=True,
-    # and the gradient cycle saves only these tagged activations (see trm.py: remat_policy)
+    # and the gradient cycle saves only these tagged activations (see recursion.py: remat_policy)
     seq_first_native = True
     remat_saveable_names = (RESIDUAL, CHANNEL_PRE_ACTIVATION)
 

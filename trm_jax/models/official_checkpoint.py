@@ -9,8 +9,8 @@ from the dataset's metadata, not the config, so they are read from the tensors o
     model, params = from_official_checkpoint("checkpoints/run/step_5000")   # all_config.yaml beside it
     out = supervision_step(model, params, tokens, initial_carry(model, params, B), puzzle_ids=ids)
 
-Also `to_official_state_dict` (back to the official names) and `to_torch_state_dict` (the PyPI
-`tiny-recursive-model` names, the inverse of `from_torch_state_dict`).
+Also `to_official_state_dict`, back to the official names. (The PyPI `tiny-recursive-model` names
+are torch_checkpoint.py's.)
 """
 
 from __future__ import annotations
@@ -19,47 +19,21 @@ import json
 import os
 from typing import Any, Mapping, Union
 
+import jax
 import numpy as np
+import yaml
 
 from trm_jax.config import ModelConfig
 from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models.factory import make_model, model_config
+from trm_jax.models.recursion import init_params
+from trm_jax.models.torch_checkpoint import load_torch_state_dict, to_numpy
 
 OFFICIAL_PREFIXES = ("_orig_mod.model.inner.", "model.inner.", "_orig_mod.", "inner.")
 EXPORT_PREFIX = "_orig_mod.model.inner."  # what pretrain.py (torch.compile'd) loads with load_state_dict
 
 
 # ------------------------------------------------------------------------------------------ reading
-
-def _to_numpy(t: Any) -> np.ndarray:
-    if hasattr(t, "detach"):  # torch tensor, bfloat16 included
-        return t.detach().cpu().float().numpy()
-    return np.asarray(t, dtype=np.float32)
-
-
-def load_torch_state_dict(path: Union[str, os.PathLike]) -> dict:
-    """A `torch.save`d state dict as {key: float32 ndarray}; TRMError for anything else."""
-    import torch
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TRMError(f"checkpoint {path} does not exist; pass the step_N file that pretrain.py wrote")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle (weights_only refuses it), not a torch file at all
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise TRMError(f"checkpoint {path} cannot be read as a torch state dict ({msg}); the file is truncated "
-                       "or is not a torch.save of a model state_dict") from None
-    if not isinstance(sd, Mapping) or not sd:
-        raise TRMError(f"checkpoint {path} holds a {type(sd).__name__}, not a model state dict "
-                       "({name: tensor}); save model.state_dict()")
-    out = {}
-    for k, v in sd.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise TRMError(f"checkpoint {path}: entry {k!r} is a {type(v).__name__}, not a tensor; the file is "
-                           "not a model state dict")
-        out[k] = _to_numpy(v)
-    return out
-
 
 def strip_official_prefix(sd: Mapping[str, Any]) -> dict:
     """Keys without the `_orig_mod.model.inner.` / `model.inner.` wrappers."""
@@ -76,8 +50,6 @@ def strip_official_prefix(sd: Mapping[str, Any]) -> dict:
 def read_official_arch(path: Union[str, os.PathLike]) -> dict:
     """The arch section of an official `all_config.yaml` (or a YAML file holding just the arch), with
     `loss_type` lifted from arch.loss and `data_paths` kept (to find the dataset's metadata)."""
-    import yaml
-
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -231,16 +203,12 @@ def _set(tree: dict, path, value):
 def from_official_checkpoint(path_or_state_dict, arch: Union[None, Mapping, str, os.PathLike] = None):
     """(model, params) from an official checkpoint file or state dict; `arch` is the official arch
     dict or the path of its all_config.yaml (default: all_config.yaml beside the file)."""
-    import jax
-
-    from trm_jax.models.trm import init_params, make_model
-
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         where = os.fspath(path_or_state_dict)
         raw = load_torch_state_dict(where)
     elif isinstance(path_or_state_dict, Mapping):
         where = "state dict"
-        raw = {k: _to_numpy(v) for k, v in path_or_state_dict.items()}
+        raw = {k: to_numpy(v) for k, v in path_or_state_dict.items()}
     else:
         raise TRMError(f"from_official_checkpoint takes a file path or a state dict, got "
                        f"{type(path_or_state_dict).__name__}")
@@ -284,9 +252,7 @@ def from_official_checkpoint(path_or_state_dict, arch: Union[None, Mapping, str,
 
 def to_official_state_dict(model, params, prefix: str = EXPORT_PREFIX) -> dict:
     """Official-format state dict (torch float32 tensors) of an official-variant transformer model."""
-    import torch
-
-    from trm_jax.models.trm import model_config
+    import torch  # optional dependency (the torch extra): the result is torch tensors
 
     cfg = model_config(model)
     if cfg is None or cfg.variant != "official" or cfg.network != "transformer":
@@ -299,46 +265,5 @@ def to_official_state_dict(model, params, prefix: str = EXPORT_PREFIX) -> dict:
     return out
 
 
-def to_torch_state_dict(model, params) -> dict:
-    """`tiny-recursive-model` (PyPI) state dict of a pypi-variant MLPMixer1D model (inverse of
-    `from_torch_state_dict`): load it with `TinyRecursiveModel(...).load_state_dict(sd)`."""
-    import torch
-
-    from trm_jax.models.mixer import MLPMixer1D
-
-    if model.variant != "pypi" or not isinstance(model.network, MLPMixer1D):
-        raise TRMError("to_torch_state_dict needs a pypi-variant model with an MLPMixer1D network (the only "
-                       "network tiny-recursive-model checkpoints describe)")
-    p = jax_to_np(params)
-    net = p["network"]
-    sd = {"output_init_embed": p["output_init_embed"], "latent_init_embed": p["latent_init_embed"],
-          "input_embed.weight": p["input_embed"]["embedding"]}
-    if "register_tokens" in p:
-        sd["register_tokens"] = p["register_tokens"]
-    for i in range(model.network.depth):
-        tok, ch = net[f"block{i}_token_mixing"], net[f"block{i}_channel_mixing"]
-        # token mixing is Conv1d(kernel=1): [out, in, 1]
-        sd[f"network.{i}.0.fn.0.weight"] = tok["in_kernel"].T[..., None]
-        sd[f"network.{i}.0.fn.0.bias"] = tok["in_bias"]
-        sd[f"network.{i}.0.fn.3.weight"] = tok["out_kernel"].T[..., None]
-        sd[f"network.{i}.0.fn.3.bias"] = tok["out_bias"]
-        sd[f"network.{i}.0.norm.weight"] = net[f"block{i}_token_norm"]
-        sd[f"network.{i}.1.fn.0.weight"] = ch["in"]["kernel"].T
-        sd[f"network.{i}.1.fn.0.bias"] = ch["in"]["bias"]
-        sd[f"network.{i}.1.fn.3.weight"] = ch["out"]["kernel"].T
-        sd[f"network.{i}.1.fn.3.bias"] = ch["out"]["bias"]
-        sd[f"network.{i}.1.norm.weight"] = net[f"block{i}_channel_norm"]
-    sd[f"network.{model.network.depth}.weight"] = net["final_norm"]
-    sd["to_pred.weight"] = p["to_pred"]["kernel"].T
-    sd["to_halt_pred.1.weight"] = p["to_halt_pred"]["kernel"].T
-    return {k: torch.from_numpy(np.array(v, np.float32, order="C")) for k, v in sd.items()}
-
-
-def jax_to_np(tree):
-    import jax
-
-    return jax.tree.map(lambda a: np.asarray(a, np.float32), tree)
-
-
 __all__ = ["from_official_checkpoint", "load_torch_state_dict", "official_arch_to_model_config",
-           "read_official_arch", "strip_official_prefix", "to_official_state_dict", "to_torch_state_dict"]
+           "read_official_arch", "strip_official_prefix", "to_official_state_dict"]

@@ -51,9 +51,8 @@ def attention(q, k, v):
     `flax.linen.dot_product_attention`: query scaled by 1/sqrt(head_dim), softmax over keys).
 
     Heads-major layout makes both products canonical batched matmuls (batch dims leading,
-    contraction last); with Flax's [batch, seq, heads, head_dim] einsums XLA:CPU picks layouts
-    that run the small per-head products ~4x slower (measured: 36 ms vs 10 ms forward at batch 64,
-    seq 81, 4 heads of 64)."""
+    contraction last); with Flax's [batch, seq, heads, head_dim] einsums XLA:CPU picks slower
+    layouts for the small per-head products (docs/performance.md has the measurement)."""
     q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
     weights = jax.nn.softmax(jnp.einsum("bhqd,bhkd->bhqk", q, k), axis=-1)
     return jnp.einsum("bhqk,bhkd->bhqd", weights, v)

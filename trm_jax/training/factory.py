@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 from trm_jax.config import TRMConfig, apply_overrides, load_config
 from trm_jax.errors import ConfigError
-from trm_jax.models.trm import make_model
+from trm_jax.models import make_model
 from trm_jax.tasks import load_tokenizer_for_config as create_tokenizer
 from trm_jax.training import distributed
 from trm_jax.training.trainer import Trainer

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from trm_jax.models.trm import PUZZLE_EMB
+from trm_jax.models import PUZZLE_EMB
 
 
 @struct.dataclass

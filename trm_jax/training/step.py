@@ -26,8 +26,8 @@ import numpy as np
 import optax
 
 from trm_jax.config import TrainingConfig
-from trm_jax.models.trm import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
-                                model_loss, predict, supervision_step, token_matches)
+from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
+                            model_loss, predict, supervision_step, token_matches)
 from trm_jax.training.state import LRSchedule, TrainState, ema_update, make_optimizer, split_table
 
 AXIS = "batch"  # the pmap axis name

@@ -24,7 +24,7 @@ from trm_jax.config import (CurriculumConfig, CurriculumStage, DataConfig, Model
                             TrainingConfig)
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
-from trm_jax.models.trm import TRAINED_PARAMS, TinyRecursiveModel, init_params, make_model, model_config
+from trm_jax.models import TinyRecursiveModel, init_params, make_model, model_config
 from trm_jax.rag import build_rag
 from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
@@ -115,6 +115,7 @@ class Trainer:
             model, config = None, model
         self._temp_dir = None
         self._fixed_model = None
+        self._user_model = model  # the object the user passed: model.predict(tokens) uses its trained params
         if model is not None:
             if config is not None:
                 raise ConfigError("Trainer: pass either a model (with a dataset) or config=, not both")
@@ -555,7 +556,9 @@ class Trainer:
                 signal.signal(sig, h)
             self.close()
         ema = dist.unreplicate(inference_params(self._state))
-        TRAINED_PARAMS[self.stage.model] = ema
+        self.stage.model.attach_trained_params(ema)  # model.predict(tokens), on the model trained and the user's
+        if self._user_model is not None:
+            self._user_model.attach_trained_params(ema)
         raw = dist.unreplicate(self._state.params)
         return TrainResult(params=ema, raw_params=raw, model=self.stage.model, config=self.config,
                            tokenizer=self.tokenizer, step=int(self._host_step()), eval=final_eval, metrics=summary,
