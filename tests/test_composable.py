@@ -116,6 +116,8 @@ def test_init_params_asks_for_seq_len_only_where_the_shapes_need_it():
     jax.tree.map(np.testing.assert_array_equal, sized.init_params(jax.random.key(0)), params)
     with pytest.raises(TRMError, match="tokens have 5 positions per sample but the model takes 8"):
         sized.init_params(jax.random.key(0), np.zeros((2, 5), np.int32))
+    with pytest.raises(TRMError, match="tokens have 5 positions per sample but the model takes 8"):
+        sized.predict(params, np.zeros((2, 5), np.int32))
 
 
 def test_equal_models_trained_separately_each_predict_with_their_own_params():

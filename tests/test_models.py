@@ -84,6 +84,21 @@ def test_model_shapes_and_pytree(network):
     assert pred.recursion_depth.shape == (BATCH,)
 
 
+def test_parameter_tree_is_flat_with_each_variants_edge_names():
+    """Checkpoint import/export and saved runs read these names: the edges live on the model itself."""
+    pypi = init_params(make_model(small_cfg(num_register_tokens=2), VOCAB, SEQ), jax.random.key(0))
+    assert set(pypi) == {"input_embed", "output_init_embed", "latent_init_embed", "register_tokens", "to_pred",
+                         "to_halt_pred", "network"}
+    assert pypi["register_tokens"].shape == (2, 16) and pypi["to_halt_pred"]["kernel"].shape == (16, 1)
+    official = make_model(small_cfg(variant="official", network="transformer", puzzle_emb_ndim=20,
+                                    num_puzzle_identifiers=3, pos_encodings="learned"), VOCAB, SEQ)
+    params = init_params(official, jax.random.key(0))
+    assert set(params) == {"embed_tokens", "puzzle_emb", "embed_pos", "H_init", "L_init", "lm_head", "q_head",
+                           "network"}
+    assert params["embed_pos"]["embedding"].shape == (SEQ + 2, 16)  # two prefix positions: ceil(20 / 16)
+    assert params["q_head"]["kernel"].shape == (16, 2) and params["puzzle_emb"].shape == (3, 20)
+
+
 def test_bfloat16_compute_keeps_float32_params():
     model = make_model(small_cfg(dtype="bfloat16"), VOCAB, SEQ)
     params = init_params(model, jax.random.key(0))

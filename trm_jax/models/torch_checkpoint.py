@@ -56,7 +56,7 @@ def load_torch_state_dict(path: Union[str, os.PathLike]) -> dict:
     return out
 
 
-def _strip_prefix(sd: Mapping[str, Any]) -> dict:
+def _strip_wrapper_prefix(sd: Mapping[str, Any]) -> dict:
     """Accept state dicts saved from wrappers (DDP `module.`, EMA `ema_model.`)."""
     sd = dict(sd)
     for prefix in ("module.", "ema_model.", "model."):
@@ -75,7 +75,7 @@ def _mixer_depth(sd: Mapping[str, Any]) -> int:
 
 def config_from_torch_state_dict(state_dict: Mapping[str, Any], **overrides) -> tuple[ModelConfig, int]:
     """Infer (ModelConfig, seq_len) from a PyTorch state dict; seq_len excludes register tokens."""
-    sd = _strip_prefix(state_dict)
+    sd = _strip_wrapper_prefix(state_dict)
     try:
         depth = _mixer_depth(sd)
         num_tokens, dim = to_numpy(sd["input_embed.weight"]).shape
@@ -93,7 +93,7 @@ def config_from_torch_state_dict(state_dict: Mapping[str, Any], **overrides) -> 
 
 def from_torch_state_dict(state_dict: Mapping[str, Any]) -> dict:
     """Convert a PyTorch TinyRecursiveModel(MLPMixer1D) state dict to our params pytree."""
-    sd = _strip_prefix(state_dict)
+    sd = _strip_wrapper_prefix(state_dict)
     depth = _mixer_depth(sd)
     get = lambda k: to_numpy(sd[k])  # noqa: E731
     try:
