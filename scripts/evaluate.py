@@ -30,19 +30,18 @@ def main(argv=None):
                     help="ARC runs: write the Kaggle submission JSON here (two attempts per test input)")
     args = ap.parse_args(argv)
     try:
+        from trm_jax.evaluation import evaluate_run, format_results
         from trm_jax.inference import load
-        from trm_jax.tasks import get_task
 
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
-        task = get_task(params.config)
-        results = task.evaluate(params, data=args.data, batch_size=args.batch_size,
-                                halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth)
+        results = evaluate_run(params, data=args.data, batch_size=args.batch_size,
+                               halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth)
         submission = results.pop("submission", None)
         if args.submission and submission is None:
             raise TRMError(f"--submission: the {params.config.data.task!r} task writes no submission file")
     except TRMError as e:
         sys.exit(f"error: {e}")
-    print(task.format_results(results))
+    print(format_results(results))
     if args.submission:
         os.makedirs(os.path.dirname(os.path.abspath(args.submission)), exist_ok=True)
         with open(args.submission, "w") as f:

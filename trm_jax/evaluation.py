@@ -1,19 +1,22 @@
-"""Held-out evaluation of trained params: exact/token accuracy, recursion depth, accuracy by difficulty.
-
-This is every task's default evaluation; what `scripts/evaluate.py` reports for a run is its task's
-`evaluate` (ARC: voting over augmentations, pass@K; `score_arc_submission` scores a Kaggle submission).
-"""
+"""Held-out evaluation of trained params: exact/token accuracy, recursion depth, accuracy by difficulty
+(every task's default), and `evaluate_run`, what `scripts/evaluate.py` reports: the run's task's own
+evaluation where it has one (ARC: voting over augmentations, pass@K, Kaggle submission), else that."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from trm_jax.inference import TRMParams, as_trm_params
-from trm_jax.tasks import get_task
-from trm_jax.tasks.accuracy import accuracy_report, format_table
-from trm_jax.tasks.arc.evaluation import score_arc_submission
+import numpy as np
 
-__all__ = ["dataset_for", "evaluate", "format_table", "score_arc_submission"]
+from trm_jax.errors import TRMError
+from trm_jax.inference import TRMParams, as_trm_params
+from trm_jax.models import NO_EARLY_HALT
+from trm_jax.tasks import get_task
+from trm_jax.tasks.arc.evaluation import score_arc_submission
+from trm_jax.training.step import evaluate_samples
+
+__all__ = ["accuracy_report", "dataset_for", "evaluate", "evaluate_run", "format_results", "format_table",
+           "score_arc_submission"]
 
 
 def dataset_for(p: TRMParams, path: Optional[str] = None):
@@ -33,3 +36,78 @@ def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_th
     p = as_trm_params(params, config=config)
     return accuracy_report(p, dataset_for(p) if dataset is None else dataset, batch_size=batch_size,
                            halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth, num_bins=num_bins)
+
+
+def evaluate_run(params: TRMParams, *, data: Optional[str] = None, batch_size: int = 64,
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
+    """What `scripts/evaluate.py` reports for a run on `data` (default: its eval split): its task's own
+    evaluation, else the accuracy report, and for official-variant runs without a halt threshold also
+    every supervision step run for every sample (key "all_steps", as the published numbers were)."""
+    own = get_task(params.config).evaluate(params, data=data, batch_size=batch_size, halt_threshold=halt_threshold,
+                                           max_recursion_depth=max_recursion_depth)
+    if own is not None:
+        return own
+    dataset = dataset_for(params, data)
+    results = accuracy_report(params, dataset, batch_size=batch_size, halt_threshold=halt_threshold,
+                              max_recursion_depth=max_recursion_depth)
+    if params.model.variant == "official" and halt_threshold is None:
+        depth = max_recursion_depth or params.model.max_recursion_depth
+        results["all_steps"] = dict(accuracy_report(params, dataset, batch_size=batch_size,
+                                                    halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth),
+                                    max_recursion_depth=depth)
+    return results
+
+
+def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_threshold: Optional[float] = None,
+                    max_recursion_depth: Optional[int] = None, num_bins: int = 4) -> dict:
+    """`evaluate`'s metrics of TRMParams on an ArrayDataset."""
+    if len(dataset) == 0:
+        raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
+    if dataset.inputs.shape[1] != params.seq_len:
+        raise TRMError(f"evaluation inputs have length {dataset.inputs.shape[1]} but the model takes {params.seq_len}")
+    res = evaluate_samples(params.model, params.params, dataset, min(batch_size, 1 << (len(dataset) - 1).bit_length()),
+                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth)
+    exact, tok_correct, tok_count, depth, diff = (res[k] for k in ("exact", "token_correct", "token_count",
+                                                                   "recursion_depth", "difficulty"))
+
+    def summary(sel):
+        return dict(count=int(sel.sum()), exact_accuracy=float(exact[sel].mean()),
+                    token_accuracy=float(tok_correct[sel].sum() / max(tok_count[sel].sum(), 1)),
+                    recursion_depth=float(depth[sel].mean()))
+
+    out = summary(np.ones(len(exact), bool))
+    out["num_samples"] = out.pop("count")
+    bins = []
+    lo, hi = float(diff.min()), float(diff.max())
+    edges = np.linspace(lo, hi, num_bins + 1) if hi > lo else np.array([lo, hi])
+    for i in range(len(edges) - 1):
+        last = i == len(edges) - 2
+        sel = (diff >= edges[i]) & ((diff <= edges[i + 1]) if last else (diff < edges[i + 1]))
+        if sel.any():
+            bins.append(dict(difficulty=[round(float(edges[i]), 3), round(float(edges[i + 1]), 3)], **summary(sel)))
+    out["by_difficulty"] = bins
+    return out
+
+
+def format_table(results: dict) -> str:
+    """An accuracy report as text: totals, then one line per difficulty bin."""
+    lines = [f"samples {results['num_samples']}   exact {results['exact_accuracy']:.4f}   "
+             f"token {results['token_accuracy']:.4f}   recursion depth {results['recursion_depth']:.2f}",
+             f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'depth':>7}"]
+    for b in results["by_difficulty"]:
+        lo, hi = b["difficulty"]
+        lines.append(f"{f'{lo:.2f}-{hi:.2f}':>16} {b['count']:>7} {b['exact_accuracy']:>8.4f} "
+                     f"{b['token_accuracy']:>8.4f} {b['recursion_depth']:>7.2f}")
+    return "\n".join(lines)
+
+
+def format_results(results: dict) -> str:
+    """`evaluate_run`'s results as text: an accuracy report as a table (and its all-steps twin), a task's
+    own numbers one per line."""
+    if "by_difficulty" not in results:
+        return "\n".join(f"{k:>10} {v:.4f}" for k, v in results.items() if isinstance(v, float))
+    text = format_table(results)
+    if "all_steps" in results:
+        steps = results["all_steps"]
+        text += f"\nall {steps['max_recursion_depth']} steps (official evaluation):\n{format_table(steps)}"
+    return text

@@ -22,9 +22,8 @@ from trm_jax.data.jsonl import read_jsonl
 from trm_jax.data.text import SampleEncoder, decode_prediction
 from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.models import NO_EARLY_HALT, predict
+from trm_jax.models import predict
 from trm_jax.rag.wrapper import RAGDatasetWrapper
-from trm_jax.tasks.accuracy import accuracy_report, format_table
 
 logger = logging.getLogger(__name__)
 
@@ -224,29 +223,11 @@ class Task:
         return self.dataset_from_file(path, params.tokenizer, params.seq_len, transform)
 
     def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
-                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
-        """What scripts/evaluate.py reports for a run (`params`, a TRMParams) on `data` (a file in the task's
-        format; default the run's eval split): the accuracy report, and for official-variant runs without a
-        halt threshold also every supervision step run for every sample (key "all_steps"). A result may hold
-        a "submission" (written by `evaluate.py --submission`)."""
-        dataset = self.eval_dataset(params, data)
-        results = accuracy_report(params, dataset, batch_size=batch_size, halt_threshold=halt_threshold,
-                                  max_recursion_depth=max_recursion_depth)
-        if params.model.variant == "official" and halt_threshold is None:
-            # the published numbers ran every supervision step for every sample: report that too
-            depth = max_recursion_depth or params.model.max_recursion_depth
-            results["all_steps"] = dict(accuracy_report(params, dataset, batch_size=batch_size,
-                                                        halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth),
-                                        max_recursion_depth=depth)
-        return results
-
-    def format_results(self, results: dict) -> str:
-        """`evaluate`'s results as text."""
-        text = format_table(results)
-        if "all_steps" in results:
-            steps = results["all_steps"]
-            text += f"\nall {steps['max_recursion_depth']} steps (official evaluation):\n{format_table(steps)}"
-        return text
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> Optional[dict]:
+        """The task's own evaluation of a run (`params`, a TRMParams) on `data`, as `scripts/evaluate.py`
+        reports it, or None: the default accuracy report (`trm_jax.evaluation.evaluate_run`). Numbers of its
+        own are `{name: float}`; a "submission" entry is what `evaluate.py --submission` writes."""
+        return None
 
 
 class GridTask(Task):

@@ -87,6 +87,3 @@ class ArcTask(GridTask):
         result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, max_recursion_depth),
                                     build_arc_for(self.config), pass_ks=o.arc_pass_ks, batch_size=batch_size)
         return dict(result.metrics, submission=result.submission)
-
-    def format_results(self, results: dict) -> str:
-        return "\n".join(f"{k:>10} {v:.4f}" for k, v in results.items() if k.startswith("pass@"))
