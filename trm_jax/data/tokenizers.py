@@ -176,7 +176,7 @@ def _offline_transformers():
     # Never reach for the network: a missing cache must fail fast, not hang.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import transformers
+    import transformers  # heavy (and torch behind it): imported by the tokenizers that need it
 
     return transformers
 
@@ -188,7 +188,7 @@ def byte_tokenizer() -> HFTokenizer:
 
 def train_bpe_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> HFTokenizer:
     """A byte-level BPE (lossless on any UTF-8 text) trained on `corpus`; [PAD]=0, [EOS]=1."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # only the "bpe" tokenizer needs it
 
     texts = [t for t in corpus if t]
     if not texts:

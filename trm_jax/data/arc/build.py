@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from trm_jax.data.arc.augment import (Augmentation, augment_grid_batch, choose_augmentations,
                                       puzzle_identifier_name, task_rng)
@@ -163,7 +164,6 @@ def _encode_split(puzzle_pairs, tids, maps, out_arrays, row0: int, ids0: int, tr
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=1.0)
 
 

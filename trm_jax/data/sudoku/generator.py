@@ -6,6 +6,7 @@ import logging
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from trm_jax.data.sudoku.batch_solver import propagate_singles, search_batch
 from trm_jax.data.sudoku.bitmasks import ALL, DIGIT_MASK, MASK_DIGIT, POPCOUNT, SET_BITS, grids_to_masks
@@ -129,9 +130,5 @@ def generate_sudoku(n: int, seed: int = 0, difficulty: float = 0.5, *, batch_siz
 
 def _progress(total: int, enabled: bool):
     if not enabled or total <= 0:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
     return tqdm(total=total, desc="generating Sudoku", unit="puzzle")
