@@ -52,3 +52,12 @@ class ToyTask(Task):
 
     def decode(self, tokens, tokenizer, query):
         return tokenizer.decode(np.asarray(tokens)[:len(query)]).upper()
+
+
+@dataclass(frozen=True)
+class ClashingOptions:
+    seq_len: int = 3  # a shared data key: not allowed as a task's own
+
+
+class ClashingTask(ToyTask):
+    Options = ClashingOptions

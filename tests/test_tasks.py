@@ -1,6 +1,7 @@
 """Tasks: a task defined outside the package trains through scripts/train.py and answers through
-trm_jax.infer; no module outside trm_jax/tasks (and the registry) compares a task name; registry errors; task keys in the
-config (flat in YAML, round trip, other tasks' keys in run configs written before tasks had their own)."""
+trm_jax.infer; no module outside trm_jax/tasks (and the registry) compares a task name; registry errors;
+task keys in the config (flat in YAML, round trip, other tasks' keys in run configs written before tasks
+had their own)."""
 
 import ast
 import dataclasses
@@ -149,6 +150,11 @@ def test_registry_errors(name, match):
         TRMConfig.from_dict({"data": {"task": name}})
 
 
+def test_a_task_may_not_redefine_shared_keys():
+    with pytest.raises(ConfigError, match=r"task .*ClashingTask' redefines the shared data keys \['seq_len'\]"):
+        TRMConfig.from_dict({"data": {"task": "tests._toy_task:ClashingTask"}})
+
+
 def test_entry_point_tasks(monkeypatch):
     real = importlib.metadata.entry_points
 
@@ -184,7 +190,7 @@ def test_task_keys_round_trip_flat(task, tmp_path):
     assert TRMConfig.from_dict(cfg.to_dict()) == cfg
     cfg.save(str(tmp_path / "c.yaml"))
     assert load_config(str(tmp_path / "c.yaml")) == cfg
-    others = {k for t in BUILTIN_TASKS if t != task for k in (f.name for f in dataclasses.fields(task_class(t).Options))}
+    others = {f.name for t in BUILTIN_TASKS if t != task for f in dataclasses.fields(task_class(t).Options)}
     assert not others & set(flat)
 
 

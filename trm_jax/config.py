@@ -117,6 +117,9 @@ class DataConfig:
 
     def __post_init__(self):
         options_cls = task_class(self.task).Options
+        shared = set(_field_names(options_cls)) & set(_generic_data_keys())
+        _check(not shared, "data.task", f"task {self.task!r} redefines the shared data keys {sorted(shared)} in its "
+               "Options; give its own keys other names")
         if type(self.options) is not options_cls:
             if self.options is not None:  # another task's keys, e.g. dataclasses.replace(data, task=...)
                 _warn_no_effect(self.task, _changed_keys(self.options))
