@@ -23,6 +23,7 @@ from trm_jax.models import (
     predict,
     supervision_step,
 )
+from trm_jax.pretrained import save_pretrained
 
 __version__ = "0.1.0"
 
@@ -51,5 +52,5 @@ __all__ = sorted([
     "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams",
     "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
     "from_official_checkpoint", "from_torch_state_dict", "infer", "init_params", "initial_carry", "load",
-    "load_config", "make_model", "predict", "supervision_step", *_LAZY,
+    "load_config", "make_model", "predict", "save_pretrained", "supervision_step", *_LAZY,
 ])

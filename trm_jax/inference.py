@@ -20,6 +20,7 @@ from trm_jax.config import TRMConfig, load_config
 from trm_jax.data import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
+from trm_jax.pretrained import is_pretrained, read_pretrained
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoint import Checkpointer
@@ -74,7 +75,13 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
 
     With `step=None` the newest checkpoint whose weights read back intact (a damaged one is reported
     and the one before it is loaded); the run directory is only read.
+
+    `run_dir` may also be a pretrained directory (`trm_jax.save_pretrained`) or `hf://user/repo[@revision]`,
+    one resolved through the Hugging Face cache (HF_HUB_OFFLINE=1: the cache only); it holds one set of
+    weights, loaded as float32.
     """
+    if is_pretrained(run_dir):
+        return _load_pretrained(run_dir, step=step, use_ema=use_ema)
     run_dir = os.path.abspath(os.fspath(run_dir))
     cfg_path = os.path.join(run_dir, "config.yaml")
     ckpt_dir = os.path.join(run_dir, "checkpoints")
@@ -104,6 +111,24 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
+
+
+def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
+    pre = read_pretrained(path)
+    if not use_ema:
+        raise TRMError(f"{path} is a pretrained directory: it holds one set of weights (those save_pretrained was "
+                       "given), so use_ema=False does not apply; load the run directory for the raw weights")
+    if step is not None and step != pre.step:
+        raise TRMError(f"{path} is a pretrained directory holding the weights of step {pre.step}, not {step}; "
+                       "load the run directory for another step")
+    config = pre.config
+    num_tokens, seq_len = config.model.num_tokens, config.data.seq_len
+    if not num_tokens:
+        raise TRMError(f"{pre.directory}/config.json gives no model.num_tokens; save the model again")
+    shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
+    _check_params(pre.params, shapes, f"{pre.directory}/model.safetensors")
+    return TRMParams(jax.tree.map(jnp.asarray, pre.params), config, pre.tokenizer, pre.retriever, int(num_tokens),
+                     int(seq_len), pre.step, pre.directory)
 
 
 def _check_params(params, shapes, what: str) -> None:

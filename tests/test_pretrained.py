@@ -1,0 +1,364 @@
+"""Pretrained directories: save_pretrained -> load gives the run's weights and answers (float32 exactly,
+bfloat16 within rounding), the file is plain safetensors read by its own header, hf:// loads from a Hugging
+Face cache laid out by hand with HF_HUB_OFFLINE=1, damaged directories are one clear TRMError each, and
+scripts/import_checkpoint.py --to-pretrained writes one."""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+
+import jax
+import ml_dtypes
+import numpy as np
+import pytest
+
+import trm_jax
+from trm_jax.errors import TRMError
+from trm_jax.tasks import load_raw_samples
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def queries(params, n=6):
+    return [s["query"] for s in load_raw_samples(params.config, "eval")[:n]]
+
+
+def tensor_names(tree, prefix=""):
+    """{dotted name: array} of a nested dict, written out here rather than taken from the code under test."""
+    out = {}
+    for k, v in tree.items():
+        name = f"{prefix}.{k}" if prefix else k
+        out.update(tensor_names(v, name) if isinstance(v, dict) else {name: np.asarray(v)})
+    return out
+
+
+def safetensors_header(path):
+    """The JSON header of a safetensors file, parsed from the bytes (8-byte little-endian length + JSON)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_run, tmp_path_factory):
+    """(run params, pretrained dir) of the tiny code run, saved as float32."""
+    p = trm_jax.load(tiny_run[0])
+    return p, trm_jax.save_pretrained(p, tmp_path_factory.mktemp("pre") / "tiny")
+
+
+def test_round_trip_gives_the_same_weights_and_answers(saved, tiny_run, monkeypatch):
+    p, out = saved
+    assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors", "tokenizer"]
+
+    def no_pickle(*a, **k):
+        raise AssertionError("a pretrained directory is read without pickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, no_pickle)
+    q = trm_jax.load(out)
+    monkeypatch.undo()
+    assert (q.step, q.seq_len, q.num_tokens, q.run_dir) == (p.step, p.seq_len, p.num_tokens, out)
+    assert q.config.model == p.config.model and q.config.data == p.config.data
+    expected = tensor_names(p.params)
+    loaded = tensor_names(q.params)
+    assert loaded.keys() == expected.keys()
+    for name, a in expected.items():
+        assert loaded[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded[name], a, err_msg=name)
+    qs = queries(p)
+    assert trm_jax.infer(q, qs, return_details=True) == trm_jax.infer(p, qs, return_details=True)
+
+    header = safetensors_header(os.path.join(out, "model.safetensors"))
+    meta = header.pop("__metadata__")
+    assert meta["format"] == "flax"
+    assert header.keys() == expected.keys() and "network.final_norm" in header
+    assert {h["dtype"] for h in header.values()} == {"F32"}
+    assert all(tuple(h["shape"]) == expected[k].shape for k, h in header.items())
+
+    cfg = json.loads(open(os.path.join(out, "config.json")).read())
+    assert (cfg["format"], cfg["format_version"], cfg["step"]) == ("trm_jax.pretrained", 1, 6)
+    assert cfg["weights"]["sha256"] == hashlib.sha256(open(os.path.join(out, "model.safetensors"), "rb").read()
+                                                      ).hexdigest()
+    n = sum(a.size for a in expected.values())
+    assert cfg["weights"]["num_parameters"] == n
+    assert cfg["config"]["model"]["num_tokens"] == p.num_tokens and cfg["config"]["data"]["seq_len"] == 32
+
+    # the card: Hugging Face front matter, the size, and the run's last held-out evaluation (metrics.jsonl)
+    card = open(os.path.join(out, "README.md")).read()
+    assert card.startswith("---\nlibrary_name: trm_jax\ntags:\n- trm_jax\n")
+    last_eval = [json.loads(ln) for ln in open(os.path.join(tiny_run[0], "metrics.jsonl"))
+                 if '"split": "eval"' in ln][-1]
+    assert f"| parameters | {n:,} |" in card and "`code` task" in card
+    assert f"| token_accuracy | {last_eval['token_accuracy']:.4f} |" in card and "at step 6" in card
+    assert "eval_time_s" not in card  # a duration of the machine, not a metric of the model
+    assert 'trm_jax.load("hf://USER/REPO")' in card
+
+
+def test_bfloat16_halves_the_file_and_loads_the_rounded_weights_as_float32(saved, tmp_path):
+    p, f32 = saved
+    out = trm_jax.save_pretrained(p, tmp_path / "bf16", dtype="bfloat16")
+    header = safetensors_header(os.path.join(out, "model.safetensors"))
+    header.pop("__metadata__")
+    assert {h["dtype"] for h in header.values()} == {"BF16"}
+    assert os.path.getsize(os.path.join(out, "model.safetensors")) < 0.6 * os.path.getsize(
+        os.path.join(f32, "model.safetensors"))
+    q = trm_jax.load(out)
+    rounded = jax.tree.map(lambda a: np.asarray(a).astype(ml_dtypes.bfloat16).astype(np.float32), p.params)
+    for name, a in tensor_names(rounded).items():
+        b = tensor_names(q.params)[name]
+        assert b.dtype == np.float32
+        np.testing.assert_array_equal(b, a, err_msg=name)
+        np.testing.assert_allclose(b, tensor_names(p.params)[name], rtol=2 ** -8, atol=0)
+    qs = queries(p)
+    assert trm_jax.infer(q, qs) == trm_jax.infer(dataclasses.replace(p, params=rounded), qs)
+    assert json.load(open(os.path.join(out, "config.json")))["weights"]["dtype"] == "bfloat16"
+    # saved again from the pretrained directory: its held-out numbers come along
+    again = trm_jax.save_pretrained(q, tmp_path / "again")
+    assert json.load(open(os.path.join(again, "config.json")))["metrics"] == \
+        json.load(open(os.path.join(out, "config.json")))["metrics"]
+
+
+def test_a_train_result_saves_as_the_run_it_came_from(tiny_run, tmp_path):
+    run_dir, result = tiny_run
+    out = trm_jax.save_pretrained(result, tmp_path / "from_result", metrics={"exact_accuracy": 0.25, "note": "x"})
+    q, p = trm_jax.load(out), trm_jax.load(run_dir)
+    for name, a in tensor_names(jax.device_get(result.params)).items():
+        np.testing.assert_array_equal(tensor_names(q.params)[name], a, err_msg=name)
+    assert q.config.model == p.config.model and q.step == result.step
+    qs = queries(p)
+    assert trm_jax.infer(q, qs) == trm_jax.infer(p, qs)
+    metrics = json.load(open(os.path.join(out, "config.json")))["metrics"]
+    assert metrics["values"] == {"exact_accuracy": 0.25}  # only numbers are metrics
+    assert "| exact_accuracy | 0.2500 |" in open(os.path.join(out, "README.md")).read()
+
+
+def test_the_retrieval_store_travels_with_the_model(saved, tmp_path):
+    from trm_jax.rag import build_rag
+
+    p, _ = saved
+    config = p.config.replace(rag=dataclasses.replace(p.config.rag, enabled=True, embedder="hashing",
+                                                      hashing_dim=64, top_k=2))
+    with_rag = dataclasses.replace(p, config=config, retriever=build_rag(config))
+    with pytest.raises(TRMError, match="no retriever to save"):
+        trm_jax.save_pretrained(dataclasses.replace(with_rag, retriever=None), tmp_path / "norag")
+    out = trm_jax.save_pretrained(with_rag, tmp_path / "rag")
+    assert os.path.isfile(os.path.join(out, "rag", "store.npz"))
+    q = trm_jax.load(out)
+    assert len(q.retriever.store) == len(with_rag.retriever.store)
+    qs = queries(p)
+    got, want = trm_jax.infer(q, qs, return_details=True), trm_jax.infer(with_rag, qs, return_details=True)
+    assert got == want and all(len(d["contexts"]) == 2 for d in got)
+    assert "| retrieval |" in open(os.path.join(out, "README.md")).read()
+    # saving a model without retrieval over it removes the old store
+    trm_jax.save_pretrained(p, out)
+    assert not os.path.exists(os.path.join(out, "rag")) and trm_jax.load(out).retriever is None
+
+
+HUB_SCRIPT = """
+import json, sys
+import trm_jax
+from trm_jax.errors import TRMError
+queries, commit = json.loads(sys.argv[1]), sys.argv[2]
+out = {}
+for spec in ("hf://someone/tiny-trm", "hf://someone/tiny-trm@" + commit):
+    p = trm_jax.load(spec)
+    out[spec] = dict(answers=trm_jax.infer(p, queries), run_dir=p.run_dir, step=p.step)
+try:
+    trm_jax.load("hf://someone/not-downloaded")
+except TRMError as e:
+    out["missing"] = str(e)
+print(json.dumps(out))
+"""
+
+
+def test_hf_repo_loads_offline_from_the_hugging_face_cache(saved, tmp_path):
+    p, out = saved
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-trm"
+    shutil.copytree(out, repo / "snapshots" / commit)  # the files huggingface-cli download leaves
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "hub"))
+    qs = queries(p)
+    res = subprocess.run([sys.executable, "-c", HUB_SCRIPT, json.dumps(qs), commit], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    expected = trm_jax.infer(p, qs)
+    for spec in ("hf://someone/tiny-trm", "hf://someone/tiny-trm@" + commit):
+        assert got[spec]["answers"] == expected and got[spec]["step"] == 6
+        assert got[spec]["run_dir"] == str(repo / "snapshots" / commit)
+    assert "huggingface-cli download someone/not-downloaded" in got["missing"]
+    assert "HF_HUB_OFFLINE" in got["missing"]
+
+
+def _rewrite_weights(directory, tensors):
+    """Replace model.safetensors (and the checksum config.json records, so the names are what is checked)."""
+    from safetensors.numpy import save_file
+
+    path = os.path.join(directory, "model.safetensors")
+    save_file(tensors, path)
+    _edit_config(directory, lambda c: c["weights"].update(sha256=hashlib.sha256(open(path, "rb").read()).hexdigest()))
+
+
+def _edit_config(directory, change):
+    path = os.path.join(directory, "config.json")
+    cfg = json.load(open(path))
+    change(cfg)
+    json.dump(cfg, open(path, "w"))
+
+
+def _truncate(d):
+    path = os.path.join(d, "model.safetensors")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])
+
+
+def _flip_a_weight_byte(d):
+    path = os.path.join(d, "model.safetensors")
+    data = bytearray(open(path, "rb").read())
+    data[-3] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def _tensors(d):
+    from safetensors.numpy import load_file
+
+    return load_file(os.path.join(d, "model.safetensors"))
+
+
+def _renamed(d):
+    t = _tensors(d)
+    t["network.final_scale"] = t.pop("network.final_norm")
+    _rewrite_weights(d, t)
+
+
+def _reshaped(d):
+    t = _tensors(d)
+    t["to_pred.kernel"] = np.zeros((16, 7), np.float32)
+    _rewrite_weights(d, t)
+
+
+def _extra(d):
+    _rewrite_weights(d, dict(_tensors(d), **{"network.extra": np.zeros(3, np.float32)}))
+
+
+def _int_weights(d):
+    t = _tensors(d)
+    t["to_pred.kernel"] = t["to_pred.kernel"].astype(np.int32)
+    _rewrite_weights(d, t)
+
+
+DAMAGE = {
+    "truncated": (_truncate, "does not match the checksum"),
+    "truncated, no checksum": (lambda d: (_truncate(d), _edit_config(d, lambda c: c["weights"].pop("sha256"))),
+                               "not a readable safetensors file.*truncated"),
+    "flipped byte": (_flip_a_weight_byte, "does not match the checksum"),
+    "renamed tensor": (_renamed, r"parameter \['network'\]\['final_norm'\] is missing"),
+    "wrong shape": (_reshaped, r"\['to_pred'\]\['kernel'\] has shape \(16, 7\) but the config expects \(16, 100\)"),
+    "extra tensor": (_extra, "unexpected parameters"),
+    "int tensor": (_int_weights, "float32 or bfloat16"),
+    "no config.json": (lambda d: os.remove(os.path.join(d, "config.json")), "has no config.json"),
+    "no weights": (lambda d: os.remove(os.path.join(d, "model.safetensors")), "no model.safetensors"),
+    "config not json": (lambda d: open(os.path.join(d, "config.json"), "w").write("{"), "not valid JSON"),
+    "newer format": (lambda d: _edit_config(d, lambda c: c.update(format_version=99)), "newer.*upgrade trm_jax"),
+    "another library's config": (lambda d: json.dump({"model_type": "bert"}, open(os.path.join(d, "config.json"), "w")),
+                                 "not a trm_jax pretrained config"),
+    "bad config value": (lambda d: _edit_config(d, lambda c: c["config"]["model"].update(dim=-1)),
+                         "does not load here.*model.dim"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_a_damaged_directory_is_one_clear_error(saved, tmp_path, case):
+    damage, message = DAMAGE[case]
+    d = str(tmp_path / "d")
+    shutil.copytree(saved[1], d)
+    damage(d)
+    with pytest.raises(TRMError, match=message):
+        trm_jax.load(d)
+
+
+def test_training_files_of_another_machine_do_not_stop_a_load(saved, tmp_path):
+    d = str(tmp_path / "d")
+    shutil.copytree(saved[1], d)
+    _edit_config(d, lambda c: c["config"]["data"].update(train_path="/machine/that/trained/train.jsonl"))
+    q = trm_jax.load(d)
+    assert q.config.data.train_path is None
+    assert trm_jax.infer(q, queries(q, 2)) == trm_jax.infer(saved[0], queries(q, 2))
+
+
+def test_bad_arguments_are_clear_errors(saved, tiny_run, tmp_path):
+    p, out = saved
+    with pytest.raises(TRMError, match="holding the weights of step 6, not 3"):
+        trm_jax.load(out, step=3)
+    assert trm_jax.load(out, step=6).step == 6
+    with pytest.raises(TRMError, match="use_ema=False does not apply"):
+        trm_jax.load(out, use_ema=False)
+    with pytest.raises(TRMError, match="dtype must be one of"):
+        trm_jax.save_pretrained(p, tmp_path / "x", dtype="float16")
+    with pytest.raises(TRMError, match="is a run directory"):
+        trm_jax.save_pretrained(p, tiny_run[0])
+    with pytest.raises(TRMError, match="as_trm_params"):
+        trm_jax.save_pretrained(p.params, tmp_path / "x")
+    with pytest.raises(TRMError, match="metrics must be a dict"):
+        trm_jax.save_pretrained(p, tmp_path / "x", metrics=[0.5])
+    for spec in ("hf://just-a-name", "hf://user/repo@", "hf://a/b/c"):
+        with pytest.raises(TRMError, match="expected hf://USER/REPO"):
+            trm_jax.load(spec)
+
+
+def _script(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "import_checkpoint.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_import_checkpoint_writes_a_pretrained_directory(tmp_path):
+    torch = pytest.importorskip("torch")
+    import yaml
+
+    import _official_reference as ref
+    from trm_jax.models import PUZZLE_EMB, from_official_checkpoint
+
+    arch = dict(hidden_size=16, L_layers=1, H_cycles=2, L_cycles=2, expansion=2, num_heads=2, pos_encodings="rope",
+                rope_theta=10000.0, rms_norm_eps=1e-5, mlp_t=False, puzzle_emb_ndim=16, puzzle_emb_len=0,
+                halt_max_steps=3, seq_len=6)
+    sd = ref.random_official_state_dict(arch, 6, 7, 5, seed=3)
+    torch.save(sd, tmp_path / "step_4")
+    (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": arch}))
+    res = _script("--official", str(tmp_path / "step_4"), "--to-pretrained", str(tmp_path / "pre"))
+    assert res.returncode == 0, res.stderr
+    assert "huggingface-cli upload" in res.stdout and not (tmp_path / "run").exists()
+    loaded = trm_jax.load(tmp_path / "pre")
+    _, params = from_official_checkpoint(sd, arch)
+    want = tensor_names(jax.device_get(params))
+    got = tensor_names(loaded.params)
+    assert got.keys() == want.keys() and PUZZLE_EMB in got
+    for name, a in want.items():
+        np.testing.assert_array_equal(got[name], a, err_msg=name)
+    assert loaded.config.model.variant == "official" and loaded.seq_len == 6 and loaded.step == 0
+    assert "in the puzzle-embedding table" in open(tmp_path / "pre" / "README.md").read()
+    assert _script("--official", str(tmp_path / "step_4")).returncode != 0  # neither --out nor --to-pretrained
+
+
+def test_import_torch_checkpoint_to_both_directories(tmp_path):
+    torch = pytest.importorskip("torch")
+    trm_pt = pytest.importorskip("tiny_recursive_model")
+
+    torch.manual_seed(2)
+    pt = trm_pt.TinyRecursiveModel(dim=16, num_tokens=9, network=trm_pt.MLPMixer1D(dim=16, depth=1, seq_len=6))
+    torch.save(pt.state_dict(), tmp_path / "trm.pt")
+    res = _script("--torch", str(tmp_path / "trm.pt"), "--n", "2", "--T", "2", "--out", str(tmp_path / "run"),
+                  "--to-pretrained", str(tmp_path / "pre"), "--dtype", "bfloat16")
+    assert res.returncode == 0, res.stderr
+    run, pre = trm_jax.load(tmp_path / "run"), trm_jax.load(tmp_path / "pre")
+    assert pre.config.model == run.config.model and pre.seq_len == run.seq_len == 6
+    for name, a in tensor_names(run.params).items():
+        np.testing.assert_array_equal(tensor_names(pre.params)[name],
+                                      a.astype(ml_dtypes.bfloat16).astype(np.float32), err_msg=name)

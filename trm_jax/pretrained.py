@@ -1,0 +1,423 @@
+"""Pretrained directories, the shareable form of a trained model: `save_pretrained` writes one (safetensors
+weights, config.json, tokenizer, RAG store, a model card) and `read_pretrained` reads one back, local or
+`hf://user/repo[@revision]` through the Hugging Face cache, for `trm_jax.load`.
+
+Layout (format "trm_jax.pretrained", version 1):
+
+    model.safetensors   the weights, named by their parameter path joined with "." (float32 or bfloat16)
+    config.json         {"format", "format_version", "weights": {file, dtype, sha256, num_parameters}, "step",
+                        "metrics", "config": the run's TRMConfig with the final model (dim, num_tokens, seq_len)}
+    tokenizer/          the run's tokenizer (trm_jax.data.save_tokenizer), when it has one
+    rag/                the run's retrieval store, when it retrieves
+    README.md           the model card
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from typing import Any, Mapping, Optional
+
+import jax
+import ml_dtypes
+import numpy as np
+
+from trm_jax.config import TRMConfig
+from trm_jax.data import load_tokenizer, save_tokenizer
+from trm_jax.data.tokenizers import is_saved_tokenizer
+from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models import PUZZLE_EMB, model_config
+from trm_jax.rag import RAG_SUBDIR, load_run_retriever
+from trm_jax.tasks import task_class
+from trm_jax.training import TrainResult, read_metrics
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "trm_jax.pretrained"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+TOKENIZER_SUBDIR = "tokenizer"
+HUB_PREFIX = "hf://"
+DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+# files of the machine a model was trained on that inference never reads (the tokenizer and the RAG store
+# are in the directory): a missing one is dropped from the config on load instead of failing validation
+TRAINING_FILE_KEYS = (("data", "train_path"), ("data", "eval_path"), ("rag", "corpus_path"))
+_HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """What a pretrained directory holds, read back: `params` is the nested weight tree (float32 NumPy)."""
+
+    directory: str
+    config: TRMConfig
+    params: dict
+    tokenizer: Any
+    retriever: Any
+    step: Optional[int]
+    metrics: Optional[dict]  # {"source", "step", "values"} (held_out_metrics) or None
+
+
+# ------------------------------------------------------------------------------------------------- save
+
+def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optional[Mapping] = None) -> str:
+    """Write a trained model as a pretrained directory that `trm_jax.load(directory)` reads back and
+    `huggingface-cli upload user/repo directory` shares; returns its absolute path.
+
+    params: a TRMParams (`trm_jax.load(run_dir)`) or a TrainResult (`Trainer.train()`).
+    dtype: "float32" (exact) or "bfloat16" (half the file; every weight rounded once, loaded as float32).
+    metrics: the held-out numbers for the model card; default: the run's `eval_results.json`, else its last
+    evaluation in `metrics.jsonl`.
+    Files of ours already in `directory` are replaced; anything else there (e.g. a clone's .git) is kept.
+    """
+    if dtype not in DTYPES:
+        raise TRMError(f"save_pretrained: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    src = _saved_model(params)
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.isfile(os.path.join(directory, "config.yaml")) or os.path.isdir(os.path.join(directory, "checkpoints")):
+        raise TRMError(f"{directory} is a run directory; pass a new directory to save_pretrained")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise TRMError(f"{directory} is a file; pass a directory to save_pretrained")
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise TRMError(f"save_pretrained: metrics must be a dict of held-out numbers, got {type(metrics).__name__}")
+    card_metrics = held_out_metrics(metrics, "the caller of save_pretrained") if metrics is not None else src.metrics
+    if src.config.rag.enabled and src.retriever is None:
+        raise TRMError("save_pretrained: the model was trained with retrieval (rag.enabled) but has no retriever to "
+                       "save; load it with trm_jax.load(run_dir), which restores the run's store")
+    os.makedirs(directory, exist_ok=True)
+
+    tensors = _flatten(src.params, DTYPES[dtype])
+    num_parameters = sum(int(a.size) for a in tensors.values())
+    weights = os.path.join(directory, WEIGHTS_FILE)
+    _save_tensors(tensors, weights)
+    for sub in (TOKENIZER_SUBDIR, RAG_SUBDIR):  # a model saved over another must not keep its tokenizer or store
+        shutil.rmtree(os.path.join(directory, sub), ignore_errors=True)
+    if src.tokenizer is not None:
+        save_tokenizer(src.tokenizer, os.path.join(directory, TOKENIZER_SUBDIR))
+    if src.retriever is not None:
+        src.retriever.save(os.path.join(directory, RAG_SUBDIR))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
+                        "num_parameters": num_parameters},
+            "step": src.step, "metrics": card_metrics, "config": src.config.to_dict()}
+    _write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
+    table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
+    _write_text(os.path.join(directory, CARD_FILE),
+                model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
+    return directory
+
+
+@dataclasses.dataclass
+class _Saved:
+    params: Any
+    config: TRMConfig
+    tokenizer: Any
+    retriever: Any
+    step: Optional[int]
+    metrics: Optional[dict]
+
+
+def _saved_model(p) -> _Saved:
+    """What to save of a TRMParams or a TrainResult, with the config of the final model (curriculum stages
+    can change dim and seq_len; num_tokens may have come from the tokenizer)."""
+    if isinstance(p, TrainResult):
+        cfg = model_config(p.model)
+        if cfg is None:
+            raise TRMError("save_pretrained: this model's network is user-defined, so no config rebuilds it; "
+                           "a pretrained directory needs a network of trm_jax (MLPMixer1D or TransformerNetwork)")
+        config = p.config.replace(model=cfg, data=dataclasses.replace(p.config.data, seq_len=p.model.token_len))
+        retriever = load_run_retriever(p.run_dir, config) if os.path.isdir(p.run_dir or "") else None
+        metrics = _run_metrics(p.run_dir, p.step) or (held_out_metrics(p.eval, "the run's final evaluation", p.step)
+                                                      if p.eval else None)
+        return _Saved(p.params, config, p.tokenizer, retriever, p.step, metrics)
+    if not all(hasattr(p, a) for a in ("params", "config", "num_tokens", "seq_len", "tokenizer", "retriever")):
+        raise TRMError(f"save_pretrained takes what trm_jax.load(run_dir) or Trainer.train() returned, got "
+                       f"{type(p).__name__}; wrap raw params with trm_jax.inference.as_trm_params(params, config=...)")
+    config = p.config.replace(model=dataclasses.replace(p.config.model, num_tokens=int(p.num_tokens)),
+                              data=dataclasses.replace(p.config.data, seq_len=int(p.seq_len)))
+    step = getattr(p, "step", None)
+    return _Saved(p.params, config, p.tokenizer, p.retriever, step, _run_metrics(getattr(p, "run_dir", None), step))
+
+
+def _flatten(params, dtype: np.dtype) -> dict[str, np.ndarray]:
+    """{"network.block0_token_norm": array, ...}: parameter paths joined with "." (the Hugging Face naming),
+    floating weights cast to `dtype`."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [getattr(k, "key", None) for k in path]
+        if any(not isinstance(k, str) or not k or "." in k for k in keys):
+            raise TRMError(f"save_pretrained: parameter {jax.tree_util.keystr(path)} is not a path of plain names "
+                           "(nested dicts with string keys without '.'), so it has no tensor name")
+        arr = np.asarray(jax.device_get(leaf))
+        out[".".join(keys)] = np.ascontiguousarray(arr.astype(dtype) if np.issubdtype(arr.dtype, np.floating) else arr)
+    return out
+
+
+def _save_tensors(tensors: dict, path: str) -> None:
+    from safetensors.numpy import save_file  # optional at import: only saving and loading weights need it
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    save_file(tensors, tmp, metadata={"format": "flax", "trm_jax_format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, path)
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def held_out_metrics(values: Optional[Mapping], source: str, step: Optional[int] = None) -> dict:
+    """{"source", "step", "values"}: the top-level numbers of a results dict (nested tables such as
+    by_difficulty left out), where they come from and the step they were measured at."""
+    # durations (eval_time_s) describe the machine, not the model
+    numbers = {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in (values or {}).items()
+               if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+               and not str(k).endswith("_s")}
+    return {"source": source, "step": step, "values": numbers}
+
+
+def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
+    """The held-out numbers a run directory (or a pretrained one) records: scripts/evaluate.py's
+    eval_results.json, else the evaluation in metrics.jsonl at `step` (or the last one); None without any."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return None
+    results = os.path.join(run_dir, "eval_results.json")
+    if os.path.isfile(results):
+        with open(results) as f:
+            raw = json.load(f)
+        return held_out_metrics({k: v for k, v in raw.items() if k != "step"},
+                                f"scripts/evaluate.py on {raw.get('data', 'the eval split')}", raw.get("step"))
+    log = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.isfile(log):
+        evals = read_metrics(log, split="eval")
+        if evals:
+            record = next((r for r in evals if r.get("step") == step), evals[-1])
+            return held_out_metrics({k: v for k, v in record.items() if k not in ("step", "stage", "timestamp")},
+                                    "the run's evaluation during training (metrics.jsonl)", record.get("step"))
+    pretrained = os.path.join(run_dir, CONFIG_FILE)
+    if os.path.isfile(pretrained):  # a pretrained directory saved again (e.g. as bfloat16) keeps its numbers
+        with open(pretrained) as f:
+            meta = json.load(f)
+        if isinstance(meta, dict) and meta.get("format") == FORMAT and isinstance(meta.get("metrics"), dict):
+            return meta["metrics"]
+    return None
+
+
+# ------------------------------------------------------------------------------------------- model card
+
+def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: str, step: Optional[int],
+               metrics: Optional[dict], retriever=None) -> str:
+    """README.md of a pretrained directory: front matter as Hugging Face model cards have, the architecture,
+    the task, the held-out metrics and how to load it."""
+    m, task = config.model, config.data.task
+    tags = ["trm_jax", "jax", "flax", "tiny-recursive-model", _tag(task)]
+    lines = ["---", "library_name: trm_jax", "tags:", *[f"- {t}" for t in tags], "---", "",
+             f"# Tiny Recursive Model: {task} task", "",
+             f"A Tiny Recursive Model (TRM, \"Less is More: Recursive Reasoning with Tiny Networks\", 2025) trained "
+             f"with trm_jax on the `{task}` task: a {m.depth}-layer {m.network} network of "
+             f"width {m.dim} ({m.variant} variant), applied {m.num_latent_refinements} times to the latent and once "
+             f"to the answer per cycle, {m.num_refinement_blocks} cycles per supervision step, at most "
+             f"{m.max_recursion_depth} supervision steps with learned halting.", "",
+             "| | |", "|---|---|",
+             f"| parameters | {num_parameters:,}" + (f" ({table_size:,} in the puzzle-embedding table)" if table_size
+                                                     else "") + " |",
+             f"| sequence length | {config.data.seq_len} tokens |",
+             f"| vocabulary | {m.num_tokens} tokens |",
+             f"| trained steps | {step if step is not None else 'unknown'} |",
+             f"| weights | `{WEIGHTS_FILE}`, {dtype} |"]
+    if retriever is not None:
+        lines.append(f"| retrieval | {len(retriever.store)} texts in `{RAG_SUBDIR}/`, top {config.rag.top_k} per "
+                     f"query, {config.rag.embedder} embedder |")
+    lines += ["", "## Task", "", _task_summary(config)]
+    options = dataclasses.asdict(config.data.options) if dataclasses.is_dataclass(config.data.options) else {}
+    if options:
+        lines += ["", "| task setting | value |", "|---|---|", *[f"| `data.{k}` | `{v}` |" for k, v in options.items()]]
+    lines += ["", "## Held-out metrics", ""]
+    if metrics and metrics.get("values"):
+        at = f" at step {metrics['step']}" if metrics.get("step") is not None else ""
+        lines += [f"Measured by {metrics.get('source')}{at}.", "", "| metric | value |", "|---|---|",
+                  *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                    for k, v in metrics["values"].items()]]
+    else:
+        lines.append("None recorded: evaluate it with `python scripts/evaluate.py --run DIR` on a run directory.")
+    lines += ["", "## Use", "", "```python", "import trm_jax", "",
+              'params = trm_jax.load("hf://USER/REPO")   # or the local directory; hf://USER/REPO@REVISION pins one',
+              "answer = trm_jax.infer(params, query)", "```", "",
+              "`trm_jax.infer` encodes the query as the task does, runs the recursion with halting and decodes the "
+              "answer; `trm_jax.predict(params.model, params.params, tokens)` works on token ids.",
+              "With `HF_HUB_OFFLINE=1` only the local Hugging Face cache is read "
+              "(`huggingface-cli download USER/REPO` fills it).", "",
+              "## Model config", "", "| key | value |", "|---|---|",
+              *[f"| `model.{f.name}` | `{getattr(m, f.name)}` |" for f in dataclasses.fields(m)], ""]
+    return "\n".join(lines)
+
+
+def _tag(task: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", task.lower()).strip("-") or "task"
+
+
+def _task_summary(config: TRMConfig) -> str:
+    """The first paragraph of the task's module docstring (what the task is, in its own words)."""
+    doc = (sys.modules[task_class(config.data.task).__module__].__doc__ or "").strip()
+    first = " ".join(doc.split("\n\n")[0].split())
+    return first or f"Task `{config.data.task}`."
+
+
+# ------------------------------------------------------------------------------------------------- read
+
+def is_pretrained(path) -> bool:
+    """True for `hf://...` and for a directory holding a pretrained model's files rather than a run's."""
+    text = os.fspath(path)
+    if text.startswith(HUB_PREFIX):
+        return True
+    return (os.path.isdir(text) and not os.path.isfile(os.path.join(text, "config.yaml"))
+            and any(os.path.isfile(os.path.join(text, f)) for f in (WEIGHTS_FILE, CONFIG_FILE)))
+
+
+def resolve_pretrained(path) -> str:
+    """A local directory for `path`: itself, or for `hf://user/repo[@revision]` the snapshot in the Hugging
+    Face cache (downloaded unless HF_HUB_OFFLINE=1, which reads only the cache)."""
+    text = os.fspath(path)
+    if not text.startswith(HUB_PREFIX):
+        return os.path.abspath(text)
+    spec = text[len(HUB_PREFIX):]
+    repo, _, revision = spec.partition("@")
+    if not _HUB_REPO.fullmatch(repo) or (revision == "" and "@" in spec):
+        raise TRMError(f"{text}: expected hf://USER/REPO or hf://USER/REPO@REVISION")
+    # optional at import: only hub loading needs it
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, \
+        RevisionNotFoundError
+
+    try:
+        return snapshot_download(repo, revision=revision or None, library_name="trm_jax")
+    except LocalEntryNotFoundError:
+        raise TRMError(f"{text}: not in the local Hugging Face cache and the Hub cannot be reached (HF_HUB_OFFLINE=1 "
+                       f"or no network); download it first with `huggingface-cli download {repo}"
+                       + (f" --revision {revision}" if revision else "") + "` while online, or unset HF_HUB_OFFLINE"
+                       ) from None
+    except RevisionNotFoundError:
+        raise TRMError(f"{text}: the repository {repo} has no revision {revision!r}; pass a branch, tag or commit "
+                       "it has") from None
+    except RepositoryNotFoundError:
+        raise TRMError(f"{text}: no model repository {repo} on the Hub (or it is private: log in with "
+                       "`huggingface-cli login`)") from None
+    except HfHubHTTPError as e:
+        raise TRMError(f"{text}: the Hub refused the download ({e}); check the name and your access") from None
+
+
+def read_pretrained(path) -> Pretrained:
+    """Read a pretrained directory (or `hf://user/repo[@revision]`): config, float32 weights (not checked
+    against the model here: trm_jax.load does that), tokenizer and retrieval store."""
+    directory = resolve_pretrained(path)
+    meta = _read_meta(directory)
+    weights_meta = meta.get("weights") if isinstance(meta.get("weights"), dict) else {}
+    weights = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(weights):
+        raise TRMError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the whole directory that "
+                       "save_pretrained wrote")
+    expected = weights_meta.get("sha256")
+    if expected and _sha256(weights) != expected:
+        raise TRMError(f"{weights} does not match the checksum {CONFIG_FILE} records: it was damaged (an interrupted "
+                       "download or copy) or replaced; download or copy it again, or save the model again")
+    params = _unflatten(_load_tensors(weights), weights)
+    config = _read_config(meta, directory)
+    tok_dir = os.path.join(directory, TOKENIZER_SUBDIR)
+    tokenizer = load_tokenizer(tok_dir)[0] if is_saved_tokenizer(tok_dir) else None
+    retriever = load_run_retriever(directory, config)
+    step = meta.get("step")
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else None
+    return Pretrained(directory, config, params, tokenizer, retriever, step if isinstance(step, int) else None, metrics)
+
+
+def _read_meta(directory: str) -> dict:
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise TRMError(f"{directory} has no {CONFIG_FILE}; a pretrained directory holds the {CONFIG_FILE} and "
+                       f"{WEIGHTS_FILE} that trm_jax.save_pretrained wrote (a run directory holds config.yaml)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TRMError(f"{path} is not valid JSON ({e}); copy it again or save the model again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise TRMError(f"{path} is not a trm_jax pretrained config (its \"format\" is not {FORMAT!r}; is this a "
+                       "model of another library?); trm_jax.load reads directories that trm_jax.save_pretrained wrote")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise TRMError(f"{path}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise TRMError(f"{path} has format_version {version}, newer than this trm_jax reads ({FORMAT_VERSION}); "
+                       "upgrade trm_jax")
+    if not isinstance(meta.get("config"), dict):
+        raise TRMError(f"{path} holds no \"config\" section (the run's TRMConfig); save the model again")
+    return meta
+
+
+def _read_config(meta: dict, directory: str) -> TRMConfig:
+    raw = json.loads(json.dumps(meta["config"]))  # a copy to edit
+    for section, key in TRAINING_FILE_KEYS:
+        value = (raw.get(section) or {}).get(key)
+        if value and not os.path.exists(value):
+            logger.info("%s: %s.%s = %s is not on this machine; inference does not read it", directory, section,
+                        key, value)
+            raw[section][key] = None
+    raw["run_dir"] = directory
+    try:
+        return TRMConfig.from_dict(raw)
+    except ConfigError as e:
+        raise TRMError(f"{os.path.join(directory, CONFIG_FILE)}: the saved config does not load here: {e}") from None
+
+
+def _load_tensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError  # optional at import: only saving and loading weights need it
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise TRMError(f"{path} is not a readable safetensors file ({e}); it is damaged or truncated: download or "
+                       "copy it again") from None
+    out = {}
+    for name, arr in tensors.items():
+        if arr.dtype not in DTYPES.values():
+            raise TRMError(f"{path}: tensor {name!r} is {arr.dtype}; a pretrained directory holds float32 or "
+                           "bfloat16 weights (save it with trm_jax.save_pretrained)")
+        out[name] = arr.astype(np.float32)
+    return out
+
+
+def _unflatten(tensors: dict[str, np.ndarray], path: str) -> dict:
+    """The nested parameter tree of "."-joined tensor names."""
+    tree: dict = {}
+    for name in sorted(tensors):
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise TRMError(f"{path}: tensor {name!r} lies under another tensor's name; the file was not "
+                               "written by save_pretrained")
+        if leaf in node:
+            raise TRMError(f"{path}: tensor name {name!r} is also a prefix of other tensors; the file was not "
+                           "written by save_pretrained")
+        node[leaf] = tensors[name]
+    return tree
