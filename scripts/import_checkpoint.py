@@ -1,13 +1,16 @@
-"""Import a PyTorch TRM checkpoint as a trm_jax run directory (for trm_jax.load, evaluate.py, infer.py).
+"""Import a PyTorch TRM checkpoint as a trm_jax run directory (for trm_jax.load, evaluate.py, infer.py) and/or
+a pretrained directory (safetensors, config.json, model card: for sharing, e.g. huggingface-cli upload).
 
     python scripts/import_checkpoint.py --official checkpoints/run/step_N [--arch all_config.yaml] --out RUN_DIR
     python scripts/import_checkpoint.py --torch trm.pt --n 6 --T 3 --out RUN_DIR
+    python scripts/import_checkpoint.py --official checkpoints/run/step_N --to-pretrained DIR [--dtype bfloat16]
 
 --official: a file written by the official TinyRecursiveModels pretrain.py (arch read from the
 all_config.yaml beside it unless --arch is given). --torch: a `tiny-recursive-model` (PyPI)
 TinyRecursiveModel(MLPMixer1D) state dict; n and T are not stored in it, so pass them.
 The run directory holds config.yaml (model section + data section) and checkpoints/0 with the weights
-(as both `params` and `ema_params`, so `load(..., use_ema=...)` reads either).
+(as both `params` and `ema_params`, so `load(..., use_ema=...)` reads either). The pretrained directory
+is what trm_jax.save_pretrained writes (see docs/after-training.md, "Sharing weights").
 """
 
 import argparse
@@ -26,27 +29,30 @@ def _data_section(dataset_dir, seq_len: int) -> dict:
     return {"seq_len": seq_len}
 
 
-def write_run_dir(out: str, model, params, data: dict) -> str:
-    """config.yaml + an Orbax checkpoint (step 0) of `params` that trm_jax.load reads."""
-    import dataclasses
-
-    import jax
-    import numpy as np
-
+def imported_config(out: str, model, data: dict):
+    """The TRMConfig of an imported model: its model section, `data`, run_dir `out`."""
     from trm_jax.config import TRMConfig
     from trm_jax.models import model_config
-    from trm_jax.training.checkpoint import Checkpointer
 
     cfg = model_config(model)
     if cfg is None:
         raise TRMError("the imported model has no ModelConfig (internal error: unknown network)")
+    config = TRMConfig.from_dict({"run_dir": out, "data": data, "monitoring": {"enabled": False}})
+    return config.replace(model=cfg)
+
+
+def write_run_dir(out: str, model, params, data: dict) -> str:
+    """config.yaml + an Orbax checkpoint (step 0) of `params` that trm_jax.load reads."""
+    import jax
+    import numpy as np
+
+    from trm_jax.training.checkpoint import Checkpointer
+
     out = os.path.abspath(out)
     ckpt_dir = os.path.join(out, "checkpoints")
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
         raise TRMError(f"{out} already holds checkpoints; pass a new --out directory")
-    cfg = dataclasses.replace(cfg, num_tokens=model.num_tokens)
-    config = TRMConfig.from_dict({"run_dir": out, "data": data, "monitoring": {"enabled": False}})
-    config = config.replace(model=cfg)
+    config = imported_config(out, model, data)
     os.makedirs(out, exist_ok=True)
     config.save(os.path.join(out, "config.yaml"))
     host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
@@ -61,6 +67,15 @@ def write_run_dir(out: str, model, params, data: dict) -> str:
     return out
 
 
+def write_pretrained(out: str, model, params, data: dict, dtype: str) -> str:
+    """A pretrained directory (trm_jax.save_pretrained) of the imported weights, as step 0."""
+    from trm_jax import TRMParams, save_pretrained
+
+    config = imported_config(os.path.abspath(out), model, data)
+    return save_pretrained(TRMParams(params, config, num_tokens=model.num_tokens, seq_len=model.token_len, step=0),
+                           out, dtype=dtype)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -73,8 +88,14 @@ def main(argv=None):
                     help="official: dataset directory of the official builder (default: all_config data_paths[0])")
     ap.add_argument("--n", type=int, default=6, help="--torch: latent refinements per cycle it was trained with")
     ap.add_argument("--T", type=int, default=3, help="--torch: cycles per supervision step it was trained with")
-    ap.add_argument("--out", required=True, help="run directory to write")
+    ap.add_argument("--out", default=None, help="run directory to write")
+    ap.add_argument("--to-pretrained", default=None, metavar="DIR",
+                    help="pretrained directory to write (model.safetensors, config.json, README.md)")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="--to-pretrained: weight dtype of model.safetensors")
     args = ap.parse_args(argv)
+    if not args.out and not args.to_pretrained:
+        ap.error("pass --out RUN_DIR, --to-pretrained DIR or both")
     try:
         if args.official:
             from trm_jax.models.official_checkpoint import from_official_checkpoint, read_official_arch
@@ -103,11 +124,19 @@ def main(argv=None):
             model = make_model(cfg, seq_len=seq_len)
             params = jax.tree.map(jnp.asarray, from_torch_state_dict(sd))
             data = {"seq_len": seq_len}
-        out = write_run_dir(args.out, model, params, data)
+        written = []
+        if args.out:
+            out = write_run_dir(args.out, model, params, data)
+            written.append(f"{out}: load it with trm_jax.load({out!r}) or python scripts/evaluate.py --run {out}")
+        if args.to_pretrained:
+            out = write_pretrained(args.to_pretrained, model, params, data, args.dtype)
+            written.append(f"{out}: load it with trm_jax.load({out!r}), share it with huggingface-cli upload "
+                           f"USER/REPO {out}")
     except TRMError as e:
         sys.exit(f"error: {e}")
-    print(f"wrote {out} (seq_len {model.token_len}, vocab {model.num_tokens}, {model.variant} variant); "
-          f"load it with trm_jax.load({out!r}) or python scripts/evaluate.py --run {out}")
+    print(f"imported seq_len {model.token_len}, vocab {model.num_tokens}, {model.variant} variant")
+    for line in written:
+        print(f"wrote {line}")
 
 
 if __name__ == "__main__":
