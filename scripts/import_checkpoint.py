@@ -1,5 +1,5 @@
 """Import a PyTorch TRM checkpoint as a trm_jax run directory (for trm_jax.load, evaluate.py, infer.py) and/or
-a pretrained directory (safetensors, config.json, model card: for sharing, e.g. huggingface-cli upload).
+a pretrained directory (safetensors, config.json, model card: for sharing, e.g. hf upload).
 
     python scripts/import_checkpoint.py --official checkpoints/run/step_N [--arch all_config.yaml] --out RUN_DIR
     python scripts/import_checkpoint.py --torch trm.pt --n 6 --T 3 --out RUN_DIR
@@ -130,7 +130,7 @@ def main(argv=None):
             written.append(f"{out}: load it with trm_jax.load({out!r}) or python scripts/evaluate.py --run {out}")
         if args.to_pretrained:
             out = write_pretrained(args.to_pretrained, model, params, data, args.dtype)
-            written.append(f"{out}: load it with trm_jax.load({out!r}), share it with huggingface-cli upload "
+            written.append(f"{out}: load it with trm_jax.load({out!r}), share it with hf upload "
                            f"USER/REPO {out}")
     except TRMError as e:
         sys.exit(f"error: {e}")

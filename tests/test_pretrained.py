@@ -181,7 +181,7 @@ def test_hf_repo_loads_offline_from_the_hugging_face_cache(saved, tmp_path):
     p, out = saved
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--someone--tiny-trm"
-    shutil.copytree(out, repo / "snapshots" / commit)  # the files huggingface-cli download leaves
+    shutil.copytree(out, repo / "snapshots" / commit)  # the files `hf download` leaves
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "hub"))
@@ -194,7 +194,7 @@ def test_hf_repo_loads_offline_from_the_hugging_face_cache(saved, tmp_path):
     for spec in ("hf://someone/tiny-trm", "hf://someone/tiny-trm@" + commit):
         assert got[spec]["answers"] == expected and got[spec]["step"] == 6
         assert got[spec]["run_dir"] == str(repo / "snapshots" / commit)
-    assert "huggingface-cli download someone/not-downloaded" in got["missing"]
+    assert "hf download someone/not-downloaded" in got["missing"]
     assert "HF_HUB_OFFLINE" in got["missing"]
 
 
@@ -334,7 +334,7 @@ def test_import_checkpoint_writes_a_pretrained_directory(tmp_path):
     (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": arch}))
     res = _script("--official", str(tmp_path / "step_4"), "--to-pretrained", str(tmp_path / "pre"))
     assert res.returncode == 0, res.stderr
-    assert "huggingface-cli upload" in res.stdout and not (tmp_path / "run").exists()
+    assert "hf upload" in res.stdout and not (tmp_path / "run").exists()
     loaded = trm_jax.load(tmp_path / "pre")
     _, params = from_official_checkpoint(sd, arch)
     want = tensor_names(jax.device_get(params))

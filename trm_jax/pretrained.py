@@ -70,7 +70,7 @@ class Pretrained:
 
 def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optional[Mapping] = None) -> str:
     """Write a trained model as a pretrained directory that `trm_jax.load(directory)` reads back and
-    `huggingface-cli upload user/repo directory` shares; returns its absolute path.
+    `hf upload user/repo directory` shares; returns its absolute path.
 
     params: a TRMParams (`trm_jax.load(run_dir)`) or a TrainResult (`Trainer.train()`).
     dtype: "float32" (exact) or "bfloat16" (half the file; every weight rounded once, loaded as float32).
@@ -88,7 +88,7 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         raise TRMError(f"{directory} is a file; pass a directory to save_pretrained")
     if metrics is not None and not isinstance(metrics, Mapping):
         raise TRMError(f"save_pretrained: metrics must be a dict of held-out numbers, got {type(metrics).__name__}")
-    card_metrics = held_out_metrics(metrics, "the caller of save_pretrained") if metrics is not None else src.metrics
+    card_metrics = held_out_metrics(metrics, "save_pretrained(metrics=...)") if metrics is not None else src.metrics
     if src.config.rag.enabled and src.retriever is None:
         raise TRMError("save_pretrained: the model was trained with retrieval (rag.enabled) but has no retriever to "
                        "save; load it with trm_jax.load(run_dir), which restores the run's store")
@@ -149,7 +149,7 @@ def _saved_model(p) -> _Saved:
 
 def _flatten(params, dtype: np.dtype) -> dict[str, np.ndarray]:
     """{"network.block0_token_norm": array, ...}: parameter paths joined with "." (the Hugging Face naming),
-    floating weights cast to `dtype`."""
+    cast to `dtype`."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         keys = [getattr(k, "key", None) for k in path]
@@ -157,7 +157,10 @@ def _flatten(params, dtype: np.dtype) -> dict[str, np.ndarray]:
             raise TRMError(f"save_pretrained: parameter {jax.tree_util.keystr(path)} is not a path of plain names "
                            "(nested dicts with string keys without '.'), so it has no tensor name")
         arr = np.asarray(jax.device_get(leaf))
-        out[".".join(keys)] = np.ascontiguousarray(arr.astype(dtype) if np.issubdtype(arr.dtype, np.floating) else arr)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise TRMError(f"save_pretrained: parameter {jax.tree_util.keystr(path)} is {arr.dtype}; a pretrained "
+                           "directory holds floating-point weights")
+        out[".".join(keys)] = np.ascontiguousarray(arr.astype(dtype))
     return out
 
 
@@ -253,7 +256,7 @@ def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: s
     lines += ["", "## Held-out metrics", ""]
     if metrics and metrics.get("values"):
         at = f" at step {metrics['step']}" if metrics.get("step") is not None else ""
-        lines += [f"Measured by {metrics.get('source')}{at}.", "", "| metric | value |", "|---|---|",
+        lines += [f"From {metrics.get('source')}{at}.", "", "| metric | value |", "|---|---|",
                   *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                     for k, v in metrics["values"].items()]]
     else:
@@ -264,7 +267,7 @@ def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: s
               "`trm_jax.infer` encodes the query as the task does, runs the recursion with halting and decodes the "
               "answer; `trm_jax.predict(params.model, params.params, tokens)` works on token ids.",
               "With `HF_HUB_OFFLINE=1` only the local Hugging Face cache is read "
-              "(`huggingface-cli download USER/REPO` fills it).", "",
+              "(`hf download USER/REPO` fills it).", "",
               "## Model config", "", "| key | value |", "|---|---|",
               *[f"| `model.{f.name}` | `{getattr(m, f.name)}` |" for f in dataclasses.fields(m)], ""]
     return "\n".join(lines)
@@ -311,7 +314,7 @@ def resolve_pretrained(path) -> str:
         return snapshot_download(repo, revision=revision or None, library_name="trm_jax")
     except LocalEntryNotFoundError:
         raise TRMError(f"{text}: not in the local Hugging Face cache and the Hub cannot be reached (HF_HUB_OFFLINE=1 "
-                       f"or no network); download it first with `huggingface-cli download {repo}"
+                       f"or no network); download it first with `hf download {repo}"
                        + (f" --revision {revision}" if revision else "") + "` while online, or unset HF_HUB_OFFLINE"
                        ) from None
     except RevisionNotFoundError:
@@ -319,7 +322,7 @@ def resolve_pretrained(path) -> str:
                        "it has") from None
     except RepositoryNotFoundError:
         raise TRMError(f"{text}: no model repository {repo} on the Hub (or it is private: log in with "
-                       "`huggingface-cli login`)") from None
+                       "`hf auth login`)") from None
     except HfHubHTTPError as e:
         raise TRMError(f"{text}: the Hub refused the download ({e}); check the name and your access") from None
 
