@@ -4,7 +4,8 @@ Reports what the run's task evaluates and writes it as JSON (default RUN_DIR/eva
 tasks: exact and token accuracy, mean recursion depth and accuracy by difficulty; official-variant runs
 are also evaluated as the official code does, every supervision step for every sample (JSON key
 "all_steps"), unless --halt-threshold is given. ARC runs: pass@K of the voting over augmentations, and
-with --submission the Kaggle submission file.
+with --submission the Kaggle submission file. --trajectories K answers each sample with K noisy
+trajectories (--noise-std, --select, --seed; ARC: their answers join the augmentation vote).
 """
 
 import argparse
@@ -23,7 +24,15 @@ def main(argv=None):
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ap.add_argument("--no-ema", action="store_true", help="use the raw params instead of the EMA")
     ap.add_argument("--halt-threshold", type=float, default=None)
-    ap.add_argument("--max-recursion-depth", type=int, default=None)
+    ap.add_argument("--max-recursion-depth", type=int, default=None,
+                    help="supervision steps at most (default: the run's; more than it trained with is allowed)")
+    ap.add_argument("--trajectories", type=int, default=1, metavar="K",
+                    help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
+    ap.add_argument("--noise-std", type=float, default=None, metavar="S",
+                    help="scale of the latent noise (default with K > 1: trm_jax.models.DEFAULT_NOISE_STD)")
+    ap.add_argument("--select", choices=("halt", "vote"), default="halt",
+                    help="the trajectory the halting head rates highest, or the most frequent answer")
+    ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json)")
     ap.add_argument("--submission", default=None,
@@ -35,7 +44,9 @@ def main(argv=None):
 
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
         results = evaluate_run(params, data=args.data, batch_size=args.batch_size,
-                               halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth)
+                               halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth,
+                               trajectories=args.trajectories, noise_std=args.noise_std, select=args.select,
+                               seed=args.seed)
         submission = results.pop("submission", None)
         if args.submission and submission is None:
             raise TRMError(f"--submission: the {params.config.data.task!r} task writes no submission file")

@@ -2,6 +2,7 @@
 
   python scripts/infer.py --run RUN_DIR --text "what is f(3)?" [--text ...] [--details]
   cat queries.txt | python scripts/infer.py --run RUN_DIR          (one query per line)
+  python scripts/infer.py --run RUN_DIR --text QUERY --trajectories 16 [--noise-std S --select vote --seed N]
 """
 
 import argparse
@@ -18,7 +19,15 @@ def main(argv=None):
     ap.add_argument("--step", type=int, default=None)
     ap.add_argument("--no-ema", action="store_true")
     ap.add_argument("--halt-threshold", type=float, default=None)
-    ap.add_argument("--max-recursion-depth", type=int, default=None)
+    ap.add_argument("--max-recursion-depth", type=int, default=None,
+                    help="supervision steps at most (default: the run's; more than it trained with is allowed)")
+    ap.add_argument("--trajectories", type=int, default=1, metavar="K",
+                    help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
+    ap.add_argument("--noise-std", type=float, default=None, metavar="S",
+                    help="scale of the latent noise (default with K > 1: trm_jax.models.DEFAULT_NOISE_STD)")
+    ap.add_argument("--select", choices=("halt", "vote"), default="halt",
+                    help="the trajectory the halting head rates highest, or the most frequent answer")
+    ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
     ap.add_argument("--details", action="store_true", help="print JSON with depth, halt prob and contexts")
     args = ap.parse_args(argv)
     texts = args.text if args.text else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
@@ -29,7 +38,8 @@ def main(argv=None):
 
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
         out = infer(params, texts, halt_threshold=args.halt_threshold,
-                    max_recursion_depth=args.max_recursion_depth, return_details=args.details)
+                    max_recursion_depth=args.max_recursion_depth, return_details=args.details,
+                    trajectories=args.trajectories, noise_std=args.noise_std, select=args.select, seed=args.seed)
     except TRMError as e:
         sys.exit(f"error: {e}")
     for text, ans in zip(texts, out):

@@ -27,46 +27,56 @@ def dataset_for(p: TRMParams, path: Optional[str] = None):
 
 
 def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_threshold: Optional[float] = None,
-             max_recursion_depth: Optional[int] = None, num_bins: int = 4) -> dict:
+             max_recursion_depth: Optional[int] = None, num_bins: int = 4, trajectories: int = 1,
+             noise_std: Optional[float] = None, select: str = "halt", seed: int = 0) -> dict:
     """Metrics of `params` (TRMParams or raw dict + config) on `dataset` (default: the run's eval split).
 
     Returns exact_accuracy, token_accuracy, recursion_depth (mean), num_samples and `by_difficulty`: a list of
     {difficulty range, count, exact_accuracy, token_accuracy, recursion_depth} over equal-width bins.
+    `trajectories`, `noise_std`, `select` and `seed` (the noise key) are those of `trm_jax.models.predict`.
     """
     p = as_trm_params(params, config=config)
     return accuracy_report(p, dataset_for(p) if dataset is None else dataset, batch_size=batch_size,
-                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth, num_bins=num_bins)
+                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth, num_bins=num_bins,
+                           trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
 
 
 def evaluate_run(params: TRMParams, *, data: Optional[str] = None, batch_size: int = 64,
-                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
+                 trajectories: int = 1, noise_std: Optional[float] = None, select: str = "halt",
+                 seed: int = 0) -> dict:
     """What `scripts/evaluate.py` reports for a run on `data` (default: its eval split): its task's own
     evaluation, else the accuracy report, and for official-variant runs without a halt threshold also
-    every supervision step run for every sample (key "all_steps", as the published numbers were)."""
+    every supervision step run for every sample (key "all_steps", as the published numbers were).
+    `trajectories`, `noise_std`, `select` and `seed`: see `evaluate`."""
+    trajectory_options = dict(trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
     own = get_task(params.config).evaluate(params, data=data, batch_size=batch_size, halt_threshold=halt_threshold,
-                                           max_recursion_depth=max_recursion_depth)
+                                           max_recursion_depth=max_recursion_depth, **trajectory_options)
     if own is not None:
         return own
     dataset = dataset_for(params, data)
     results = accuracy_report(params, dataset, batch_size=batch_size, halt_threshold=halt_threshold,
-                              max_recursion_depth=max_recursion_depth)
+                              max_recursion_depth=max_recursion_depth, **trajectory_options)
     if params.model.variant == "official" and halt_threshold is None:
         depth = max_recursion_depth or params.model.max_recursion_depth
         results["all_steps"] = dict(accuracy_report(params, dataset, batch_size=batch_size,
-                                                    halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth),
+                                                    halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth,
+                                                    **trajectory_options),
                                     max_recursion_depth=depth)
     return results
 
 
 def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_threshold: Optional[float] = None,
-                    max_recursion_depth: Optional[int] = None, num_bins: int = 4) -> dict:
+                    max_recursion_depth: Optional[int] = None, num_bins: int = 4, trajectories: int = 1,
+                    noise_std: Optional[float] = None, select: str = "halt", seed: int = 0) -> dict:
     """`evaluate`'s metrics of TRMParams on an ArrayDataset."""
     if len(dataset) == 0:
         raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
     if dataset.inputs.shape[1] != params.seq_len:
         raise TRMError(f"evaluation inputs have length {dataset.inputs.shape[1]} but the model takes {params.seq_len}")
     res = evaluate_samples(params.model, params.params, dataset, min(batch_size, 1 << (len(dataset) - 1).bit_length()),
-                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth)
+                           halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
+                           trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
     exact, tok_correct, tok_count, depth, diff = (res[k] for k in ("exact", "token_correct", "token_count",
                                                                    "recursion_depth", "difficulty"))
 

@@ -178,7 +178,8 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
 
 def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig] = None, tokenizer=None,
           retriever=None, halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
-          return_details: bool = False):
+          return_details: bool = False, trajectories: int = 1, noise_std: Optional[float] = None,
+          select: str = "halt", seed: int = 0):
     """Answer one text (returns a string) or a list of texts (returns a list).
 
     With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, contexts
@@ -188,8 +189,14 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
     text or a task file; or a list of them) and return two attempts per test input,
     `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
     default every supervision step runs, as the official evaluation).
+
+    Test-time compute: `trajectories=K` answers each query with K noisy trajectories (latent noise of scale
+    `noise_std`, default `trm_jax.models.DEFAULT_NOISE_STD`), the one the halting head rates highest
+    (`select="halt"`) or the most frequent answer (`select="vote"`); `seed` keys the noise (the same seed
+    gives the same answers). `max_recursion_depth` may exceed the depth the run trained with.
     """
     p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
     return get_task(p.config).infer(p, text, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
-                                    return_details=return_details)
+                                    return_details=return_details, trajectories=trajectories, noise_std=noise_std,
+                                    select=select, seed=seed)
 

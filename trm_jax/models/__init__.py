@@ -5,7 +5,8 @@ Imports nothing of the package but `config` and `errors`. One job per module:
     module                       the Linen module and the two variants' edges
     recursion                    the supervision step (pure functions of params)
     losses                       token cross-entropy, halting BCE, the accuracy definition
-    predict                      inference with per-sample halting
+    predict                      inference with per-sample halting, optionally K noisy trajectories
+    trajectories                 the trajectories' noise keys, latent noise and choice (halt head or vote)
     factory                      make_model: ModelConfig -> model (and back)
     torch_checkpoint             PyTorch state dicts; tiny-recursive-model weights in and out
     official_checkpoint          official TRM checkpoints in and out
@@ -22,16 +23,17 @@ from trm_jax.models.official_checkpoint import (
     read_official_arch,
     to_official_state_dict,
 )
-from trm_jax.models.predict import NO_EARLY_HALT, Prediction, predict
+from trm_jax.models.predict import NO_EARLY_HALT, Prediction, predict, predict_trajectories
 from trm_jax.models.recursion import Carry, StepOutput, init_params, initial_carry, latent_recursion, supervision_step
 from trm_jax.models.torch_checkpoint import config_from_torch_state_dict, from_torch_state_dict, to_torch_state_dict
+from trm_jax.models.trajectories import DEFAULT_NOISE_STD, Trajectories
 from trm_jax.models.transformer import TransformerNetwork
 
 __all__ = [
-    "IGNORE_LABEL", "NO_EARLY_HALT", "PUZZLE_EMB", "Carry", "MLPMixer1D", "Prediction", "StepOutput",
-    "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
-    "from_official_checkpoint", "from_torch_state_dict", "init_params", "initial_carry", "latent_recursion",
-    "log_stablemax", "make_model", "make_network", "model_config",
-    "model_loss", "official_arch_to_model_config", "predict", "read_official_arch", "supervision_step",
-    "to_official_state_dict", "to_torch_state_dict", "token_cross_entropy", "token_matches",
+    "DEFAULT_NOISE_STD", "IGNORE_LABEL", "NO_EARLY_HALT", "PUZZLE_EMB", "Carry", "MLPMixer1D", "Prediction",
+    "StepOutput", "TinyRecursiveModel", "Trajectories", "TransformerNetwork", "compute_loss",
+    "config_from_torch_state_dict", "from_official_checkpoint", "from_torch_state_dict", "init_params",
+    "initial_carry", "latent_recursion", "log_stablemax", "make_model", "make_network", "model_config",
+    "model_loss", "official_arch_to_model_config", "predict", "predict_trajectories", "read_official_arch",
+    "supervision_step", "to_official_state_dict", "to_torch_state_dict", "token_cross_entropy", "token_matches",
 ]

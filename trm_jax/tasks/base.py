@@ -23,6 +23,7 @@ from trm_jax.data.text import SampleEncoder, decode_prediction
 from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import predict
+from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
 from trm_jax.rag.wrapper import RAGDatasetWrapper
 
 logger = logging.getLogger(__name__)
@@ -178,9 +179,12 @@ class Task:
         return decode_prediction(tokenizer, tokens)
 
     def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
-              max_recursion_depth: Optional[int] = None, return_details: bool = False):
+              max_recursion_depth: Optional[int] = None, return_details: bool = False, trajectories: int = 1,
+              noise_std: Optional[float] = None, select: str = "halt", seed: int = 0):
         """Answer one query (a string) or a list of them: encode, predict (batch padded to a power-of-two
-        bucket, so repeated calls reuse a few compiled programs), decode. `params` is a TRMParams."""
+        bucket, so repeated calls reuse a few compiled programs), decode. `params` is a TRMParams.
+        `trajectories`, `noise_std` and `select` are predict's; query i's noise is keyed by
+        `fold_in(key(seed), i)`, as sample i of `trm_jax.evaluation.evaluate`."""
         single = isinstance(queries, str)
         texts = [queries] if single else list(queries)
         for i, t in enumerate(texts):
@@ -190,6 +194,8 @@ class Task:
                 raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
         if max_recursion_depth is not None and int(max_recursion_depth) < 1:
             raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
+        check_options(trajectories, noise_std, select)
+        noise_std = resolved_noise_std(trajectories, noise_std)
         model = params.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
         results = []
         for start in range(0, len(texts), MAX_BUCKET):
@@ -197,8 +203,10 @@ class Task:
             ids, contexts = self.encode(chunk, params.tokenizer, params.seq_len, params.retriever)
             padded = np.full((_bucket(len(chunk)), params.seq_len), params.tokenizer.pad_token_id, np.int32)
             padded[:len(chunk)] = ids
+            keys = None if noise_std is None else indexed_keys(seed, np.arange(start, start + len(padded)))
             pred = predict(model, params.params, padded, halt_threshold=halt_threshold,
-                           max_recursion_depth=max_recursion_depth)
+                           max_recursion_depth=max_recursion_depth, trajectories=trajectories, noise_std=noise_std,
+                           select=select, rng=keys)
             # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
             tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
             for i, query in enumerate(chunk):
@@ -223,10 +231,13 @@ class Task:
         return self.dataset_from_file(path, params.tokenizer, params.seq_len, transform)
 
     def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
-                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> Optional[dict]:
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
+                 trajectories: int = 1, noise_std: Optional[float] = None, select: str = "halt",
+                 seed: int = 0) -> Optional[dict]:
         """The task's own evaluation of a run (`params`, a TRMParams) on `data`, as `scripts/evaluate.py`
         reports it, or None: the default accuracy report (`trm_jax.evaluation.evaluate_run`). Numbers of its
-        own are `{name: float}`; a "submission" entry is what `evaluate.py --submission` writes."""
+        own are `{name: float}`; a "submission" entry is what `evaluate.py --submission` writes. The
+        trajectory options are predict's (`seed` keys the noise)."""
         return None
 
 

@@ -28,6 +28,7 @@ import optax
 from trm_jax.config import TrainingConfig
 from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
                             model_loss, predict, supervision_step, token_matches)
+from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
 from trm_jax.training.state import LRSchedule, TrainState, ema_update, make_optimizer, split_table
 
 AXIS = "batch"  # the pmap axis name
@@ -232,25 +233,32 @@ def eval_metrics(pred, batch) -> dict:
                 recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens)
 
 
-def make_eval_step(model: TinyRecursiveModel) -> Callable:
-    """`eval_step(params, batch, halt_threshold, max_recursion_depth) -> per-sample metrics` with the
-    model's predict; `batch` has inputs, labels, puzzle_ids and valid."""
+def make_eval_step(model: TinyRecursiveModel, trajectories: int = 1, select: str = "halt") -> Callable:
+    """`eval_step(params, batch, halt_threshold, max_recursion_depth, noise_std) -> per-sample metrics` with the
+    model's predict; `batch` has inputs, labels, puzzle_ids and valid, and with noise "rng" (one raw key per
+    sample, see `eval_step_inputs`)."""
 
-    def eval_step(params, batch, halt_threshold, max_recursion_depth):
+    def eval_step(params, batch, halt_threshold, max_recursion_depth, noise_std=None):
         pred = predict(model, params, batch["inputs"], puzzle_ids=batch["puzzle_ids"], halt_threshold=halt_threshold,
-                       max_recursion_depth=max_recursion_depth)
+                       max_recursion_depth=max_recursion_depth, trajectories=trajectories, noise_std=noise_std,
+                       select=select, rng=batch.get("rng"))
         return eval_metrics(pred, batch)
 
     return eval_step
 
 
-def eval_step_inputs(batch: dict) -> dict:
-    """The eval step's input dict from an `eval_batches` batch (padding rows are not valid)."""
+def eval_step_inputs(batch: dict, seed=None) -> dict:
+    """The eval step's input dict from an `eval_batches` batch (padding rows are not valid). With `seed`,
+    "rng" holds each row's trajectory key, derived from its dataset index (so results do not depend on the
+    batch size or the number of devices)."""
     n = len(batch["inputs"])
     ids = batch.get("puzzle_ids")
-    return dict(inputs=np.asarray(batch["inputs"], np.int32), labels=np.asarray(batch["labels"], np.int32),
-                puzzle_ids=np.zeros(n, np.int32) if ids is None else np.asarray(ids, np.int32),
-                valid=np.asarray(batch.get("mask", np.ones(n, bool)), bool))
+    out = dict(inputs=np.asarray(batch["inputs"], np.int32), labels=np.asarray(batch["labels"], np.int32),
+               puzzle_ids=np.zeros(n, np.int32) if ids is None else np.asarray(ids, np.int32),
+               valid=np.asarray(batch.get("mask", np.ones(n, bool)), bool))
+    if seed is not None:
+        out["rng"] = indexed_keys(seed, np.maximum(batch["index"], 0))
+    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -261,8 +269,8 @@ def compiled_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
 
 
 @functools.lru_cache(maxsize=16)
-def compiled_eval_step(model: TinyRecursiveModel) -> Callable:
-    return pmap_eval_step(make_eval_step(model))
+def compiled_eval_step(model: TinyRecursiveModel, trajectories: int = 1, select: str = "halt") -> Callable:
+    return pmap_eval_step(make_eval_step(model, trajectories, select))
 
 
 def pmap_train_step(train_step: Callable) -> Callable:
@@ -271,34 +279,41 @@ def pmap_train_step(train_step: Callable) -> Callable:
 
 
 def pmap_eval_step(eval_step: Callable) -> Callable:
-    return jax.pmap(eval_step, axis_name=AXIS, in_axes=(0, 0, None, None))
+    return jax.pmap(eval_step, axis_name=AXIS, in_axes=(0, 0, None, None, None))
 
 
 def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int, *, halt_threshold=None,
-                     max_recursion_depth=None, replicated: bool = False) -> dict:
+                     max_recursion_depth=None, replicated: bool = False, trajectories: int = 1, noise_std=None,
+                     select: str = "halt", seed: int = 0) -> dict:
     """Per-sample held-out results of `params` on `dataset`, in dataset order, on this host's devices:
     exact, token_correct, token_count, recursion_depth, halt_prob, tokens (predictions) and difficulty.
 
     The one evaluation loop: `Trainer.evaluate` and `trm_jax.evaluation.evaluate` both use it.
-    `replicated` says `params` are already on every local device (the Trainer's state)."""
+    `replicated` says `params` are already on every local device (the Trainer's state). `trajectories`,
+    `noise_std` and `select` are predict's; sample i's trajectories are keyed by `fold_in(key(seed), i)`
+    whatever the batch size and device count."""
     from trm_jax.data import eval_batches
     from trm_jax.training import distributed as dist
 
+    check_options(trajectories, noise_std, select)
+    noise_std = resolved_noise_std(trajectories, noise_std)
     n_local = jax.local_device_count()
     threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
     depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)
+    options = dict(trajectories=trajectories, select=select)
     if n_local == 1:  # one device: predict compacts the batch as samples halt (see models.predict)
         params = dist.unreplicate(params) if replicated else params
         run = lambda arrays: eval_metrics(predict(model, params, arrays["inputs"], puzzle_ids=arrays["puzzle_ids"],  # noqa: E731
-                                                  halt_threshold=threshold, max_recursion_depth=depth), arrays)
+                                                  halt_threshold=threshold, max_recursion_depth=depth,
+                                                  noise_std=noise_std, rng=arrays.get("rng"), **options), arrays)
     else:
         rep = params if replicated else dist.replicate(jax.device_get(params))
-        step = compiled_eval_step(model)
-        run = lambda arrays: dist.unshard(step(rep, dist.shard(arrays), threshold, depth))  # noqa: E731
+        step = compiled_eval_step(model, **options)
+        run = lambda arrays: dist.unshard(step(rep, dist.shard(arrays), threshold, depth, noise_std))  # noqa: E731
     bs = -(-batch_size // n_local) * n_local
     outs, diff, valid = [], [], []
     for batch in eval_batches(dataset, bs):
-        arrays = eval_step_inputs(batch)
+        arrays = eval_step_inputs(batch, None if noise_std is None else seed)
         outs.append(jax.device_get(run(arrays)))
         diff.append(np.asarray(batch["difficulty"]))
         valid.append(arrays["valid"])

@@ -3,7 +3,8 @@ augmentation, voted on per test input (count, then mean halt probability; offici
 scored as pass@K and written in the Kaggle submission format.
 
 Model-agnostic: `evaluate_arc` takes `predict_fn(inputs int32 [B, 900], puzzle_ids int32 [B]) ->
-(tokens [B, 900], halt_prob [B])`.
+(tokens [B, 900], halt_prob [B])`, or K candidates per row (tokens [K, B, 900], halt_prob [K, B]), each
+of which joins the vote (test-time trajectories, see `model_predict_fn`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -21,7 +23,8 @@ from trm_jax.data.arc import (Augmentation, encode_grids, load_tasks, parse_puzz
                               validate_task)
 from trm_jax.data.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
 from trm_jax.errors import TRMError
-from trm_jax.models import NO_EARLY_HALT, predict
+from trm_jax.models import NO_EARLY_HALT, predict, predict_trajectories
+from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +156,15 @@ def evaluate_arc(predict_fn: Callable, inputs: np.ndarray, puzzle_ids: np.ndarra
             x = np.concatenate([x, np.repeat(x[:1], batch_size - n, 0)])
             p = np.concatenate([p, np.zeros(batch_size - n, np.int32)])
         tokens, halt = predict_fn(x, p)
-        tokens = np.asarray(tokens)
-        halt = np.asarray(halt).reshape(-1)
-        if tokens.shape != x.shape or halt.shape != (len(x),):
-            raise TRMError(f"predict_fn must return tokens {x.shape} and halt_prob ({len(x)},), got "
-                           f"{tokens.shape} and {halt.shape}")
-        voter.add(x[:n], p[:n], tokens[:n], halt[:n])
+        tokens, halt = np.asarray(tokens), np.asarray(halt)
+        if tokens.shape == x.shape:  # one candidate per row
+            tokens, halt = tokens[None], halt.reshape(1, -1)
+        if tokens.shape[1:] != x.shape or halt.shape != tokens.shape[:2]:
+            raise TRMError(f"predict_fn must return tokens {x.shape} and halt_prob ({len(x)},), or K candidates "
+                           f"per row (tokens (K, *{x.shape}), halt_prob (K, {len(x)})), got {tokens.shape} and "
+                           f"{halt.shape}")
+        for candidate, q in zip(tokens, halt):
+            voter.add(x[:n], p[:n], candidate[:n], q[:n])
         if bar is not None:
             bar.update(n)
     if bar is not None:
@@ -223,16 +229,34 @@ def score_arc_submission(submission, tasks: dict, attempts: int = ARC_SUBMISSION
 
 
 def model_predict_fn(model, params, halt_threshold: float = NO_EARLY_HALT,
-                     max_recursion_depth: Optional[int] = None):
+                     max_recursion_depth: Optional[int] = None, *, trajectories: int = 1,
+                     noise_std: Optional[float] = None, select: str = "halt", seed: int = 0):
     """predict_fn for a trm_jax TinyRecursiveModel: tokens and the final sigmoid(halt logit).
 
     The default NO_EARLY_HALT never halts early: every sample runs max_recursion_depth supervision
     steps, as the official evaluation does; its halt probability then ranks ties in the vote.
+
+    With `trajectories=K` each row runs K noisy trajectories (predict's options). `select="halt"`: the
+    trajectory the halting head rates highest is the row's candidate; `select="vote"`: all K answers join
+    the augmentation vote (the vote over augmentations is then also the vote over trajectories). Row i of
+    the evaluation (counted over the calls of this predict_fn) has the noise key `fold_in(key(seed), i)`.
     """
+    check_options(trajectories, noise_std, select)
+    noise_std = resolved_noise_std(trajectories, noise_std)
+    rows_seen = [0]
 
     def predict_fn(inputs, puzzle_ids):
-        pred = predict(model, params, np.asarray(inputs, np.int32), puzzle_ids=np.asarray(puzzle_ids, np.int32),
-                       halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth)
+        inputs, puzzle_ids = np.asarray(inputs, np.int32), np.asarray(puzzle_ids, np.int32)
+        keys = None
+        if noise_std is not None:
+            keys = indexed_keys(seed, np.arange(rows_seen[0], rows_seen[0] + len(inputs)))
+            rows_seen[0] += len(inputs)
+        options = dict(halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
+                       trajectories=trajectories, noise_std=noise_std, rng=keys)
+        if select == "vote" and trajectories > 1:
+            every = predict_trajectories(model, params, inputs, puzzle_ids=puzzle_ids, **options)
+            return np.asarray(every.tokens), np.asarray(jax.nn.sigmoid(every.halt_logit))
+        pred = predict(model, params, inputs, puzzle_ids=puzzle_ids, select=select, **options)
         return np.asarray(pred.tokens), np.asarray(pred.halt_prob)
 
     return predict_fn
@@ -277,7 +301,7 @@ def _task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
 
 def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EARLY_HALT,
                    max_recursion_depth: Optional[int] = None, batch_size: int = 64,
-                   attempts: int = ARC_SUBMISSION_ATTEMPTS) -> list[dict]:
+                   attempts: int = ARC_SUBMISSION_ATTEMPTS, **trajectory_options) -> list[dict]:
     """`[{"attempt_1": grid, "attempt_2": grid}, ...]`, one entry per test input of `task` (a dict, JSON
     text or a task file), as in the Kaggle submission.
 
@@ -285,6 +309,7 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
     of it the run trained an identifier for predicts each test input, and the answers vote as in
     `evaluate_arc`. A task the run never saw has no trained puzzle embedding: it is predicted with the
     blank identifier under the 8 dihedral transforms, with a warning (TRM is transductive).
+    `trajectory_options` (trajectories, noise_std, select, seed): see `model_predict_fn`.
     """
     task = _read_task(task)
     task_id, ids = _task_identifiers(build, task)
@@ -296,11 +321,11 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
         identifiers = ["<blank>"] + [puzzle_identifier_name(task_id, Augmentation(t, tuple(range(10))))
                                      for t in range(8)]
         ids = list(range(1, 9))
-        blank = model_predict_fn(model, params, halt_threshold, max_recursion_depth)
+        blank = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
         predict_fn = lambda x, p: blank(x, np.zeros_like(p))  # noqa: E731
     else:
         identifiers = build.identifiers
-        predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth)
+        predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
     rows, pids = [], []
     for ex in task["test"]:
         grid = np.asarray(ex["input"], np.uint8)

@@ -62,19 +62,22 @@ class ArcTask(GridTask):
                        "augmentations); evaluate it without a data file")
 
     def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
-              max_recursion_depth: Optional[int] = None, return_details: bool = False):
+              max_recursion_depth: Optional[int] = None, return_details: bool = False, **trajectory_options):
         """A task (a dict, its JSON text or a task file; or a list of them) -> `[{"attempt_1": grid,
         "attempt_2": grid}, ...]`, one entry per test input, voting over the task's trained augmentations;
-        by default every supervision step runs, as the official evaluation."""
+        by default every supervision step runs, as the official evaluation. With trajectories > 1 their
+        answers join the vote (`model_predict_fn`)."""
         single = not isinstance(queries, (list, tuple))
         build = build_arc_for(self.config)
         threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
         out = [infer_arc_task(params.model, params.params, build, task, halt_threshold=threshold,
-                              max_recursion_depth=max_recursion_depth) for task in ([queries] if single else queries)]
+                              max_recursion_depth=max_recursion_depth, **trajectory_options)
+               for task in ([queries] if single else queries)]
         return out[0] if single else out
 
     def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
-                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None) -> dict:
+                 halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
+                 **trajectory_options) -> dict:
         """Voting over the augmented test inputs of the run's own build (its puzzle identifiers are the rows
         of the trained table): pass@K (data.arc_pass_ks) and the Kaggle submission (key "submission").
         `data` may only name the run's own evaluation set ("SOURCE:evaluation")."""
@@ -84,6 +87,8 @@ class ArcTask(GridTask):
                            "puzzle embeddings are those tasks' augmentations); evaluate that set, or train a run on "
                            "the other one")
         threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
-        result = evaluate_arc_build(model_predict_fn(params.model, params.params, threshold, max_recursion_depth),
-                                    build_arc_for(self.config), pass_ks=o.arc_pass_ks, batch_size=batch_size)
+        predict_fn = model_predict_fn(params.model, params.params, threshold, max_recursion_depth,
+                                      **trajectory_options)
+        result = evaluate_arc_build(predict_fn, build_arc_for(self.config), pass_ks=o.arc_pass_ks,
+                                    batch_size=batch_size)
         return dict(result.metrics, submission=result.submission)
