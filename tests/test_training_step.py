@@ -26,7 +26,7 @@ def tiny_model(**kw):
 
 def tcfg(**kw):
     base = dict(learning_rate=1e-2, warmup_steps=4, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip_norm=0.5,
-                ema_decay=0.9, halt_exploration_prob=0.0, steps=10, lr_schedule="constant",
+                ema_decay=0.9, ema_warmup=False, halt_exploration_prob=0.0, steps=10, lr_schedule="constant",
                 # eps above float32 gradient noise: some biases get ~1e-8 gradients (LayerNorm cancels them)
                 adam_eps=1e-4)
     base.update(kw)

@@ -8,7 +8,6 @@
 
 from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.inference import TRMParams, infer, load
 from trm_jax.models import (
     MLPMixer1D,
     TinyRecursiveModel,
@@ -23,15 +22,17 @@ from trm_jax.models import (
     predict,
     supervision_step,
 )
-from trm_jax.pretrained import save_pretrained
 
 __version__ = "0.1.0"
 
-# Training, evaluation, RAG and plotting import Orbax, sentence-transformers or matplotlib:
-# resolved on first use so `import trm_jax` stays light.
+# Loading, saving, inference, training, evaluation, RAG and plotting import Orbax, sentence-transformers
+# or matplotlib: resolved on first use so `import trm_jax` stays light.
 _LAZY = {
+    "load": "trm_jax.inference", "infer": "trm_jax.inference", "TRMParams": "trm_jax.inference",
+    "save_pretrained": "trm_jax.pretrained",
     "Trainer": "trm_jax.training", "TrainResult": "trm_jax.training", "create_model": "trm_jax.training",
-    "create_trainer": "trm_jax.training", "CurriculumScheduler": "trm_jax.training",
+    "create_trainer": "trm_jax.training", "make_trainer": "trm_jax.training", "Callback": "trm_jax.training",
+    "CurriculumScheduler": "trm_jax.training",
     "TRMTrainingLogger": "trm_jax.training", "ResourceMonitor": "trm_jax.training",
     "evaluate": "trm_jax.evaluation", "plot_metrics": "trm_jax.plotting",
     "build_rag": "trm_jax.rag", "RAGRetriever": "trm_jax.rag", "RAGDatasetWrapper": "trm_jax.rag",
@@ -49,8 +50,8 @@ def __getattr__(name):
 
 
 __all__ = sorted([
-    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError", "TRMParams",
+    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError",
     "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
-    "from_official_checkpoint", "from_torch_state_dict", "infer", "init_params", "initial_carry", "load",
-    "load_config", "make_model", "predict", "save_pretrained", "supervision_step", *_LAZY,
+    "from_official_checkpoint", "from_torch_state_dict", "init_params", "initial_carry",
+    "load_config", "make_model", "predict", "supervision_step", *_LAZY,
 ])

@@ -264,6 +264,30 @@ class CurriculumConfig:
             stage.validate(f"{p}.stages[{i}]")
 
 
+# Held-out metrics that training.early_stopping and training.keep_best may watch, and which way is better
+EVAL_METRIC_MODES = {"exact_accuracy": "max", "token_accuracy": "max", "recursion_depth": "min"}
+
+
+def _check_eval_metric(metric: str, path: str) -> None:
+    _check(metric in EVAL_METRIC_MODES, path,
+           f"{metric!r} is not a held-out metric; use one of {', '.join(EVAL_METRIC_MODES)}")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop training when a held-out metric stops improving (checked at each evaluation)."""
+
+    metric: str = "exact_accuracy"  # held-out metric watched: exact_accuracy, token_accuracy (higher is better) or recursion_depth (lower is better)
+    patience: Optional[int] = None  # evaluations without improvement before training stops (checkpoint written, resumable); null = early stopping off
+    min_delta: float = 0.0  # an improvement must beat the best value by more than this
+
+    def validate(self, p: str = "training.early_stopping") -> None:
+        _check_eval_metric(self.metric, f"{p}.metric")
+        _check(self.patience is None or self.patience > 0, f"{p}.patience",
+               f"must be > 0 (evaluations), or null to turn early stopping off; got {self.patience}")
+        _check(self.min_delta >= 0, f"{p}.min_delta", f"must be >= 0, got {self.min_delta}")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     batch_size: int = 64  # global batch (all devices, all hosts)
@@ -279,6 +303,9 @@ class TrainingConfig:
     adam_eps: float = 1e-8  # adamw only; adam_atan2 needs no epsilon
     grad_clip_norm: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.999  # 0 disables EMA
+    # true: the EMA decay warms up, min(ema_decay, (1 + step) / (10 + step)), so short runs evaluate
+    # near-current weights; false: constant ema_decay from the first step (the official recipes)
+    ema_warmup: bool = True
     halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting
     puzzle_emb_lr: float = 1e-2  # puzzle-embedding table: sign-SGD learning rate (official puzzle_emb_lr), same warmup/decay shape
     puzzle_emb_weight_decay: float = 0.1  # puzzle-embedding table: decoupled weight decay of the rows a step touches
@@ -289,6 +316,9 @@ class TrainingConfig:
     keep_checkpoints: int = 3  # checkpoints kept on disk
     max_consecutive_nonfinite: int = 10  # stop with an error after this many skipped NaN/Inf steps in a row
     progress_bar: bool = True  # tqdm progress bar with loss/accuracy
+    early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)  # {metric, patience, min_delta}; off while patience is null
+    keep_best: Optional[str] = None  # keep the checkpoint with the best value of this held-out metric in run_dir/best (e.g. exact_accuracy); null = off
+    max_time_minutes: Optional[float] = None  # stop after this much wall-clock time in train() (final evaluation and checkpoint, resumable); null = no limit
 
     def validate(self, p: str = "training") -> None:
         for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",
@@ -305,6 +335,12 @@ class TrainingConfig:
         _check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
         _check(self.puzzle_emb_lr >= 0, f"{p}.puzzle_emb_lr", "must be >= 0")
         _check(self.puzzle_emb_weight_decay >= 0, f"{p}.puzzle_emb_weight_decay", "must be >= 0")
+        if self.early_stopping is not None:
+            self.early_stopping.validate(f"{p}.early_stopping")
+        if self.keep_best is not None:
+            _check_eval_metric(self.keep_best, f"{p}.keep_best")
+        _check(self.max_time_minutes is None or self.max_time_minutes > 0, f"{p}.max_time_minutes",
+               f"must be > 0 (minutes), or null for no limit; got {self.max_time_minutes}")
 
 
 @dataclass(frozen=True)

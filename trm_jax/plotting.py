@@ -6,6 +6,7 @@ import os
 from typing import Optional
 
 from trm_jax.errors import TRMError
+from trm_jax.training.metrics import read_metrics
 
 PANELS = {
     "loss": [("train", "loss"), ("train", "ce"), ("train", "halt_loss")],
@@ -27,8 +28,6 @@ def plot_metrics(run_dir: str, out_dir: Optional[str] = None) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from trm_jax.training.metrics import read_metrics
 
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):

@@ -183,7 +183,8 @@ class Checkpointer:
             raise TRMError(f"{self.directory} has no checkpoint for step {step}; available steps: {sorted(steps)}")
         return [step]
 
-    def _read_meta(self, step: int) -> dict:
+    def read_meta(self, step: int) -> dict:
+        """The JSON meta saved with `step` (what the trainer wrote: step, stage, iterator, ...)."""
         try:
             with _quiet("asyncio"):
                 return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
@@ -229,7 +230,7 @@ class Checkpointer:
             raise TRMError(f"no checkpoint in {self.directory}; drop --resume to start a new run")
 
         def read(step):
-            meta = self._read_meta(step)
+            meta = self.read_meta(step)
             target = build_target(step, meta)
             with _quiet("asyncio"):
                 state = self.manager.restore(
@@ -275,7 +276,7 @@ class Checkpointer:
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
 
         def read(s):
-            meta = self._read_meta(s)
+            meta = self.read_meta(s)
             with _quiet("asyncio"):
                 restored = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
                     item=tree, restore_args=restore_args, partial_restore=True)))["state"]

@@ -116,11 +116,6 @@ def unreplicate(tree):
     return jax.tree.map(lambda x: np.asarray(_local_shards(x)[0].data)[0], tree)
 
 
-def local_sum(x) -> float:
-    """Sum over this host's shards of a pmapped output (works when other hosts hold the rest)."""
-    return float(sum(np.asarray(s.data).sum() for s in x.addressable_shards))
-
-
 def global_batch_sharding():
     """1-D mesh over all devices (all hosts) sharding the leading (batch) axis; used for checkpoints."""
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))

@@ -1,23 +1,23 @@
 """Factories: the config path's entry points (config -> model, tokenizer, trainer).
 
-Dependency direction: factory -> trainer, never back (the Trainer builds its stage models with
-`trm_jax.models.make_model` itself).
+`make_*` build objects in memory; `create_*` are the same functions under the names README and older
+code use. Dependency direction: factory -> trainer, never back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Optional, Union
 
 from trm_jax.config import TRMConfig, apply_overrides, load_config
 from trm_jax.errors import ConfigError
 from trm_jax.models import make_model
-from trm_jax.tasks import load_tokenizer_for_config as create_tokenizer
+from trm_jax.tasks import load_tokenizer_for_config as make_tokenizer
 from trm_jax.training import distributed
 from trm_jax.training.trainer import Trainer
 
-__all__ = ["as_config", "create_model", "create_tokenizer", "create_trainer"]
+__all__ = ["as_config", "create_model", "create_tokenizer", "create_trainer", "make_model_from_config",
+           "make_tokenizer", "make_trainer"]
 
 
 def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=()) -> TRMConfig:
@@ -31,29 +31,29 @@ def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=
     raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
 
 
-def create_model(config: TRMConfig, num_tokens: Optional[int] = None, seq_len: Optional[int] = None, *,
-                 dim: Optional[int] = None):
-    """The TinyRecursiveModel for `config` (optionally at another width `dim`, e.g. a curriculum stage).
-
-    `num_tokens` defaults to `model.num_tokens`, else the tokenizer's vocabulary; `seq_len` to
-    `data.seq_len`.
-    """
-    mcfg = config.model if dim is None else dataclasses.replace(config.model, dim=int(dim))
-    if dim is not None:
-        mcfg.validate("model")
-    n = num_tokens or mcfg.num_tokens
-    if not n:
-        _, n, _ = create_tokenizer(config)
-    return make_model(mcfg, int(n), int(seq_len or config.data.seq_len))
+def make_model_from_config(config: TRMConfig, num_tokens: Optional[int] = None, seq_len: Optional[int] = None, *,
+                           dim: Optional[int] = None):
+    """The TinyRecursiveModel of a run config (`trm_jax.models.make_model` of `config.model`), optionally at
+    another width `dim`. `num_tokens` defaults to `model.num_tokens`, else the task tokenizer's vocabulary;
+    `seq_len` to `data.seq_len`."""
+    return make_model(config.model, num_tokens or config.model.num_tokens or make_tokenizer(config)[1],
+                      seq_len or config.data.seq_len, dim=dim)
 
 
-def create_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, *, overrides=(),
-                   run_dir: Optional[str] = None, resume: bool = False, **kwargs) -> Trainer:
+def make_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, *, overrides=(),
+                 run_dir: Optional[str] = None, resume: bool = False, **kwargs) -> Trainer:
     """A ready `Trainer` for `config` (object, dict or YAML path).
 
     Starts multi-host JAX first when `distributed.enabled` (it must precede any JAX computation).
-    Extra keyword arguments go to `Trainer` (tokenizer, datasets_fn, train_dataset, eval_dataset).
+    Extra keyword arguments go to `Trainer` (tokenizer, datasets_fn, train_dataset, eval_dataset,
+    callbacks, overwrite, async_checkpoints).
     """
     cfg = as_config(config, overrides)
     distributed.initialize(cfg.distributed)
     return Trainer(config=cfg, run_dir=run_dir, resume=resume, **kwargs)
+
+
+# the names README, docs and older code use
+create_model = make_model_from_config
+create_tokenizer = make_tokenizer
+create_trainer = make_trainer

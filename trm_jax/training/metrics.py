@@ -39,6 +39,13 @@ def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
     return out
 
 
+def nonfinite_runs(window: Iterable[Mapping[str, np.ndarray]]) -> tuple[int, int]:
+    """(updates skipped in the window, the longest run of consecutive skipped updates seen in it), from
+    each step's `nonfinite` counter: a run of bad steps followed by a good one inside one window counts."""
+    counts = [int(np.asarray(m["nonfinite"])) for m in window]
+    return sum(c > 0 for c in counts), max(counts, default=0)
+
+
 def to_jsonable(obj):
     """`obj` as strict JSON values: NumPy scalars and arrays become Python numbers and lists, dict keys
     strings, tuples lists (recursively); NaN and inf become None (strict JSON has neither)."""
@@ -94,6 +101,12 @@ class TRMTrainingLogger:
         """A training window's record; `readings` are the resource monitor's, when it sampled."""
         return self.log(dict(step=int(step), epoch=float(epoch), stage=int(stage), **metrics,
                              tokens_per_sec=tokens_per_sec, **readings), system_keys=readings.keys())
+
+    def log_curriculum(self, spec, note: str) -> dict:
+        """A stage change (`spec`: the new stage's ResolvedStage)."""
+        return self.log(dict(step=spec.start, stage=spec.index, seq_len=spec.seq_len, batch_size=spec.batch_size,
+                             dim=spec.dim, difficulty=spec.difficulty, learning_rate=spec.learning_rate, note=note),
+                        split="curriculum")
 
     def log_eval(self, step: int, stage: int, results: Mapping) -> dict:
         return self.log(dict(step=int(step), stage=int(stage), **results), split="eval")

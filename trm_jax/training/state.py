@@ -36,7 +36,9 @@ def split_table(params):
     return params, None
 
 
-def create_train_state(params, tx: optax.GradientTransformation, *, step: int = 0, ema_params=None) -> TrainState:
+def make_train_state(params, tx: optax.GradientTransformation, *, step: int = 0, ema_params=None) -> TrainState:
+    """A TrainState at `step` whose EMA starts at `ema_params` (default: `params`); the puzzle table
+    (if any) gets neither optimizer state nor an EMA copy."""
     params = jax.tree.map(jnp.asarray, params)
     dense, _ = split_table(params)
     ema = dense if ema_params is None else split_table(jax.tree.map(jnp.asarray, ema_params))[0]
@@ -52,9 +54,30 @@ def inference_params(state: TrainState, which: str = "ema"):
     return state.ema_params if table is None else {**state.ema_params, PUZZLE_EMB: table}
 
 
-def ema_update(ema_params, new_params, decay: float):
+create_train_state = make_train_state  # the name README and older code use
+
+
+def ema_update(ema_params, new_params, decay):
     """ema <- decay * ema + (1 - decay) * params; decay 0 means the EMA is the params themselves."""
     return optax.incremental_update(new_params, ema_params, step_size=1.0 - decay)
+
+
+def ema_decay_at(step, decay: float, warmup: bool):
+    """The EMA decay of the update taken at `step` (0-based, the TrainState's step before it).
+
+    With `warmup`, min(decay, (1 + step) / (10 + step)): 0.1 at the first update, 0.5 at step 8, 0.9 at
+    step 80, 0.99 at step 890. The EMA starts at the initial weights, so a constant decay keeps
+    decay**t of them after t steps (37% after 1,000 steps at 0.999); the ramp forgets them within the
+    first steps and lengthens the average as the run goes, so a short run evaluates near-current
+    weights. The ramp is the one of TensorFlow's ExponentialMovingAverage(num_updates=...); bias
+    correction (Adam-style, an EMA from zero divided by 1 - decay**t) would give similar weights but
+    store an EMA that is only usable after the correction, where this one is read as it is (evaluate,
+    checkpoints, load). Without `warmup`: `decay` from the first step (the official recipe's EMA).
+    """
+    if not warmup:
+        return jnp.float32(decay)
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
 
 
 # ------------------------------------------------------------------------------------------ optimizer

@@ -26,10 +26,12 @@ import numpy as np
 import optax
 
 from trm_jax.config import TrainingConfig
+from trm_jax.data import eval_batches
 from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
                             model_loss, predict, supervision_step, token_matches)
 from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
-from trm_jax.training.state import LRSchedule, TrainState, ema_update, make_optimizer, split_table
+from trm_jax.training import distributed as dist
+from trm_jax.training.state import LRSchedule, TrainState, ema_decay_at, ema_update, make_optimizer, split_table
 
 AXIS = "batch"  # the pmap axis name
 
@@ -76,6 +78,7 @@ class StepSpec:
     halt_exploration_prob: float
     puzzle_emb_lr: float
     puzzle_emb_weight_decay: float
+    ema_warmup: bool = True  # the EMA decay ramps up from 0 (state.ema_decay_at)
 
     @classmethod
     def create(cls, training: TrainingConfig, *, total_steps: int, global_batch: int, peak_lr: float) -> "StepSpec":
@@ -120,7 +123,7 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     """
     tx = make_optimizer(spec)
     lr_fn = LRSchedule(spec, spec.total_steps)
-    max_depth = int(model.max_recursion_depth)
+    max_recursion_depth = int(model.max_recursion_depth)
     threshold = float(model.halt_threshold)
     explore = float(spec.halt_exploration_prob)
     global_batch = spec.global_batch
@@ -190,10 +193,11 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
             all_grads = jnp.where(finite, all_grads, 0.0)
             params = {**params, PUZZLE_EMB: sparse_sign_sgd(table, all_ids, all_grads, emb_lr,
                                                            spec.puzzle_emb_weight_decay)}
+        ema_decay = ema_decay_at(state.step, spec.ema_decay, spec.ema_warmup)
         new_state = TrainState(
             step=state.step + 1,
             params=params,
-            ema_params=keep(ema_update(state.ema_params, split_table(params)[0], spec.ema_decay), state.ema_params),
+            ema_params=keep(ema_update(state.ema_params, split_table(params)[0], ema_decay), state.ema_params),
             opt_state=keep(opt_state, state.opt_state),
             nonfinite=jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32),
         )
@@ -201,10 +205,11 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         # 4. halting: halt head or step cap; exploration forces a random minimum depth on some slots
         depth = depth + 1
         halt_prob = jax.nn.sigmoid(jax.lax.stop_gradient(out.halt_logits).astype(jnp.float32))
-        halted = (depth >= max_depth) | (halt_prob >= threshold)
-        if explore > 0 and max_depth > 1:
+        halted = (depth >= max_recursion_depth) | (halt_prob >= threshold)
+        if explore > 0 and max_recursion_depth > 1:
             u = _slice_global(jax.random.uniform(k_explore, (global_batch,)), offset, b)
-            min_depth = _slice_global(jax.random.randint(k_min, (global_batch,), 2, max_depth + 1), offset, b)
+            min_depth = jax.random.randint(k_min, (global_batch,), 2, max_recursion_depth + 1)
+            min_depth = _slice_global(min_depth, offset, b)
             halted = halted & (depth >= jnp.where(u < explore, min_depth, 0))
         halted = halted | ~finite  # a diverged carry must not linger
         new_carry = TrainCarry(out.carry.y, out.carry.z, inputs, labels, puzzle_ids, difficulty, depth, halted)
@@ -292,9 +297,6 @@ def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int
     `replicated` says `params` are already on every local device (the Trainer's state). `trajectories`,
     `noise_std` and `select` are predict's; sample i's trajectories are keyed by `fold_in(key(seed), i)`
     whatever the batch size and device count."""
-    from trm_jax.data import eval_batches
-    from trm_jax.training import distributed as dist
-
     check_options(trajectories, noise_std, select)
     noise_std = resolved_noise_std(trajectories, noise_std)
     n_local = jax.local_device_count()
