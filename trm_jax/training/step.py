@@ -27,6 +27,7 @@ import optax
 
 from trm_jax.config import TrainingConfig
 from trm_jax.data import eval_batches
+from trm_jax.errors import TRMError
 from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
                             model_loss, predict, supervision_step, token_matches)
 from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
@@ -79,12 +80,16 @@ class StepSpec:
     puzzle_emb_lr: float
     puzzle_emb_weight_decay: float
     ema_warmup: bool = True  # the EMA decay ramps up from 0 (state.ema_decay_at)
+    # False: only the puzzle-table rows train (test-time adaptation); the dense weights, their optimizer
+    # state and EMA are left as they are, and no gradient of them is computed
+    train_dense: bool = True
 
     @classmethod
-    def create(cls, training: TrainingConfig, *, total_steps: int, global_batch: int, peak_lr: float) -> "StepSpec":
-        own = {f.name for f in dataclasses.fields(cls)} - {"total_steps", "global_batch", "peak_lr"}
+    def create(cls, training: TrainingConfig, *, total_steps: int, global_batch: int, peak_lr: float,
+               train_dense: bool = True) -> "StepSpec":
+        own = {f.name for f in dataclasses.fields(cls)} - {"total_steps", "global_batch", "peak_lr", "train_dense"}
         return cls(total_steps=int(total_steps), global_batch=int(global_batch), peak_lr=float(peak_lr),
-                   **{k: getattr(training, k) for k in own})
+                   train_dense=bool(train_dense), **{k: getattr(training, k) for k in own})
 
 
 # Per-step metric sums; the host divides after accumulating a window (see metrics.summarize).
@@ -119,8 +124,10 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     """Build `train_step(state, carry, batch, rng) -> (state, carry, metrics)` for use under pmap(AXIS).
 
     `batch` holds this device's rows of the fresh global batch; `rng` is the same step key on every
-    device.
+    device. With `spec.train_dense` False only the puzzle table trains: `state.opt_state` and
+    `state.ema_params` are passed through untouched (they may be None).
     """
+    train_dense = spec.train_dense
     tx = make_optimizer(spec)
     lr_fn = LRSchedule(spec, spec.total_steps)
     max_recursion_depth = int(model.max_recursion_depth)
@@ -129,6 +136,9 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     global_batch = spec.global_batch
     use_dropout = _has_dropout(model)
     has_table = model.has_puzzle_emb
+    if not (train_dense or has_table):
+        raise TRMError("a train step without dense updates trains only the puzzle-embedding table, and this model "
+                       "has none (official variant with puzzle_emb_ndim > 0)")
 
     def forward(params, tokens, carry: Carry, keys, puzzle_ids, delta) -> StepOutput:
         if not use_dropout:
@@ -171,20 +181,30 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
             per_sample, aux = model_loss(model, out, labels)
             return per_sample.mean(), (out, per_sample, aux)
 
-        (loss, (out, per_sample, aux)), (grads, row_grads) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1), has_aux=True)(dense, delta)
-        grads = jax.lax.pmean(grads, AXIS)
-        grad_norm = optax.tree.norm(grads)
+        (loss, (out, per_sample, aux)), grads = jax.value_and_grad(
+            loss_fn, argnums=(0, 1) if train_dense else 1, has_aux=True)(dense, delta)
+        grads, row_grads = grads if train_dense else (None, grads)
+        lr = lr_fn(state.step, spec.peak_lr)
+        if train_dense:
+            grads = jax.lax.pmean(grads, AXIS)
+            grad_norm = optax.tree.norm(grads)
+        else:  # the norm of what trains: every device's row gradients
+            grad_norm = jnp.sqrt(jax.lax.psum(jnp.sum(jnp.square(row_grads.astype(jnp.float32))), AXIS))
 
         # 3. optimizer + EMA; a non-finite loss or gradient skips the update (counted, see Trainer).
         # optax.apply_if_finite is not used: it checks only the updates and lets them through after
         # max_consecutive_errors, where the run must skip every bad step and stop with an error.
-        updates, opt_state = tx.update(grads, state.opt_state, dense)
-        lr = lr_fn(state.step, spec.peak_lr)
-        new_dense = optax.apply_updates(dense, jax.tree.map(lambda u: -lr * u, updates))
         finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        params = keep(new_dense, dense)
+        if train_dense:
+            updates, opt_state = tx.update(grads, state.opt_state, dense)
+            new_dense = optax.apply_updates(dense, jax.tree.map(lambda u: -lr * u, updates))
+            params = keep(new_dense, dense)
+            ema_decay = ema_decay_at(state.step, spec.ema_decay, spec.ema_warmup)
+            ema_params = keep(ema_update(state.ema_params, split_table(params)[0], ema_decay), state.ema_params)
+            opt_state = keep(opt_state, state.opt_state)
+        else:
+            params, ema_params, opt_state = dense, state.ema_params, state.opt_state
         if has_table:
             all_ids = jax.lax.all_gather(puzzle_ids, AXIS, tiled=True)
             all_grads = jax.lax.all_gather(row_grads, AXIS, tiled=True)
@@ -193,12 +213,11 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
             all_grads = jnp.where(finite, all_grads, 0.0)
             params = {**params, PUZZLE_EMB: sparse_sign_sgd(table, all_ids, all_grads, emb_lr,
                                                            spec.puzzle_emb_weight_decay)}
-        ema_decay = ema_decay_at(state.step, spec.ema_decay, spec.ema_warmup)
         new_state = TrainState(
             step=state.step + 1,
             params=params,
-            ema_params=keep(ema_update(state.ema_params, split_table(params)[0], ema_decay), state.ema_params),
-            opt_state=keep(opt_state, state.opt_state),
+            ema_params=ema_params,
+            opt_state=opt_state,
             nonfinite=jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32),
         )
 

@@ -1,0 +1,228 @@
+"""Test-time adaptation: train the puzzle-embedding rows of new identifiers (or every weight) on their demonstration pairs.
+
+A model with a puzzle-embedding table knows a puzzle only through its identifier's row; a puzzle the
+run never trained on has none. `adapt_puzzle_embeddings` grows the table to the new identifiers, starts
+their rows from the mean of the trained rows, and trains them with the train step itself (deep
+supervision with a persistent carry, halting, the same loss and sparse sign-SGD), its dense update
+switched off (`StepSpec.train_dense`): the rest of the model is left bit for bit, and so are the rows
+of identifiers not in the adaptation data, so those keep their answers.
+
+The whole adaptation is one compiled program called once per step: a fixed batch of slots, the
+adaptation rows held on every device, each step's rows drawn on device from the step's key, metrics
+read back one window behind for the progress bar (no host sync per step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from trm_jax.config import TrainingConfig, TRMConfig
+from trm_jax.errors import TRMError
+from trm_jax.models import IGNORE_LABEL, PUZZLE_EMB, TinyRecursiveModel
+from trm_jax.training import distributed as dist
+from trm_jax.training.metrics import summarize
+from trm_jax.training.state import TrainState, create_train_state, make_optimizer
+from trm_jax.training.step import AXIS, StepSpec, empty_train_carry, make_train_step
+
+logger = logging.getLogger(__name__)
+
+ADAPT_MODES = ("embeddings", "all")  # what trains: the data's table rows, or those and every dense weight
+PROGRESS_WINDOW = 20  # steps per progress-bar reading (metrics are read one window behind)
+
+
+def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, steps: int,
+                            learning_rate: Optional[float] = None, batch_size: Optional[int] = None,
+                            train: str = "embeddings", rng=None,
+                            training: Union[TrainingConfig, TRMConfig, None] = None, progress: bool = True):
+    """Adapt `model`/`params` to the puzzles of `data`; returns `(model, params)`.
+
+    `data` is `(inputs, labels, puzzle_ids)`: int arrays [N, seq_len], [N, seq_len] (IGNORE_LABEL
+    masked) and [N], or a dict with those keys. `training` (a TrainingConfig or the run's TRMConfig;
+    default TrainingConfig's defaults) gives the rates, weight decay, optimizer and batch size.
+
+    - Identifiers at or beyond the table's rows grow it: the returned model has `num_puzzle_identifiers =
+      max id + 1`. The rows the data trains that hold no trained value (all zero: new, or never trained)
+      start as the mean of the trained rows.
+    - `train="embeddings"` (default): only the rows of the data's identifiers train, by sparse sign-SGD at
+      `learning_rate` (default `training.puzzle_emb_lr`) with `training.puzzle_emb_weight_decay`; every
+      other weight and row comes back unchanged. `train="all"`: every dense weight fine-tunes too, by the
+      run's optimizer at `training.learning_rate` (the returned weights are the final ones, no EMA).
+    - `steps` optimizer steps (one supervision step for every slot each) over a fixed batch of
+      `batch_size` slots (default: `training.batch_size`, at most the number of rows; rounded up to a
+      multiple of the local devices), the run's learning-rate schedule without warmup; rows are drawn
+      with replacement by the key `rng` (an int seed or a PRNG key; the same rng gives the same result).
+    """
+    training = training.training if isinstance(training, TRMConfig) else (training or TrainingConfig())
+    if train not in ADAPT_MODES:
+        raise TRMError(f"train must be one of {ADAPT_MODES} ('embeddings': only the data's identifiers' rows; "
+                       f"'all': every weight as well), got {train!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise TRMError(f"steps must be an integer >= 1 (optimizer steps of the adaptation), got {steps!r}")
+    if not model.has_puzzle_emb:
+        raise TRMError("adapting to new puzzles needs a model with a puzzle-embedding table (variant 'official' with "
+                       "puzzle_emb_ndim > 0 and num_puzzle_identifiers > 0); this model has none, so it cannot tell "
+                       "puzzles apart: train one with a table (model.puzzle_emb_ndim, model.num_puzzle_identifiers)")
+    if not isinstance(params, dict) or PUZZLE_EMB not in params:
+        raise TRMError(f"params has no '{PUZZLE_EMB}' table although the model has one; pass the params dict this "
+                       "model was trained with (TRMParams: its .params)")
+    if learning_rate is not None and not learning_rate > 0:
+        raise TRMError(f"learning_rate must be > 0, got {learning_rate}")
+    if jax.process_count() > 1:
+        raise TRMError("adaptation runs on one host's devices; run it in a single process")
+    inputs, labels, puzzle_ids = _check_data(model, data)
+
+    rows = max(model.num_puzzle_identifiers, int(puzzle_ids.max()) + 1)
+    grown = model if rows == model.num_puzzle_identifiers else model.clone(num_puzzle_identifiers=rows)
+    start = {**params, PUZZLE_EMB: _start_rows(np.asarray(params[PUZZLE_EMB]), rows, np.unique(puzzle_ids))}
+
+    n_local = jax.local_device_count()
+    batch = int(batch_size) if batch_size is not None else min(training.batch_size, len(inputs))
+    if batch < 1:
+        raise TRMError(f"batch_size must be >= 1, got {batch_size}")
+    batch = -(-batch // n_local) * n_local
+    dense = train == "all"
+    tr = dataclasses.replace(training, warmup_steps=0, ema_decay=0.0,
+                             puzzle_emb_lr=float(learning_rate or training.puzzle_emb_lr))
+    spec = StepSpec.create(tr, total_steps=int(steps), global_batch=batch, peak_lr=tr.learning_rate,
+                           train_dense=dense)
+    state = (create_train_state(start, make_optimizer(spec)) if dense else
+             TrainState(step=jnp.int32(0), params=start, ema_params=None, opt_state=None, nonfinite=jnp.int32(0)))
+    state = dist.replicate(jax.device_get(state))
+    carry = dist.put_sharded(dist.shard(empty_train_carry(batch, grown)))
+    rows_on_device = dist.replicate(_compact_rows(inputs, labels, puzzle_ids))
+    step_fn = compiled_adapt_step(grown, spec)
+    key = np.asarray(_key_data(rng))
+
+    bar = tqdm(total=int(steps), desc=f"adapt ({train})", dynamic_ncols=True, mininterval=1.0, disable=not progress)
+    window, previous = [], None
+    try:
+        for i in range(int(steps)):
+            state, carry, metrics = step_fn(state, carry, rows_on_device, key, np.int32(i))
+            window.append(metrics)
+            bar.update(1)
+            if len(window) == PROGRESS_WINDOW or i == steps - 1:
+                if previous is not None:  # the window before: done by now or soon, so the device never waits
+                    _show(bar, previous)
+                previous, window = window, []
+        summary = _show(bar, previous)
+    finally:
+        bar.close()
+    logger.info("adapted %d identifier(s) on %d rows in %d steps (%s): loss %.4f, exact %.3f over the last %d steps",
+                len(np.unique(puzzle_ids)), len(inputs), steps, train, summary["loss"], summary["exact_accuracy"],
+                len(previous))
+    if dense:
+        return grown, jax.tree.map(jnp.asarray, dist.unreplicate(state.params))
+    # every dense weight is the very array that came in
+    return grown, {**params, PUZZLE_EMB: jnp.asarray(dist.unreplicate(state.params[PUZZLE_EMB]))}
+
+
+def _show(bar, window) -> dict:
+    summary = summarize(jax.device_get([dist.unreplicate(m) for m in window]))
+    bar.set_postfix(loss=f"{summary['loss']:.3f}", exact=f"{summary['exact_accuracy']:.3f}", refresh=False)
+    return summary
+
+
+def _key_data(rng):
+    """Raw key data of an int seed, a typed key or raw key data (None = seed 0)."""
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return jax.random.key_data(jax.random.key(0 if rng is None else int(rng)))
+    if jnp.issubdtype(jnp.asarray(rng).dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(rng)
+    return rng
+
+
+def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, labels, puzzle_ids) as int32 NumPy arrays, checked against the model."""
+    if isinstance(data, dict):
+        missing = {"inputs", "labels", "puzzle_ids"} - set(data)
+        if missing:
+            raise TRMError(f"adaptation data: the dict needs keys 'inputs', 'labels', 'puzzle_ids' (missing "
+                           f"{sorted(missing)})")
+        data = (data["inputs"], data["labels"], data["puzzle_ids"])
+    if not isinstance(data, (tuple, list)) or len(data) != 3:
+        raise TRMError("adaptation data must be (inputs, labels, puzzle_ids): arrays [N, seq_len], [N, seq_len], [N]")
+    arrays = [np.asarray(a) for a in data]
+    for name, a in zip(("inputs", "labels", "puzzle_ids"), arrays):
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            raise TRMError(f"adaptation data: {name} must hold integers, got {a.dtype}")
+    inputs, labels, ids = (a.astype(np.int32) for a in arrays)
+    seq = model.token_len
+    if inputs.ndim != 2 or inputs.shape[1] != seq or len(inputs) == 0:
+        raise TRMError(f"adaptation data: inputs must be [N >= 1, {seq}] (the model's seq_len), got {inputs.shape}")
+    if labels.shape != inputs.shape:
+        raise TRMError(f"adaptation data: labels must have the inputs' shape {inputs.shape}, got {labels.shape}")
+    if ids.shape != (len(inputs),):
+        raise TRMError(f"adaptation data: puzzle_ids must be [{len(inputs)}] (one per row), got {ids.shape}")
+    if ids.min() < 0:
+        raise TRMError(f"adaptation data: puzzle_ids must be >= 0, got {int(ids.min())}")
+    for name, a, ok in (("inputs", inputs, inputs), ("labels", labels, labels[labels != IGNORE_LABEL])):
+        if ok.size and (ok.min() < 0 or ok.max() >= model.num_tokens):
+            bad = int(np.nonzero((a < 0) | (a >= model.num_tokens) & (a != IGNORE_LABEL))[0][0])
+            raise TRMError(f"adaptation data: {name} row {bad} holds tokens outside the vocabulary [0, "
+                           f"{model.num_tokens}) (labels may also be {IGNORE_LABEL}, masked)")
+    return inputs, labels, ids
+
+
+COMPACT_IGNORE = 255  # the masked label in rows stored as uint8
+
+
+def _compact_rows(inputs, labels, puzzle_ids) -> dict:
+    """The adaptation rows as the device holds them: uint8 tokens when the vocabulary fits (a quarter of
+    the memory; every device holds every row), masked labels as COMPACT_IGNORE."""
+    if inputs.max() < COMPACT_IGNORE and labels.max() < COMPACT_IGNORE:
+        inputs = inputs.astype(np.uint8)
+        labels = np.where(labels == IGNORE_LABEL, COMPACT_IGNORE, labels).astype(np.uint8)
+    return dict(inputs=inputs, labels=labels, puzzle_ids=puzzle_ids)
+
+
+def _expand_rows(rows: dict) -> dict:
+    """Inverse of `_compact_rows` on device: int32 tokens, masked labels IGNORE_LABEL."""
+    inputs, labels = rows["inputs"].astype(jnp.int32), rows["labels"]
+    if labels.dtype == jnp.uint8:
+        labels = jnp.where(labels == COMPACT_IGNORE, IGNORE_LABEL, labels.astype(jnp.int32))
+    return dict(inputs=inputs, labels=labels, puzzle_ids=rows["puzzle_ids"])
+
+
+def _start_rows(table: np.ndarray, rows: int, adapted_ids: np.ndarray) -> np.ndarray:
+    """The table grown to `rows`, the adapted identifiers' untrained rows set to the mean of the trained rows.
+
+    Rows never trained hold their zero initialisation (sign-SGD and its weight decay touch only the rows
+    a step uses). The official pretrain.py `load_checkpoint` re-initialises a table whose shape does not
+    fit as the mean of the checkpoint's rows (every row); here only rows without a trained value take the
+    mean, so trained identifiers keep theirs."""
+    trained = np.any(table != 0, axis=1)
+    mean = table[trained].mean(axis=0) if trained.any() else np.zeros(table.shape[1], table.dtype)
+    out = np.concatenate([table, np.zeros((rows - len(table), table.shape[1]), table.dtype)])
+    fresh = adapted_ids[~np.any(out[adapted_ids] != 0, axis=1)]
+    out[fresh] = mean.astype(table.dtype)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_adapt_step(model: TinyRecursiveModel, spec: StepSpec):
+    """The pmapped adaptation step for `(model, spec)`, cached (a second adaptation at the same shapes reuses
+    it): `(state, carry, rows, key, step) -> (state, carry, metrics)`; each step draws its batch from `rows`
+    (every device holds them all) with the step's key, then runs the train step."""
+    train_step = make_train_step(model, spec)
+    global_batch = spec.global_batch
+
+    def adapt_step(state, carry, rows, key, step):
+        b = carry.halted.shape[0]
+        offset = jax.lax.axis_index(AXIS) * b
+        k_rows, k_step = jax.random.split(jax.random.fold_in(key, step))
+        # drawn for the whole global batch and sliced: the rows do not depend on the device split
+        picks = jax.random.randint(k_rows, (global_batch,), 0, rows["inputs"].shape[0])
+        picks = jax.lax.dynamic_slice_in_dim(picks, offset, b)
+        batch = _expand_rows({k: v[picks] for k, v in rows.items()})
+        batch["difficulty"] = jnp.zeros((b,), jnp.float32)
+        return train_step(state, carry, batch, k_step)
+
+    return jax.pmap(adapt_step, axis_name=AXIS, in_axes=(0, 0, 0, None, None), donate_argnums=(0, 1))
