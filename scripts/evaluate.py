@@ -22,6 +22,8 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="a file in the run's task format (JSONL for text tasks, Sudoku or "
                     "maze CSV; ARC: SOURCE:evaluation); default: the run's eval split")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    ap.add_argument("--which", choices=("latest", "best"), default="latest",
+                    help="the newest checkpoint, or the best evaluated one (run_dir/best, training.keep_best)")
     ap.add_argument("--no-ema", action="store_true", help="use the raw params instead of the EMA")
     ap.add_argument("--halt-threshold", type=float, default=None)
     ap.add_argument("--max-recursion-depth", type=int, default=None,
@@ -42,7 +44,7 @@ def main(argv=None):
         from trm_jax.evaluation import evaluate_run, format_results
         from trm_jax.inference import load
 
-        params = load(args.run, step=args.step, use_ema=not args.no_ema)
+        params = load(args.run, step=args.step, use_ema=not args.no_ema, which=args.which)
         results = evaluate_run(params, data=args.data, batch_size=args.batch_size,
                                halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth,
                                trajectories=args.trajectories, noise_std=args.noise_std, select=args.select,
@@ -58,7 +60,8 @@ def main(argv=None):
         with open(args.submission, "w") as f:
             json.dump(submission, f)
         print(f"wrote {args.submission}")
-    results.update(run=os.path.abspath(args.run), step=params.step, data=args.data or "eval split")
+    results.update(run=os.path.abspath(args.run), step=params.step, checkpoint=args.which,
+                   data=args.data or "eval split")
     out = args.out or os.path.join(args.run, "eval_results.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=1)

@@ -5,8 +5,9 @@
     python scripts/train.py --config config.yaml --resume
     python scripts/train.py --config config.yaml --set training.steps=200 --set run_dir=runs/short
 
-Writes run_dir/{config.yaml, tokenizer/, checkpoints/, metrics.jsonl, train.log, rag/} and prints the
-held-out exact accuracy at the end. SIGTERM/SIGINT save a checkpoint; `--resume` continues from it.
+Writes run_dir/{config.yaml, tokenizer/, checkpoints/, metrics.jsonl, train.log, rag/, best/} and prints
+the held-out exact accuracy at the end. SIGTERM/SIGINT, training.early_stopping and
+training.max_time_minutes stop with a checkpoint; `--resume` continues from it.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from trm_jax.errors import TRMError
-    from trm_jax.training import as_config, create_trainer
+    from trm_jax.training import as_config, make_trainer
 
     overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     try:
         config = as_config(args.config, overrides)
-        trainer = create_trainer(config, resume=args.resume)
+        trainer = make_trainer(config, resume=args.resume)
         try:
             result = trainer.train()
         finally:
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     import jax
     if jax.process_index() == 0:
         ev = result.eval or {}
-        state = "interrupted (resume with --resume)" if result.interrupted else "done"
+        state = f"stopped early, {result.stop_reason} (resume with --resume)" if result.interrupted else "done"
         print(f"training {state}: step {result.step}, {result.wall_time_s:.1f}s, run dir {result.run_dir}")
         if ev:
             print(f"held-out exact accuracy: {ev['exact_accuracy']:.4f} (token accuracy {ev['token_accuracy']:.4f}, "

@@ -11,7 +11,7 @@ from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import (IGNORE_LABEL, Carry, compute_loss, init_params, initial_carry, make_model,
                             supervision_step)
 from trm_jax.training import distributed as dist
-from trm_jax.training.state import (LRSchedule, create_train_state, ema_update, make_optimizer,
+from trm_jax.training.state import (LRSchedule, create_train_state, ema_decay_at, ema_update, make_optimizer,
                                     scale_by_adam_atan2)
 from trm_jax.training.step import StepSpec, TrainCarry, empty_train_carry, make_train_step, pmap_train_step
 
@@ -234,3 +234,37 @@ def test_batch_not_divisible_by_devices_is_config_error(monkeypatch):
     with pytest.raises(ConfigError, match="training.batch_size.*not divisible by the 4 devices.*8 or 12"):
         dist.check_batch(10, "training.batch_size")
     assert dist.check_batch(12, "training.batch_size") == 3
+
+
+def test_ema_decay_warmup_values():
+    steps = np.array([0, 1, 8, 80, 890, 10 ** 6])
+    np.testing.assert_allclose(ema_decay_at(steps, 0.999, True),
+                               np.minimum(0.999, (1 + steps) / (10 + steps)), rtol=1e-6)
+    np.testing.assert_allclose(ema_decay_at(steps, 0.999, True)[:4], [0.1, 2 / 11, 0.5, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(ema_decay_at(5, 0.999, False), 0.999, rtol=1e-7)
+    assert float(ema_decay_at(3, 0.0, True)) == 0.0  # decay 0: no EMA, warm-up or not
+
+
+def test_ema_after_k_steps_follows_the_warmup_formula():
+    """k real train steps with the warm-up on: the EMA equals the recurrence ema <- d_t ema + (1 - d_t) p_{t+1},
+    d_t = min(decay, (1 + t) / (10 + t)), computed in NumPy (float64) from each step's raw params."""
+    model = tiny_model(halt_threshold=1.0)
+    training = tcfg(ema_warmup=True, ema_decay=0.95)
+    params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
+    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    carry, raw = empty_train_carry(B, model), []
+    for t in range(6):
+        state, carry, _ = run_step(model, training, state, carry, make_batch(30 + t), jax.random.PRNGKey(t))
+        raw.append(jax.tree.map(lambda x: np.asarray(x, np.float64), state.params))
+    ema = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    for t, p in enumerate(raw):
+        d = min(0.95, (1 + t) / (10 + t))
+        ema = jax.tree.map(lambda e, x: d * e + (1 - d) * x, ema, p)
+    assert int(state.step) == 6
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.ema_params, ema)
+    # the constant decay (ema_warmup false) would give another EMA: one still 0.95**6 = 74% initial weights
+    const = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    for p in raw:
+        const = jax.tree.map(lambda e, x: 0.95 * e + 0.05 * x, const, p)
+    gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(const)))
+    assert gap > 1e-3

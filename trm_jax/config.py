@@ -318,7 +318,7 @@ class TrainingConfig:
     progress_bar: bool = True  # tqdm progress bar with loss/accuracy
     early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)  # {metric, patience, min_delta}; off while patience is null
     keep_best: Optional[str] = None  # keep the checkpoint with the best value of this held-out metric in run_dir/best (e.g. exact_accuracy); null = off
-    max_time_minutes: Optional[float] = None  # stop after this much wall-clock time in train() (final evaluation and checkpoint, resumable); null = no limit
+    max_time_minutes: Optional[float] = None  # stop once training took this many wall-clock minutes, resumed sessions added up (final evaluation and checkpoint, resumable); null = no limit
 
     def validate(self, p: str = "training") -> None:
         for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoint_every",

@@ -24,6 +24,7 @@ from trm_jax.pretrained import is_pretrained, read_pretrained
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoint import Checkpointer
+from trm_jax.training.run_dir import BEST_DIR, CHECKPOINT_DIR
 
 
 @jax.tree_util.register_pytree_node_class
@@ -61,35 +62,49 @@ class TRMParams:
 
 # ------------------------------------------------------------------------------------------------ load
 
-def _final_seq_len(config: TRMConfig) -> tuple[int, int]:
-    """(seq_len, dim) the model has at the end of training (the last curriculum stage's values)."""
+def _final_seq_len(config: TRMConfig, stage: Optional[int] = None) -> tuple[int, int]:
+    """(seq_len, dim) the model has at the end of training (the last curriculum stage's values), or in
+    curriculum stage `stage`."""
     seq_len, dim = config.data.seq_len, config.model.dim
-    for stage in config.curriculum.stages:
-        seq_len = stage.seq_len or seq_len
-        dim = stage.dim or dim
+    for spec in config.curriculum.stages[:None if stage is None else stage + 1]:
+        seq_len = spec.seq_len or seq_len
+        dim = spec.dim or dim
     return seq_len, dim
 
 
-def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True) -> TRMParams:
+def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True,
+         which: str = "latest") -> TRMParams:
     """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store.
 
     With `step=None` the newest checkpoint whose weights read back intact (a damaged one is reported
-    and the one before it is loaded); the run directory is only read.
+    and the one before it is loaded); the run directory is only read. `which="best"`: the checkpoint
+    with the best held-out metric, kept in run_dir/best by a run with `training.keep_best`.
 
     `run_dir` may also be a pretrained directory (`trm_jax.save_pretrained`) or `hf://user/repo[@revision]`,
     one resolved through the Hugging Face cache (HF_HUB_OFFLINE=1: the cache only); it holds one set of
     weights, loaded as float32.
     """
+    if which not in ("latest", "best"):
+        raise TRMError(f"load(which={which!r}): use 'latest' (the newest checkpoint) or 'best' (run_dir/best)")
     if is_pretrained(run_dir):
+        if which != "latest":
+            raise TRMError(f"{run_dir} is a pretrained directory with one set of weights; which='best' is for run "
+                           "directories trained with training.keep_best")
         return _load_pretrained(run_dir, step=step, use_ema=use_ema)
     run_dir = os.path.abspath(os.fspath(run_dir))
     cfg_path = os.path.join(run_dir, "config.yaml")
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
     if not os.path.isfile(cfg_path) or not os.path.isdir(ckpt_dir):
         raise TRMError(f"{run_dir} is not a trm_jax run directory (needs config.yaml and checkpoints/); pass the "
                        "run_dir that scripts/train.py wrote")
+    if which == "best":
+        ckpt_dir = os.path.join(run_dir, BEST_DIR)
+        if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
+            raise TRMError(f"{run_dir} has no best checkpoint ({BEST_DIR}/): train with training.keep_best set (e.g. "
+                           "--set training.keep_best=exact_accuracy) to keep one, or load the latest checkpoint")
     with Checkpointer(ckpt_dir, read_only=True) as checkpoints:
-        checkpoints.candidate_steps(step)  # no checkpoint, or no such step: say so before building anything
+        # no checkpoint, or no such step: say so before building anything
+        newest = checkpoints.candidate_steps(step)[0]
         config = load_config(cfg_path)
         tok_dir = os.path.join(run_dir, "tokenizer")
         tokenizer = None
@@ -98,7 +113,7 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         num_tokens = config.model.num_tokens or (vocab if tokenizer is not None else None)
         if not num_tokens:
             raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
-        seq_len, dim = _final_seq_len(config)
+        seq_len, dim = _final_seq_len(config, _saved_stage(checkpoints, newest))
         config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
                                 data=dataclasses.replace(config.data, seq_len=seq_len))
         model = make_model(config.model, int(num_tokens), seq_len)
@@ -111,6 +126,14 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
     return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
+
+
+def _saved_stage(checkpoints: Checkpointer, step: int) -> Optional[int]:
+    """The curriculum stage checkpoint `step` was written in (None: unknown, e.g. an unreadable meta)."""
+    try:
+        return checkpoints.read_meta(step).get("stage")
+    except Exception:  # a damaged meta: restore_weights reports it and falls back
+        return None
 
 
 def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:

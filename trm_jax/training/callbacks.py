@@ -1,4 +1,4 @@
-"""Trainer callbacks: the hooks the training loop calls, and the built-in ones config keys turn on (early stopping, best checkpoint, time budget).
+"""Trainer callbacks: the loop's hooks, and the built-in ones (early stopping, best checkpoint, time budget).
 
     class PrintLoss(Callback):
         metrics_every = 100  # on_step gets host metrics every 100th step (one device sync each), else None
@@ -215,29 +215,38 @@ class KeepBest(Callback):
 
 
 class TimeBudget(Callback):
-    """Stop after `minutes` of wall-clock time in `train()` (`training.max_time_minutes`; compilation,
+    """Stop after `minutes` of wall-clock time in `train()` (`training.max_time_minutes`: compilation,
     evaluations and checkpoints count), ending as the last step does: final evaluation and checkpoint.
-    The time spent is saved in checkpoints, so a resumed run trains only what is left of the budget
-    (raise training.max_time_minutes to train further). `clock` is injectable for tests."""
+    `count_evaluations=False` leaves the held-out evaluations' time out (each one's `eval_time_s`, measured
+    after the steps in flight finished): a budget of training time. The time spent is saved in
+    checkpoints, so a resumed run trains only what is left (raise the budget to train further). `clock`
+    (seconds) is injectable for tests."""
 
-    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic):
-        self.budget_s, self.clock = float(minutes) * 60.0, clock
-        self.spent_before = 0.0
+    def __init__(self, minutes: float, *, count_evaluations: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.budget_s, self.count_evaluations, self.clock = float(minutes) * 60.0, count_evaluations, clock
+        self.spent_before = 0.0  # seconds spent by the run before this train() call (a resume)
+        self.excluded = 0.0  # evaluation seconds left out of this call's time
         self._start: Optional[float] = None
 
     def spent(self) -> float:
-        return self.spent_before + (0.0 if self._start is None else self.clock() - self._start)
+        """Seconds of the budget spent so far."""
+        now = 0.0 if self._start is None else self.clock() - self._start - self.excluded
+        return self.spent_before + now
 
     def on_train_start(self, trainer) -> None:
-        self._start = self.clock()
+        self._start, self.excluded = self.clock(), 0.0
         self._check(trainer)
 
     def on_step(self, trainer, step, metrics) -> None:
         self._check(trainer)
 
+    def on_eval(self, trainer, step, results) -> None:
+        if not self.count_evaluations:
+            self.excluded += float(results.get("eval_time_s", 0.0))
+
     def _check(self, trainer) -> None:
         if self.spent() >= self.budget_s:
-            trainer.request_stop(f"max_time_minutes: {self.spent() / 60:.2f} of {self.budget_s / 60:g} minutes spent",
+            trainer.request_stop(f"time budget: {self.spent() / 60:.2f} of {self.budget_s / 60:g} minutes spent",
                                  final_eval=True)
 
     def state_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Batch feed of the training loop: the next batches read, augmented, sharded and put on device in a background thread.
+"""The loop's batch feed: next batches read, augmented, sharded and put on device in a background thread.
 
 The loop takes one item per step, in step order: the step's batch (on device, laid out for the pmapped
 step), its RNG key, and the data iterator's state *after* that batch. A checkpoint saves the state of

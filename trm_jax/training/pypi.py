@@ -1,4 +1,4 @@
-"""The PyPI package's way in: `Trainer(model, dataset, epochs=..., batch_size=..., ...)` arguments turned into a run config.
+"""The PyPI package's way in: `Trainer(model, dataset, epochs=..., batch_size=...)` arguments as a run config.
 
 The seed's names are accepted: `halt_prob_thres` (halt_threshold), `max_recurrent_steps`
 (max_recursion_depth) and `ema_decay_rate` (ema_decay). Other keyword arguments are `training`

@@ -1,6 +1,7 @@
-"""A training run's parts and state: run directory, task data and stages, checkpoints, logs and callbacks; the current stage, train state and carry, moved between stages, saved and restored.
+"""A training run's parts and state: its stage, train state and carry, built, moved between stages, saved, restored.
 
-`Trainer` (trainer.py) is this plus the loop that advances the state.
+The parts: run directory, task data and stages, checkpoints, logs, monitor and callbacks. `Trainer`
+(trainer.py) is this plus the loop that advances the state.
 """
 
 from __future__ import annotations

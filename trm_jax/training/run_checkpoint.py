@@ -1,4 +1,4 @@
-"""A run's whole state in one checkpoint: TrainState, training carry, RNG key, curriculum stage, data position and callback state, saved and restored.
+"""Checkpoint glue: a run's whole state (train state, carry, key, stage, data position, callbacks) saved and restored.
 
 The tree saved (checkpoint.Checkpointer writes it) is {"state": TrainState fields, "carry": the
 carry as globally sharded arrays, "key": the base RNG key}; the JSON meta holds the step, the stage,

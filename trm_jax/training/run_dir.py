@@ -1,4 +1,4 @@
-"""The run directory: created writable with its log file, the run files written (config, tokenizer, RAG store), a resumed run's config checked.
+"""The run directory: created with its log file, run files written (config, tokenizer, RAG), resume checked.
 
 Layout: run_dir/{config.yaml, tokenizer/, checkpoints/, best/, metrics.jsonl, train.log, rag/}.
 """

@@ -1,4 +1,4 @@
-"""Curriculum stages at run time: each stage's model, data, batch iterator and compiled step, and the move from one stage to the next.
+"""Curriculum stages at run time: each stage's model, data, iterator and compiled step, and stage changes.
 
 The model comes from the one config -> model route (`trm_jax.models.make_model`, at the stage's
 width and sequence length), the data from the run's task (`task.datasets`), cached for one

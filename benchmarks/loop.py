@@ -1,0 +1,104 @@
+"""Training-loop time per step against the bare compiled train step, measured in the same process.
+
+    python -m benchmarks.loop [--config config.yaml] [--steps 300] [--rounds 2] [--set KEY=VALUE ...]
+
+`--config` is cut to one curriculum stage of `--steps` steps (its first stage's seq_len, batch, dim and
+difficulty), with evaluations and periodic checkpoints pushed past the end. Timed:
+- bare: the stage's compiled train step called back to back on one batch already on device (fixed key),
+  blocked once at the end: the time per step no loop can beat;
+- loop: `Trainer.train()`, with the next batches prepared in the feed thread (the default) and, for
+  comparison, in the loop's own thread (`prefetch_batches = 0`). Its time per step is read from the
+  run's metrics.jsonl, first training record to last, so setup, the first window (compilation), the
+  final evaluation and the checkpoint lie outside it; the loop's share is everything else: data,
+  augmentation, sharding, transfers, dispatch, the wait on the step QUEUE_DEPTH behind, metric windows
+  (log_every), the monitor and the callbacks.
+The arms alternate for `--rounds` rounds; the best time of each is printed, with the loop / bare ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import jax
+
+from trm_jax.config import load_config
+from trm_jax.training import make_trainer, read_metrics
+from trm_jax.training import distributed as dist
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAR = 10 ** 9  # an interval past any run's end
+
+
+def cut_config(path: str, steps: int, overrides=()):
+    """`path` as one stage of `steps` steps (its first stage's shapes), no evaluation or checkpoint inside."""
+    cfg = load_config(path, list(overrides))
+    first = cfg.curriculum.stages[0] if cfg.curriculum.stages else None
+    stage = {k: getattr(first, k) for k in ("seq_len", "batch_size", "dim", "difficulty", "learning_rate")
+             if first is not None and getattr(first, k) is not None}
+    stage = ", ".join(f"{k}: {v}" for k, v in dict(stage, steps=steps).items())
+    return load_config(path, [*overrides, f"curriculum.stages=[{{{stage}}}]", f"training.eval_every={FAR}",
+                              f"training.checkpoint_every={FAR}", "training.progress_bar=false"])
+
+
+def time_loop(config, run_dir: str, prefetch_batches: int) -> float:
+    """Seconds per step of `train()`'s loop, from metrics.jsonl (first window and the end left out)."""
+    trainer = make_trainer(config.replace(run_dir=run_dir))
+    trainer.prefetch_batches = prefetch_batches
+    trainer.train()
+    records = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    first, last = records[0], records[-1]
+    if last["step"] <= first["step"]:
+        raise SystemExit("--steps gives one training record; raise it above training.log_every")
+    return (last["timestamp"] - first["timestamp"]) / (last["step"] - first["step"])
+
+
+def time_bare_step(config, run_dir: str, steps: int) -> float:
+    """Seconds per step of the compiled step alone, on one device-resident batch."""
+    trainer = make_trainer(config.replace(run_dir=run_dir))
+    try:
+        stage = trainer.stages.build(trainer.scheduler.stages[0])
+        state, carry = trainer.stages.first_state(stage), trainer.stages.empty_carry(stage)
+        batch = dist.put_sharded(dist.shard(next(stage.iterator)))
+        key = jax.random.key_data(jax.random.PRNGKey(0))
+        for _ in range(3):  # compile and warm up
+            state, carry, metrics = stage.p_step(state, carry, batch, key)
+        jax.block_until_ready(metrics)
+        t = time.perf_counter()
+        for _ in range(steps):
+            state, carry, metrics = stage.p_step(state, carry, batch, key)
+        jax.block_until_ready((state, metrics))
+        return (time.perf_counter() - t) / steps
+    finally:
+        trainer.close()
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=os.path.join(REPO_ROOT, "config.yaml"))
+    ap.add_argument("--steps", type=int, default=300, help="training steps per timed run")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per arm, alternating")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. --set training.log_every=50 (repeatable)")
+    args = ap.parse_args(argv)
+    config = cut_config(args.config, args.steps, args.overrides)
+    arms = {"loop": lambda d: time_loop(config, d, 2), "loop, no prefetch": lambda d: time_loop(config, d, 0),
+            "bare step": lambda d: time_bare_step(config, d, args.steps)}
+    best: dict = {}
+    with tempfile.TemporaryDirectory(prefix="trm_jax_bench_loop_") as scratch:
+        for r in range(args.rounds):
+            for i, (name, run) in enumerate(arms.items()):
+                seconds = run(os.path.join(scratch, f"{r}-{i}"))
+                best[name] = min(best.get(name, seconds), seconds)
+    bare, stage = best["bare step"], config.curriculum.stages[0]
+    print(f"{os.path.relpath(args.config)} cut to one stage of {args.steps} steps (batch "
+          f"{stage.batch_size or config.training.batch_size}), {args.rounds} round(s), best of each:")
+    for name, seconds in best.items():
+        print(f"{name:>18}: {seconds * 1e3:9.3f} ms/step  {seconds / bare:6.3f}x the bare step")
+    return dict(seconds_per_step=best, ratio={k: v / bare for k, v in best.items()})
+
+
+if __name__ == "__main__":
+    main()
