@@ -100,3 +100,14 @@ def test_trainer_with_and_without_prefetch_runs_the_same_steps(tmp_path):
     np.testing.assert_array_equal(la, lb)
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
     assert len(la) == 6 and a.step == b.step == 6
+
+
+def test_loop_times_each_step_for_the_monitor(tmp_path):
+    """The loop waits only on the step QUEUE_DEPTH (2) behind the newest; those waits time one step each
+    for the slow-step warning, the first two (compilation) left out."""
+    trainer = make_trainer(tiny_config(tmp_path, training=dict(steps=12, log_every=100)))
+    timed = []
+    trainer.monitor.record_step = lambda seconds, step=None: timed.append((step, seconds))
+    trainer.train()
+    assert [s for s, _ in timed] == list(range(3, 11))  # steps 11 and 12 are read by the final window
+    assert all(t >= 0 for _, t in timed)

@@ -229,6 +229,7 @@ class Trainer(TrainingRun):
                     summary = self._flush(window, step, t_flush, step_flush, bar, reading)
                     window, reading = [], None
                     t_flush, step_flush = time.time(), step
+                    waiting, t_done = collections.deque(), None  # the read waited for every step: restart timing
                 t_side = time.time()
                 self.callbacks.on_step(self, step, metrics)
                 if step % cfg.eval_every == 0 and step < total:
