@@ -6,10 +6,12 @@ Layout (format "trm_jax.pretrained", version 1):
 
     model.safetensors   the weights, named by their parameter path joined with "." (float32 or bfloat16)
     config.json         {"format", "format_version", "weights": {file, dtype, sha256, num_parameters}, "step",
-                        "metrics", "config": the run's TRMConfig with the final model (dim, num_tokens, seq_len)}
+                        "metrics", "files" (what the save wrote), "config": the run's TRMConfig with the final
+                        model (dim, num_tokens, seq_len)}
     tokenizer/          the run's tokenizer (trm_jax.data.save_tokenizer), when it has one
     rag/                the run's retrieval store, when it retrieves
     README.md           the model card
+    (the task's files)  what test-time adaptation added (TRMParams.adaptation.save), e.g. ARC's adapted tasks
 """
 
 from __future__ import annotations
@@ -92,27 +94,48 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
     if src.config.rag.enabled and src.retriever is None:
         raise TRMError("save_pretrained: the model was trained with retrieval (rag.enabled) but has no retriever to "
                        "save; load it with trm_jax.load(run_dir), which restores the run's store")
-    os.makedirs(directory, exist_ok=True)
-
     tensors = _flatten(src.params, DTYPES[dtype])
     num_parameters = sum(int(a.size) for a in tensors.values())
+    os.makedirs(directory, exist_ok=True)
+    _remove_earlier_save(directory)  # a model saved over another must not keep its tokenizer, store or adaptation
+    before = set(os.listdir(directory))
     weights = os.path.join(directory, WEIGHTS_FILE)
     _save_tensors(tensors, weights)
-    for sub in (TOKENIZER_SUBDIR, RAG_SUBDIR):  # a model saved over another must not keep its tokenizer or store
-        shutil.rmtree(os.path.join(directory, sub), ignore_errors=True)
     if src.tokenizer is not None:
         save_tokenizer(src.tokenizer, os.path.join(directory, TOKENIZER_SUBDIR))
     if src.retriever is not None:
         src.retriever.save(os.path.join(directory, RAG_SUBDIR))
+    if src.adaptation is not None:  # the task's record of adapted puzzles, read back by Task.load_adaptation
+        src.adaptation.save(directory)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
                         "num_parameters": num_parameters},
-            "step": src.step, "metrics": card_metrics, "config": src.config.to_dict()}
+            "step": src.step, "metrics": card_metrics,
+            "files": sorted((set(os.listdir(directory)) - before) | {CONFIG_FILE, CARD_FILE}),
+            "config": src.config.to_dict()}
     _write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
     table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
     _write_text(os.path.join(directory, CARD_FILE),
                 model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
     return directory
+
+
+def _remove_earlier_save(directory: str) -> None:
+    """Remove what an earlier save_pretrained wrote into `directory` (the files its config.json lists)."""
+    names = {WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, TOKENIZER_SUBDIR, RAG_SUBDIR}
+    try:
+        with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+        if isinstance(meta, dict) and meta.get("format") == FORMAT:
+            names |= {n for n in meta.get("files", ()) if isinstance(n, str) and n == os.path.basename(n)}
+    except (OSError, ValueError):
+        pass  # no earlier save, or not one of ours: only our own names are replaced
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 @dataclasses.dataclass
@@ -123,6 +146,7 @@ class _Saved:
     retriever: Any
     step: Optional[int]
     metrics: Optional[dict]
+    adaptation: Any = None  # TRMParams.adaptation: what test-time adaptation added (it has save(directory))
 
 
 def _saved_model(p) -> _Saved:
@@ -144,7 +168,8 @@ def _saved_model(p) -> _Saved:
     config = p.config.replace(model=dataclasses.replace(p.config.model, num_tokens=int(p.num_tokens)),
                               data=dataclasses.replace(p.config.data, seq_len=int(p.seq_len)))
     step = getattr(p, "step", None)
-    return _Saved(p.params, config, p.tokenizer, p.retriever, step, _run_metrics(getattr(p, "run_dir", None), step))
+    return _Saved(p.params, config, p.tokenizer, p.retriever, step, _run_metrics(getattr(p, "run_dir", None), step),
+                  getattr(p, "adaptation", None))
 
 
 def _flatten(params, dtype: np.dtype) -> dict[str, np.ndarray]:
