@@ -5,7 +5,10 @@ tasks: exact and token accuracy, mean recursion depth and accuracy by difficulty
 are also evaluated as the official code does, every supervision step for every sample (JSON key
 "all_steps"), unless --halt-threshold is given. ARC runs: pass@K of the voting over augmentations, and
 with --submission the Kaggle submission file. --trajectories K answers each sample with K noisy
-trajectories (--noise-std, --select, --seed; ARC: their answers join the augmentation vote).
+trajectories (--noise-std, --select, --seed; ARC: their answers join the augmentation vote). With
+--adapt-steps N the run is first adapted to puzzles it never trained on (ARC: --tasks, e.g. a Kaggle
+*_challenges.json), which are then evaluated: one command from a trained run and a challenges file to
+submission.json.
 """
 
 import argparse
@@ -39,12 +42,25 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json)")
     ap.add_argument("--submission", default=None,
                     help="ARC runs: write the Kaggle submission JSON here (two attempts per test input)")
+    ap.add_argument("--adapt-steps", type=int, default=None, metavar="N",
+                    help="first adapt the run to puzzles it never trained on (N steps; scripts/adapt.py), then "
+                    "evaluate those: ARC, the tasks of --tasks")
+    ap.add_argument("--tasks", default=None, help="with --adapt-steps: the puzzles (ARC: SOURCE[:evaluation], a "
+                    "*_challenges.json file or a folder of task JSONs; default: the run's evaluation set)")
+    ap.add_argument("--num-aug", type=int, default=None, help="with --adapt-steps, ARC: augmentations per task")
     args = ap.parse_args(argv)
     try:
         from trm_jax.evaluation import evaluate_run, format_results
         from trm_jax.inference import load
 
+        if args.adapt_steps is None and (args.tasks is not None or args.num_aug is not None):
+            raise TRMError("--tasks and --num-aug say what to adapt to: pass --adapt-steps N as well")
         params = load(args.run, step=args.step, use_ema=not args.no_ema, which=args.which)
+        if args.adapt_steps is not None:
+            from trm_jax.adaptation import adapt
+
+            params = adapt(params, args.tasks, steps=args.adapt_steps,
+                           **({} if args.num_aug is None else {"num_aug": args.num_aug}))
         results = evaluate_run(params, data=args.data, batch_size=args.batch_size,
                                halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth,
                                trajectories=args.trajectories, noise_std=args.noise_std, select=args.select,
@@ -62,6 +78,8 @@ def main(argv=None):
         print(f"wrote {args.submission}")
     results.update(run=os.path.abspath(args.run), step=params.step, checkpoint=args.which,
                    data=args.data or "eval split")
+    if args.adapt_steps is not None:
+        results.update(adapt_steps=args.adapt_steps, data=args.tasks or "the run's evaluation set, adapted")
     out = args.out or os.path.join(args.run, "eval_results.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=1)

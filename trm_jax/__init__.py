@@ -39,7 +39,8 @@ _LAZY = {
     "TextEmbedder": "trm_jax.rag", "MemoryVectorStore": "trm_jax.rag",
     "load_tokenizer": "trm_jax.data", "tokenize_and_pad": "trm_jax.data", "pad_sequence": "trm_jax.data",
     "prepare_code_input": "trm_jax.data",
-    "adapt_puzzle_embeddings": "trm_jax.training.adapt",
+    "adapt_puzzle_embeddings": "trm_jax.training.adapt", "adapt": "trm_jax.adaptation",
+    "save_adapted_run": "trm_jax.adaptation",
 }
 
 

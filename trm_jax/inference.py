@@ -40,9 +40,13 @@ class TRMParams:
     seq_len: int = 0
     step: Optional[int] = None
     run_dir: Optional[str] = None
+    # what test-time adaptation added (the task's object, e.g. ARC's adapted tasks and their identifiers;
+    # trm_jax.adapt), None for a run as trained
+    adaptation: Any = None
 
     def tree_flatten(self):
-        aux = (self.config, self.tokenizer, self.retriever, self.num_tokens, self.seq_len, self.step, self.run_dir)
+        aux = (self.config, self.tokenizer, self.retriever, self.num_tokens, self.seq_len, self.step, self.run_dir,
+               self.adaptation)
         return (self.params,), aux
 
     @classmethod
@@ -125,7 +129,8 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
 
     retriever = load_run_retriever(run_dir, config)
     params = jax.tree.map(jnp.asarray, params)
-    return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir)
+    return TRMParams(params, config, tokenizer, retriever, int(num_tokens), seq_len, int(step), run_dir,
+                     get_task(config).load_adaptation(run_dir))
 
 
 def _saved_stage(checkpoints: Checkpointer, step: int) -> Optional[int]:
@@ -151,7 +156,7 @@ def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(pre.params, shapes, f"{pre.directory}/model.safetensors")
     return TRMParams(jax.tree.map(jnp.asarray, pre.params), config, pre.tokenizer, pre.retriever, int(num_tokens),
-                     int(seq_len), pre.step, pre.directory)
+                     int(seq_len), pre.step, pre.directory, get_task(config).load_adaptation(pre.directory))
 
 
 def _check_params(params, shapes, what: str) -> None:

@@ -241,6 +241,22 @@ class Task:
         return None
 
 
+    # ------------------------------------------------------------------------------------ adaptation
+
+    def adaptation_data(self, params, puzzles, **options):
+        """`(rows, adaptation)` for test-time adaptation to `puzzles` the run never trained on (`trm_jax.adapt`):
+        an ArrayDataset whose puzzle_ids are new rows of the run's puzzle table, and the task's object that
+        the adapted run answers with (`TRMParams.adaptation`; it has `save(run_dir)`). `puzzles` None: the
+        task's own choice. Tasks whose samples carry no puzzle identifiers have none."""
+        raise TRMError(f"the {self.name!r} task has no test-time adaptation to new puzzles; a model with a puzzle "
+                       "table adapts to arrays with trm_jax.adapt_puzzle_embeddings(model, params, (inputs, labels, "
+                       "puzzle_ids), steps=N)")
+
+    def load_adaptation(self, run_dir: str):
+        """The adaptation object saved in `run_dir` by an adapted run, or None."""
+        return None
+
+
 class GridTask(Task):
     """A puzzle on a grid: one token per cell, the answer is the grid. Subclasses give `split_dataset`."""
 

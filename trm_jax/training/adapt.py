@@ -1,4 +1,4 @@
-"""Test-time adaptation: train the puzzle-embedding rows of new identifiers (or every weight) on their demonstration pairs.
+"""Test-time adaptation: new puzzle identifiers' embedding rows (or every weight) trained on demonstration pairs.
 
 A model with a puzzle-embedding table knows a puzzle only through its identifier's row; a puzzle the
 run never trained on has none. `adapt_puzzle_embeddings` grows the table to the new identifiers, starts
@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from trm_jax.config import TrainingConfig, TRMConfig
+from trm_jax.data import ArrayDataset
 from trm_jax.errors import TRMError
 from trm_jax.models import IGNORE_LABEL, PUZZLE_EMB, TinyRecursiveModel
 from trm_jax.training import distributed as dist
@@ -45,8 +46,9 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
     """Adapt `model`/`params` to the puzzles of `data`; returns `(model, params)`.
 
     `data` is `(inputs, labels, puzzle_ids)`: int arrays [N, seq_len], [N, seq_len] (IGNORE_LABEL
-    masked) and [N], or a dict with those keys. `training` (a TrainingConfig or the run's TRMConfig;
-    default TrainingConfig's defaults) gives the rates, weight decay, optimizer and batch size.
+    masked) and [N], a dict with those keys, or an ArrayDataset with puzzle_ids (its ignore_label_id
+    masked). `training` (a TrainingConfig or the run's TRMConfig; default TrainingConfig's defaults)
+    gives the rates, weight decay, optimizer and batch size.
 
     - Identifiers at or beyond the table's rows grow it: the returned model has `num_puzzle_identifiers =
       max id + 1`. The rows the data trains that hold no trained value (all zero: new, or never trained)
@@ -77,7 +79,7 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         raise TRMError(f"learning_rate must be > 0, got {learning_rate}")
     if jax.process_count() > 1:
         raise TRMError("adaptation runs on one host's devices; run it in a single process")
-    inputs, labels, puzzle_ids = _check_data(model, data)
+    inputs, labels, puzzle_ids, ignore = _check_data(model, data)
 
     rows = max(model.num_puzzle_identifiers, int(puzzle_ids.max()) + 1)
     grown = model if rows == model.num_puzzle_identifiers else model.clone(num_puzzle_identifiers=rows)
@@ -97,7 +99,7 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
              TrainState(step=jnp.int32(0), params=start, ema_params=None, opt_state=None, nonfinite=jnp.int32(0)))
     state = dist.replicate(jax.device_get(state))
     carry = dist.put_sharded(dist.shard(empty_train_carry(batch, grown)))
-    rows_on_device = dist.replicate(_compact_rows(inputs, labels, puzzle_ids))
+    rows_on_device = dist.replicate(_compact_rows(inputs, labels, puzzle_ids, ignore, model.num_tokens))
     step_fn = compiled_adapt_step(grown, spec)
     key = np.asarray(_key_data(rng))
 
@@ -139,9 +141,16 @@ def _key_data(rng):
     return rng
 
 
-def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(inputs, labels, puzzle_ids) as int32 NumPy arrays, checked against the model."""
-    if isinstance(data, dict):
+def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(inputs, labels, puzzle_ids int32, the masked label value), checked against the model. Token arrays
+    keep their integer dtype (uint8 rows of a large ARC adaptation are not copied into int32)."""
+    ignore = IGNORE_LABEL
+    if isinstance(data, ArrayDataset):
+        if data.puzzle_ids is None:
+            raise TRMError("adaptation data: the ArrayDataset has no puzzle_ids; adaptation trains identifiers' rows")
+        ignore = IGNORE_LABEL if data.ignore_label_id is None else int(data.ignore_label_id)
+        data = (data.inputs, data.labels, data.puzzle_ids)
+    elif isinstance(data, dict):
         missing = {"inputs", "labels", "puzzle_ids"} - set(data)
         if missing:
             raise TRMError(f"adaptation data: the dict needs keys 'inputs', 'labels', 'puzzle_ids' (missing "
@@ -153,7 +162,7 @@ def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray
     for name, a in zip(("inputs", "labels", "puzzle_ids"), arrays):
         if a.size and not np.issubdtype(a.dtype, np.integer):
             raise TRMError(f"adaptation data: {name} must hold integers, got {a.dtype}")
-    inputs, labels, ids = (a.astype(np.int32) for a in arrays)
+    inputs, labels, ids = arrays[0], arrays[1], arrays[2].astype(np.int32)
     seq = model.token_len
     if inputs.ndim != 2 or inputs.shape[1] != seq or len(inputs) == 0:
         raise TRMError(f"adaptation data: inputs must be [N >= 1, {seq}] (the model's seq_len), got {inputs.shape}")
@@ -163,24 +172,31 @@ def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray
         raise TRMError(f"adaptation data: puzzle_ids must be [{len(inputs)}] (one per row), got {ids.shape}")
     if ids.min() < 0:
         raise TRMError(f"adaptation data: puzzle_ids must be >= 0, got {int(ids.min())}")
-    for name, a, ok in (("inputs", inputs, inputs), ("labels", labels, labels[labels != IGNORE_LABEL])):
-        if ok.size and (ok.min() < 0 or ok.max() >= model.num_tokens):
-            bad = int(np.nonzero((a < 0) | (a >= model.num_tokens) & (a != IGNORE_LABEL))[0][0])
-            raise TRMError(f"adaptation data: {name} row {bad} holds tokens outside the vocabulary [0, "
-                           f"{model.num_tokens}) (labels may also be {IGNORE_LABEL}, masked)")
-    return inputs, labels, ids
+    vocab = model.num_tokens
+    for name, a, masked in (("inputs", inputs, None), ("labels", labels, ignore)):
+        bad = (a < 0) | (a >= vocab)
+        if masked is not None:
+            bad &= a != masked
+        if bad.any():
+            note = "" if masked is None else f" (masked labels are {masked})"
+            raise TRMError(f"adaptation data: {name} row {int(np.nonzero(bad)[0][0])} holds tokens outside the "
+                           f"vocabulary [0, {vocab}){note}")
+    return inputs, labels, ids, ignore
 
 
 COMPACT_IGNORE = 255  # the masked label in rows stored as uint8
 
 
-def _compact_rows(inputs, labels, puzzle_ids) -> dict:
+def _compact_rows(inputs, labels, puzzle_ids, ignore: int, vocab: int) -> dict:
     """The adaptation rows as the device holds them: uint8 tokens when the vocabulary fits (a quarter of
-    the memory; every device holds every row), masked labels as COMPACT_IGNORE."""
-    if inputs.max() < COMPACT_IGNORE and labels.max() < COMPACT_IGNORE:
-        inputs = inputs.astype(np.uint8)
-        labels = np.where(labels == IGNORE_LABEL, COMPACT_IGNORE, labels).astype(np.uint8)
-    return dict(inputs=inputs, labels=labels, puzzle_ids=puzzle_ids)
+    the memory of int32; every device holds every row), masked labels as COMPACT_IGNORE; else int32 with
+    masked labels IGNORE_LABEL."""
+    masked = labels == ignore
+    if vocab <= COMPACT_IGNORE:
+        return dict(inputs=inputs.astype(np.uint8), labels=np.where(masked, COMPACT_IGNORE, labels).astype(np.uint8),
+                    puzzle_ids=puzzle_ids)
+    return dict(inputs=inputs.astype(np.int32), labels=np.where(masked, IGNORE_LABEL, labels).astype(np.int32),
+                puzzle_ids=puzzle_ids)
 
 
 def _expand_rows(rows: dict) -> dict:

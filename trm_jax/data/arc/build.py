@@ -114,6 +114,15 @@ def _limit(tasks: dict, max_tasks: Optional[int]) -> dict:
     return dict(list(tasks.items())[:max_tasks])
 
 
+def eval_task_pairs(task: dict):
+    """(all pairs for augmentation, demonstration pairs, test pairs) of an evaluation task, as grids: its
+    demonstrations are training rows, its test inputs evaluation rows (a test output may be None)."""
+    demos = [(_to_np(e["input"]), _to_np(e["output"])) for e in task["train"]]
+    # a test pair without a known output is encoded with an all-pad label (ignored; official fills [[0]])
+    tests = [(_to_np(e["input"]), _to_np(e["output"]) if "output" in e else None) for e in task["test"]]
+    return demos + [(i, o) for i, o in tests if o is not None], demos, tests
+
+
 def _puzzles(train_sets, eval_tasks):
     """[(task_id, all pairs for augmentation, train-split pairs, eval-split pairs)] in identifier order."""
     out, seen = [], set()
@@ -128,16 +137,35 @@ def _puzzles(train_sets, eval_tasks):
     for tid, task in eval_tasks.items():
         if tid in seen:
             raise TRMError(f"evaluation task {tid!r} is also a training task; remove it from the training sources")
-        demos = [(_to_np(e["input"]), _to_np(e["output"])) for e in task["train"]]
-        # a test pair without a known output is encoded with an all-pad label (ignored; official fills [[0]])
-        tests = [(_to_np(e["input"]), _to_np(e["output"]) if "output" in e else None) for e in task["test"]]
-        aug_pairs = demos + [(i, o) for i, o in tests if o is not None]
-        out.append((tid, aug_pairs, demos, tests))
+        out.append((tid, *eval_task_pairs(task)))
     return out
 
 
-def _encode_split(puzzle_pairs, tids, maps, out_arrays, row0: int, ids0: int, translate: bool, rng):
-    """Write one task's pairs under all its augmentations; rows ordered augmentation-major."""
+def task_augmentations(task_id: str, aug_pairs, num_aug: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(transform ids int64 [1 + A], colour maps uint8 [1 + A, 10]) of a task's puzzle identifiers: the
+    original first, then its A <= num_aug distinct augmentations drawn from the task's own generator."""
+    t, m = choose_augmentations(aug_pairs, num_aug, task_rng(seed, task_id, _STREAM_AUG)) if num_aug > 0 else \
+        (np.zeros(0, np.int8), np.zeros((0, 10), np.uint8))
+    if num_aug > 0 and len(t) < num_aug:
+        logger.info("ARC task %s: only %d distinct augmentations of %d", task_id, len(t), num_aug)
+    return np.concatenate([[0], t]).astype(np.int64), np.concatenate([np.arange(10, dtype=np.uint8)[None], m])
+
+
+def augmentation_names(task_id: str, tids: np.ndarray, maps: np.ndarray) -> list[str]:
+    """The puzzle-identifier names of a task's augmentations (see puzzle_identifier_name)."""
+    return [puzzle_identifier_name(task_id, Augmentation(int(a), tuple(int(c) for c in mp)))
+            for a, mp in zip(tids, maps)]
+
+
+def translation_rng(seed: int, task_id: str) -> np.random.Generator:
+    """The generator of a task's translations: its training pairs draw first, then its evaluation pairs."""
+    return task_rng(seed, task_id, _STREAM_TRANSLATE)
+
+
+def encode_task_pairs(puzzle_pairs, tids, maps, out_arrays, row0: int, ids0: int, translate: bool, rng):
+    """Write one task's pairs under all its augmentations into `out_arrays` (inputs, labels, puzzle_ids) from
+    row `row0`, its identifiers from `ids0`; rows ordered augmentation-major. With `translate`, each pair
+    is placed at a random offset on the 30x30 canvas, one pair per augmentation kept at the origin."""
     num_aug, num_pairs = len(tids), len(puzzle_pairs)
     inputs, labels, pids = out_arrays
     pids[row0: row0 + num_aug * num_pairs] = np.repeat(ids0 + np.arange(num_aug, dtype=np.int32), num_pairs)
@@ -173,15 +201,9 @@ def _write_build(path: str, puzzles, num_aug: int, seed: int, progress: bool, ma
     identifiers = ["<blank>"]  # official: identifier 0 is the blank one
     n_train = n_eval = 0
     for tid, aug_pairs, train_pairs, eval_pairs in puzzles:
-        t, m = choose_augmentations(aug_pairs, num_aug, task_rng(seed, tid, _STREAM_AUG)) if num_aug > 0 else \
-            (np.zeros(0, np.int8), np.zeros((0, 10), np.uint8))
-        if num_aug > 0 and len(t) < num_aug:
-            logger.info("ARC task %s: only %d distinct augmentations of %d", tid, len(t), num_aug)
-        tids = np.concatenate([[0], t]).astype(np.int64)
-        maps = np.concatenate([np.arange(10, dtype=np.uint8)[None], m])
+        tids, maps = task_augmentations(tid, aug_pairs, num_aug, seed)
         plans.append((tids, maps, len(identifiers)))
-        identifiers.extend(puzzle_identifier_name(tid, Augmentation(int(a), tuple(int(c) for c in mp)))
-                           for a, mp in zip(tids, maps))
+        identifiers.extend(augmentation_names(tid, tids, maps))
         n_train += len(tids) * len(train_pairs)
         n_eval += len(tids) * len(eval_pairs)
         if bar is not None:
@@ -196,12 +218,12 @@ def _write_build(path: str, puzzles, num_aug: int, seed: int, progress: bool, ma
     train_arrays, eval_arrays = alloc("train", n_train), alloc("eval", n_eval)
     r_train = r_eval = 0
     for (tid, _, train_pairs, eval_pairs), (tids, maps, ids0) in zip(puzzles, plans):
-        rng = task_rng(seed, tid, _STREAM_TRANSLATE)
+        rng = translation_rng(seed, tid)
         if train_pairs:
-            _encode_split(train_pairs, tids, maps, train_arrays, r_train, ids0, True, rng)
+            encode_task_pairs(train_pairs, tids, maps, train_arrays, r_train, ids0, True, rng)
             r_train += len(tids) * len(train_pairs)
         if eval_pairs:
-            _encode_split(eval_pairs, tids, maps, eval_arrays, r_eval, ids0, False, rng)
+            encode_task_pairs(eval_pairs, tids, maps, eval_arrays, r_eval, ids0, False, rng)
             r_eval += len(tids) * len(eval_pairs)
         if bar is not None:
             bar.update(1)

@@ -262,7 +262,7 @@ def model_predict_fn(model, params, halt_threshold: float = NO_EARLY_HALT,
     return predict_fn
 
 
-def _read_task(task) -> dict:
+def read_task(task) -> dict:
     """A task given as a dict, a JSON string or the path of a task JSON file, validated."""
     origin = "task"
     if isinstance(task, (str, os.PathLike)):
@@ -280,18 +280,18 @@ def _read_task(task) -> dict:
     return validate_task("task", task, origin)
 
 
-def _demo_key(task: dict) -> str:
+def demo_key(task: dict) -> str:
     return json.dumps([[ex["input"], ex["output"]] for ex in task["train"]])
 
 
 def _task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
     """(task id, its puzzle identifiers) of the build's task with the same demonstration pairs."""
-    key = _demo_key(task)
-    task_id = next((tid for tid, t in build.eval_tasks.items() if _demo_key(t) == key), None)
+    key = demo_key(task)
+    task_id = next((tid for tid, t in build.eval_tasks.items() if demo_key(t) == key), None)
     if task_id is None:
         for source, split in build.manifest["settings"]["train_sources"]:
             # a training task's identifiers cover its demonstrations (its test pairs are training data too)
-            task_id = next((tid for tid, t in load_tasks(source, split).items() if _demo_key(t) == key), None)
+            task_id = next((tid for tid, t in load_tasks(source, split).items() if demo_key(t) == key), None)
             if task_id is not None:
                 break
     if task_id is None:
@@ -311,12 +311,13 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
     blank identifier under the 8 dihedral transforms, with a warning (TRM is transductive).
     `trajectory_options` (trajectories, noise_std, select, seed): see `model_predict_fn`.
     """
-    task = _read_task(task)
+    task = read_task(task)
     task_id, ids = _task_identifiers(build, task)
     if task_id is None:
         logger.warning(
             "ARC infer: this task is not in the run's training data, so it has no trained puzzle embedding; "
-            "predicting with the blank identifier (expect poor answers; train on the task transductively)")
+            "predicting with the blank identifier (expect poor answers; adapt the run to the task first: "
+            "trm_jax.adapt or scripts/adapt.py)")
         task_id = "task"
         identifiers = ["<blank>"] + [puzzle_identifier_name(task_id, Augmentation(t, tuple(range(10))))
                                      for t in range(8)]
@@ -326,13 +327,27 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
     else:
         identifiers = build.identifiers
         predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
+    return vote_on_task(predict_fn, identifiers, ids, task_id, task, batch_size=batch_size, attempts=attempts)
+
+
+def augmented_test_rows(tasks: dict, identifiers: Sequence[str], task_ids: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs uint8 [R, 900], puzzle ids int32 [R]): every test input of `tasks` under the augmentation of
+    each of its task's puzzle identifiers (`task_ids[task_id]`, indices into `identifiers`), untranslated."""
     rows, pids = [], []
-    for ex in task["test"]:
-        grid = np.asarray(ex["input"], np.uint8)
-        for i in ids:
-            rows.append(encode_grids(parse_puzzle_identifier(identifiers[i])[1].apply(grid)[None])[0])
-            pids.append(i)
+    for tid, task in tasks.items():
+        for ex in task["test"]:
+            grid = np.asarray(ex["input"], np.uint8)
+            for i in task_ids[tid]:
+                rows.append(encode_grids(parse_puzzle_identifier(identifiers[i])[1].apply(grid)[None])[0])
+                pids.append(i)
+    return np.stack(rows), np.asarray(pids, np.int32)
+
+
+def vote_on_task(predict_fn: Callable, identifiers: Sequence[str], ids: Sequence[int], task_id: str, task: dict, *,
+                 batch_size: int = 64, attempts: int = ARC_SUBMISSION_ATTEMPTS) -> list[dict]:
+    """The attempts per test input of one task, voting over the predictions of its identifiers `ids`."""
+    rows, pids = augmented_test_rows({task_id: task}, identifiers, {task_id: ids})
     batch_size = min(batch_size, 1 << (len(rows) - 1).bit_length())  # a small task is not padded to a big batch
-    result = evaluate_arc(predict_fn, np.stack(rows), np.asarray(pids, np.int32), identifiers, {task_id: task},
-                          pass_ks=(), batch_size=batch_size, attempts=attempts)
+    result = evaluate_arc(predict_fn, rows, pids, identifiers, {task_id: task}, pass_ks=(), batch_size=batch_size,
+                          attempts=attempts)
     return result.submission[task_id]

@@ -12,7 +12,10 @@ from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.puzzle_dataset import puzzle_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT
-from trm_jax.tasks.arc.evaluation import ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn
+from trm_jax.tasks.arc.adapt import (ADAPT_NUM_AUG, ArcAdaptation, adaptation_data, evaluate_adapted,
+                                     infer_adapted_task)
+from trm_jax.tasks.arc.evaluation import (ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn,
+                                          read_task)
 from trm_jax.tasks.base import GridTask, require
 
 logger = logging.getLogger(__name__)
@@ -64,15 +67,21 @@ class ArcTask(GridTask):
     def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
               max_recursion_depth: Optional[int] = None, return_details: bool = False, **trajectory_options):
         """A task (a dict, its JSON text or a task file; or a list of them) -> `[{"attempt_1": grid,
-        "attempt_2": grid}, ...]`, one entry per test input, voting over the task's trained augmentations;
+        "attempt_2": grid}, ...]`, one entry per test input, voting over the task's trained augmentations (its
+        adapted ones when the run was adapted to it, `trm_jax.adapt`);
         by default every supervision step runs, as the official evaluation. With trajectories > 1 their
         answers join the vote (`model_predict_fn`)."""
         single = not isinstance(queries, (list, tuple))
-        build = build_arc_for(self.config)
         threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
-        out = [infer_arc_task(params.model, params.params, build, task, halt_threshold=threshold,
-                              max_recursion_depth=max_recursion_depth, **trajectory_options)
-               for task in ([queries] if single else queries)]
+        options = dict(halt_threshold=threshold, max_recursion_depth=max_recursion_depth, **trajectory_options)
+        out = []
+        for task in [queries] if single else queries:
+            task = read_task(task)
+            adapted = params.adaptation.find(task) if params.adaptation is not None else None
+            if adapted is not None:  # a task the run was adapted to: its adapted identifiers vote
+                out.append(infer_adapted_task(params, adapted, task, **options))
+            else:  # the build is made (or read from its cache) only for a task the adaptation does not hold
+                out.append(infer_arc_task(params.model, params.params, build_arc_for(self.config), task, **options))
         return out[0] if single else out
 
     def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
@@ -80,15 +89,32 @@ class ArcTask(GridTask):
                  **trajectory_options) -> dict:
         """Voting over the augmented test inputs of the run's own build (its puzzle identifiers are the rows
         of the trained table): pass@K (data.arc_pass_ks) and the Kaggle submission (key "submission").
-        `data` may only name the run's own evaluation set ("SOURCE:evaluation")."""
+        `data` may only name the run's own evaluation set ("SOURCE:evaluation"). An adapted run
+        (`trm_jax.adapt`) evaluates the tasks it was adapted to, over their adapted identifiers."""
         o = self.options
+        threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
+        if params.adaptation is not None:  # an adapted run evaluates the tasks it was adapted to
+            if data is not None:
+                raise TRMError(f"--data {data}: this run was adapted to {len(params.adaptation.tasks)} task(s) and "
+                               "evaluates those; omit --data, or evaluate the run it was adapted from")
+            result = evaluate_adapted(params, pass_ks=o.arc_pass_ks, batch_size=batch_size, halt_threshold=threshold,
+                                      max_recursion_depth=max_recursion_depth, **trajectory_options)
+            return dict(result.metrics, submission=result.submission)
         if data is not None and parse_source(data, EVAL_SET) != (o.arc_source, EVAL_SET):
             raise TRMError(f"--data {data}: this run was trained transductively on {o.arc_source}:{EVAL_SET} (its "
                            "puzzle embeddings are those tasks' augmentations); evaluate that set, or train a run on "
                            "the other one")
-        threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
         predict_fn = model_predict_fn(params.model, params.params, threshold, max_recursion_depth,
                                       **trajectory_options)
         result = evaluate_arc_build(predict_fn, build_arc_for(self.config), pass_ks=o.arc_pass_ks,
                                     batch_size=batch_size)
         return dict(result.metrics, submission=result.submission)
+
+    def adaptation_data(self, params, puzzles, *, num_aug: int = ADAPT_NUM_AUG, seed: Optional[int] = None):
+        """Rows and identifiers for tasks the run never trained on (default: the run's evaluation set); see
+        trm_jax.tasks.arc.adapt."""
+        tasks = f"{self.options.arc_source}:{EVAL_SET}" if puzzles is None else puzzles
+        return adaptation_data(params, tasks, num_aug=num_aug, seed=seed)
+
+    def load_adaptation(self, run_dir: str) -> Optional[ArcAdaptation]:
+        return ArcAdaptation.load(run_dir)

@@ -1,0 +1,77 @@
+"""`adapt(params, puzzles)`: a run adapted to puzzles it never trained on, and `save_adapted_run`, its run directory.
+
+The run's task turns the puzzles into rows with new puzzle identifiers and says what the adapted run
+answers with (`Task.adaptation_data`; ARC: each task's augmentations, as its build makes them); the rows
+train those identifiers' rows of the grown table (`adapt_puzzle_embeddings`, embeddings only by
+default); the TRMParams that comes back carries the grown config and the task's adaptation, so `infer`
+and `evaluate_run` use the new identifiers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Union
+
+import jax
+import numpy as np
+
+from trm_jax.errors import TRMError
+from trm_jax.inference import TRMParams
+from trm_jax.tasks import get_task
+from trm_jax.training.adapt import adapt_puzzle_embeddings
+from trm_jax.training.checkpoint import Checkpointer
+from trm_jax.training.run_dir import CHECKPOINT_DIR, RunDirectory
+from trm_jax.training.state import split_table
+
+__all__ = ["adapt", "save_adapted_run"]
+
+
+def adapt(params: TRMParams, puzzles=None, *, steps: int, learning_rate: Optional[float] = None,
+          batch_size: Optional[int] = None, train: str = "embeddings", seed: Optional[int] = None,
+          progress: bool = True, **task_options) -> TRMParams:
+    """`params` (a run's TRMParams, `trm_jax.load(run_dir)`) adapted to `puzzles` it never trained on.
+
+    ARC runs: `puzzles` is a dict {task_id: task} or a source ("arc-agi-1:evaluation", a Kaggle
+    *_challenges.json file, a folder of task JSONs; default the run's evaluation set); `num_aug`
+    augmentations per task (default 100). `steps`, `learning_rate`, `batch_size`, `train`: see
+    `adapt_puzzle_embeddings`; `seed` (default the run's) draws the task's data and the batches. Returns a
+    TRMParams with the grown table; `save_adapted_run` writes it as a run directory."""
+    if not isinstance(params, TRMParams):
+        raise TRMError("adapt() takes a run's TRMParams (trm_jax.load(run_dir)); for a model and a params dict use "
+                       "trm_jax.adapt_puzzle_embeddings(model, params, (inputs, labels, puzzle_ids), steps=N)")
+    data, adaptation = get_task(params.config).adaptation_data(params, puzzles, seed=seed, **task_options)
+    model, trained = adapt_puzzle_embeddings(
+        params.model, params.params, data, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
+        train=train, rng=params.config.seed if seed is None else seed, training=params.config.training,
+        progress=progress)
+    model_cfg = dataclasses.replace(params.config.model, num_puzzle_identifiers=model.num_puzzle_identifiers)
+    return dataclasses.replace(params, params=trained, config=params.config.replace(model=model_cfg),
+                               adaptation=adaptation)
+
+
+def save_adapted_run(params: TRMParams, directory: Union[str, os.PathLike]) -> str:
+    """Write `params` as a new run directory (config with the grown table, tokenizer, RAG store, one
+    checkpoint, the task's adaptation) that `trm_jax.load`, `infer` and `scripts/evaluate.py` use; returns
+    its absolute path. A directory that already holds checkpoints is refused."""
+    out = os.path.abspath(os.fspath(directory))
+    ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise TRMError(f"{out} already holds checkpoints; write the adapted run to a new directory")
+    run = RunDirectory(out, process_index=0, progress_bar=False)
+    try:
+        run.write_run_files(params.config.replace(run_dir=out), params.tokenizer, params.retriever, resume=False)
+        weights = jax.tree.map(np.asarray, params.params)
+        step = int(params.step or 0)
+        # the layout a training checkpoint has for the weights; both fields hold the adapted weights
+        state = {"step": np.int32(step), "params": weights, "ema_params": split_table(weights)[0]}
+        with Checkpointer(ckpt_dir, keep=1, async_save=False) as checkpoints:
+            checkpoints.save(step, {"state": state}, {"step": step, "adapted_from": params.run_dir})
+            checkpoints.wait()
+        if params.adaptation is not None:
+            params.adaptation.save(out)
+    except OSError as e:
+        raise run.unwritable(e) from None
+    finally:
+        run.close()
+    return out
