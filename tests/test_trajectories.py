@@ -49,9 +49,11 @@ def variant(request):
     return request.param
 
 
-def reference_trajectories(model, params, toks, ids, threshold, max_depth, trajectories, noise_std, key):
+def reference_trajectories(model, params, toks, ids, threshold, max_depth, trajectories, noise_std, key,
+                           noise_on="z"):
     """One trajectory at a time, one supervision step at a time, with the documented noise: before step s,
-    z of sample b in trajectory k gets noise_std * normal(fold_in(fold_in(fold_in(key, b), k), 2 s))."""
+    z of sample b in trajectory k gets noise_std * normal(fold_in(fold_in(fold_in(key, b), k), 2 s)) (and y
+    the draw of 2 s + 1, when the noise goes there)."""
     batch = toks.shape[0]
     step_fn = jax.jit(lambda p, t, c, i: supervision_step(model, p, t, c, puzzle_ids=i))
     out_tokens = np.zeros((trajectories, batch, SEQ), np.int32)
@@ -62,9 +64,14 @@ def reference_trajectories(model, params, toks, ids, threshold, max_depth, traje
         halted = np.zeros(batch, bool)
         for step in range(max_depth):
             if noise_std is not None:
-                noise = [jax.random.normal(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, b), k),
-                                                              2 * step), carry.z.shape[1:]) for b in range(batch)]
-                carry = Carry(carry.y, carry.z + np.float32(noise_std) * jnp.stack(noise))
+                def draw(i):
+                    keys = [jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, b), k), i)
+                            for b in range(batch)]
+                    return np.float32(noise_std) * jnp.stack([jax.random.normal(r, carry.z.shape[1:]) for r in keys])
+
+                y = carry.y + draw(2 * step + 1) if noise_on in ("y", "both") else carry.y
+                z = carry.z + draw(2 * step) if noise_on in ("z", "both") else carry.z
+                carry = Carry(y, z)
             out = step_fn(params, toks, carry, ids)
             now = ~halted & ((np.asarray(jax.nn.sigmoid(out.halt_logits)) >= threshold) | (step + 1 == max_depth))
             out_tokens[k, now] = np.asarray(out.logits.argmax(-1))[now]
@@ -130,6 +137,20 @@ def test_trajectories_match_a_reference_run_one_at_a_time(variant):
     np.testing.assert_array_equal(pred.recursion_depth, ref_depth[best, np.arange(10)])
     np.testing.assert_allclose(pred.halt_prob, jax.nn.sigmoid(ref_logit.max(0)), rtol=1e-4)
     assert (best != 0).any()  # not simply the first trajectory
+
+
+@pytest.mark.parametrize("noise_on", ["y", "both"])
+def test_noise_on_the_answer_state_matches_the_reference(noise_on):
+    model, params = tiny_model("pypi")
+    toks, _ = inputs("pypi", batch=4)
+    key = jax.random.key(1)
+    ref_tokens, ref_depth, ref_logit = reference_trajectories(model, params, toks, None, 0.5, 6, 2, 0.8, key, noise_on)
+    every = predict_trajectories(model, params, toks, trajectories=2, noise_std=0.8, rng=key, noise_on=noise_on)
+    np.testing.assert_array_equal(every.tokens, ref_tokens)
+    np.testing.assert_array_equal(every.recursion_depth, ref_depth)
+    np.testing.assert_allclose(every.halt_logit, ref_logit, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TRMError, match="noise_on must be one of"):
+        predict_trajectories(model, params, toks, trajectories=2, noise_std=0.8, noise_on="x")
 
 
 def vote_reference(tokens, halt_prob):

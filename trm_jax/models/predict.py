@@ -17,9 +17,9 @@ import numpy as np
 
 from trm_jax.errors import TRMError
 from trm_jax.models.recursion import Carry, apply_method, carry_to_native, embed_native, run_cycles, to_native
-from trm_jax.models.trajectories import (LatentNoise, Trajectories, as_trajectories, check_options, chosen_index,
-                                         resolved_noise_std, row_keys, sample_keys, step_noise, take_trajectory,
-                                         tile_rows)
+from trm_jax.models.trajectories import (NOISE_ON, LatentNoise, Trajectories, as_trajectories, check_options,
+                                         chosen_index, resolved_noise_std, row_keys, sample_keys, step_noise,
+                                         take_trajectory, tile_rows)
 
 # A halt threshold above 1: no sample halts early, every one runs max_recursion_depth supervision steps
 # (how the official code evaluates).
@@ -101,6 +101,8 @@ def predict_trajectories(model, params, tokens, *, puzzle_ids=None, halt_thresho
     `predict` makes: for callers that vote over trajectories themselves (ARC's augmentation vote) or
     compare choices. `noise_std=None` adds no noise (K identical trajectories); see `predict`."""
     check_options(trajectories, noise_std, "halt")
+    if noise_on not in NOISE_ON:
+        raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
     threshold = model.halt_threshold if halt_threshold is None else halt_threshold
     max_recursion_depth = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
     tokens = jnp.asarray(tokens, jnp.int32)

@@ -18,6 +18,7 @@ import numpy as np
 from trm_jax.errors import TRMError
 
 SELECT_MODES = ("halt", "vote")
+NOISE_ON = ("z", "y", "both")  # the carry states the noise may be added to
 # noise_std when trajectories > 1 and none is given; chosen on held-out Sudoku (docs/test-time-compute.md)
 DEFAULT_NOISE_STD = 0.3
 
