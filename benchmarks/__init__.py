@@ -5,6 +5,7 @@
     python scripts/benchmark.py time-to-accuracy [--quick] # held-out Sudoku accuracy vs training time, both Trainers
     python -m benchmarks.puzzle_embedding                   # train step with a large puzzle-embedding table
     python -m benchmarks.trackers [--wandb]                 # training-loop time with TensorBoard (W&B) on vs off
+    python -m benchmarks.adaptation [--dim --batch --steps]  # ARC adaptation: steps/s, tasks/min/device, MFU
     python -m benchmarks.loop [--config config.yaml]        # training-loop time per step vs the bare compiled step
 
 Modules, one job each:
@@ -18,5 +19,6 @@ Modules, one job each:
     rag              the `rag` subcommand
     time_to_accuracy the `time-to-accuracy` subcommand: both packages' Trainers on the same Sudoku data
     trackers         the default run's loop time with the experiment trackers on vs off
+    adaptation       test-time adaptation throughput at the official ARC config's shapes
     loop             the training loop's time per step against the bare compiled step
 """

@@ -45,7 +45,8 @@ def test_adapted_identifiers_are_answered_far_better_than_the_blank_one(run):
     token_trained, exact_trained, before = accuracy(model, params, trained)
     assert exact_trained > 0.95  # the run learned its identifiers
 
-    blank_token, blank_exact, _ = accuracy(model, params, dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"])))
+    blank = dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"]))  # identifier 0: never trained
+    blank_token, blank_exact, _ = accuracy(model, params, blank)
     adapted_model, adapted = trm_jax.adapt_puzzle_embeddings(model, params, as_tuple(demos), steps=300, rng=0,
                                                              progress=False)
     token, exact, _ = accuracy(adapted_model, adapted, held_out)  # pairs the adaptation never saw
@@ -138,3 +139,21 @@ def test_bad_input_is_one_clear_error(run):
         adapt(model, params, (demos["inputs"], demos["labels"]), steps=5)
     with pytest.raises(TRMError, match="learning_rate must be > 0"):
         adapt(model, params, data, steps=5, learning_rate=0.0)
+
+
+def test_adaptation_benchmark_flops_match_the_train_step_formula():
+    """benchmarks.adaptation counts a step with weight gradients as benchmarks.flops counts a train step, and
+    drops exactly the weight-gradient products of the weight matmuls for an embeddings-only step."""
+    from benchmarks.adaptation import arc_model, step_flops
+    from benchmarks.config import BenchConfig
+    from benchmarks.flops import head_flops, net_matmuls, train_step_flops
+
+    _, cfg = arc_model(128, "float32", 4)
+    bc = BenchConfig(network="transformer", dim=128, depth=cfg.depth, seq_len=900 + cfg.puzzle_emb_len,
+                     vocab=cfg.num_tokens, n=cfg.num_latent_refinements, T=cfg.num_refinement_blocks, batch=8,
+                     num_heads=cfg.num_heads)
+    assert step_flops(cfg, 8, dense=True) == pytest.approx(train_step_flops(bc))
+    weights = sum(2 * np.prod(a) * b[-1] for name, _, a, b in net_matmuls(bc)
+                  if not any(k in name for k in ("scores", "weighted sum")))
+    skipped = (cfg.num_latent_refinements + 1) * weights + head_flops(bc)
+    assert step_flops(cfg, 8, dense=False) == pytest.approx(train_step_flops(bc) - skipped)
