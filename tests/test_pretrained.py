@@ -390,3 +390,18 @@ def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(t
     rebuilt, trained = build_arc_for(q.config), build_arc_for(p.config)
     assert rebuilt.path.startswith(str(tmp_path / "elsewhere"))  # made again, not read from the run's cache
     assert rebuilt.identifiers == trained.identifiers and len(trained.identifiers) > 2
+
+    # adapted to a task it never trained on (trm_jax.adapt): the grown table and the task's record of the
+    # adapted identifiers travel, so the directory answers that task from its adapted rows
+    new_id, new_task = list(load_tasks("arc-agi-1", "evaluation").items())[2]
+    adapted = trm_jax.adapt(p, {new_id: new_task}, steps=2, num_aug=1, progress=False)
+    out = trm_jax.save_pretrained(adapted, tmp_path / "adapted")
+    r = trm_jax.load(out)
+    assert r.config.model.num_puzzle_identifiers == adapted.config.model.num_puzzle_identifiers > 64
+    assert (r.adaptation.names, r.adaptation.tasks) == (adapted.adaptation.names, adapted.adaptation.tasks)
+    asked = {"train": new_task["train"], "test": [{"input": t["input"]} for t in new_task["test"]]}
+    assert trm_jax.infer(r, asked) == trm_jax.infer(adapted, asked)
+    # the run saved over it again: the adaptation does not stay behind
+    trm_jax.save_pretrained(p, out)
+    assert trm_jax.load(out).adaptation is None
+    assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors", "tokenizer"]
