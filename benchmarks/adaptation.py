@@ -167,13 +167,13 @@ def main(argv=None) -> None:
     if r["peak_memory_gb"]:
         print(f"device peak memory {r['peak_memory_gb']:.2f} GB")
     print(f"one pass over a task's rows ({1 + r['num_aug']} augmentations x {DEMOS_PER_TASK} demonstrations, "
-          f"{r['slot_steps_per_task']:.0f} slot-steps): {r['tasks_per_min_per_device']:.2f} tasks/min/device")
+          f"{r['slot_steps_per_task']:.0f} slot-steps): {r['tasks_per_min_per_device']:.3g} tasks/min/device")
     mfu = args.assume_mfu if args.assume_mfu is not None else r["mfu"]
     estimates = gpu_estimates(512, args, mfu)
     print(f"GPU estimate at the official width and batch, MFU {100 * mfu:.1f}% "
           f"({'assumed' if args.assume_mfu is not None else 'measured here'}):")
     for e in estimates:
-        print(f"  {e['gpu']:>5}: {e['steps_per_s']:.2f} steps/s, {e['tasks_per_min']:.1f} tasks/min "
+        print(f"  {e['gpu']:>5}: {e['steps_per_s']:.3g} steps/s, {e['tasks_per_min']:.3g} tasks/min "
               f"(one pass over each task's rows)")
     if args.json:
         with open(args.json, "w") as f:
