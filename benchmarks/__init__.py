@@ -14,7 +14,8 @@ Modules, one job each:
     jax_step         the trm_jax train step the model benchmark times
     torch_reference  the same model and step in PyTorch (PyPI tiny-recursive-model; our transformer network)
     kernels          XLA / PyTorch matmul peaks and the matmul-only floor
-    workers          worker processes (one per framework) and the driver side that talks to them
+    workers          generic worker processes: run a "module:function" entry once or as a server
+    model_workers    the model benchmark's worker entries (one per framework) and the driver timing them
     model            the `model` subcommand: arguments, runs, report
     rag              the `rag` subcommand
     time_to_accuracy the `time-to-accuracy` subcommand: both packages' Trainers on the same Sudoku data

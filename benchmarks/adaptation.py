@@ -35,6 +35,7 @@ import yaml
 
 from benchmarks.config import BenchConfig
 from benchmarks.flops import backward_einsums, einsum_flops, head_flops, net_flops, net_matmuls
+from benchmarks.kernels import matmul_peak
 from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import PUZZLE_EMB, make_model
 from trm_jax.training.adapt import adapt_puzzle_embeddings
@@ -88,8 +89,6 @@ def device_peak(dtype: str) -> tuple[float, str]:
     for name, tflops in PEAK_TFLOPS.get(dtype, {}).items():
         if name.lower() in kind.lower():
             return tflops * 1e12, f"{kind} {dtype} dense peak {tflops:.0f} TFLOP/s"
-    from benchmarks.kernels import matmul_peak
-
     peak = matmul_peak("jax") * 1e9
     return peak, f"{kind}: XLA float32 2048^2 matmul peak measured here, {peak / 1e9:.0f} GFLOP/s"
 

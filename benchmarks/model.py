@@ -37,7 +37,7 @@ What is measured (each part can be chosen with --parts):
 FLOPs are counted analytically (matmuls only, 2 FLOP per multiply-add; see `net_flops`) and
 checked against XLA's cost analysis of one network application.
 
-Each framework runs in worker processes (`benchmarks.workers`); this module is the `model` subcommand
+Each framework runs in worker processes (`benchmarks.model_workers`); this module is the `model` subcommand
 of scripts/benchmark.py: its arguments, the runs, and the report.
 """
 
@@ -50,7 +50,8 @@ import time
 
 from benchmarks.config import QUICK, REFERENCE, BenchConfig
 from benchmarks.flops import jax_net_cost_flops, net_flops, predict_flops, train_step_flops
-from benchmarks.workers import run_worker, time_frameworks
+from benchmarks.model_workers import COMPILE_STEP, TORCH_MEMORY, time_frameworks
+from benchmarks.workers import run_worker
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -151,11 +152,11 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
         out["compile"] = {}
         for name, c in runs:
             run = "memory" in parts and name in ("ref", "2T", "T2")
-            out["compile"][name] = run_worker("compile", {"config": dataclasses.asdict(c), "threads": args.threads,
+            out["compile"][name] = run_worker(COMPILE_STEP, {"config": dataclasses.asdict(c), "threads": args.threads,
                                                           "run": run}, _env(args, memory=run), args.timeout)
             out["compile"][name]["T"], out["compile"][name]["n"] = c.T, c.n
         if "memory" in parts and use_torch:
-            out["torch_memory"] = run_worker("torch_memory", base, _env(args, memory=True), args.timeout)
+            out["torch_memory"] = run_worker(TORCH_MEMORY, base, _env(args, memory=True), args.timeout)
     try:
         out["net_gflop_xla"] = (jax_net_cost_flops(bc) or 0) / 1e9
     except Exception:

@@ -61,6 +61,7 @@ from benchmarks.workers import run_worker
 
 NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
 SEQ_LEN = 81
+TRAIN_WORKER = "benchmarks.time_to_accuracy:train_worker"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +310,7 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
 
 
 def train_worker(spec: dict) -> dict:
-    """Worker entry (`benchmarks.workers`, kind `time_to_accuracy`): train one framework, return its curve."""
+    """Worker entry (TRAIN_WORKER, run by `benchmarks.workers`): train one framework, return its curve."""
     cfg = TTAConfig(**spec["config"])
     with np.load(spec["data"], allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
@@ -379,7 +380,7 @@ def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
         for fw, name in (("jax", "trm_jax"), ("torch", "PyTorch")):
             load = os.getloadavg()[0]
             print(f"{name}: training for {cfg.budget_s:g} s (1-minute load average {load:.2f}) ...", flush=True)
-            res[fw] = run_worker("time_to_accuracy", {"config": dataclasses.asdict(cfg), "framework": fw,
+            res[fw] = run_worker(TRAIN_WORKER, {"config": dataclasses.asdict(cfg), "framework": fw,
                                                       "data": path, "threads": cfg.threads}, env, timeout)
             res[fw]["load_before"] = load
     res["compare"] = [compare(res["jax"], res["torch"], k) for k in ("exact_accuracy", "token_accuracy")]
