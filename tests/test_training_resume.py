@@ -102,3 +102,22 @@ def test_resume_with_changed_model_is_rejected(runs):
     sections = dict(SECTIONS, model=dict(dropout=0.1, dim=24))
     with pytest.raises(TRMError, match="'model' differs"):
         make_trainer(tiny_config(runs["base"] / "full", **sections), resume=True)
+
+
+def test_resume_of_a_run_from_before_ema_warmup_keeps_its_constant_ema(runs, tmp_path):
+    """A run directory whose config.yaml predates training.ema_warmup trained with a constant EMA
+    decay: resuming it with the warm-up (the new default) would change its EMA mid-run."""
+    import shutil
+
+    import yaml
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["base"] / "full", old)
+    raw = yaml.safe_load((old / "config.yaml").read_text())
+    raw["training"].pop("ema_warmup")
+    raw["run_dir"] = str(old)
+    (old / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TRMError, match="constant EMA decay.*training.ema_warmup=false"):
+        make_trainer(tiny_config(old, **SECTIONS), resume=True)
+    sections = dict(SECTIONS, training=dict(SECTIONS["training"], ema_warmup=False))
+    make_trainer(tiny_config(old, **sections), resume=True).close()  # the fix the message gives is accepted

@@ -10,6 +10,8 @@ import os
 import tempfile
 from typing import Any, Optional
 
+import yaml
+
 from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
@@ -77,6 +79,13 @@ class RunDirectory:
     def check_resume_config(self, config: TRMConfig) -> None:
         path = self.join(CONFIG_FILE)
         old, new = load_config(path).to_dict(), config.to_dict()
+        with open(path) as f:
+            saved_training = (yaml.safe_load(f) or {}).get("training") or {}
+        if "ema_warmup" not in saved_training:  # written before the warm-up existed: a constant EMA decay
+            old["training"]["ema_warmup"] = False
+        if new["training"]["ema_warmup"] and not old["training"]["ema_warmup"]:
+            raise TRMError(f"--resume: the run in {self.path} was trained with a constant EMA decay (its config.yaml "
+                           "sets training.ema_warmup false or predates it); resume with --set training.ema_warmup=false")
 
         def get(d, key):
             for part in key.split("."):
