@@ -171,3 +171,40 @@ def test_benchmark_script_runs_and_prints_ratios(capsys):
     out = capsys.readouterr().out
     assert "train step (s) wall" in out and "predict, 2 steps (s) wall" in out and "x" in out
     assert "% of XLA peak" in out and "matmul peak" in out
+
+
+def _timed(jax_s, torch_s):
+    return {"time": {"jax_train": [(jax_s, jax_s)], "torch_train": [(torch_s, torch_s), (2 * torch_s, 0)],
+                     "jax_predict": [(1.0, 1.0)], "torch_predict": [(1.5, 1.5)]}}
+
+
+def test_width_summary_gives_each_widths_ratios_and_its_target():
+    from benchmarks.model import TRAIN_STEP_TARGETS, width_summary
+
+    bc = BenchConfig(n=2, T=2)
+    rows = width_summary({64: _timed(0.1, 0.2), 128: _timed(0.4, 0.5), 96: _timed(1.0, 1.0)}, bc)
+    assert [r["dim"] for r in rows] == [64, 128, 96]
+    assert rows[0]["train_ratio"] == pytest.approx(2.0) and rows[0]["met"] is True  # best (fastest) PyTorch step
+    assert rows[1]["train_ratio"] == pytest.approx(1.25) and rows[1]["met"] is False
+    assert rows[0]["target"] == TRAIN_STEP_TARGETS[64] and rows[2]["target"] is None and rows[2]["met"] is None
+    assert rows[0]["predict_ratio"] == pytest.approx(1.5)
+    # the targets are stated for n=2..3, T=2 only
+    assert all(r["target"] is None for r in width_summary({64: _timed(0.1, 0.2)}, BenchConfig(n=6, T=3)))
+
+
+def test_benchmark_script_widths_prints_one_summary_row_per_width(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("tiny_recursive_model")
+    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    path = tmp_path / "widths.json"
+    script.main(["--json", str(path), "model", "--widths", "8,16", "--depth", "1", "--seq-len", "9", "--batch", "4",
+                 "--n", "1", "--T", "2", "--iters", "1", "--predict-steps", "2", "--predict-iters", "1"])
+    out = capsys.readouterr().out
+    res = __import__("json").loads(path.read_text())
+    assert [r["dim"] for r in res["summary"]] == [8, 16] and set(res["widths"]) == {"8", "16"}
+    for r in res["summary"]:
+        assert r["jax_train"] > 0 and r["torch_train"] > 0 and r["train_ratio"] > 0 and r["predict_ratio"] > 0
+    assert "== summary" in out and "dim=8 " in out and "dim=16 " in out
+    assert "compile n=" not in out and "peak memory" not in out  # --widths: train and predict unless --parts says
