@@ -9,9 +9,9 @@ held-out set, the same arrays for both frameworks. Model: `TinyRecursiveModel` w
 network (dim, depth, n latent refinements, T cycles) in each package.
 
 What each side runs:
-- trm_jax: `trm_jax.Trainer(model, (inputs, labels), eval_dataset=...)`: deep supervision over a
-  fixed batch of slots (halted slots are refilled), AdamW, EMA of the weights; `Trainer.evaluate`
-  (EMA weights, the model's predict) for the held-out points.
+- trm_jax: `trm_jax.Trainer(model, (inputs, labels), eval_dataset=..., callbacks=[TimeBudget, HeldOutCurve])`:
+  deep supervision over a fixed batch of slots (halted slots are refilled), AdamW, EMA of the weights;
+  `Trainer.evaluate` (EMA weights, the model's predict) for the held-out points.
 - PyTorch: `tiny_recursive_model.Trainer(model, dataset, ...)()`: each batch runs up to
   `max_recurrent_steps` supervision steps, halted samples leave the batch; AdamW whose learning rate
   the trainer divides by `batch_size * max_recurrent_steps` (so it is given `lr * batch * depth`),
@@ -19,19 +19,21 @@ What each side runs:
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
 warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
 sigmoid >= `--halt-threshold` or `--max-depth` supervision steps in training and in evaluation.
-Not equal, by each package's design: the batch schedule (above); the EMA (trm_jax: every step from
-the initial weights; ema_pytorch: copies for 100 steps, then every 10 steps with a decay ramping up
-to `--ema-decay`, and every 10,000 steps into the model; `--ema-decay 0` is no EMA in both); weight
+Not equal, by each package's design: the batch schedule (above); the EMA (trm_jax: every step, its
+decay warmed up from 0 as min(decay, (1 + t) / (10 + t)), `training.ema_warmup`; ema_pytorch: copies
+for 100 steps, then every 10 steps with a decay ramping up to `--ema-decay`, and every 10,000 steps
+into the model; `--ema-decay 0` is no EMA in both); weight
 decay (trm_jax: matrices and embeddings; PyTorch AdamW: every parameter); the initial weights
 (each package's own initialisers and RNG); the loss is the batch mean (trm_jax) or sum (PyTorch),
 which AdamW's update ignores but for its epsilon.
 
 Timing: the clock runs from building the model and trainer (trm_jax's compilation counts) to the
-budget, and stops for every held-out evaluation (every `--eval-every-s` seconds of training time):
-trm_jax evaluates from `Trainer.evaluate`, which its loop calls every step (`eval_every=1`; a call
-that is not due returns at once), PyTorch from the dataset's batch fetch, i.e. between batches.
-JAX dispatches asynchronously, so the step in flight when trm_jax's clock stops finishes inside the
-pause: at most one step per held-out point is left out of trm_jax's time.
+budget, and stops for every held-out evaluation (every `--eval-every-s` seconds of training time).
+trm_jax: the Trainer's callbacks, `TimeBudget(count_evaluations=False)` (stops the run at the budget
+and asks for the final evaluation) and `HeldOutCurve` (evaluates when a point is due, after the steps
+in flight finished: those count as training); the loop itself is the one users run, with no extra
+wait on the device between points. PyTorch: the dataset's batch fetch ticks `TrainClock`, i.e.
+between batches.
 Data generation is outside the clock. Each framework trains in its own worker process on the same
 `--threads` CPUs (PyTorch: `torch.set_num_threads`), one after the other. Run it on an otherwise
 idle machine: PyTorch's OpenMP threads slow down many times over when other processes compete for
@@ -58,6 +60,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from benchmarks.workers import run_worker
+from trm_jax.training import Callback, TimeBudget
 
 NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
 SEQ_LEN = 81
@@ -212,37 +215,70 @@ def _result(clock: TrainClock, framework: str) -> dict:
 
 # ------------------------------------------------------------------------------------------ workers
 
-def _train_jax(cfg: TTAConfig, data: dict) -> dict:
-    import itertools
+class HeldOutCurve(Callback):
+    """trm_jax's side of the clock, as Trainer callbacks: a `TimeBudget` of training time (held-out
+    evaluations left out, `count_evaluations=False`) stops the run and asks for the final evaluation;
+    this callback, after it in the list, evaluates every `every_s` seconds of that budget's time and
+    records each point.
 
+    A point is taken in `on_step` once its time is due: the steps in flight finish first (they count
+    as training), `trainer.evaluate()` runs, and its time is added to the budget's excluded time; no
+    other step waits for the device. The final point comes from the Trainer's own evaluation at the
+    budget's stop (`on_eval`, after the budget has left that evaluation's time out)."""
+
+    def __init__(self, budget: TimeBudget, every_s: float):
+        self.budget, self.every_s, self.curve, self.eval_wall = budget, every_s, [], 0.0
+        self._last, self._eval_cpu, self._cpu0 = 0.0, 0.0, time.process_time()
+
+    def on_train_start(self, trainer) -> None:
+        self._cpu0 = time.process_time()
+
+    def on_step(self, trainer, step, metrics) -> None:
+        spent = self.budget.spent()
+        if spent - self._last < self.every_s or spent >= self.budget.budget_s:
+            return
+        trainer.block_until_ready()
+        t, c = time.monotonic(), time.process_time()
+        results = trainer.evaluate()
+        self.budget.excluded += time.monotonic() - t
+        self.eval_wall += time.monotonic() - t
+        self._eval_cpu += time.process_time() - c
+        self._point(step, results)
+
+    def on_eval(self, trainer, step, results) -> None:
+        self.eval_wall += float(results.get("eval_time_s", 0.0))
+        self._point(step, results)
+
+    def _point(self, step: int, results: dict) -> None:
+        self._last = self.budget.spent()
+        cpu = time.process_time() - self._cpu0 - self._eval_cpu
+        self.curve.append(dict(train_s=self._last, cpu_s=cpu, step=int(step),
+                               **{k: float(results[k]) for k in ("exact_accuracy", "token_accuracy",
+                                                                 "recursion_depth")}))
+
+
+def _train_jax(cfg: TTAConfig, data: dict) -> dict:
     import trm_jax
 
-    steps = itertools.count(1)
-
-    class ClockedTrainer(trm_jax.Trainer):
-        # with eval_every=1 the training loop calls evaluate() after every step; the clock decides
-        # when a held-out point is due and stops the run once the budget is spent
-        def evaluate(self, params=None, *, stage=None):
-            if params is not None or stage is not None:
-                return super().evaluate(params, stage=stage)
-            if clock.tick(next(steps)):
-                self.request_stop()
-            return {}
-
-    clock = TrainClock(cfg.budget_s, cfg.eval_every_s, lambda: trm_jax.Trainer.evaluate(trainer))
+    t_build = time.monotonic()
+    budget = TimeBudget(cfg.budget_s / 60.0, count_evaluations=False)
+    curve = HeldOutCurve(budget, cfg.eval_every_s)
     model = trm_jax.TinyRecursiveModel(
         dim=cfg.dim, num_tokens=NUM_TOKENS, network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=SEQ_LEN),
         num_refinement_blocks=cfg.T, num_latent_refinements=cfg.n, max_recursion_depth=cfg.max_depth,
         halt_threshold=cfg.halt_threshold)
-    trainer = ClockedTrainer(
+    trainer = trm_jax.Trainer(
         model, (data["train_inputs"], data["train_labels"]),
         eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
         seed=cfg.seed, learning_rate=cfg.lr, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
-        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, eval_every=1, eval_batch_size=cfg.eval_batch_size,
-        checkpoint_every=2 ** 30, progress_bar=False)
+        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
+        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve])
+    budget.spent_before = time.monotonic() - t_build  # building the model and trainer counts, as for PyTorch
     trainer.train()
-    return _result(clock, "trm_jax")
+    last = curve.curve[-1] if curve.curve else dict(train_s=0.0, cpu_s=0.0, step=0)
+    return {"framework": "trm_jax", "curve": curve.curve, "train_s": last["train_s"], "train_cpu_s": last["cpu_s"],
+            "eval_s": curve.eval_wall, "steps": last["step"]}
 
 
 class _BudgetSpent(Exception):
