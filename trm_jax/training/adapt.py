@@ -120,6 +120,9 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
     logger.info("adapted %d identifier(s) on %d rows in %d steps (%s): loss %.4f, exact %.3f over the last %d steps",
                 len(np.unique(puzzle_ids)), len(inputs), steps, train, summary["loss"], summary["exact_accuracy"],
                 len(previous))
+    if summary["nonfinite"]:  # such steps change nothing (the train step skips them)
+        logger.warning("adaptation: the last %d step(s) had a non-finite loss or gradient and were skipped; lower "
+                       "learning_rate", summary["nonfinite"])
     if dense:
         return grown, jax.tree.map(jnp.asarray, dist.unreplicate(state.params))
     # every dense weight is the very array that came in

@@ -49,7 +49,7 @@ class ArcAdaptation:
     names: tuple
     blocks: Mapping[str, tuple]
     tasks: Mapping[str, dict]  # in adaptation order; test outputs where known
-    settings: tuple = ()  # one dict per adaptation that built it (steps, num_aug, seed, train, ...)
+    settings: tuple = ()  # one dict per adaptation that built it: tasks, num_aug, seed, first_row
 
     @property
     def identifiers(self) -> list:
