@@ -73,6 +73,10 @@ def test_new_rows_start_as_the_mean_of_the_trained_rows(run):
     grown = np.asarray(adapted[PUZZLE_EMB])
     np.testing.assert_allclose(grown[30], trained_rows.mean(axis=0), atol=1e-6)
     assert not grown[25:30].any()  # rows the data does not use stay at their (zero) initialisation
+    # params as Flax's model.init returns them ({"params": ...}) come back the same way
+    _, wrapped = trm_jax.adapt_puzzle_embeddings(model, {"params": params}, as_tuple(demos), steps=1,
+                                                 learning_rate=1e-9, progress=False)
+    np.testing.assert_array_equal(np.asarray(wrapped["params"][PUZZLE_EMB]), grown)
 
 
 def test_same_rng_same_result_and_one_compilation(run, monkeypatch):

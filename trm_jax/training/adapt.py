@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +72,8 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         raise TRMError("adapting to new puzzles needs a model with a puzzle-embedding table (variant 'official' with "
                        "puzzle_emb_ndim > 0 and num_puzzle_identifiers > 0); this model has none, so it cannot tell "
                        "puzzles apart: train one with a table (model.puzzle_emb_ndim, model.num_puzzle_identifiers)")
+    wrapped = isinstance(params, Mapping) and set(params) == {"params"}  # what Flax's model.init returns
+    params = dict(params["params"] if wrapped else params) if isinstance(params, Mapping) else params
     if not isinstance(params, dict) or PUZZLE_EMB not in params:
         raise TRMError(f"params has no '{PUZZLE_EMB}' table although the model has one; pass the params dict this "
                        "model was trained with (TRMParams: its .params)")
@@ -124,9 +126,10 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         logger.warning("adaptation: the last %d step(s) had a non-finite loss or gradient and were skipped; lower "
                        "learning_rate", summary["nonfinite"])
     if dense:
-        return grown, jax.tree.map(jnp.asarray, dist.unreplicate(state.params))
-    # every dense weight is the very array that came in
-    return grown, {**params, PUZZLE_EMB: jnp.asarray(dist.unreplicate(state.params[PUZZLE_EMB]))}
+        out = jax.tree.map(jnp.asarray, dist.unreplicate(state.params))
+    else:  # every dense weight is the very array that came in
+        out = {**params, PUZZLE_EMB: jnp.asarray(dist.unreplicate(state.params[PUZZLE_EMB]))}
+    return grown, {"params": out} if wrapped else out
 
 
 def _show(bar, window) -> dict:
