@@ -161,3 +161,37 @@ def test_adaptation_benchmark_flops_match_the_train_step_formula():
                   if not any(k in name for k in ("scores", "weighted sum")))
     skipped = (cfg.num_latent_refinements + 1) * weights + head_flops(bc)
     assert step_flops(cfg, 8, dense=False) == pytest.approx(train_step_flops(bc) - skipped)
+
+
+ON_DEVICES = """
+import sys, numpy as np, jax, _adapt_family as fam, trm_jax
+model = fam.model(5)
+params = model.init_params(jax.random.key(0))
+params["puzzle_emb"] = np.random.default_rng(0).normal(0, 0.1, params["puzzle_emb"].shape).astype(np.float32)
+demos = fam.samples(fam.permutations(range(5, 9), seed=0), 4, seed=3)
+_, out = trm_jax.adapt_puzzle_embeddings(model, params, demos, steps=6, batch_size=8, rng=3, progress=False)
+np.save(sys.argv[1], np.asarray(out["puzzle_emb"]))
+print(jax.local_device_count())
+"""
+
+
+def test_two_devices_adapt_as_one(tmp_path):
+    """Each step's rows are drawn for the whole batch and the row gradients gathered over devices, so two
+    emulated devices train the same rows as one."""
+    import os
+    import subprocess
+    import sys
+
+    tables = []
+    for devices in (1, 2):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(os.path.abspath(__file__)),
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0")
+        out = tmp_path / f"table{devices}.npy"
+        proc = subprocess.run([sys.executable, "-c", ON_DEVICES, str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split()[-1] == str(devices)
+        tables.append(np.load(out))
+    one, two = tables
+    assert not np.allclose(one[5], one[6])  # the new rows start equal (the mean) and trained apart
+    np.testing.assert_allclose(two, one, atol=1e-6)
