@@ -21,7 +21,8 @@ from trm_jax.errors import TRMError
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="run directory written by scripts/train.py")
+    ap.add_argument("--run", required=True, help="run directory written by scripts/train.py, a save_pretrained "
+                    "directory or hf://user/repo")
     ap.add_argument("--data", default=None, help="a file in the run's task format (JSONL for text tasks, Sudoku or "
                     "maze CSV; ARC: SOURCE:evaluation); default: the run's eval split")
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
@@ -39,7 +40,7 @@ def main(argv=None):
                     help="the trajectory the halting head rates highest, or the most frequent answer")
     ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json)")
+    ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json; for --run hf://... ./eval_results.json)")
     ap.add_argument("--submission", default=None,
                     help="ARC runs: write the Kaggle submission JSON here (two attempts per test input)")
     ap.add_argument("--adapt-steps", type=int, default=None, metavar="N",
@@ -76,11 +77,12 @@ def main(argv=None):
         with open(args.submission, "w") as f:
             json.dump(submission, f)
         print(f"wrote {args.submission}")
-    results.update(run=os.path.abspath(args.run), step=params.step, checkpoint=args.which,
+    remote = args.run.startswith("hf://")  # a Hub repository: nothing to write beside it
+    results.update(run=args.run if remote else os.path.abspath(args.run), step=params.step, checkpoint=args.which,
                    data=args.data or "eval split")
     if args.adapt_steps is not None:
         results.update(adapt_steps=args.adapt_steps, data=args.tasks or "the run's evaluation set, adapted")
-    out = args.out or os.path.join(args.run, "eval_results.json")
+    out = args.out or ("eval_results.json" if remote else os.path.join(args.run, "eval_results.json"))
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {out}")
