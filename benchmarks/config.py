@@ -20,13 +20,14 @@ class BenchConfig:
     remat: str = "auto"  # ModelConfig.remat
     dtype: str = "float32"  # trm_jax compute dtype (ModelConfig.dtype); PyTorch always runs float32
     scan_unroll: int = 1  # ModelConfig.scan_unroll (tests unroll the latent scan for XLA's cost analysis)
+    mlp_t: bool = False  # transformer: a SwiGLU across the sequence replaces attention (official Sudoku MLP recipe)
 
     @property
     def heads(self) -> int:
         return self.num_heads or max(1, self.dim // 64)
 
     def label(self) -> str:
-        net = self.network + ("" if self.network == "mixer" else f" heads={self.heads}")
+        net = self.network + ("" if self.network == "mixer" else " mlp_t" if self.mlp_t else f" heads={self.heads}")
         return (f"{net} dim={self.dim} depth={self.depth} seq_len={self.seq_len} vocab={self.vocab} "
                 f"n={self.n} T={self.T} batch={self.batch} {self.dtype}")
 
@@ -42,4 +43,4 @@ def model_config(bc: BenchConfig):
     return ModelConfig(network=bc.network, dim=bc.dim, depth=bc.depth, num_heads=bc.heads, num_tokens=bc.vocab,
                        num_refinement_blocks=bc.T, num_latent_refinements=bc.n,
                        gelu_approximate=bc.gelu_approximate, remat=bc.remat, dtype=bc.dtype,
-                       scan_unroll=bc.scan_unroll)
+                       scan_unroll=bc.scan_unroll, mlp_t=bc.mlp_t)

@@ -22,7 +22,9 @@ def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
     mixer block:       token mixing L -> 4D -> L along the sequence for every (sample, channel);
                        channel mixing D -> D/2 -> D for every (sample, position)
     transformer block: qkv, attention scores and weighted sum per (sample, head), output projection,
-                       SwiGLU gate/up and down (hidden H = swiglu_hidden(D, 4))
+                       SwiGLU gate/up and down (hidden H = swiglu_hidden(D, 4)); with mlp_t the
+                       attention is a SwiGLU across the sequence for every (sample, channel)
+                       (hidden swiglu_hidden(L, 4))
     Norms, activations, softmax and residual adds are not matmuls and not counted.
     """
     B, L, D = bc.batch, bc.seq_len, bc.dim
@@ -38,11 +40,16 @@ def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
 
         H, heads = swiglu_hidden(D, 4.0), bc.heads
         hd = D // heads
-        block = [("qkv", "md,de->me", (B * L, D), (D, 3 * D)),
-                 ("scores", "bqd,bkd->bqk", (B * heads, L, hd), (B * heads, L, hd)),
-                 ("weighted sum", "bqk,bkd->bqd", (B * heads, L, L), (B * heads, L, hd)),
-                 ("out", "md,de->me", (B * L, D), (D, D)), ("gate/up", "md,dh->mh", (B * L, D), (D, 2 * H)),
-                 ("down", "mh,hd->md", (B * L, H), (H, D))]
+        if bc.mlp_t:
+            hs = swiglu_hidden(L, 4.0)
+            mixing = [("seq gate/up", "ml,lh->mh", (B * D, L), (L, 2 * hs)),
+                      ("seq down", "mh,hl->ml", (B * D, hs), (hs, L))]
+        else:
+            mixing = [("qkv", "md,de->me", (B * L, D), (D, 3 * D)),
+                      ("scores", "bqd,bkd->bqk", (B * heads, L, hd), (B * heads, L, hd)),
+                      ("weighted sum", "bqk,bkd->bqd", (B * heads, L, L), (B * heads, L, hd)),
+                      ("out", "md,de->me", (B * L, D), (D, D))]
+        block = mixing + [("gate/up", "md,dh->mh", (B * L, D), (D, 2 * H)), ("down", "mh,hd->md", (B * L, H), (H, D))]
     return [(f"block{i} {name}", eq, a, b) for i in range(bc.depth) for name, eq, a, b in block]
 
 

@@ -24,9 +24,14 @@ from trm_jax.models.mixer import mix_seq
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("network", ["mixer", "transformer"])
+def _bench(network: str, **kw) -> BenchConfig:
+    """"mlp_t": the transformer with a SwiGLU across the sequence (the official Sudoku MLP recipe)."""
+    return BenchConfig(network="transformer" if network == "mlp_t" else network, mlp_t=network == "mlp_t", **kw)
+
+
+@pytest.mark.parametrize("network", ["mixer", "transformer", "mlp_t"])
 def test_flop_formula_agrees_with_xla_cost_analysis(network):
-    bc = BenchConfig(network=network, dim=64, depth=1, seq_len=16, batch=4)
+    bc = _bench(network, dim=64, depth=1, seq_len=16, batch=4)
     analytic, xla = net_flops(bc), jax_net_cost_flops(bc)
     assert xla is not None
     # XLA also counts elementwise work (GELU, norms, softmax), so it is a little higher
@@ -35,11 +40,11 @@ def test_flop_formula_agrees_with_xla_cost_analysis(network):
     assert train_step_flops(bc) == pytest.approx((bc.T * (bc.n + 1) + 2 * (bc.n + 1)) * analytic, rel=0.01)
 
 
-@pytest.mark.parametrize("network", ["mixer", "transformer"])
+@pytest.mark.parametrize("network", ["mixer", "transformer", "mlp_t"])
 def test_backward_products_of_the_matmul_floor_are_the_gradients(network):
     """The matmul-only floor times, for every forward matmul, the two products of its backward pass:
     they must be the actual gradients (same values as autodiff) with the forward's FLOPs each."""
-    bc = BenchConfig(network=network, dim=16, depth=1, seq_len=5, batch=3)
+    bc = _bench(network, dim=16, depth=1, seq_len=5, batch=3)
     for i, (name, eq, lhs, rhs) in enumerate(net_matmuls(bc)):
         a = jax.random.normal(jax.random.key(i), lhs)
         b = jax.random.normal(jax.random.key(100 + i), rhs)
@@ -67,7 +72,7 @@ def test_benchmark_dtype_option_runs_the_step_in_bfloat16():
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
 
 
-@pytest.mark.parametrize("network", ["mixer", "transformer"])
+@pytest.mark.parametrize("network", ["mixer", "transformer", "mlp_t"])
 def test_train_step_flop_formula_agrees_with_xla_cost_analysis_of_the_step(network):
     """`train_step_flops` against XLA's count of the compiled benchmark step (forward, backward, AdamW).
     XLA counts a loop body once, so the latent scan is unrolled (scan_unroll = n) and T = 2 (the
@@ -75,8 +80,7 @@ def test_train_step_flop_formula_agrees_with_xla_cost_analysis_of_the_step(netwo
     marginal cost of more latent refinements isolates the formula's n-dependence."""
     flops = {}
     for n in (1, 3):
-        bc = BenchConfig(network=network, dim=64, depth=1, seq_len=16, batch=4, n=n, T=2, remat="none",
-                         scan_unroll=n)
+        bc = _bench(network, dim=64, depth=1, seq_len=16, batch=4, n=n, T=2, remat="none", scan_unroll=n)
         _, params, opt_state, step, tokens, labels, carry = build_jax(bc)
         xla = xla_cost_flops(step.lower(params, opt_state, carry, tokens, labels).compile())
         assert xla is not None

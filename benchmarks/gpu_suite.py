@@ -1,0 +1,300 @@
+"""One bounded GPU run at the official recipes' shapes: train step (float32, bfloat16), tokens/s, MFU, predict.
+
+    PYTHONPATH=. python -m benchmarks.gpu_suite                  # a GPU: the recipes' shapes, under 4 minutes
+    PYTHONPATH=. python -m benchmarks.gpu_suite --quick          # tiny shapes on any device (checks the code)
+
+For configs/sudoku_extreme_mlp.yaml and configs/arc_agi_1.yaml (model, batch, sequence length, the
+ARC puzzle table's size, optimizer settings): the Trainer's own compiled train step
+(`training.step.compiled_train_step`: persistent carry, puzzle-embedding rows by sign-SGD, AdamATan2,
+EMA) on synthetic data of the recipe's shapes, and `predict` over 16 supervision steps with halting
+off (every sample runs them all, the official evaluation's cost). Each (recipe, dtype) runs in its
+own process with a hard time limit, most useful first (bfloat16, the recipes' dtype, before
+float32); a part that fails or runs out of time prints why and the next one starts, and no part
+starts without enough of `--budget-s` left. Printed per part: compile + first step, step time, steps/s,
+tokens/s (sample tokens; the 16-position puzzle prefix not counted), model FLOPs per step (matmuls,
+benchmarks.flops, the same formula the CPU benchmarks use) and MFU against the device's dense
+bfloat16 peak (H200/H100 989 TFLOP/s; for float32 also against the TF32 peak, the tensor-core path
+XLA uses for float32 matmuls by default on GPUs), predict puzzles/s, and peak device memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from benchmarks.config import BenchConfig
+from benchmarks.flops import predict_flops, train_step_flops
+from benchmarks.workers import RESULT, with_repo_on_path
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+RECIPES = ("sudoku_extreme_mlp", "arc_agi_1")
+DTYPES = ("bfloat16", "float32")
+PREDICT_STEPS = 16  # the recipes' max_recursion_depth: predict with halting off runs them all
+# dense tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity): bfloat16 and TF32
+DENSE_PEAK_TFLOPS = {"bfloat16": {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0},
+                     "tf32": {"H200": 494.5, "H100": 494.5, "A100": 156.0, "L4": 60.0}}
+QUICK = dict(dim=32, batch=16, seq_len=24, rows=64, n=2, T=2, predict_steps=2, steps=2)
+
+
+def device_peaks(kind: str) -> dict:
+    """{"bfloat16": FLOP/s, "tf32": FLOP/s} of a device kind ("NVIDIA H200"), {} for unknown ones."""
+    out = {}
+    for dtype, table in DENSE_PEAK_TFLOPS.items():
+        for name, tflops in table.items():
+            if name.lower() in kind.lower():
+                out[dtype] = tflops * 1e12
+    return out
+
+
+def recipe_shapes(recipe: str, quick: bool) -> dict:
+    """Model config, training config, batch, sequence length and step count of a recipe (shrunk with quick)."""
+    from trm_jax.config import load_config
+
+    cfg = load_config(str(CONFIGS / f"{recipe}.yaml"))
+    model, seq_len, batch = cfg.model, cfg.data.seq_len, cfg.training.batch_size
+    steps, predict_steps = 5, PREDICT_STEPS
+    if quick:
+        model = dataclasses.replace(model, dim=QUICK["dim"], num_heads=1, puzzle_emb_ndim=QUICK["dim"],
+                                    num_latent_refinements=QUICK["n"], num_refinement_blocks=QUICK["T"],
+                                    num_puzzle_identifiers=min(model.num_puzzle_identifiers, QUICK["rows"]))
+        seq_len, batch = min(seq_len, QUICK["seq_len"]), QUICK["batch"]
+        steps, predict_steps = QUICK["steps"], QUICK["predict_steps"]
+    return dict(model=model, training=cfg.training, seq_len=seq_len, batch=batch, steps=steps,
+                predict_steps=predict_steps)
+
+
+def bench_config(model, seq_len: int, batch: int) -> BenchConfig:
+    """The FLOP formula's view of a recipe model (positions include the puzzle prefix)."""
+    return BenchConfig(network=model.network, dim=model.dim, depth=model.depth, seq_len=seq_len + model.puzzle_emb_len,
+                       vocab=model.num_tokens, n=model.num_latent_refinements, T=model.num_refinement_blocks,
+                       batch=batch, num_heads=model.num_heads, mlp_t=model.mlp_t)
+
+
+def _train_step_fn(model, spec, log):
+    """The Trainer's pmapped step; where pmap fails (a JAX without it), the same step under jit(vmap)
+    with the same axis name (its collectives over one device are the identity)."""
+    import jax
+
+    from trm_jax.training.step import AXIS, compiled_train_step, make_train_step
+
+    try:
+        return compiled_train_step(model, spec), "pmap"
+    except Exception as e:  # noqa: BLE001 (a JAX version without pmap: any error type)
+        log(f"pmap step unavailable ({type(e).__name__}: {e}); using jit(vmap)")
+        return jax.jit(jax.vmap(make_train_step(model, spec), axis_name=AXIS, in_axes=(0, 0, 0, None)),
+                       donate_argnums=(0, 1)), "jit(vmap)"
+
+
+def _synthetic(mcfg, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """Random rows of the recipe's shapes: tokens, labels, puzzle identifiers within the table."""
+    rng = np.random.default_rng(seed)
+    return dict(inputs=rng.integers(2, mcfg.num_tokens, (batch, seq_len)).astype(np.int32),
+                labels=rng.integers(2, mcfg.num_tokens, (batch, seq_len)).astype(np.int32),
+                puzzle_ids=rng.integers(0, max(mcfg.num_puzzle_identifiers, 1), batch).astype(np.int32),
+                difficulty=np.zeros(batch, np.float32))
+
+
+def _compiled_step(model, mcfg, step_spec, params, batch: int, seq_len: int, log, limit=None):
+    """(compiled step, state, carry, fresh batch, key, batch): the Trainer's step compiled ahead of time;
+    where XLA's memory account of it exceeds the device's memory (or `limit` bytes), the batch is halved
+    (and said so) down to 4."""
+    import jax
+
+    from trm_jax.training import distributed as dist
+    from trm_jax.training.state import make_optimizer, make_train_state
+    from trm_jax.training.step import empty_train_carry
+
+    device = jax.devices()[0]
+    limit = limit or (device.memory_stats() or {}).get("bytes_limit")
+    step, how = _train_step_fn(model, step_spec, log)
+    while True:
+        state = dist.replicate(make_train_state(params, make_optimizer(step_spec)))
+        fresh = dist.put_sharded(dist.shard(_synthetic(mcfg, batch, seq_len)))
+        carry = dist.put_sharded(dist.shard(empty_train_carry(batch, model)))
+        key = jax.random.key_data(jax.random.PRNGKey(0))
+        t0 = time.perf_counter()
+        compiled = step.lower(state, carry, fresh, key).compile()
+        log(f"train step compiled ({how}, batch {batch}): {time.perf_counter() - t0:.1f} s")
+        try:
+            ma = compiled.memory_analysis()
+            ma = ma[0] if isinstance(ma, (list, tuple)) else ma
+            need = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+        except Exception:  # noqa: BLE001 (memory analysis is best effort across backends)
+            need = None
+        if limit is None or need is None or need <= 0.95 * limit or batch <= 4:
+            return compiled, state, carry, fresh, key, batch
+        log(f"batch {batch} needs {need / 2 ** 30:.0f} GB of the device's {limit / 2 ** 30:.0f} GB: halving it")
+        del state, carry, fresh, compiled
+        batch //= 2
+
+
+def measure(spec: dict) -> dict:
+    """Worker entry: one recipe at one dtype; prints each number as soon as it is measured."""
+    import jax
+
+    from trm_jax.models import init_params, make_model, predict
+    from trm_jax.training.step import StepSpec
+
+    name = f"{spec['recipe']} {spec['dtype']}"
+    log = lambda msg: print(f"[{name}] {msg}", flush=True)  # noqa: E731
+    shapes = recipe_shapes(spec["recipe"], spec["quick"])
+    mcfg = dataclasses.replace(shapes["model"], dtype=spec["dtype"])
+    seq_len = shapes["seq_len"]
+    device = jax.devices()[0]
+    log(f"{device.device_kind} x{jax.local_device_count()}: dim {mcfg.dim}, batch {shapes['batch']}, seq {seq_len} "
+        f"+ prefix {mcfg.puzzle_emb_len}, n={mcfg.num_latent_refinements} T={mcfg.num_refinement_blocks}, puzzle "
+        f"table {mcfg.num_puzzle_identifiers} rows")
+    model = make_model(mcfg, mcfg.num_tokens, seq_len)
+    params = init_params(model, jax.random.key(0))
+    step_spec = StepSpec.create(shapes["training"], total_steps=shapes["training"].steps,
+                                global_batch=shapes["batch"], peak_lr=shapes["training"].learning_rate)
+    limit = spec["memory_limit_gb"] * 2 ** 30 if spec.get("memory_limit_gb") else None
+    step, state, carry, fresh, key, batch = _compiled_step(model, mcfg, step_spec, params, shapes["batch"], seq_len,
+                                                           log, limit)
+    out = dict(recipe=spec["recipe"], dtype=spec["dtype"], device=device.device_kind,
+               devices=jax.local_device_count(), dim=mcfg.dim, batch=batch, config_batch=shapes["batch"],
+               seq_len=seq_len, n=mcfg.num_latent_refinements, T=mcfg.num_refinement_blocks,
+               table_rows=mcfg.num_puzzle_identifiers)
+    for _ in range(2):  # the first steps fill the slots and warm up
+        state, carry, metrics = step(state, carry, fresh, key)
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for _ in range(shapes["steps"]):
+        state, carry, metrics = step(state, carry, fresh, key)
+    jax.block_until_ready((state, metrics))
+    step_s = (time.perf_counter() - t0) / shapes["steps"]
+    bc = bench_config(mcfg, seq_len, batch)
+    flops = train_step_flops(bc)
+    peaks = device_peaks(device.device_kind)
+    out.update(step_ms=1e3 * step_s, steps_per_s=1 / step_s, tokens_per_s=batch * seq_len / step_s,
+               step_gflop=flops / 1e9, achieved_tflops=flops / step_s / 1e12,
+               mfu_bf16_peak=flops / step_s / peaks["bfloat16"] if "bfloat16" in peaks else None,
+               mfu_tf32_peak=flops / step_s / peaks["tf32"] if "tf32" in peaks and spec["dtype"] == "float32" else None,
+               loss=float(np.asarray(metrics["loss"]).ravel()[0]) / batch)
+    mfu = "" if out["mfu_bf16_peak"] is None else f", MFU {100 * out['mfu_bf16_peak']:.1f}% of the bf16 dense peak"
+    if out["mfu_tf32_peak"] is not None:
+        mfu += f" ({100 * out['mfu_tf32_peak']:.1f}% of TF32's)"
+    log(f"train step {out['step_ms']:.1f} ms at batch {batch} ({out['steps_per_s']:.2f} steps/s, "
+        f"{out['tokens_per_s']:,.0f} tokens/s, {out['step_gflop']:,.1f} GFLOP/step, "
+        f"{out['achieved_tflops']:.2f} TFLOP/s{mfu})")
+    print(RESULT + json.dumps(dict(out, part="train")), flush=True)
+
+    del state, carry, fresh, step  # predict needs the memory more than the train state
+    data = _synthetic(mcfg, batch, seq_len, seed=1)
+    ids = data["puzzle_ids"] if model.has_puzzle_emb else None
+    run = lambda: jax.block_until_ready(predict(model, params, data["inputs"], puzzle_ids=ids,  # noqa: E731
+                                                halt_threshold=2.0, max_recursion_depth=shapes["predict_steps"]))
+    t0 = time.perf_counter()
+    run()
+    out["predict_first_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    pflops = predict_flops(bc, shapes["predict_steps"])
+    out.update(predict_s=seconds, predict_puzzles_per_s=batch / seconds, predict_tflops=pflops / seconds / 1e12,
+               predict_mfu_bf16_peak=pflops / seconds / peaks["bfloat16"] if "bfloat16" in peaks else None)
+    stats = device.memory_stats() or {}
+    out["peak_memory_gb"] = stats.get("peak_bytes_in_use", 0) / 2 ** 30 or None
+    mfu = "" if out["predict_mfu_bf16_peak"] is None else f", MFU {100 * out['predict_mfu_bf16_peak']:.1f}% (bf16 peak)"
+    log(f"predict {shapes['predict_steps']} steps x {batch} puzzles: {seconds:.3f} s ({out['predict_puzzles_per_s']:,.0f} "
+        f"puzzles/s{mfu}; first call incl. compile {out['predict_first_s']:.1f} s); peak device memory "
+        f"{out['peak_memory_gb'] or 0:.1f} GB")
+    return dict(out, part="all")
+
+
+def _run_part(spec: dict, timeout: float) -> dict:
+    """Run `measure(spec)` in a fresh process, streaming its lines, killed after `timeout` seconds: the
+    last result it reported (train only, if predict did not finish), with "error" when it failed."""
+    cmd = [sys.executable, "-m", "benchmarks.workers", "run", "benchmarks.gpu_suite:measure", json.dumps(spec)]
+    proc = subprocess.Popen(cmd, env=with_repo_on_path(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    result, tail = {}, []
+    try:
+        for line in proc.stdout:
+            if line.startswith(RESULT):
+                result = json.loads(line[len(RESULT):])
+            else:
+                tail = (tail + [line.rstrip()])[-15:]
+                if line.startswith("["):
+                    print(line, end="", flush=True)
+        proc.wait()
+    finally:
+        killer.cancel()
+    if proc.returncode != 0 or result.get("part") != "all":
+        why = f"killed after {timeout:.0f} s" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
+        err = next((t for t in reversed(tail) if "Error" in t or "error" in t), tail[-1] if tail else "")
+        result = dict(result, recipe=spec["recipe"], dtype=spec["dtype"], error=f"{why}: {err}"[:400])
+        print(f"[{spec['recipe']} {spec['dtype']}] FAILED ({result['error']})", flush=True)
+    return result
+
+
+def _summary(results: list) -> None:
+    fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+    print(f"\n{'recipe':<20s}{'dtype':<10s}{'batch':>6s}{'step ms':>9s}{'tokens/s':>12s}{'TFLOP/s':>9s}{'MFU bf16':>10s}"
+          f"{'MFU tf32':>10s}{'predict puzzles/s':>19s}{'mem GB':>8s}")
+    for r in results:
+        print(f"{r['recipe']:<20s}{r['dtype']:<10s}{fmt(r.get('batch'), '{}'):>6s}{fmt(r.get('step_ms'), '{:.1f}'):>9s}"
+              f"{fmt(r.get('tokens_per_s'), '{:,.0f}'):>12s}{fmt(r.get('achieved_tflops'), '{:.1f}'):>9s}"
+              f"{fmt(r.get('mfu_bf16_peak') and 100 * r['mfu_bf16_peak'], '{:.1f}%'):>10s}"
+              f"{fmt(r.get('mfu_tf32_peak') and 100 * r['mfu_tf32_peak'], '{:.1f}%'):>10s}"
+              f"{fmt(r.get('predict_puzzles_per_s'), '{:,.0f}'):>19s}{fmt(r.get('peak_memory_gb'), '{:.1f}'):>8s}"
+              + (f"  ({r['error'][:60]})" if r.get("error") else ""))
+    print("MFU: model FLOPs (matmuls, benchmarks.flops) per second over the device's dense peak: bfloat16 989 "
+          "TFLOP/s (H200/H100), TF32 494.5 TFLOP/s for float32 steps (XLA's default float32 matmul path on GPUs)")
+
+
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny shapes (any device; checks the code path)")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma list of bfloat16, float32 (run in this order)")
+    ap.add_argument("--budget-s", type=float, default=225.0, help="total seconds; no part starts without "
+                                                                  "--min-part-s of it left (default 225)")
+    ap.add_argument("--part-s", type=float, default=100.0, help="most seconds one part may take (default 100)")
+    ap.add_argument("--min-part-s", type=float, default=30.0)
+    ap.add_argument("--memory-limit-gb", type=float, default=None,
+                    help="device memory to fit the train step in (default: the device's own limit)")
+    ap.add_argument("--json", help="write the results to this path")
+    args = ap.parse_args(argv)
+    t_end = time.monotonic() + args.budget_s
+    recipes = [r for r in args.recipes.split(",") if r]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    bad = sorted(set(recipes) - set(RECIPES)) + sorted(set(dtypes) - set(DTYPES))
+    if bad:
+        raise SystemExit(f"unknown recipe/dtype {bad}: recipes {RECIPES}, dtypes {DTYPES}")
+    print(f"GPU suite: {', '.join(recipes)} x {', '.join(dtypes)}; budget {args.budget_s:.0f} s"
+          + (" (quick: tiny shapes)" if args.quick else ""), flush=True)
+    results = []
+    for dtype in dtypes:  # the recipes' own dtype (bfloat16) first
+        for recipe in recipes:
+            left = t_end - time.monotonic()
+            if left < args.min_part_s:
+                results.append(dict(recipe=recipe, dtype=dtype, error=f"skipped: {left:.0f} s of the budget left"))
+                print(f"[{recipe} {dtype}] skipped ({left:.0f} s of the budget left)", flush=True)
+                continue
+            spec = dict(recipe=recipe, dtype=dtype, quick=args.quick, memory_limit_gb=args.memory_limit_gb)
+            try:
+                results.append(_run_part(spec, min(args.part_s, left)))
+            except Exception as e:  # noqa: BLE001 (the suite goes on whatever one part does)
+                results.append(dict(recipe=recipe, dtype=dtype, error=f"{type(e).__name__}: {e}"[:400]))
+                print(f"[{recipe} {dtype}] FAILED ({results[-1]['error']})", flush=True)
+    _summary(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
