@@ -7,6 +7,8 @@
     python -m benchmarks.trackers [--wandb]                 # training-loop time with TensorBoard (W&B) on vs off
     python -m benchmarks.adaptation [--dim --batch --steps]  # ARC adaptation: steps/s, tasks/min/device, MFU
     python -m benchmarks.loop [--config config.yaml]        # training-loop time per step vs the bare compiled step
+    python -m benchmarks.step_profile [--dim 64 --n 2 --T 2] # where a train step's time goes, per op, both frameworks
+    python -m benchmarks.gpu_suite [--quick]                # official recipes' shapes on a GPU, bounded: step, MFU, predict
 
 Modules, one job each:
     config           BenchConfig: the benchmarked architecture and work
@@ -22,4 +24,6 @@ Modules, one job each:
     trackers         the default run's loop time with the experiment trackers on vs off
     adaptation       test-time adaptation throughput at the official ARC config's shapes
     loop             the training loop's time per step against the bare compiled step
+    step_profile     per-op time of the train step: XLA's profiler trace (trm_jax), torch.profiler (PyTorch)
+    gpu_suite        the official recipes' train step and predict on an accelerator, within a time budget
 """
