@@ -1,20 +1,22 @@
 """Test-time compute on a trained Sudoku run: exact accuracy and time per puzzle with K noisy trajectories
 (chosen by the halting head or by vote), the noise scale and where it goes, and deeper recursion.
 
-    python -m benchmarks.test_time_compute --run RUN_DIR [--num 500] [--parts tune,main,depth,time] [--json F]
+    python -m benchmarks.test_time_compute --run RUN_DIR [--parts tune,main,depth,time] [--json F]
 
 Test sets: held-out generated puzzles at 25/30/35 givens (the seeds of benchmarks.sudoku_accuracy) and the
 shipped Sudoku-Extreme sample. The noise scale is tuned on other puzzles (`tune`: generated at seeds
 neither training nor the test sets use), then the test sets are measured at the best scale and place of
-the tuning (or at `--noise-std` / `--noise-on`; without `tune`: the package default, on z). Parts:
+the tuning (or at `--noise-std` / `--noise-on`; without `tune`: the package defaults). Parts:
 
-  tune   tuning sets (25 and 30 givens): K=16, each noise scale x where the noise goes (z, y, both)
+  tune   tuning sets (25 and 30 givens, --tune-num each): K=16, each noise scale (--sigmas) x where the
+         noise goes (--tune-noise-on: z, y, both)
   main   test sets: one K=64 run per set; K = 1, 4, 16, 64 are its first K trajectories (a trajectory's
          noise depends only on its sample, its index and the step, so they are the K-trajectory runs),
          chosen by the halting head or by vote; "any" = some trajectory is right (the ceiling of a choice)
   depth  test sets: max_recursion_depth 8/16/32, one noiseless trajectory and K=16
-  time   time per puzzle of each K and depth on the 30-given set, and the ratio to plain predict
-         (measured in this process after a warm-up call; on a loaded machine only the ratios mean much)
+  time   time per puzzle of each K and depth on the first --time-num puzzles of the 30-given set, and the
+         ratio to plain predict (after a warm-up call, in this process; on a loaded machine only the
+         ratios mean much)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from trm_jax.data import generate_sudoku, make_sudoku_dataset
 from trm_jax.data.sudoku import givens_difficulty
 from trm_jax.evaluation import dataset_for
 from trm_jax.models import DEFAULT_NOISE_STD, Trajectories, predict_trajectories, token_matches
-from trm_jax.models.trajectories import NOISE_ON, chosen_index, indexed_keys
+from trm_jax.models.trajectories import DEFAULT_NOISE_ON, NOISE_ON, chosen_index, indexed_keys
 
 TUNE_SEED = 4_242  # tuning puzzles: neither training (the run's seed) nor the test sets (sudoku_accuracy) use it
 TEST_GIVENS = (25, 30, 35)
@@ -56,7 +58,7 @@ def sudoku_sets(p, num: int, givens, seed=None) -> dict:
     return out
 
 
-def run(p, inputs, *, trajectories: int, noise_std, depth=None, noise_on="z", seed=0, chunk=512,
+def run(p, inputs, *, trajectories: int, noise_std, depth=None, noise_on=DEFAULT_NOISE_ON, seed=0, chunk=64,
         compact=True) -> Trajectories:
     """Every trajectory of every sample (host arrays [K, N, ...]), in chunks of a fixed shape (the last one
     padded with copies of its first row); sample i's noise key is fold_in(key(seed), i)."""
@@ -92,10 +94,10 @@ def _table(header: list, rows: list) -> str:
 
 
 def tune(p, args) -> dict:
-    sets = sudoku_sets(p, args.num, TUNE_GIVENS, seed=TUNE_SEED)
+    sets = sudoku_sets(p, args.tune_num, TUNE_GIVENS, seed=TUNE_SEED)
     res, rows = {}, []
-    for noise_on in NOISE_ON:
-        for sigma in SIGMAS:
+    for noise_on in args.tune_noise_on.split(","):
+        for sigma in (float(v) for v in args.sigmas.split(",")):
             key = f"{noise_on} {sigma}"
             res[key] = {name: scores(run(p, x, trajectories=16, noise_std=sigma, noise_on=noise_on, **args.run_kw),
                                      y, 16) for name, (x, y) in sets.items()}
@@ -150,7 +152,7 @@ def depth_table(p, args, sets) -> dict:
 
 
 def time_table(p, args, sets) -> dict:
-    x, y = sets["30 givens"]
+    x, y = (a[:args.time_num] for a in sets["30 givens"])
     settings = [(k, DEPTHS[0]) for k in KS] + [(k, d) for d in DEPTHS[1:] for k in (1, 16)]
     res, rows = {}, []
     for k, depth in settings:
@@ -172,11 +174,15 @@ def time_table(p, args, sets) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a Sudoku run directory (configs/sudoku_cpu.yaml)")
-    ap.add_argument("--num", type=int, default=500, help="puzzles per generated set")
+    ap.add_argument("--num", type=int, default=200, help="puzzles per generated test set")
+    ap.add_argument("--tune-num", type=int, default=100, help="puzzles per tuning set")
+    ap.add_argument("--sigmas", default=",".join(map(str, SIGMAS)), help="noise scales the tuning tries")
+    ap.add_argument("--tune-noise-on", default="z", help="where the tuning adds noise: z, y, both (comma list)")
+    ap.add_argument("--time-num", type=int, default=32, help="puzzles timed per setting")
     ap.add_argument("--parts", default="tune,main,depth,time")
     ap.add_argument("--noise-std", type=float, default=None, help="default: tuned, else the package default")
-    ap.add_argument("--noise-on", choices=NOISE_ON, default=None, help="default: tuned, else z")
-    ap.add_argument("--chunk", type=int, default=512, help="samples per predict call")
+    ap.add_argument("--noise-on", choices=NOISE_ON, default=None, help="default: tuned, else the package default")
+    ap.add_argument("--chunk", type=int, default=64, help="samples per predict call")
     ap.add_argument("--no-compact", action="store_true", help="one while_loop per call (faster on a GPU)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -189,7 +195,7 @@ def main(argv=None) -> dict:
         noise_on, noise_std = out["tune"]["best"].split()
         args.noise_on = args.noise_on or noise_on
         args.noise_std = float(noise_std) if args.noise_std is None else args.noise_std
-    args.noise_on = args.noise_on or "z"
+    args.noise_on = args.noise_on or DEFAULT_NOISE_ON
     args.noise_std = DEFAULT_NOISE_STD if args.noise_std is None else args.noise_std
     out.update(noise_std=args.noise_std, noise_on=args.noise_on)
     sets = test_sets(p, args) if {"main", "depth", "time"} & set(parts) else {}

@@ -17,9 +17,9 @@ import numpy as np
 
 from trm_jax.errors import TRMError
 from trm_jax.models.recursion import Carry, apply_method, carry_to_native, embed_native, run_cycles, to_native
-from trm_jax.models.trajectories import (NOISE_ON, LatentNoise, Trajectories, as_trajectories, check_options,
-                                         chosen_index, resolved_noise_std, row_keys, sample_keys, step_noise,
-                                         take_trajectory, tile_rows)
+from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, NOISE_ON, LatentNoise, Trajectories, as_trajectories,
+                                         check_options, chosen_index, resolved_noise_std, row_keys, sample_keys,
+                                         step_noise, take_trajectory, tile_rows)
 
 # A halt threshold above 1: no sample halts early, every one runs max_recursion_depth supervision steps
 # (how the official code evaluates).
@@ -67,13 +67,14 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
     `max_recursion_depth` steps: the official repo's evaluation).
 
     `trajectories=K` runs each sample as K trajectories in the same batch, Gaussian noise of scale
-    `noise_std` (default `DEFAULT_NOISE_STD` when K > 1) added to the latent z before every supervision
-    step; each halts on its own, and per sample the answer is the trajectory with the highest final halt
-    logit (`select="halt"`) or the answer most trajectories give (`select="vote"`, ties by their mean
-    halt probability; the first such trajectory's depth and halt probability are reported). `rng` (an
-    int seed, a PRNG key, or one key per sample; None = seed 0) keys the noise: the same key gives the
-    same answers. K and `select` are static; `noise_std` and `rng` may be traced. K = 1 without
-    `noise_std` is the plain computation (no noise, no keys).
+    `noise_std` (default `DEFAULT_NOISE_STD` when K > 1) added to the answer state y before every
+    supervision step (`predict_trajectories` can put it on the latent z); each halts on its own, and per
+    sample the answer is the trajectory with the highest final halt logit (`select="halt"`) or the
+    answer most trajectories give (`select="vote"`, ties by their mean halt probability; the first such
+    trajectory's depth and halt probability are reported). `rng` (an int seed, a PRNG key, or one key
+    per sample; None = seed 0) keys the noise: the same key gives the same answers. K and `select` are
+    static; `noise_std` and `rng` may be traced. K = 1 without `noise_std` is the plain computation (no
+    noise, no keys).
 
     Called eagerly (not under jit) with `compact`, the loop leaves its `lax.while_loop` whenever half
     of the still-active rows have halted, and the host moves the active ones into a batch of the
@@ -96,10 +97,11 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
 
 def predict_trajectories(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_recursion_depth=None,
                          compact: bool = True, trajectories: int = 1, noise_std=None, rng=None,
-                         noise_on: str = "z") -> Trajectories:
+                         noise_on: str = DEFAULT_NOISE_ON) -> Trajectories:
     """Every trajectory's answer, depth and final halt logit ([K, batch] leading axes), before the choice
     `predict` makes: for callers that vote over trajectories themselves (ARC's augmentation vote) or
-    compare choices. `noise_std=None` adds no noise (K identical trajectories); see `predict`."""
+    compare choices. `noise_std=None` adds no noise (K identical trajectories); `noise_on` is the carry
+    state the noise is added to: "y" (the answer state), "z" (the latent) or "both"; see `predict`."""
     check_options(trajectories, noise_std, "halt")
     if noise_on not in NOISE_ON:
         raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
@@ -144,7 +146,7 @@ def _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys):
 
 
 def _perturbed(model, carry: Carry, noise: LatentNoise, step, noise_on: str) -> Carry:
-    """The carry with this step's noise added to z (and/or y, per `noise_on`)."""
+    """The carry with this step's noise added to y, z or both (`noise_on`)."""
     y, z = carry_to_native(model, carry)  # [rows, positions, dim]
     if noise_on in ("z", "both"):
         z = z + step_noise(noise, 2 * step, z.shape[1:], z.dtype)
@@ -153,11 +155,12 @@ def _perturbed(model, carry: Carry, noise: LatentNoise, step, noise_on: str) -> 
     return carry_to_native(model, Carry(y, z))
 
 
-def predict_step(model, params, x, state, threshold, max_recursion_depth, noise=None, noise_on: str = "z"):
+def predict_step(model, params, x, state, threshold, max_recursion_depth, noise=None,
+                 noise_on: str = DEFAULT_NOISE_ON):
     """One supervision step of the predict loop on native-layout `x` and carry.
 
     `state` = (step, carry, (tokens, recursion_depth, halt_logit), halted). With `noise` (a LatentNoise),
-    the step starts from a carry whose latent got this step's noise. Rows halting at this step record
+    the step starts from a carry that got this step's noise (on `noise_on`). Rows halting at this step record
     their answer, depth and halt logit; halted rows keep their carry and answer.
     """
     step, carry, pred, halted = state

@@ -1,5 +1,5 @@
-"""Test-time trajectories: option checks, per-sample noise keys, the latent noise of a supervision step, and
-the choice of one trajectory per sample (by the halting head or by vote).
+"""Test-time trajectories: option checks, per-sample noise keys, the noise of a supervision step, and the
+choice of one trajectory per sample (by the halting head or by vote).
 
 `predict(..., trajectories=K)` runs every sample as K rows of one batch (row `k * batch + b` is trajectory
 k of sample b). Each row draws its own Gaussian noise at every supervision step from a key that depends
@@ -19,8 +19,10 @@ from trm_jax.errors import TRMError
 
 SELECT_MODES = ("halt", "vote")
 NOISE_ON = ("z", "y", "both")  # the carry states the noise may be added to
-# noise_std when trajectories > 1 and none is given; chosen on held-out Sudoku (docs/test-time-compute.md)
-DEFAULT_NOISE_STD = 0.3
+# where the noise goes, and its scale when trajectories > 1 and none is given: the best of a sweep on
+# held-out Sudoku (docs/test-time-compute.md)
+DEFAULT_NOISE_ON = "y"
+DEFAULT_NOISE_STD = 0.5
 
 
 class Trajectories(NamedTuple):
@@ -52,7 +54,7 @@ def check_options(trajectories, noise_std, select) -> None:
             raise TRMError(f"noise_std must be a number >= 0, got {noise_std!r}") from None
         if not value >= 0 or not np.isfinite(value):
             raise TRMError(f"noise_std must be a finite number >= 0 (the scale of the Gaussian noise added to the "
-                           f"latent), got {noise_std!r}")
+                           f"recursion's state), got {noise_std!r}")
 
 
 def resolved_noise_std(trajectories: int, noise_std):
