@@ -218,10 +218,11 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
     `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
     default every supervision step runs, as the official evaluation).
 
-    Test-time compute: `trajectories=K` answers each query with K noisy trajectories (latent noise of scale
-    `noise_std`, default `trm_jax.models.DEFAULT_NOISE_STD`), the one the halting head rates highest
-    (`select="halt"`) or the most frequent answer (`select="vote"`); `seed` keys the noise (the same seed
-    gives the same answers). `max_recursion_depth` may exceed the depth the run trained with.
+    Test-time compute: `trajectories=K` answers each query with K noisy trajectories (noise of scale
+    `noise_std` on the recursion's state, default `trm_jax.models.DEFAULT_NOISE_STD`), the one the
+    halting head rates highest (`select="halt"`) or the most frequent answer (`select="vote"`); `seed`
+    keys the noise (the same seed gives the same answers). `max_recursion_depth` may exceed the depth the
+    run trained with (docs/test-time-compute.md).
     """
     p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
     return get_task(p.config).infer(p, text, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
