@@ -31,6 +31,8 @@ import re
 import tempfile
 import time
 
+import numpy as np
+
 from benchmarks.config import BenchConfig
 from benchmarks.jax_step import build_jax
 from benchmarks.torch_reference import build_torch, torch_train_step
@@ -60,9 +62,26 @@ def _split_instruction(line: str):
     return (m.group(1), shape, op.group(1), rest) if op else None
 
 
+def _dims(shape: str) -> list:
+    return [int(d) for d in re.findall(r"\d+", shape.split("{")[0].split("[", 1)[1])] if "[" in shape else []
+
+
+def _dot_flops(shape: str, rest: str, shapes: dict) -> float:
+    """2 x output elements x contracted size of a dot instruction (its lhs operand's shape from `shapes`)."""
+    lhs = re.match(r"dot\(%?([\w.\-]+)", rest)
+    contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
+    if not (lhs and contracting and lhs.group(1) in shapes):
+        return 0.0
+    lhs_dims = _dims(shapes[lhs.group(1)])
+    k = float(np.prod([lhs_dims[int(i)] for i in contracting.group(1).split(",") if i]))
+    return 2.0 * float(np.prod(_dims(shape))) * k
+
+
 def parse_hlo(text: str) -> dict:
-    """{instruction name: {opcode, shape, calls (fused computation's opcodes), op_name}} of an HLO module."""
-    computations, current, out = {}, None, {}
+    """{instruction name: {opcode, shape, calls, fused (its fused computation's opcodes), op_name,
+    dot_flops (of the dot it is, or of the dots its fused computation holds)}} of an HLO module."""
+    computations: dict = {}  # name -> [instruction names]
+    out, current = {}, None
     for line in text.splitlines():
         head = re.match(r"(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line)
         if head and not line.startswith(" "):
@@ -73,13 +92,19 @@ def parse_hlo(text: str) -> dict:
             continue
         name, shape, opcode, rest = inst
         if current is not None:
-            current.append(opcode)
+            current.append(name)
         calls = re.search(r"calls=%?([\w.\-]+)", rest)
         op_name = re.search(r'op_name="([^"]*)"', rest)
         out[name] = dict(opcode=opcode, shape=shape, calls=calls.group(1) if calls else None,
-                         op_name=op_name.group(1) if op_name else "")
-    for info in out.values():
-        info["fused"] = set(computations.get(info["calls"], ())) if info["calls"] else set()
+                         op_name=op_name.group(1) if op_name else "", rest=rest)
+    shapes = {name: info["shape"] for name, info in out.items()}
+    own = {name: _dot_flops(info["shape"], info["rest"], shapes) if info["opcode"] == "dot" else 0.0
+           for name, info in out.items()}
+    for name, info in out.items():
+        members = computations.get(info["calls"], ()) if info["calls"] else ()
+        info["fused"] = {out[m]["opcode"] for m in members}
+        info["dot_flops"] = own[name] + sum(own[m] for m in members)
+        del info["rest"]
     return out
 
 
@@ -119,7 +144,7 @@ def hlo_phase(op_name: str) -> str:
 
 def _self_times(events: list) -> dict:
     """{thunk name: summed self time (us)} from complete events of one thread (children subtracted)."""
-    out = collections.defaultdict(float)
+    out: dict = collections.defaultdict(float)
     stack: list = []
     for e in sorted(events, key=lambda e: (e["ts"], -e["dur"])):
         while stack and e["ts"] >= stack[-1]["ts"] + stack[-1]["dur"] - 1e-3:
@@ -154,12 +179,14 @@ def profile_jax(spec: dict) -> dict:
     for e in events:
         if e.get("ph") == "X" and e.get("name") in hlo:
             threads[(e["pid"], e["tid"])].append(e)
-    times = collections.defaultdict(float)
+    times, calls = collections.defaultdict(float), collections.Counter()
     for evs in threads.values():
+        calls.update(e["name"] for e in evs)
         for name, us in _self_times(evs).items():
             times[name] += us
     ops = [dict(name=name, kind=hlo_kind(hlo[name]), phase=hlo_phase(hlo[name]["op_name"]),
-                detail=f"{hlo[name]['opcode']} {hlo[name]['shape']}", ms=us / 1e3 / steps)
+                detail=f"{hlo[name]['opcode']} {hlo[name]['shape']}", ms=us / 1e3 / steps, calls=calls[name] / steps,
+                gflop=hlo[name]["dot_flops"] * calls[name] / steps / 1e9)
            for name, us in times.items()]
     return dict(framework="trm_jax", wall_ms=1e3 * wall, threads_used=len(threads), ops=ops)
 
@@ -242,10 +269,16 @@ def report(res: dict, top: int) -> None:
               f"op time summed {total:.1f} ms per step")
         for key in ("kind", "phase"):
             print(f"  by {key}: " + ", ".join(f"{k} {100 * s:.0f}% ({v:.1f} ms)" for k, v, s in grouped(run["ops"], key)))
-        print(f"  top {top} ops:")
+        mm = [o for o in run["ops"] if o.get("gflop")]
+        if mm:
+            gflop, ms = sum(o["gflop"] for o in mm), sum(o["ms"] for o in mm)
+            print(f"  matmul thunks: {gflop:.2f} GFLOP per step in {ms:.1f} ms ({gflop / ms * 1e3:.0f} GFLOP/s)")
+        print(f"  top {top} ops (ms per step, calls per step, GFLOP/s of matmuls):")
         for o in sorted(run["ops"], key=lambda o: -o["ms"])[:top]:
-            print(f"    {o['ms']:8.2f} ms {100 * o['ms'] / total:5.1f}%  {o['kind']:<12s} {o['phase']:<26s} "
-                  f"{o['name']} {o['detail']}"[:160])
+            rate = f"{o['gflop'] / o['ms'] * 1e3:5.0f}" if o.get("gflop") else "     "
+            calls = f"{o['calls']:4.0f}x" if o.get("calls") else "     "
+            print(f"    {o['ms']:8.2f} ms {100 * o['ms'] / total:5.1f}% {calls} {rate}  {o['kind']:<12s} "
+                  f"{o['phase']:<26s} {o['name']} {o['detail']}"[:170])
 
 
 def main(argv=None) -> dict:

@@ -25,6 +25,8 @@ def test_hlo_of_a_compiled_function_is_classified_by_what_it_computes():
     assert all(set(i) >= {"opcode", "shape", "fused", "op_name"} for i in hlo.values())
     whiles = [i for i in hlo.values() if i["opcode"] == "while"]
     assert whiles and whiles[0]["shape"].startswith("(")  # tuple shapes parse
+    # the one matmul, x [16, 32] @ w [32, 48]: 2 * 16 * 48 * 32 FLOPs, on the dot and on a fusion holding it
+    assert max(i["dot_flops"] for i in hlo.values()) == 2 * 16 * 48 * 32
 
 
 def test_phase_from_the_jax_op_name():
