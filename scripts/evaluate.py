@@ -35,7 +35,8 @@ def main(argv=None):
     ap.add_argument("--trajectories", type=int, default=1, metavar="K",
                     help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
     ap.add_argument("--noise-std", type=float, default=None, metavar="S",
-                    help="scale of the latent noise (default with K > 1: trm_jax.models.DEFAULT_NOISE_STD)")
+                    help="scale of the Gaussian noise on the answer state (default with K > 1: "
+                    "trm_jax.models.DEFAULT_NOISE_STD)")
     ap.add_argument("--select", choices=("halt", "vote"), default="halt",
                     help="the trajectory the halting head rates highest, or the most frequent answer")
     ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
@@ -73,16 +74,16 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     print(format_results(results))
     if args.submission:
-        os.makedirs(os.path.dirname(os.path.abspath(args.submission)), exist_ok=True)
-        with open(args.submission, "w") as f:
-            json.dump(submission, f)
-        print(f"wrote {args.submission}")
+        from trm_jax.tasks.arc.evaluation import write_submission  # only submissions need it
+        print(f"wrote {write_submission(submission, args.submission)}")
     remote = args.run.startswith("hf://")  # a Hub repository: nothing to write beside it
     results.update(run=args.run if remote else os.path.abspath(args.run), step=params.step, checkpoint=args.which,
                    data=args.data or "eval split")
     if args.adapt_steps is not None:
         results.update(adapt_steps=args.adapt_steps, data=args.tasks or "the run's evaluation set, adapted")
-    out = args.out or ("eval_results.json" if remote else os.path.join(args.run, "eval_results.json"))
+    # adapted results go beside the run's own: eval_results.json is the run's (its model card reads it)
+    name = "eval_results.json" if args.adapt_steps is None else "adapted_eval_results.json"
+    out = args.out or (name if remote else os.path.join(args.run, name))
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {out}")

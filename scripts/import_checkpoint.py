@@ -46,7 +46,7 @@ def write_run_dir(out: str, model, params, data: dict) -> str:
     import jax
     import numpy as np
 
-    from trm_jax.training.checkpoint import Checkpointer
+    from trm_jax.training.checkpoint import write_weights_checkpoint
 
     out = os.path.abspath(out)
     ckpt_dir = os.path.join(out, "checkpoints")
@@ -56,14 +56,7 @@ def write_run_dir(out: str, model, params, data: dict) -> str:
     os.makedirs(out, exist_ok=True)
     config.save(os.path.join(out, "config.yaml"))
     host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
-    ckpt = Checkpointer(ckpt_dir, keep=1, async_save=False)
-    try:
-        # the layout Trainer.save_checkpoint writes ({"state": TrainState fields, ...}); load reads state/<which>
-        state = {"step": np.int32(0), "params": host, "ema_params": host}
-        ckpt.save(0, {"state": state}, {"step": 0, "imported": True})
-        ckpt.wait()
-    finally:
-        ckpt.close()
+    write_weights_checkpoint(ckpt_dir, 0, host, host, {"imported": True})
     return out
 
 

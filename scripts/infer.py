@@ -24,7 +24,8 @@ def main(argv=None):
     ap.add_argument("--trajectories", type=int, default=1, metavar="K",
                     help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
     ap.add_argument("--noise-std", type=float, default=None, metavar="S",
-                    help="scale of the latent noise (default with K > 1: trm_jax.models.DEFAULT_NOISE_STD)")
+                    help="scale of the Gaussian noise on the answer state (default with K > 1: "
+                    "trm_jax.models.DEFAULT_NOISE_STD)")
     ap.add_argument("--select", choices=("halt", "vote"), default="halt",
                     help="the trajectory the halting head rates highest, or the most frequent answer")
     ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")

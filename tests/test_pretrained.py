@@ -294,6 +294,27 @@ def test_training_files_of_another_machine_do_not_stop_a_load(saved, tmp_path):
     assert trm_jax.infer(q, queries(q, 2)) == trm_jax.infer(saved[0], queries(q, 2))
 
 
+def test_a_failed_save_keeps_the_earlier_one_and_listed_names_stay_inside(saved, tmp_path, monkeypatch):
+    import trm_jax.pretrained as pretrained
+
+    d = tmp_path / "d"
+    shutil.copytree(saved[1], d)
+    (tmp_path / "keep.txt").write_text("beside the model")
+    _edit_config(str(d), lambda c: c.update(files=c["files"] + ["..", "."]))
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(pretrained, "_save_tensors", disk_full)
+        with pytest.raises(OSError):
+            trm_jax.save_pretrained(saved[0], d)
+    assert sorted(os.listdir(d)) == ["README.md", "config.json", "model.safetensors", "tokenizer"]
+    assert trm_jax.infer(trm_jax.load(d), queries(saved[0], 2)) == trm_jax.infer(saved[0], queries(saved[0], 2))
+    trm_jax.save_pretrained(saved[0], d)  # the earlier save lists ".." and ".": neither is removed
+    assert (tmp_path / "keep.txt").read_text() == "beside the model" and trm_jax.load(d).step == saved[0].step
+
+
 def test_bad_arguments_are_clear_errors(saved, tiny_run, tmp_path):
     p, out = saved
     with pytest.raises(TRMError, match="holding the weights of step 6, not 3"):

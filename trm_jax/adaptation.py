@@ -13,14 +13,12 @@ import dataclasses
 import os
 from typing import Optional, Union
 
-import jax
-import numpy as np
-
+from trm_jax.config import CurriculumConfig
 from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams
 from trm_jax.tasks import get_task
 from trm_jax.training.adapt import adapt_puzzle_embeddings
-from trm_jax.training.checkpoint import Checkpointer
+from trm_jax.training.checkpoint import write_weights_checkpoint
 from trm_jax.training.run_dir import CHECKPOINT_DIR, RunDirectory
 from trm_jax.training.state import split_table
 
@@ -58,16 +56,16 @@ def save_adapted_run(params: TRMParams, directory: Union[str, os.PathLike]) -> s
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
         raise TRMError(f"{out} already holds checkpoints; write the adapted run to a new directory")
+    # the config already has the loaded stage's width and length: without its curriculum, load reads them
+    # as they are (with it, load would take the last stage's)
+    config = params.config.replace(run_dir=out, curriculum=CurriculumConfig())
     run = RunDirectory(out, process_index=0, progress_bar=False)
     try:
-        run.write_run_files(params.config.replace(run_dir=out), params.tokenizer, params.retriever, resume=False)
-        weights = jax.tree.map(np.asarray, params.params)
+        run.write_run_files(config, params.tokenizer, params.retriever, resume=False)
         step = int(params.step or 0)
-        # the layout a training checkpoint has for the weights; both fields hold the adapted weights
-        state = {"step": np.int32(step), "params": weights, "ema_params": split_table(weights)[0]}
-        with Checkpointer(ckpt_dir, keep=1, async_save=False) as checkpoints:
-            checkpoints.save(step, {"state": state}, {"step": step, "adapted_from": params.run_dir})
-            checkpoints.wait()
+        # both weight fields hold the adapted weights (the EMA's without the puzzle table, as training keeps it)
+        write_weights_checkpoint(ckpt_dir, step, params.params, split_table(params.params)[0],
+                                 {"adapted_from": params.run_dir})
         if params.adaptation is not None:
             params.adaptation.save(out)
     except OSError as e:

@@ -111,10 +111,12 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         newest = checkpoints.candidate_steps(step)[0]
         config = load_config(cfg_path)
         tok_dir = os.path.join(run_dir, "tokenizer")
-        tokenizer = None
+        tokenizer = vocab = None
         if os.path.isdir(tok_dir):
             tokenizer, vocab, _ = load_tokenizer(tok_dir)
-        num_tokens = config.model.num_tokens or (vocab if tokenizer is not None else None)
+        else:
+            tokenizer = _task_tokenizer(config)
+        num_tokens = config.model.num_tokens or vocab
         if not num_tokens:
             raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
         seq_len, dim = _final_seq_len(config, _saved_stage(checkpoints, newest))
@@ -141,11 +143,20 @@ def _saved_stage(checkpoints: Checkpointer, step: int) -> Optional[int]:
         return None
 
 
+def _task_tokenizer(config: TRMConfig):
+    """The task's own tokenizer for a saved model without tokenizer files (an imported checkpoint), or None
+    where the task builds its vocabulary from data (infer then says what is missing)."""
+    try:
+        return get_task(config).tokenizer()[0]
+    except (TRMError, OSError, ValueError):
+        return None
+
+
 def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
-    pre = read_pretrained(path)
     if not use_ema:
         raise TRMError(f"{path} is a pretrained directory: it holds one set of weights (those save_pretrained was "
                        "given), so use_ema=False does not apply; load the run directory for the raw weights")
+    pre = read_pretrained(path)
     if step is not None and step != pre.step:
         raise TRMError(f"{path} is a pretrained directory holding the weights of step {pre.step}, not {step}; "
                        "load the run directory for another step")
@@ -155,7 +166,8 @@ def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
         raise TRMError(f"{pre.directory}/config.json gives no model.num_tokens; save the model again")
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(pre.params, shapes, f"{pre.directory}/model.safetensors")
-    return TRMParams(jax.tree.map(jnp.asarray, pre.params), config, pre.tokenizer, pre.retriever, int(num_tokens),
+    tokenizer = pre.tokenizer if pre.tokenizer is not None else _task_tokenizer(config)
+    return TRMParams(jax.tree.map(jnp.asarray, pre.params), config, tokenizer, pre.retriever, int(num_tokens),
                      int(seq_len), pre.step, pre.directory, get_task(config).load_adaptation(pre.directory))
 
 
@@ -196,7 +208,9 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
     else:
         vocab = tokenizer.vocab_size
     num_tokens = config.model.num_tokens or vocab
-    seq_len, _ = _final_seq_len(config)
+    seq_len, dim = _final_seq_len(config)
+    config = config.replace(model=dataclasses.replace(config.model, dim=dim),
+                            data=dataclasses.replace(config.data, seq_len=seq_len))
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(params, shapes, "params")
     if retriever is None and config.rag.enabled:

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from typing import Any, Mapping, Optional
 
 import jax
@@ -97,26 +98,33 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
     tensors = _flatten(src.params, DTYPES[dtype])
     num_parameters = sum(int(a.size) for a in tensors.values())
     os.makedirs(directory, exist_ok=True)
-    _remove_earlier_save(directory)  # a model saved over another must not keep its tokenizer, store or adaptation
-    before = set(os.listdir(directory))
-    weights = os.path.join(directory, WEIGHTS_FILE)
-    _save_tensors(tensors, weights)
-    if src.tokenizer is not None:
-        save_tokenizer(src.tokenizer, os.path.join(directory, TOKENIZER_SUBDIR))
-    if src.retriever is not None:
-        src.retriever.save(os.path.join(directory, RAG_SUBDIR))
-    if src.adaptation is not None:  # the task's record of adapted puzzles, read back by Task.load_adaptation
-        src.adaptation.save(directory)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
-                        "num_parameters": num_parameters},
-            "step": src.step, "metrics": card_metrics,
-            "files": sorted((set(os.listdir(directory)) - before) | {CONFIG_FILE, CARD_FILE}),
-            "config": src.config.to_dict()}
-    _write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
-    table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
-    _write_text(os.path.join(directory, CARD_FILE),
-                model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
+    # written into a staging folder first: a save that fails (disk full, a bad store) leaves an earlier
+    # save in `directory` as it was, also when it is the model being re-saved
+    staging = tempfile.mkdtemp(prefix=".save_pretrained-", dir=directory)
+    try:
+        weights = os.path.join(staging, WEIGHTS_FILE)
+        _save_tensors(tensors, weights)
+        if src.tokenizer is not None:
+            save_tokenizer(src.tokenizer, os.path.join(staging, TOKENIZER_SUBDIR))
+        if src.retriever is not None:
+            src.retriever.save(os.path.join(staging, RAG_SUBDIR))
+        if src.adaptation is not None:  # the task's record of adapted puzzles, read back by Task.load_adaptation
+            src.adaptation.save(staging)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
+                            "num_parameters": num_parameters},
+                "step": src.step, "metrics": card_metrics,
+                "files": sorted(set(os.listdir(staging)) | {CONFIG_FILE, CARD_FILE}),
+                "config": src.config.to_dict()}
+        _write_text(os.path.join(staging, CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
+        table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
+        _write_text(os.path.join(staging, CARD_FILE),
+                    model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
+        _remove_earlier_save(directory)  # a model saved over another must not keep its tokenizer, store or adaptation
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(directory, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
@@ -127,7 +135,8 @@ def _remove_earlier_save(directory: str) -> None:
         with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
             meta = json.load(f)
         if isinstance(meta, dict) and meta.get("format") == FORMAT:
-            names |= {n for n in meta.get("files", ()) if isinstance(n, str) and n == os.path.basename(n)}
+            names |= {n for n in meta.get("files", ())
+                      if isinstance(n, str) and n == os.path.basename(n) and n not in ("", ".", "..")}
     except (OSError, ValueError):
         pass  # no earlier save, or not one of ours: only our own names are replaced
     for name in names:
@@ -222,15 +231,22 @@ def held_out_metrics(values: Optional[Mapping], source: str, step: Optional[int]
     return {"source": source, "step": step, "values": numbers}
 
 
+def _read_json(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
     """The held-out numbers a run directory (or a pretrained one) records: scripts/evaluate.py's
     eval_results.json, else the evaluation in metrics.jsonl at `step` (or the last one); None without any."""
     if not run_dir or not os.path.isdir(run_dir):
         return None
     results = os.path.join(run_dir, "eval_results.json")
-    if os.path.isfile(results):
-        with open(results) as f:
-            raw = json.load(f)
+    raw = _read_json(results) if os.path.isfile(results) else None
+    if isinstance(raw, dict):  # an unreadable results file is skipped: the card is built from what else there is
         return held_out_metrics({k: v for k, v in raw.items() if k != "step"},
                                 f"scripts/evaluate.py on {raw.get('data', 'the eval split')}", raw.get("step"))
     log = os.path.join(run_dir, "metrics.jsonl")
@@ -242,8 +258,7 @@ def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
                                     "the run's evaluation during training (metrics.jsonl)", record.get("step"))
     pretrained = os.path.join(run_dir, CONFIG_FILE)
     if os.path.isfile(pretrained):  # a pretrained directory saved again (e.g. as bfloat16) keeps its numbers
-        with open(pretrained) as f:
-            meta = json.load(f)
+        meta = _read_json(pretrained)
         if isinstance(meta, dict) and meta.get("format") == FORMAT and isinstance(meta.get("metrics"), dict):
             return meta["metrics"]
     return None

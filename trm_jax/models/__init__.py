@@ -6,7 +6,7 @@ Imports nothing of the package but `config` and `errors`. One job per module:
     recursion                    the supervision step (pure functions of params)
     losses                       token cross-entropy, halting BCE, the accuracy definition
     predict                      inference with per-sample halting, optionally K noisy trajectories
-    trajectories                 the trajectories' noise keys, latent noise and choice (halt head or vote)
+    trajectories                 the trajectories' noise keys, noise on the carry and choice (halt head or vote)
     factory                      make_model: ModelConfig -> model (and back)
     torch_checkpoint             PyTorch state dicts; tiny-recursive-model weights in and out
     official_checkpoint          official TRM checkpoints in and out

@@ -196,6 +196,9 @@ class Task:
             raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
         check_options(trajectories, noise_std, select)
         noise_std = resolved_noise_std(trajectories, noise_std)
+        if params.tokenizer is None:
+            raise TRMError("this model has no tokenizer (none was saved with it and its task builds one from data); "
+                           "pass tokenizer= to trm_jax.infer, or save the model with its tokenizer")
         model = params.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
         results = []
         for start in range(0, len(texts), MAX_BUCKET):
@@ -207,7 +210,6 @@ class Task:
             pred = predict(model, params.params, padded, halt_threshold=halt_threshold,
                            max_recursion_depth=max_recursion_depth, trajectories=trajectories, noise_std=noise_std,
                            select=select, rng=keys)
-            # fetched field by field: halt_prob is an attribute of the Prediction tuple, not a pytree leaf
             tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
             for i, query in enumerate(chunk):
                 answer = self.decode(tokens[i], params.tokenizer, query)

@@ -201,7 +201,7 @@ class KeepBest(Callback):
                 log.warning("best checkpoint %s/%d is unreadable (%s); the best is tracked anew", best.directory,
                             kept[-1], e)
                 return
-            if saved.get("metric") == self.best.metric:
+            if saved.get("metric") == self.best.metric and isinstance(saved.get("value"), (int, float)):
                 self.best.update(saved["value"], kept[-1])
 
     def on_eval(self, trainer, step, results) -> None:

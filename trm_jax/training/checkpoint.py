@@ -336,3 +336,16 @@ class Checkpointer:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+
+def write_weights_checkpoint(ckpt_dir: str, step: int, params, ema_params, meta: dict) -> None:
+    """A checkpoint directory holding one step of weights only, in the layout a training checkpoint has for
+    them ({"state": {step, params, ema_params}}: what `trm_jax.load` reads): for runs written from weights
+    (an imported checkpoint, an adapted run). A directory that already holds checkpoints is refused."""
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise TRMError(f"{os.path.dirname(ckpt_dir)} already holds checkpoints; write to a new directory")
+    host = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
+    state = {"step": np.int32(step), "params": host(params), "ema_params": host(ema_params)}
+    with Checkpointer(ckpt_dir, keep=1, async_save=False) as checkpoints:
+        checkpoints.save(step, {"state": state}, {"step": step, **meta})
+        checkpoints.wait()

@@ -108,7 +108,7 @@ class ArcAdaptation:
                                "adapt the run again with this version (scripts/adapt.py)")
             out = cls(int(raw["first_id"]), tuple(raw["names"]), {t: tuple(b) for t, b in raw["blocks"].items()},
                       raw["tasks"], tuple(raw.get("settings", ())))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise TRMError(f"{path} cannot be read ({e}); adapt the run again (scripts/adapt.py)") from None
         if set(out.blocks) != set(out.tasks) or any(not 0 <= a < b <= len(out.names) for a, b in out.blocks.values()):
             raise TRMError(f"{path} is inconsistent (its tasks and identifier blocks disagree); adapt the run again")

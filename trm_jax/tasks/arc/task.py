@@ -71,6 +71,9 @@ class ArcTask(GridTask):
         adapted ones when the run was adapted to it, `trm_jax.adapt`);
         by default every supervision step runs, as the official evaluation. With trajectories > 1 their
         answers join the vote (`model_predict_fn`)."""
+        if return_details:
+            raise TRMError("return_details is not available for ARC runs: each answer is a vote over the task's "
+                           "augmentations; scripts/evaluate.py reports pass@K per task")
         single = not isinstance(queries, (list, tuple))
         threshold = NO_EARLY_HALT if halt_threshold is None else halt_threshold
         options = dict(halt_threshold=threshold, max_recursion_depth=max_recursion_depth, **trajectory_options)
