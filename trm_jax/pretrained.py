@@ -66,7 +66,7 @@ class Pretrained:
     tokenizer: Any
     retriever: Any
     step: Optional[int]
-    metrics: Optional[dict]  # {"source", "step", "values"} (held_out_metrics) or None
+    metrics: Optional[dict]  # {"source", "step", "values"} (metrics_record) or None
 
 
 # ------------------------------------------------------------------------------------------------- save
@@ -91,7 +91,7 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         raise TRMError(f"{directory} is a file; pass a directory to save_pretrained")
     if metrics is not None and not isinstance(metrics, Mapping):
         raise TRMError(f"save_pretrained: metrics must be a dict of held-out numbers, got {type(metrics).__name__}")
-    card_metrics = held_out_metrics(metrics, "save_pretrained(metrics=...)") if metrics is not None else src.metrics
+    card_metrics = metrics_record(metrics, "save_pretrained(metrics=...)") if metrics is not None else src.metrics
     if src.config.rag.enabled and src.retriever is None:
         raise TRMError("save_pretrained: the model was trained with retrieval (rag.enabled) but has no retriever to "
                        "save; load it with trm_jax.load(run_dir), which restores the run's store")
@@ -168,7 +168,7 @@ def _saved_model(p) -> _Saved:
                            "a pretrained directory needs a network of trm_jax (MLPMixer1D or TransformerNetwork)")
         config = p.config.replace(model=cfg, data=dataclasses.replace(p.config.data, seq_len=p.model.token_len))
         retriever = load_run_retriever(p.run_dir, config) if os.path.isdir(p.run_dir or "") else None
-        metrics = _run_metrics(p.run_dir, p.step) or (held_out_metrics(p.eval, "the run's final evaluation", p.step)
+        metrics = _run_metrics(p.run_dir, p.step) or (metrics_record(p.eval, "the run's final evaluation", p.step)
                                                       if p.eval else None)
         return _Saved(p.params, config, p.tokenizer, retriever, p.step, metrics)
     if not all(hasattr(p, a) for a in ("params", "config", "num_tokens", "seq_len", "tokenizer", "retriever")):
@@ -221,7 +221,7 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def held_out_metrics(values: Optional[Mapping], source: str, step: Optional[int] = None) -> dict:
+def metrics_record(values: Optional[Mapping], source: str, step: Optional[int] = None) -> dict:
     """{"source", "step", "values"}: the top-level numbers of a results dict (nested tables such as
     by_difficulty left out), where they come from and the step they were measured at."""
     # durations (eval_time_s) describe the machine, not the model
@@ -247,14 +247,14 @@ def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
     results = os.path.join(run_dir, "eval_results.json")
     raw = _read_json(results) if os.path.isfile(results) else None
     if isinstance(raw, dict):  # an unreadable results file is skipped: the card is built from what else there is
-        return held_out_metrics({k: v for k, v in raw.items() if k != "step"},
+        return metrics_record({k: v for k, v in raw.items() if k != "step"},
                                 f"scripts/evaluate.py on {raw.get('data', 'the eval split')}", raw.get("step"))
     log = os.path.join(run_dir, "metrics.jsonl")
     if os.path.isfile(log):
         evals = read_metrics(log, split="eval")
         if evals:
             record = next((r for r in evals if r.get("step") == step), evals[-1])
-            return held_out_metrics({k: v for k, v in record.items() if k not in ("step", "stage", "timestamp")},
+            return metrics_record({k: v for k, v in record.items() if k not in ("step", "stage", "timestamp")},
                                     "the run's evaluation during training (metrics.jsonl)", record.get("step"))
     pretrained = os.path.join(run_dir, CONFIG_FILE)
     if os.path.isfile(pretrained):  # a pretrained directory saved again (e.g. as bfloat16) keeps its numbers

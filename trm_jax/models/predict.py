@@ -18,7 +18,7 @@ import numpy as np
 from trm_jax.errors import TRMError
 from trm_jax.models.recursion import Carry, apply_method, carry_to_native, embed_native, run_cycles, to_native
 from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, NOISE_ON, LatentNoise, Trajectories, as_trajectories,
-                                         check_options, chosen_index, resolved_noise_std, row_keys, sample_keys,
+                                         check_options, chosen_index, row_keys, sample_keys,
                                          step_noise, take_trajectory, tile_rows)
 
 # A halt threshold above 1: no sample halts early, every one runs max_recursion_depth supervision steps
@@ -82,8 +82,7 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
     rows stop costing compute. Each row's computation does not depend on the others, so the result
     equals the single-loop one; under jit it is that single `lax.while_loop`.
     """
-    check_options(trajectories, noise_std, select)
-    noise_std = resolved_noise_std(trajectories, noise_std)
+    noise_std = check_options(trajectories, noise_std, select)
     result = predict_trajectories(model, params, tokens, puzzle_ids=puzzle_ids, halt_threshold=halt_threshold,
                                   max_recursion_depth=max_recursion_depth, compact=compact,
                                   trajectories=trajectories, noise_std=noise_std, rng=rng)

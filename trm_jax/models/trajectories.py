@@ -40,8 +40,10 @@ class LatentNoise(NamedTuple):
     row_keys: jax.Array  # [rows] PRNG keys
 
 
-def check_options(trajectories, noise_std, select) -> None:
-    """One TRMError for a bad trajectory count, noise scale (when concrete) or selection rule."""
+def check_options(trajectories, noise_std, select):
+    """The noise scale to use (`noise_std`, or DEFAULT_NOISE_STD for several trajectories; None: one
+    noiseless trajectory), after one TRMError for a bad trajectory count, noise scale (when concrete) or
+    selection rule."""
     if isinstance(trajectories, bool) or not isinstance(trajectories, (int, np.integer)) or trajectories < 1:
         raise TRMError(f"trajectories must be an int >= 1 (a static count), got {trajectories!r}")
     if select not in SELECT_MODES:
@@ -55,10 +57,6 @@ def check_options(trajectories, noise_std, select) -> None:
         if not value >= 0 or not np.isfinite(value):
             raise TRMError(f"noise_std must be a finite number >= 0 (the scale of the Gaussian noise added to the "
                            f"recursion's state), got {noise_std!r}")
-
-
-def resolved_noise_std(trajectories: int, noise_std):
-    """noise_std as given, or DEFAULT_NOISE_STD for several trajectories (None: one noiseless trajectory)."""
     if noise_std is None and trajectories > 1:
         return DEFAULT_NOISE_STD
     return noise_std

@@ -23,7 +23,7 @@ from trm_jax.data.text import SampleEncoder, decode_prediction
 from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import predict
-from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
+from trm_jax.models.trajectories import check_options, indexed_keys
 from trm_jax.rag.wrapper import RAGDatasetWrapper
 
 logger = logging.getLogger(__name__)
@@ -194,8 +194,7 @@ class Task:
                 raise TRMError(f"infer() got an empty text (item {i}); pass a non-empty query")
         if max_recursion_depth is not None and int(max_recursion_depth) < 1:
             raise TRMError(f"max_recursion_depth must be >= 1, got {max_recursion_depth}")
-        check_options(trajectories, noise_std, select)
-        noise_std = resolved_noise_std(trajectories, noise_std)
+        noise_std = check_options(trajectories, noise_std, select)
         if params.tokenizer is None:
             raise TRMError("this model has no tokenizer (none was saved with it and its task builds one from data); "
                            "pass tokenizer= to trm_jax.infer, or save the model with its tokenizer")

@@ -30,7 +30,7 @@ from trm_jax.data import eval_batches
 from trm_jax.errors import TRMError
 from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
                             model_loss, predict, supervision_step, token_matches)
-from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
+from trm_jax.models.trajectories import check_options, indexed_keys
 from trm_jax.training import distributed as dist
 from trm_jax.training.state import LRSchedule, TrainState, ema_decay_at, ema_update, make_optimizer, split_table
 
@@ -316,8 +316,7 @@ def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int
     `replicated` says `params` are already on every local device (the Trainer's state). `trajectories`,
     `noise_std` and `select` are predict's; sample i's trajectories are keyed by `fold_in(key(seed), i)`
     whatever the batch size and device count."""
-    check_options(trajectories, noise_std, select)
-    noise_std = resolved_noise_std(trajectories, noise_std)
+    noise_std = check_options(trajectories, noise_std, select)
     n_local = jax.local_device_count()
     threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
     depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)

@@ -24,7 +24,7 @@ from trm_jax.data.arc import (Augmentation, encode_grids, load_tasks, parse_puzz
 from trm_jax.data.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT, predict, predict_trajectories
-from trm_jax.models.trajectories import check_options, indexed_keys, resolved_noise_std
+from trm_jax.models.trajectories import check_options, indexed_keys
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +241,7 @@ def model_predict_fn(model, params, halt_threshold: float = NO_EARLY_HALT,
     the augmentation vote (the vote over augmentations is then also the vote over trajectories). Row i of
     the evaluation (counted over the calls of this predict_fn) has the noise key `fold_in(key(seed), i)`.
     """
-    check_options(trajectories, noise_std, select)
-    noise_std = resolved_noise_std(trajectories, noise_std)
+    noise_std = check_options(trajectories, noise_std, select)
     rows_seen = [0]
 
     def predict_fn(inputs, puzzle_ids):
