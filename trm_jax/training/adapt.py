@@ -30,7 +30,7 @@ from trm_jax.errors import TRMError
 from trm_jax.models import IGNORE_LABEL, PUZZLE_EMB, TinyRecursiveModel
 from trm_jax.training import distributed as dist
 from trm_jax.training.metrics import summarize
-from trm_jax.training.state import TrainState, create_train_state, make_optimizer
+from trm_jax.training.state import TrainState, make_optimizer, make_train_state
 from trm_jax.training.step import AXIS, StepSpec, empty_train_carry, make_train_step
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
                              puzzle_emb_lr=float(learning_rate or training.puzzle_emb_lr))
     spec = StepSpec.create(tr, total_steps=int(steps), global_batch=batch, peak_lr=tr.learning_rate,
                            train_dense=dense)
-    state = (create_train_state(start, make_optimizer(spec)) if dense else
+    state = (make_train_state(start, make_optimizer(spec)) if dense else
              TrainState(step=jnp.int32(0), params=start, ema_params=None, opt_state=None, nonfinite=jnp.int32(0)))
     state = dist.replicate(jax.device_get(state))
     carry = dist.put_sharded(dist.shard(empty_train_carry(batch, grown)))
