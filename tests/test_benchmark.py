@@ -3,7 +3,6 @@ paths (sequence-first mixer, custom token-mixing VJP, one-pass GELU, remat polic
 transformer used as reference, and a smoke run of `scripts/benchmark.py model`. No timing assertions."""
 
 import dataclasses
-import importlib.util
 import os
 
 import jax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _scripts import load_script
 from benchmarks.config import BenchConfig
 from benchmarks.flops import (backward_einsums, einsum_flops, jax_net_cost_flops, net_flops, net_matmuls,
                               train_step_flops, xla_cost_flops)
@@ -167,9 +167,7 @@ def test_torch_transformer_reference_matches_ours():
 def test_benchmark_script_runs_and_prints_ratios(capsys):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmark")
     script.main(["model", "--dim", "16", "--depth", "1", "--seq-len", "9", "--batch", "4", "--n", "1", "--T", "2",
                  "--iters", "1", "--predict-steps", "2", "--predict-iters", "1", "--parts", "train,predict"])
     out = capsys.readouterr().out
@@ -199,9 +197,7 @@ def test_width_summary_gives_each_widths_ratios_and_its_target():
 def test_benchmark_script_widths_prints_one_summary_row_per_width(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmark")
     path = tmp_path / "widths.json"
     script.main(["--json", str(path), "model", "--widths", "8,16", "--depth", "1", "--seq-len", "9", "--batch", "4",
                  "--n", "1", "--T", "2", "--iters", "1", "--predict-steps", "2", "--predict-iters", "1"])

@@ -1,19 +1,17 @@
 """`scripts/benchmark.py time-to-accuracy`: the clock that leaves evaluations out, the time-to-target
 comparison, the revealed-givens data, and a --quick run of both trainers. No timing assertions."""
 
-import importlib.util
 import json
-import os
 import time
 
 import numpy as np
 import pytest
 
+from _scripts import load_script
 from benchmarks.time_to_accuracy import TrainClock, compare, reveal, time_to_reach
 from trm_jax.data import generate_sudoku
 from trm_jax.data.sudoku import count_solutions_batch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_clock_leaves_evaluation_pauses_out_and_stops_at_the_budget():
@@ -66,9 +64,7 @@ def test_reveal_adds_solution_cells_up_to_the_givens():
 def test_quick_run_prints_both_curves_and_the_ratio(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmark")
     path = tmp_path / "tta.json"
     # a worker that never reaches its budget (the trainer stopped calling evaluate) fails within --timeout
     assert script.main(["--json", str(path), "time-to-accuracy", "--quick", "--timeout", "150"]) == 0

@@ -2,7 +2,6 @@
 continuing the same trajectory; early stopping, the best checkpoint (load(which="best"), evaluate.py
 --which best), the time budget (a fake clock), and their config keys."""
 
-import importlib.util
 import json
 import os
 import types
@@ -11,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from _scripts import load_script
 from _train_helpers import make_trainer, tiny_config, train_losses
 from conftest import TINY_RUN
 from trm_jax.config import EarlyStoppingConfig, TRMConfig
@@ -20,7 +20,6 @@ from trm_jax.training import Callback, EarlyStopping, KeepBest, TimeBudget, read
 from trm_jax.training import make_trainer as make
 from trm_jax.training.callbacks import config_callbacks
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
 SECTIONS = dict(training=dict(steps=STEPS, checkpoint_every=3, eval_every=4))
 
@@ -159,9 +158,7 @@ def test_keep_best_keeps_the_best_evaluation_beside_the_latest(best_run):
 
 def test_evaluate_script_which_best(best_run, tmp_path):
     run, _, result = best_run
-    spec = importlib.util.spec_from_file_location("evaluate_script", os.path.join(ROOT, "scripts", "evaluate.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("evaluate")
     script.main(["--run", str(run), "--which", "best", "--out", str(tmp_path / "best.json")])
     out = json.loads((tmp_path / "best.json").read_text())
     assert out["checkpoint"] == "best" and out["step"] == load(run, which="best").step

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _scripts import load_script
 from trm_jax.config import ModelConfig
 from trm_jax.errors import TRMError
 from trm_jax.models import (NO_EARLY_HALT, Carry, Trajectories, init_params, initial_carry, make_model, predict,
@@ -341,13 +342,7 @@ def test_sudoku_infer_with_trajectories_without_training():
         params, queries, config=cfg)
 
 
-def _script(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"{name}_script", os.path.join(HERE, "..", "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = load_script
 
 
 def test_scripts_take_the_flags(tiny_run, tmp_path, capsys):
