@@ -175,8 +175,7 @@ def evaluate_adapted(params, *, pass_ks=ARC_PASS_KS, batch_size: int = 64, halt_
     are known, and the submission of every adapted task."""
     a = params.adaptation
     inputs, pids = augmented_test_rows(dict(a.tasks), a.identifiers, {t: a.local_ids(t) for t in a.tasks})
-    predict_fn = a.predict_fn(model_predict_fn(params.model, params.params, halt_threshold, max_recursion_depth,
-                                               **trajectory_options))
+    predict_fn = _adapted_predict_fn(params, halt_threshold, max_recursion_depth, trajectory_options)
     return evaluate_arc(predict_fn, inputs, pids, a.identifiers, dict(a.tasks), pass_ks=pass_ks,
                         batch_size=batch_size, progress=progress)
 
@@ -185,6 +184,11 @@ def infer_adapted_task(params, task_id: str, task: dict, *, halt_threshold: floa
                        max_recursion_depth: Optional[int] = None, **trajectory_options) -> list[dict]:
     """The attempts for an adapted task (found by `ArcAdaptation.find`): the vote over its adapted identifiers."""
     a = params.adaptation
-    predict_fn = a.predict_fn(model_predict_fn(params.model, params.params, halt_threshold, max_recursion_depth,
-                                               **trajectory_options))
+    predict_fn = _adapted_predict_fn(params, halt_threshold, max_recursion_depth, trajectory_options)
     return vote_on_task(predict_fn, a.identifiers, a.local_ids(task_id), task_id, task)
+
+
+def _adapted_predict_fn(params, halt_threshold, max_recursion_depth, trajectory_options: dict):
+    """The run's model_predict_fn, asked through the adaptation's identifiers."""
+    return params.adaptation.predict_fn(model_predict_fn(params.model, params.params, halt_threshold,
+                                                         max_recursion_depth, **trajectory_options))

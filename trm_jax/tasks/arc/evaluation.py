@@ -312,6 +312,8 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
     """
     task = read_task(task)
     task_id, ids = _task_identifiers(build, task)
+    predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
+    identifiers = build.identifiers
     if task_id is None:
         logger.warning(
             "ARC infer: this task is not in the run's training data, so it has no trained puzzle embedding; "
@@ -321,11 +323,8 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
         identifiers = ["<blank>"] + [puzzle_identifier_name(task_id, Augmentation(t, tuple(range(10))))
                                      for t in range(8)]
         ids = list(range(1, 9))
-        blank = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
-        predict_fn = lambda x, p: blank(x, np.zeros_like(p))  # noqa: E731
-    else:
-        identifiers = build.identifiers
-        predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
+        model_fn = predict_fn
+        predict_fn = lambda x, p: model_fn(x, np.zeros_like(p))  # noqa: E731  (every row: the blank identifier)
     return vote_on_task(predict_fn, identifiers, ids, task_id, task, batch_size=batch_size, attempts=attempts)
 
 
