@@ -11,6 +11,7 @@ import numpy as np
 from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams, as_trm_params
 from trm_jax.models import NO_EARLY_HALT
+from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.tasks import get_task
 from trm_jax.tasks.arc.evaluation import score_arc_submission
 from trm_jax.training.step import evaluate_samples
@@ -74,7 +75,7 @@ def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_th
         raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
     if dataset.inputs.shape[1] != params.seq_len:
         raise TRMError(f"evaluation inputs have length {dataset.inputs.shape[1]} but the model takes {params.seq_len}")
-    res = evaluate_samples(params.model, params.params, dataset, min(batch_size, 1 << (len(dataset) - 1).bit_length()),
+    res = evaluate_samples(params.model, params.params, dataset, min(batch_size, power_of_two_at_least(len(dataset))),
                            halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
                            trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
     exact, tok_correct, tok_count, depth, diff = (res[k] for k in ("exact", "token_correct", "token_count",

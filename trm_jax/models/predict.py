@@ -28,6 +28,11 @@ NO_EARLY_HALT = 2.0
 MIN_BUCKET = 8  # smallest batch the compacting predict shrinks to
 
 
+def power_of_two_at_least(n: int) -> int:
+    """The smallest power of two >= n: batch sizes padded to it reuse a few compiled programs."""
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
 class _PredictionFields(NamedTuple):
     tokens: jax.Array  # [batch, seq_len] predicted token ids at each sample's halting step
     recursion_depth: jax.Array  # [batch] supervision steps run before halting, >= 1
@@ -238,7 +243,7 @@ def _predict_compacting(model, params, tokens, puzzle_ids, threshold, max_recurs
         active = np.nonzero(~halted_now)[0]
         if final or active.size == 0 or int(step) >= int(max_recursion_depth):
             break
-        bucket = max(MIN_BUCKET, 1 << (int(active.size) - 1).bit_length())
+        bucket = max(MIN_BUCKET, power_of_two_at_least(active.size))
         pad = bucket - active.size
         index = np.concatenate([active, np.full(pad, active[0])])
         x, carry, noise = _compact(model, x, carry, noise, jnp.asarray(index))

@@ -23,6 +23,7 @@ from trm_jax.data.text import SampleEncoder, decode_prediction
 from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import predict
+from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.models.trajectories import check_options, indexed_keys
 from trm_jax.rag.wrapper import RAGDatasetWrapper
 
@@ -287,4 +288,4 @@ def check_split(split: str) -> None:
 
 
 def _bucket(n: int) -> int:
-    return min(MAX_BUCKET, 1 << max(0, (n - 1).bit_length()))
+    return min(MAX_BUCKET, power_of_two_at_least(n))

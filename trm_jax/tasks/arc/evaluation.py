@@ -24,6 +24,7 @@ from trm_jax.data.arc import (Augmentation, encode_grids, load_tasks, parse_puzz
 from trm_jax.data.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT, predict, predict_trajectories
+from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.models.trajectories import check_options, indexed_keys
 
 logger = logging.getLogger(__name__)
@@ -345,7 +346,7 @@ def vote_on_task(predict_fn: Callable, identifiers: Sequence[str], ids: Sequence
                  batch_size: int = 64, attempts: int = ARC_SUBMISSION_ATTEMPTS) -> list[dict]:
     """The attempts per test input of one task, voting over the predictions of its identifiers `ids`."""
     rows, pids = augmented_test_rows({task_id: task}, identifiers, {task_id: ids})
-    batch_size = min(batch_size, 1 << (len(rows) - 1).bit_length())  # a small task is not padded to a big batch
+    batch_size = min(batch_size, power_of_two_at_least(len(rows)))  # a small task is not padded to a big batch
     result = evaluate_arc(predict_fn, rows, pids, identifiers, {task_id: task}, pass_ks=(), batch_size=batch_size,
                           attempts=attempts)
     return result.submission[task_id]
