@@ -53,7 +53,8 @@ from typing import Optional
 from benchmarks.config import QUICK, REFERENCE, BenchConfig
 from benchmarks.flops import jax_net_cost_flops, net_flops, predict_flops, train_step_flops
 from benchmarks.model_workers import COMPILE_STEP, TORCH_MEMORY, time_frameworks
-from benchmarks.workers import run_worker
+from benchmarks.workers import add_malloc_hugepages_argument, run_worker
+from trm_jax.huge_pages import with_huge_pages
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,9 +87,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "of the ratios and the targets (train,predict parts only unless --parts says more)")
     p.add_argument("--no-torch", action="store_true", help="trm_jax only")
     p.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the workers (default: inherited)")
-    p.add_argument("--malloc-hugepages", action=argparse.BooleanOptionalAction, default=True,
-                   help="run workers with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages "
-                        "for large allocations: far fewer page faults; applies to both frameworks)")
+    add_malloc_hugepages_argument(p)
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker process")
 
 
@@ -110,10 +109,7 @@ def _env(args, memory: bool = False) -> dict:
         env.update(MEMORY_ENV)
     if args.xla_flags is not None:
         env["XLA_FLAGS"] = args.xla_flags
-    if args.malloc_hugepages:
-        tun = env.get("GLIBC_TUNABLES", "")
-        if "glibc.malloc.hugetlb" not in tun:
-            env["GLIBC_TUNABLES"] = ":".join(filter(None, [tun, "glibc.malloc.hugetlb=1"]))
+    env = with_huge_pages(env, args.malloc_hugepages)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 

@@ -53,4 +53,7 @@ def _timed(fn) -> float:
 
 
 if __name__ == "__main__":
+    from trm_jax.huge_pages import rerun_with_huge_pages
+
+    rerun_with_huge_pages()
     main()

@@ -35,7 +35,9 @@ in flight finished: those count as training); the loop itself is the one users r
 wait on the device between points. PyTorch: the dataset's batch fetch ticks `TrainClock`, i.e.
 between batches.
 Data generation is outside the clock. Each framework trains in its own worker process on the same
-`--threads` CPUs (PyTorch: `torch.set_num_threads`), one after the other. Run it on an otherwise
+`--threads` CPUs (PyTorch: `torch.set_num_threads`), one after the other, both with malloc on
+transparent huge pages as trm_jax's scripts run (`--no-malloc-hugepages`: both without;
+trm_jax/huge_pages.py). Run it on an otherwise
 idle machine: PyTorch's OpenMP threads slow down many times over when other processes compete for
 the CPUs (XLA's much less), so the load average before each run and each run's CPU seconds per
 training second are printed.
@@ -59,7 +61,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from benchmarks.workers import run_worker
+from benchmarks.workers import add_malloc_hugepages_argument, run_worker
+from trm_jax.huge_pages import with_huge_pages
 from trm_jax.training import Callback, TimeBudget
 
 NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
@@ -130,6 +133,7 @@ def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help=f"tiny configuration ({QUICK.label()})")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per worker process (default: 3 x budget + 600)")
+    add_malloc_hugepages_argument(p)
 
 
 def _config_from_args(args) -> TTAConfig:
@@ -405,11 +409,12 @@ def _report(res: dict) -> None:
 
 def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
     cfg = _config_from_args(args)
-    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {cfg.label()}", flush=True)
-    env = dict(os.environ)
+    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {cfg.label()}; malloc huge pages "
+          f"{'on' if args.malloc_hugepages else 'off'} for both", flush=True)
+    env = with_huge_pages(dict(os.environ), args.malloc_hugepages)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     timeout = args.timeout or 3 * cfg.budget_s + 600
-    res: dict = {"config": dataclasses.asdict(cfg)}
+    res: dict = {"config": dataclasses.asdict(cfg), "malloc_hugepages": args.malloc_hugepages}
     with tempfile.TemporaryDirectory(prefix="trm_tta_") as tmp:
         path = os.path.join(tmp, "data.npz")
         np.savez(path, **sudoku_arrays(cfg))

@@ -11,6 +11,7 @@ and environment (XLA_FLAGS, malloc tunables) apply to every framework alike.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -118,6 +119,14 @@ class WorkerServer:
                 self.proc.wait(timeout=60)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+
+
+def add_malloc_hugepages_argument(p) -> None:
+    """--malloc-hugepages / --no-malloc-hugepages: the workers' malloc setting (trm_jax/huge_pages.py)."""
+    p.add_argument("--malloc-hugepages", action=argparse.BooleanOptionalAction, default=True,
+                   help="run both frameworks' workers with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent "
+                        "huge pages: far fewer page faults), as trm_jax's scripts run; --no-malloc-hugepages: "
+                        "both without (default: on)")
 
 
 def run_worker(entry: str, spec: dict, env: dict, timeout: float) -> dict:

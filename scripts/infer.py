@@ -48,4 +48,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from trm_jax.huge_pages import rerun_with_huge_pages
+
+    rerun_with_huge_pages()
     main()

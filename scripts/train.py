@@ -61,4 +61,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from trm_jax.huge_pages import rerun_with_huge_pages
+
+    rerun_with_huge_pages()
     sys.exit(main())

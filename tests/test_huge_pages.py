@@ -1,0 +1,93 @@
+"""trm_jax.huge_pages: the malloc setting the scripts re-execute themselves with."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from trm_jax import huge_pages as hp
+
+GLIBC = (2, 36)
+
+
+def test_env_adds_the_tunable_and_keeps_others():
+    assert hp.huge_pages_env({"A": "1"}, GLIBC, "madvise")["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    env = hp.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.check=0"}, GLIBC, "always")
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=0:glibc.malloc.hugetlb=1"
+
+
+@pytest.mark.parametrize("environ, glibc, mode", [
+    ({"TRM_JAX_HUGE_PAGES": "0"}, GLIBC, "madvise"),  # opted out
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, GLIBC, "madvise"),  # the user decided
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, GLIBC, "madvise"),  # already on: no second exec
+    ({}, (2, 34), "madvise"),  # glibc without the tunable
+    ({}, None, "madvise"),  # not glibc
+    ({}, GLIBC, "never"),  # the kernel gives none
+    ({}, GLIBC, None),  # no transparent huge pages at all
+])
+def test_env_is_none_where_nothing_should_change(environ, glibc, mode):
+    assert hp.huge_pages_env(environ, glibc, mode) is None
+
+
+def test_with_huge_pages_sets_either_way():
+    env = hp.with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.check=0", "X": "y"}, on=False)
+    assert env == {"GLIBC_TUNABLES": "glibc.malloc.check=0:glibc.malloc.hugetlb=0", "X": "y"}
+    assert hp.with_huge_pages({})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert hp.thp_mode(str(path)) == "madvise"
+    assert hp.thp_mode(str(tmp_path / "missing")) is None
+
+
+PROBE = textwrap.dedent("""
+    import ctypes, os, sys
+    print("start", os.getpid(), os.environ.get("GLIBC_TUNABLES"), flush=True)
+    from trm_jax.huge_pages import huge_pages_enabled, rerun_with_huge_pages
+    rerun_with_huge_pages()
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    block = libc.malloc(64 << 20)
+    ctypes.memset(block, 1, 64 << 20)
+    with open("/proc/self/smaps_rollup") as f:
+        huge = [int(line.split()[1]) for line in f if line.startswith("AnonHugePages")][0]
+    print("after", os.getpid(), os.environ.get("GLIBC_TUNABLES"), huge_pages_enabled(), huge, sys.argv[1:])
+""")
+
+
+def _probe(tmp_path, env_extra):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hp.OPT_OUT)}
+    out = subprocess.run([sys.executable, str(script), "a", "b c"], env={**env, **env_extra}, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()
+    return [line.split(" ", 3) for line in out]
+
+
+applicable = pytest.mark.skipif(hp.huge_pages_env({}, hp.glibc_version(), hp.thp_mode()) is None,
+                                reason="needs Linux, glibc >= 2.35 and transparent huge pages")
+
+
+@applicable
+def test_rerun_execs_once_in_the_same_process_with_the_same_arguments(tmp_path):
+    lines = _probe(tmp_path, {})
+    assert [line[0] for line in lines] == ["start", "start", "after"]  # re-executed exactly once
+    assert lines[0][1] == lines[1][1] == lines[2][1]  # same PID
+    assert lines[0][2] == "None" and lines[1][2] == lines[2][2] == "glibc.malloc.hugetlb=1"
+    after = lines[2][3].split(" ", 2)
+    assert after[0] == "True" and after[2] == "['a', 'b c']"
+    assert int(after[1]) > 0  # a 64 MiB malloc block is backed by huge pages
+
+
+@applicable
+def test_opt_out_leaves_the_process_alone(tmp_path):
+    lines = _probe(tmp_path, {hp.OPT_OUT: "0"})
+    assert [line[0] for line in lines] == ["start", "after"]
+    after = lines[1][3].split(" ", 2)
+    assert lines[1][2] == "None" and after[0] == "False"
+    if hp.thp_mode() == "madvise":  # huge pages only where asked for
+        assert int(after[1]) == 0

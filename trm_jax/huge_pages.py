@@ -1,0 +1,92 @@
+"""Transparent huge pages for the process's heap: what XLA:CPU's buffers are allocated from.
+
+XLA:CPU allocates every step's temporaries with the C library's malloc. With glibc, memory freed at
+the end of a step goes back to the kernel and the next step faults it in again, 4 KiB page by page,
+each page zeroed on first touch; at small widths those faults are a large share of the step. With
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35) malloc asks for transparent huge pages
+(2 MiB) on all its memory: far fewer faults and TLB misses (docs/performance.md, "Huge pages").
+PyTorch's CPU allocator uses the same malloc, so the benchmarks run both frameworks under the same
+setting.
+
+glibc reads its tunables once, when the process starts, so the scripts re-execute themselves with
+the setting (`rerun_with_huge_pages()`, same PID and arguments) before they do any work. Set
+TRM_JAX_HUGE_PAGES=0 to leave the allocator as it is. In your own programs, export the variable
+before Python starts (a notebook: before launching Jupyter) or call `rerun_with_huge_pages()` first
+thing in your script.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping, Optional
+
+TUNABLE = "glibc.malloc.hugetlb"
+SETTING = f"{TUNABLE}=1"
+OPT_OUT = "TRM_JAX_HUGE_PAGES"  # "0": never re-execute
+THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
+MIN_GLIBC = (2, 35)  # the first glibc with the hugetlb tunable
+
+
+def glibc_version() -> Optional[tuple]:
+    """(major, minor) of the running glibc; None elsewhere (macOS, Windows, musl)."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+        return tuple(int(p) for p in version.split(".")[:2]) if name == "glibc" else None
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def thp_mode(path: str = THP_MODE_FILE) -> Optional[str]:
+    """The kernel's transparent-huge-page mode (always, madvise or never); None where unknown."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else None
+
+
+def _tunable_items(environ: Mapping[str, str]) -> list:
+    return [item for item in environ.get("GLIBC_TUNABLES", "").split(":") if item]
+
+
+def with_huge_pages(environ: Mapping[str, str], on: bool = True) -> dict:
+    """`environ` with malloc's huge pages set on or off (for a child process), other tunables kept."""
+    items = [item for item in _tunable_items(environ) if item.split("=")[0] != TUNABLE]
+    return {**environ, "GLIBC_TUNABLES": ":".join([*items, f"{TUNABLE}={int(on)}"])}
+
+
+def huge_pages_env(environ: Mapping[str, str], glibc: Optional[tuple], mode: Optional[str]) -> Optional[dict]:
+    """`environ` with glibc's malloc asked for huge pages, or None when that is unavailable, already
+    decided (the tunable is set either way) or opted out of."""
+    if environ.get(OPT_OUT, "1") == "0" or glibc is None or glibc < MIN_GLIBC or mode not in ("always", "madvise"):
+        return None
+    if any(item.split("=")[0] == TUNABLE for item in _tunable_items(environ)):
+        return None
+    return with_huge_pages(environ)
+
+
+def huge_pages_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a process with `environ` from its start has malloc on huge pages (if the system gives them)."""
+    setting = [item for item in _tunable_items(environ) if item.split("=")[0] == TUNABLE]
+    return (bool(setting) and setting[-1] != f"{TUNABLE}=0" and (glibc_version() or (0, 0)) >= MIN_GLIBC
+            and thp_mode() in ("always", "madvise"))
+
+
+def rerun_with_huge_pages() -> None:
+    """Re-execute the running script with malloc on huge pages; returns without doing anything when
+    the process has them already, cannot have them, was opted out (TRM_JAX_HUGE_PAGES=0), or was not
+    started from a file (`python -c`, standard input). Call it before anything else runs: the process
+    image is replaced (same PID, arguments, open files)."""
+    env = huge_pages_env(os.environ, glibc_version(), thp_mode())
+    argv = getattr(sys, "orig_argv", None)
+    if env is None or not argv or not sys.argv or not os.path.isfile(sys.argv[0]):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+
+
+__all__ = ["huge_pages_enabled", "huge_pages_env", "rerun_with_huge_pages", "with_huge_pages"]
