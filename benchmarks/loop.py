@@ -12,19 +12,23 @@ difficulty), with evaluations and periodic checkpoints pushed past the end. Time
   final evaluation and the checkpoint lie outside it; the loop's share is everything else: data,
   augmentation, sharding, transfers, dispatch, the wait on the step QUEUE_DEPTH behind, metric windows
   (log_every), the monitor and the callbacks.
-The arms alternate for `--rounds` rounds; the best time of each is printed, with the loop / bare ratio.
+The arms alternate for `--rounds` rounds; the best time of each is printed, with the loop / bare ratio
+and the bare step's page faults (malloc on huge pages or not: trm_jax/huge_pages.py; run with
+TRM_JAX_HUGE_PAGES=0 to compare).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 
 import jax
 
 from trm_jax.config import load_config
+from trm_jax.huge_pages import huge_pages_enabled
 from trm_jax.training import make_trainer, read_metrics
 from trm_jax.training import distributed as dist
 
@@ -55,6 +59,14 @@ def time_loop(config, run_dir: str, prefetch_batches: int) -> float:
     return (last["timestamp"] - first["timestamp"]) / (last["step"] - first["step"])
 
 
+FAULTS_PER_STEP: list = []  # of each bare-step arm
+
+
+def page_faults() -> int:
+    """Page faults of this process so far (minor: memory the kernel had to map and zero)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_bare_step(config, run_dir: str, steps: int) -> float:
     """Seconds per step of the compiled step alone, on one device-resident batch."""
     trainer = make_trainer(config.replace(run_dir=run_dir))
@@ -66,10 +78,11 @@ def time_bare_step(config, run_dir: str, steps: int) -> float:
         for _ in range(3):  # compile and warm up
             state, carry, metrics = stage.p_step(state, carry, batch, key)
         jax.block_until_ready(metrics)
-        t = time.perf_counter()
+        t, faults = time.perf_counter(), page_faults()
         for _ in range(steps):
             state, carry, metrics = stage.p_step(state, carry, batch, key)
         jax.block_until_ready((state, metrics))
+        FAULTS_PER_STEP.append((page_faults() - faults) / steps)
         return (time.perf_counter() - t) / steps
     finally:
         trainer.close()
@@ -97,7 +110,11 @@ def main(argv=None) -> dict:
           f"{stage.batch_size or config.training.batch_size}), {args.rounds} round(s), best of each:")
     for name, seconds in best.items():
         print(f"{name:>18}: {seconds * 1e3:9.3f} ms/step  {seconds / bare:6.3f}x the bare step")
-    return dict(seconds_per_step=best, ratio={k: v / bare for k, v in best.items()})
+    faults = min(FAULTS_PER_STEP)
+    print(f"malloc huge pages {'on' if huge_pages_enabled() else 'off'} (trm_jax/huge_pages.py); bare step: "
+          f"{faults:,.0f} page faults per step")
+    return dict(seconds_per_step=best, ratio={k: v / bare for k, v in best.items()},
+                malloc_hugepages=huge_pages_enabled(), page_faults_per_step=faults)
 
 
 if __name__ == "__main__":

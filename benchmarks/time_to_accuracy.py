@@ -62,7 +62,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from benchmarks.workers import add_malloc_hugepages_argument, run_worker
-from trm_jax.huge_pages import with_huge_pages
+from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
 from trm_jax.training import Callback, TimeBudget
 
 NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
@@ -93,13 +93,14 @@ class TTAConfig:
     eval_every_s: float = 30.0
     threads: int = 2
     seed: int = 0
+    halted_samples: str = "refill"  # trm_jax's training.halted_samples (PyPI's Trainer always drops)
 
     def label(self) -> str:
         return (f"mixer dim={self.dim} depth={self.depth} n={self.n} T={self.T} max_depth={self.max_depth} "
                 f"batch={self.batch_size} lr={self.lr:g} wd={self.weight_decay:g} warmup={self.warmup_steps} "
                 f"ema={self.ema_decay:g}; Sudoku {self.givens} givens, {self.num_train} train / "
                 f"{self.num_eval} held-out; {self.budget_s:g} s per framework, eval every {self.eval_every_s:g} s, "
-                f"{self.threads} threads")
+                f"{self.threads} threads; trm_jax halted samples: {self.halted_samples}")
 
 
 QUICK = TTAConfig(dim=32, depth=1, n=1, T=2, max_depth=4, batch_size=16, warmup_steps=10, num_train=256,
@@ -130,6 +131,9 @@ def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-eval", type=int, default=d.num_eval)
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads for both frameworks")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--halted-samples", choices=["refill", "drop"], default=d.halted_samples,
+                   help="trm_jax's training.halted_samples: refill halted slots at once (the official recipe) or "
+                        "drop them until the whole batch halted (the PyPI Trainer's schedule) (default %(default)s)")
     p.add_argument("--quick", action="store_true", help=f"tiny configuration ({QUICK.label()})")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per worker process (default: 3 x budget + 600)")
@@ -138,7 +142,7 @@ def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
 
 def _config_from_args(args) -> TTAConfig:
     if args.quick:
-        return dataclasses.replace(QUICK, threads=args.threads, seed=args.seed)
+        return dataclasses.replace(QUICK, threads=args.threads, seed=args.seed, halted_samples=args.halted_samples)
     fields = {f.name for f in dataclasses.fields(TTAConfig)}  # the options are named after the fields
     return TTAConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
@@ -276,7 +280,8 @@ def _train_jax(cfg: TTAConfig, data: dict) -> dict:
         eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
         seed=cfg.seed, learning_rate=cfg.lr, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
-        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
+        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
+        eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
         checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve])
     budget.spent_before = time.monotonic() - t_build  # building the model and trainer counts, as for PyTorch
     trainer.train()
@@ -354,7 +359,8 @@ def train_worker(spec: dict) -> dict:
     cfg = TTAConfig(**spec["config"])
     with np.load(spec["data"], allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
-    return (_train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
+    result = (_train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
+    return dict(result, malloc_hugepages=huge_pages_enabled())
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -11,6 +11,7 @@ from _scripts import load_script
 from benchmarks.time_to_accuracy import TrainClock, compare, reveal, time_to_reach
 from trm_jax.data import generate_sudoku
 from trm_jax.data.sudoku import count_solutions_batch
+from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
 
 
 
@@ -77,6 +78,9 @@ def test_quick_run_prints_both_curves_and_the_ratio(tmp_path, capsys):
         for p in run["curve"]:
             assert 0 <= p["exact_accuracy"] <= 1 and 0 <= p["token_accuracy"] <= 1 and p["train_s"] > 0
             assert 1 <= p["recursion_depth"] <= res["config"]["max_depth"]
+    # both workers under the same malloc setting: huge pages where this machine has them
+    assert res["jax"]["malloc_hugepages"] == res["torch"]["malloc_hugepages"] == huge_pages_enabled(
+        with_huge_pages({}))
     assert [c["metric"] for c in res["compare"]] == ["exact_accuracy", "token_accuracy"]
     for c in res["compare"]:
         assert "ratio" in c and (c["ratio"] is None) == (c["jax_s"] is None or not c["target"])

@@ -268,3 +268,47 @@ def test_ema_after_k_steps_follows_the_warmup_formula():
         const = jax.tree.map(lambda e, x: 0.95 * e + 0.05 * x, const, p)
     gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(const)))
     assert gap > 1e-3
+
+
+def test_drop_step_trains_only_the_live_rows_and_refills_only_a_halted_batch():
+    """halted_samples=drop: the same update as a step on the live rows alone (hand-written loss), halted
+    rows inert, and the batch refilled only once every row halted."""
+    model = tiny_model(halt_threshold=1.0)
+    training = tcfg(halted_samples="drop")
+    params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
+    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    old = make_batch(1)
+    rng = np.random.default_rng(3)
+    carry = TrainCarry(rng.normal(size=(B, L, 16)).astype(np.float32), rng.normal(size=(B, L, 16)).astype(np.float32),
+                       old["inputs"], old["labels"], np.zeros(B, np.int32), old["difficulty"],
+                       np.array([3, 2, 1, 1], np.int32), np.array([True, False, True, False]))
+    new_state, new_carry, m = run_step(model, training, state, carry, make_batch(2), jax.random.PRNGKey(9))
+
+    live = ~carry.halted
+
+    def loss_fn(p):
+        out = supervision_step(model, p, jnp.asarray(old["inputs"][live]),
+                               Carry(jnp.asarray(carry.y[live]), jnp.asarray(carry.z[live])))
+        per, aux = compute_loss(out.logits, out.halt_logits, jnp.asarray(old["labels"][live]), halt_loss_weight=1.0)
+        return per.mean(), (out, aux)
+
+    (loss, (out, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    zeros = jax.tree.map(np.zeros_like, params)
+    ref_params, _, _ = reference_adamw(params, grads, zeros, zeros, 0, training,
+                                       training.learning_rate / training.warmup_steps)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), new_state.params, ref_params)
+    assert m["samples"] == 2 and m["halted"] == 1 and m["recursion_depth"] == 3  # row 1 hit the cap
+    np.testing.assert_allclose(m["loss"] / m["samples"], float(loss), rtol=1e-5)
+    np.testing.assert_allclose(m["ce"], float(aux["ce"].sum()), rtol=1e-5)
+    np.testing.assert_array_equal(new_carry.inputs, old["inputs"])  # no refill while a row runs
+    np.testing.assert_array_equal(new_carry.recursion_depth, [3, 3, 1, 2])  # halted rows keep theirs
+    np.testing.assert_array_equal(new_carry.halted, [True, True, True, False])
+    np.testing.assert_allclose(new_carry.y[live], np.asarray(out.carry.y), rtol=1e-5, atol=1e-6)
+
+    _, c, m = run_step(model, training, new_state, new_carry, make_batch(3), jax.random.PRNGKey(1))
+    assert m["samples"] == 1 and c.halted.all()  # the last row reaches the cap
+    np.testing.assert_array_equal(c.inputs, old["inputs"])
+    _, c, m = run_step(model, training, new_state, c, make_batch(4), jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(c.inputs, make_batch(4)["inputs"])  # everyone halted: a new batch
+    np.testing.assert_array_equal(c.recursion_depth, np.ones(B))
+    assert m["samples"] == B

@@ -31,6 +31,7 @@ def summarize(window: Iterable[Mapping[str, np.ndarray]]) -> dict:
         exact_accuracy=tot["exact"] / n,
         recursion_depth=tot["recursion_depth"] / halted if halted else float("nan"),
         halted_fraction=halted / n,
+        samples_per_step=tot["samples"] / len(window),  # the batch; smaller with training.halted_samples=drop
         difficulty=tot["difficulty"] / n,
         lr=float(np.asarray(window[-1]["lr"])),
         grad_norm=float(np.mean([np.asarray(m["grad_norm"], np.float64) for m in window])),

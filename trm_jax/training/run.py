@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from trm_jax.config import TRMConfig
+from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel
 from trm_jax.rag import build_rag
 from trm_jax.tasks import get_task
@@ -38,6 +39,10 @@ class TrainingRun:
                  tokenizer=None, datasets=(None, None), datasets_fn=None, async_checkpoints: bool = True,
                  callbacks: Iterable[Callback] = (), resume: bool = False, overwrite: bool = False):
         self.pindex, self.pcount, self.n_local, self.n_global = dist.topology()
+        if config.training.halted_samples == "drop" and self.pcount > 1:
+            raise ConfigError(f"training.halted_samples=drop runs in one process ({self.pcount} here): every process "
+                              "would have to agree on when a new batch starts; use refill (the default) for "
+                              "multi-process training")
         self.is_main = self.pindex == 0
         self.resume, self.overwrite = resume, overwrite  # overwrite: a fresh run may replace old checkpoints
         self.run_directory = RunDirectory(run_path, process_index=self.pindex,
@@ -71,6 +76,7 @@ class TrainingRun:
         self.callbacks = CallbackList([*config_callbacks(self.config), *callbacks])
 
         self.stage: Optional[Stage] = None
+        self._idle_batches: dict = {}  # halted_samples=drop: device batches for steps that refill nothing
         self._state = None  # replicated TrainState (pmapped)
         self._carry = None  # sharded TrainCarry
         self._iterator_state: Optional[dict] = None  # the data position after the last batch a step consumed

@@ -80,6 +80,7 @@ class StepSpec:
     puzzle_emb_lr: float
     puzzle_emb_weight_decay: float
     ema_warmup: bool = True  # the EMA decay ramps up from 0 (state.ema_decay_at)
+    halted_samples: str = "refill"  # TrainingConfig.halted_samples
     # False: only the puzzle-table rows train (test-time adaptation); the dense weights, their optimizer
     # state and EMA are left as they are, and no gradient of them is computed
     train_dense: bool = True
@@ -131,6 +132,7 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     tx = make_optimizer(spec)
     lr_fn = LRSchedule(spec, spec.total_steps)
     max_recursion_depth = int(model.max_recursion_depth)
+    drop = spec.halted_samples == "drop"
     threshold = float(model.halt_threshold)
     explore = float(spec.halt_exploration_prob)
     global_batch = spec.global_batch
@@ -157,8 +159,14 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         offset = jax.lax.axis_index(AXIS) * b
         k_explore, k_min, k_drop = jax.random.split(rng, 3)
 
-        # 1. refill halted slots with fresh samples and reset their recursion state
-        fresh = carry.halted
+        # 1. refill halted slots with fresh samples and reset their recursion state; dropping halted
+        # samples, only once every slot (all devices) halted, and halted slots then train nothing
+        if drop:
+            everyone = jax.lax.pmin(jnp.all(carry.halted).astype(jnp.int32), AXIS).astype(bool)
+            fresh = jnp.broadcast_to(everyone, carry.halted.shape)
+            live = fresh | ~carry.halted
+        else:
+            fresh, live = carry.halted, jnp.ones_like(carry.halted)
         inputs = _where_rows(fresh, batch["inputs"], carry.inputs)
         labels = _where_rows(fresh, batch["labels"], carry.labels)
         batch_ids = batch.get("puzzle_ids", jnp.zeros((b,), jnp.int32))  # datasets without a table may omit it
@@ -175,11 +183,15 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         dense, table = split_table(state.params)
         delta = jnp.zeros((b, table.shape[1]), table.dtype) if has_table else None
 
+        # the mean over the live slots of all devices (the gradient's pmean below averages the devices)
+        weight = live.astype(jnp.float32)
+        loss_scale = jax.lax.axis_size(AXIS) / jnp.maximum(jax.lax.psum(weight.sum(), AXIS), 1.0)
+
         def loss_fn(dense, delta):
             params = dense if table is None else {**dense, PUZZLE_EMB: table}
             out = forward(params, inputs, rec, drop_keys, puzzle_ids, delta)
             per_sample, aux = model_loss(model, out, labels)
-            return per_sample.mean(), (out, per_sample, aux)
+            return (per_sample * weight).sum() * loss_scale, (out, per_sample, aux)
 
         (loss, (out, per_sample, aux)), grads = jax.value_and_grad(
             loss_fn, argnums=(0, 1) if train_dense else 1, has_aux=True)(dense, delta)
@@ -206,7 +218,8 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         else:
             params, ema_params, opt_state = dense, state.ema_params, state.opt_state
         if has_table:
-            all_ids = jax.lax.all_gather(puzzle_ids, AXIS, tiled=True)
+            trained_ids = jnp.where(live, puzzle_ids, table.shape[0])  # out of range: no update, no decay
+            all_ids = jax.lax.all_gather(trained_ids, AXIS, tiled=True)
             all_grads = jax.lax.all_gather(row_grads, AXIS, tiled=True)
             # a skipped step writes its rows back unchanged (lr 0): no dense select over the table
             emb_lr = jnp.where(finite, lr_fn(state.step, spec.puzzle_emb_lr), 0.0)
@@ -231,12 +244,16 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
             min_depth = _slice_global(min_depth, offset, b)
             halted = halted & (depth >= jnp.where(u < explore, min_depth, 0))
         halted = halted | ~finite  # a diverged carry must not linger
+        newly_halted = halted & live
+        halted = halted | ~live
+        depth = jnp.where(live, depth, depth - 1)
         new_carry = TrainCarry(out.carry.y, out.carry.z, inputs, labels, puzzle_ids, difficulty, depth, halted)
 
-        sums = dict(loss=per_sample.sum(), ce=aux["ce"].sum(), halt_loss=aux["halt_loss"].sum(),
-                    exact=aux["exact"].sum(), token_correct=aux["token_correct"].sum(),
-                    token_count=aux["token_count"].sum(), samples=jnp.float32(b), halted=halted.sum(),
-                    recursion_depth=jnp.where(halted, depth, 0).sum(), difficulty=difficulty.sum())
+        live_sum = lambda x: jnp.where(live, x, 0).sum()  # noqa: E731
+        sums = dict(loss=live_sum(per_sample), ce=live_sum(aux["ce"]), halt_loss=live_sum(aux["halt_loss"]),
+                    exact=live_sum(aux["exact"]), token_correct=live_sum(aux["token_correct"]),
+                    token_count=live_sum(aux["token_count"]), samples=weight.sum(), halted=newly_halted.sum(),
+                    recursion_depth=jnp.where(newly_halted, depth, 0).sum(), difficulty=live_sum(difficulty))
         metrics = jax.lax.psum({k: v.astype(jnp.float32) for k, v in sums.items()}, AXIS)
         metrics.update(lr=lr.astype(jnp.float32), grad_norm=grad_norm.astype(jnp.float32),
                        nonfinite=new_state.nonfinite)

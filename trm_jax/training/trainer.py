@@ -14,18 +14,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import time
 from typing import Any, Callable, Iterable, Optional
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
 from trm_jax.config import TRMConfig
 from trm_jax.errors import TRMError
+from trm_jax.huge_pages import glibc_version, huge_pages_env, thp_mode
 from trm_jax.models import TinyRecursiveModel
 from trm_jax.training import distributed as dist
 from trm_jax.training.callbacks import Callback
 from trm_jax.training.evaluation import held_out_metrics, log_results
+from trm_jax.training.halted_samples import put_rows, step_rows, take_rows
 from trm_jax.training.metrics import nonfinite_runs, summarize
 from trm_jax.training.prefetch import BatchFeed
 from trm_jax.training.pypi import trainer_inputs
@@ -147,6 +151,10 @@ class Trainer(TrainingRun):
 
     def train(self) -> TrainResult:
         t_start, bar = time.time(), None
+        if jax.default_backend() == "cpu" and huge_pages_env(os.environ, glibc_version(), thp_mode()) is not None:
+            log.info("malloc is not on huge pages: CPU steps at small widths run faster with "
+                     "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 set before Python starts (the scripts do this; "
+                     "docs/performance.md, Huge pages)")
         try:
             with stop_on_signals(self.request_stop):
                 step = self._begin()
@@ -186,11 +194,41 @@ class Trainer(TrainingRun):
         """Batches for steps [first_step, end_step) of the current stage, from the last consumed position."""
         iterator = self.stage.iterator
         iterator.load_state_dict(self._iterator_state)  # batches prepared but never consumed are read again
-        step_key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
         return BatchFeed(iterator, first_step=first_step, end_step=end_step,
-                         prepare=lambda batch: dist.put_sharded(dist.shard(batch)),
-                         step_key=lambda s: jax.random.key_data(jax.random.fold_in(step_key, s)),
+                         prepare=lambda batch: dist.put_sharded(dist.shard(batch)), step_key=self._step_key,
                          depth=self.prefetch_batches)
+
+    def _step_key(self, step: int):
+        """The RNG key (raw data) of optimizer step `step`."""
+        keys = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
+        return jax.random.key_data(jax.random.fold_in(keys, step))
+
+    def _drop_step(self, feed: BatchFeed, step: int) -> dict:
+        """One step of `training.halted_samples: drop` (halted_samples.py): the next batch once every
+        sample of the current one halted, else the samples still running (compacted on one device)."""
+        halted = dist.unshard(self._carry.halted)  # the host sync the schedule needs
+        rows = step_rows(halted, compact=self.n_local == 1)
+        p_step, key = self.stage.p_step, self._step_key(step)
+        if rows is None:
+            item = next(feed)
+            self._iterator_state = item.iterator_state
+            self._state, self._carry, metrics = p_step(self._state, self._carry, item.batch, key)
+        elif rows.size == halted.size:
+            self._state, self._carry, metrics = p_step(self._state, self._carry, self._idle_batch(rows.size), key)
+        else:
+            part = take_rows(self._carry, rows)
+            self._state, part, metrics = p_step(self._state, part, self._idle_batch(rows.size), key)
+            self._carry = put_rows(self._carry, rows, part)
+        return metrics
+
+    def _idle_batch(self, rows: int) -> dict:
+        """A batch of `rows` rows for a step that refills no slot (its values are never read)."""
+        seq = self.stage.model.token_len
+        if (rows, seq) not in self._idle_batches:
+            self._idle_batches[rows, seq] = dist.put_sharded(dist.shard(dict(
+                inputs=np.zeros((rows, seq), np.int32), labels=np.zeros((rows, seq), np.int32),
+                puzzle_ids=np.zeros((rows,), np.int32), difficulty=np.zeros((rows,), np.float32))))
+        return self._idle_batches[rows, seq]
 
     def _loop(self, step: int, total: int, bar) -> tuple[dict, bool]:
         """Steps from `step` to `total` or a stop request: (the last window's summary, stopped early)."""
@@ -206,9 +244,14 @@ class Trainer(TrainingRun):
                         t_flush, step_flush = time.time(), step
                     feed_end = min(total, self.stage.spec.end)
                     feed = self._feed(step, feed_end)
-                item = next(feed)
-                self._state, self._carry, metrics = self.stage.p_step(self._state, self._carry, item.batch, item.key)
-                self._iterator_state, step = item.iterator_state, step + 1
+                if cfg.halted_samples == "drop":
+                    metrics = self._drop_step(feed, step)
+                else:
+                    item = next(feed)
+                    self._state, self._carry, metrics = self.stage.p_step(self._state, self._carry, item.batch,
+                                                                          item.key)
+                    self._iterator_state = item.iterator_state
+                step += 1
                 self._step = step
                 if step == feed_end:
                     feed.close()
@@ -254,7 +297,7 @@ class Trainer(TrainingRun):
         host = [dist.unreplicate(m) for m in window]
         summary = summarize(host)
         summary["skipped"], bad = nonfinite_runs(host)
-        tps = (step - step_flush) * spec.batch_size * spec.seq_len / max(time.time() - t_flush, 1e-9)
+        tps = sum(float(m["samples"]) for m in host) * spec.seq_len / max(time.time() - t_flush, 1e-9)
         self.history.append(self.logger.log_train(step, self._epoch(step), spec.index, summary, tokens_per_sec=tps,
                                                   **(reading or {})))
         steps_log.info("step %d/%d stage %d | loss %.4f ce %.4f halt %.4f | tok acc %.4f exact %.4f | depth %.2f | "
