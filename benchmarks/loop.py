@@ -6,8 +6,8 @@
 difficulty), with evaluations and periodic checkpoints pushed past the end. Timed:
 - bare: the stage's compiled train step called back to back on one batch already on device (fixed key),
   blocked once at the end: the time per step no loop can beat;
-- loop: `Trainer.train()`, with the next batches prepared in the feed thread (the default) and, for
-  comparison, in the loop's own thread (`prefetch_batches = 0`). Its time per step is read from the
+- loop: `Trainer.train()`, with the next batches prepared in the feed thread (`prefetch_batches = 2`,
+  the default on accelerators) and in the loop's own thread (`prefetch_batches = 0`, the default on CPU). Its time per step is read from the
   run's metrics.jsonl, first training record to last, so setup, the first window (compilation), the
   final evaluation and the checkpoint lie outside it; the loop's share is everything else: data,
   augmentation, sharding, transfers, dispatch, the wait on the step QUEUE_DEPTH behind, metric windows
@@ -97,7 +97,8 @@ def main(argv=None) -> dict:
                     help="config override, e.g. --set training.log_every=50 (repeatable)")
     args = ap.parse_args(argv)
     config = cut_config(args.config, args.steps, args.overrides)
-    arms = {"loop": lambda d: time_loop(config, d, 2), "loop, no prefetch": lambda d: time_loop(config, d, 0),
+    arms = {"loop, feed thread": lambda d: time_loop(config, d, 2),
+            "loop, no thread": lambda d: time_loop(config, d, 0),
             "bare step": lambda d: time_bare_step(config, d, args.steps)}
     best: dict = {}
     with tempfile.TemporaryDirectory(prefix="trm_jax_bench_loop_") as scratch:

@@ -10,8 +10,9 @@ network (dim, depth, n latent refinements, T cycles) in each package.
 
 What each side runs:
 - trm_jax: `trm_jax.Trainer(model, (inputs, labels), eval_dataset=..., callbacks=[TimeBudget, HeldOutCurve])`:
-  deep supervision over a fixed batch of slots (halted slots are refilled), AdamW, EMA of the weights;
-  `Trainer.evaluate` (EMA weights, the model's predict) for the held-out points.
+  deep supervision over a fixed batch of slots (halted slots are refilled; `--halted-samples drop`:
+  the PyPI schedule below, `training.halted_samples`), AdamW, EMA of the weights; `Trainer.evaluate`
+  (EMA weights, the model's predict) for the held-out points.
 - PyTorch: `tiny_recursive_model.Trainer(model, dataset, ...)()`: each batch runs up to
   `max_recurrent_steps` supervision steps, halted samples leave the batch; AdamW whose learning rate
   the trainer divides by `batch_size * max_recurrent_steps` (so it is given `lr * batch * depth`),

@@ -307,11 +307,7 @@ class TrainingConfig:
     # near-current weights; false: constant ema_decay from the first step (the official recipes)
     ema_warmup: bool = True
     halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting
-    # what a halted sample's batch slot does: "refill" = takes the next sample at once, so every step
-    # trains a full batch (the official recipe); "drop" = stays empty until the whole batch halted, and
-    # the shrinking batch of the samples still running trains alone (the PyPI Trainer; on one device
-    # the step runs on the next power of two >= the samples left)
-    halted_samples: Literal["refill", "drop"] = "refill"
+    halted_samples: Literal["refill", "drop"] = "refill"  # a halted sample's slot: "refill" it at once (official recipe) or "drop" it until the whole batch halted (PyPI Trainer)
     puzzle_emb_lr: float = 1e-2  # puzzle-embedding table: sign-SGD learning rate (official puzzle_emb_lr), same warmup/decay shape
     puzzle_emb_weight_decay: float = 0.1  # puzzle-embedding table: decoupled weight decay of the rows a step touches
     eval_every: int = 500  # held-out evaluation interval in steps (and at the end)

@@ -93,7 +93,8 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         raise TRMError(f"batch_size must be >= 1, got {batch_size}")
     batch = -(-batch // n_local) * n_local
     dense = train == "all"
-    tr = dataclasses.replace(training, warmup_steps=0, ema_decay=0.0,
+    # this loop feeds a fresh batch every step: slots refill (the drop schedule is the Trainer's loop)
+    tr = dataclasses.replace(training, warmup_steps=0, ema_decay=0.0, halted_samples="refill",
                              puzzle_emb_lr=float(learning_rate or training.puzzle_emb_lr))
     spec = StepSpec.create(tr, total_steps=int(steps), global_batch=batch, peak_lr=tr.learning_rate,
                            train_dense=dense)

@@ -88,7 +88,9 @@ class Trainer(TrainingRun):
     and returns a TrainResult.
     """
 
-    prefetch_batches = 2  # batches prepared ahead in a background thread; 0 = in the loop's thread
+    # batches prepared ahead in a background thread; 0 = in the loop's thread; None = 0 on CPU, where the
+    # thread competes with XLA's compute threads for the cores (docs/performance.md, the training loop), else 2
+    prefetch_batches: Optional[int] = None
     clock = staticmethod(time.perf_counter)  # times evaluations (eval_time_s); replaceable in tests
 
     def __init__(self, model: Optional[TinyRecursiveModel] = None, dataset=None, *,
@@ -196,7 +198,12 @@ class Trainer(TrainingRun):
         iterator.load_state_dict(self._iterator_state)  # batches prepared but never consumed are read again
         return BatchFeed(iterator, first_step=first_step, end_step=end_step,
                          prepare=lambda batch: dist.put_sharded(dist.shard(batch)), step_key=self._step_key,
-                         depth=self.prefetch_batches)
+                         depth=self._prefetch_depth())
+
+    def _prefetch_depth(self) -> int:
+        if self.prefetch_batches is not None:
+            return self.prefetch_batches
+        return 0 if jax.default_backend() == "cpu" else 2
 
     def _step_key(self, step: int):
         """The RNG key (raw data) of optimizer step `step`."""
