@@ -44,6 +44,20 @@ def test_thp_mode_reads_the_bracketed_choice(tmp_path):
     assert hp.thp_mode(str(tmp_path / "missing")) is None
 
 
+@pytest.mark.parametrize("orig, argv, expected", [
+    (["python", "scripts/train.py", "--config", "c.yaml"], ["scripts/train.py", "--config", "c.yaml"], True),
+    (["python", "-X", "dev", "s.py"], ["s.py"], True),
+    (["python", "-m", "benchmarks.loop", "--steps", "3"], ["/r/benchmarks/loop.py", "--steps", "3"], True),
+    (["python", "-m", "pkg"], ["/r/pkg/__main__.py"], True),
+    # a script run in-process by another program (runpy under pytest): re-executing would restart pytest
+    (["python", "-m", "pytest", "tests/x.py", "-k", "smoke"], ["benchmark.py", "--json", "o.json", "rag"], False),
+    (["python", "-m", "pytest", "tests/x.py"], ["benchmark.py"], False),
+    (["python", "-c", "pass"], ["-c"], False),
+])
+def test_started_as_recognises_a_script_launch(orig, argv, expected):
+    assert hp.started_as(orig, argv) is expected
+
+
 PROBE = textwrap.dedent("""
     import ctypes, os, sys
     print("start", os.getpid(), os.environ.get("GLIBC_TUNABLES"), flush=True)

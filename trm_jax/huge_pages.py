@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 TUNABLE = "glibc.malloc.hugetlb"
 SETTING = f"{TUNABLE}=1"
@@ -75,14 +75,28 @@ def huge_pages_enabled(environ: Mapping[str, str] = os.environ) -> bool:
             and thp_mode() in ("always", "madvise"))
 
 
+def started_as(orig_argv: Sequence[str], argv: Sequence[str]) -> bool:
+    """Whether the process was started to run the script `argv[0]` with `argv[1:]`: `python [options]
+    script args` or `python [options] -m module args`; not a script run from inside another program
+    (`runpy` under pytest), where re-executing would restart that program."""
+    n = len(argv) - 1
+    if n < 0 or len(orig_argv) < n + 2 or list(orig_argv[len(orig_argv) - n:]) != list(argv[1:]):
+        return False
+    head = orig_argv[:len(orig_argv) - n]
+    if len(head) >= 3 and head[-2] == "-m":
+        module = os.path.join(*head[-1].split("."))
+        return argv[0].endswith((module + ".py", os.path.join(module, "__main__.py")))
+    return os.path.abspath(head[-1]) == os.path.abspath(argv[0])
+
+
 def rerun_with_huge_pages() -> None:
     """Re-execute the running script with malloc on huge pages; returns without doing anything when
     the process has them already, cannot have them, was opted out (TRM_JAX_HUGE_PAGES=0), or was not
-    started from a file (`python -c`, standard input). Call it before anything else runs: the process
+    started to run this script from a file (`python -c`, standard input, `runpy` inside pytest). Call it before anything else runs: the process
     image is replaced (same PID, arguments, open files)."""
     env = huge_pages_env(os.environ, glibc_version(), thp_mode())
     argv = getattr(sys, "orig_argv", None)
-    if env is None or not argv or not sys.argv or not os.path.isfile(sys.argv[0]):
+    if env is None or not argv or not started_as(argv, sys.argv) or not os.path.isfile(sys.argv[0]):
         return
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
