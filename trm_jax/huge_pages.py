@@ -92,8 +92,8 @@ def started_as(orig_argv: Sequence[str], argv: Sequence[str]) -> bool:
 def rerun_with_huge_pages() -> None:
     """Re-execute the running script with malloc on huge pages; returns without doing anything when
     the process has them already, cannot have them, was opted out (TRM_JAX_HUGE_PAGES=0), or was not
-    started to run this script from a file (`python -c`, standard input, `runpy` inside pytest). Call it before anything else runs: the process
-    image is replaced (same PID, arguments, open files)."""
+    started to run this script from a file (`python -c`, standard input, `runpy` inside pytest).
+    Call it before anything else runs: the process image is replaced (same PID, arguments, open files)."""
     env = huge_pages_env(os.environ, glibc_version(), thp_mode())
     argv = getattr(sys, "orig_argv", None)
     if env is None or not argv or not started_as(argv, sys.argv) or not os.path.isfile(sys.argv[0]):
@@ -103,4 +103,4 @@ def rerun_with_huge_pages() -> None:
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)
 
 
-__all__ = ["huge_pages_enabled", "huge_pages_env", "rerun_with_huge_pages", "with_huge_pages"]
+__all__ = ["huge_pages_enabled", "huge_pages_env", "rerun_with_huge_pages", "started_as", "with_huge_pages"]

@@ -3,7 +3,9 @@
 Deep supervision with a persistent carry, as in the official TRM code: a fixed number of batch
 slots; every call is one supervision step for every slot. Slots that halted on the previous call are
 refilled on device from the fresh batch (`jnp.where`), with their recursion state reset, so shapes
-stay static and no host sync is needed.
+stay static and no host sync is needed. With `halted_samples="drop"` (the PyPI Trainer's schedule)
+the slots refill only once all of them halted, and halted slots train nothing until then (the loop
+compacts the rest: halted_samples.py).
 
 Randomness (halt exploration, dropout) is drawn for the whole *global* batch from the step key and
 sliced by the device's position, so the trajectory does not depend on how many devices share the

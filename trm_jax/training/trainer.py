@@ -1,10 +1,12 @@
 """Trainer: the training loop over curriculum stages (steps, metric windows, evaluations, checkpoints, stopping).
 
-One loop iteration = one pmapped train step (one supervision step for every batch slot). The next
-batches are read, augmented and put on device in a background thread (prefetch.BatchFeed) while the
-step runs; the loop waits on the step QUEUE_DEPTH steps behind (which bounds the dispatch queue and
-times steps for the monitor), reads metrics back once per `training.log_every` window, and calls the
-callbacks, which carry everything optional (early stopping, best checkpoint, time budget, yours).
+One loop iteration = one pmapped train step (one supervision step for every batch slot; with
+`training.halted_samples: drop`, for the slots still running, see halted_samples.py). The next batches
+are read, augmented and put on device (prefetch.BatchFeed: in a background thread on accelerators, in
+the loop's thread on CPU) while the step runs; the loop waits on the step QUEUE_DEPTH steps behind
+(which bounds the dispatch queue and times steps for the monitor), reads metrics back once per
+`training.log_every` window, and calls the callbacks, which carry everything optional (early stopping,
+best checkpoint, time budget, yours).
 The run's parts and state (stages, checkpoints, run directory) are TrainingRun's (run.py); PyPI-style
 arguments become a config in pypi.py.
 """
