@@ -7,9 +7,10 @@ difficulty), with evaluations and periodic checkpoints pushed past the end. Time
 - bare: the stage's compiled train step called back to back on one batch already on device (fixed key),
   blocked once at the end: the time per step no loop can beat;
 - loop: `Trainer.train()`, with the next batches prepared in the feed thread (`prefetch_batches = 2`,
-  the default on accelerators) and in the loop's own thread (`prefetch_batches = 0`, the default on CPU). Its time per step is read from the
-  run's metrics.jsonl, first training record to last, so setup, the first window (compilation), the
-  final evaluation and the checkpoint lie outside it; the loop's share is everything else: data,
+  the default on accelerators) and in the loop's own thread (`prefetch_batches = 0`, the default on
+  CPU). Its time per step is read from the run's metrics.jsonl, first training record to last, so
+  setup, the first window (compilation), the final evaluation and the checkpoint lie outside it; the
+  loop's share is everything else: data,
   augmentation, sharding, transfers, dispatch, the wait on the step QUEUE_DEPTH behind, metric windows
   (log_every), the monitor and the callbacks.
 The arms alternate for `--rounds` rounds; the best time of each is printed, with the loop / bare ratio
@@ -59,16 +60,13 @@ def time_loop(config, run_dir: str, prefetch_batches: int) -> float:
     return (last["timestamp"] - first["timestamp"]) / (last["step"] - first["step"])
 
 
-FAULTS_PER_STEP: list = []  # of each bare-step arm
-
-
 def page_faults() -> int:
     """Page faults of this process so far (minor: memory the kernel had to map and zero)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_bare_step(config, run_dir: str, steps: int) -> float:
-    """Seconds per step of the compiled step alone, on one device-resident batch."""
+def time_bare_step(config, run_dir: str, steps: int) -> tuple[float, float]:
+    """Seconds and page faults per step of the compiled step alone, on one device-resident batch."""
     trainer = make_trainer(config.replace(run_dir=run_dir))
     try:
         stage = trainer.stages.build(trainer.scheduler.stages[0])
@@ -82,8 +80,7 @@ def time_bare_step(config, run_dir: str, steps: int) -> float:
         for _ in range(steps):
             state, carry, metrics = stage.p_step(state, carry, batch, key)
         jax.block_until_ready((state, metrics))
-        FAULTS_PER_STEP.append((page_faults() - faults) / steps)
-        return (time.perf_counter() - t) / steps
+        return (time.perf_counter() - t) / steps, (page_faults() - faults) / steps
     finally:
         trainer.close()
 
@@ -97,9 +94,15 @@ def main(argv=None) -> dict:
                     help="config override, e.g. --set training.log_every=50 (repeatable)")
     args = ap.parse_args(argv)
     config = cut_config(args.config, args.steps, args.overrides)
+    faults: list = []  # per step, of each bare-step run
+
+    def run_bare(run_dir: str) -> float:
+        seconds, per_step = time_bare_step(config, run_dir, args.steps)
+        faults.append(per_step)
+        return seconds
+
     arms = {"loop, feed thread": lambda d: time_loop(config, d, 2),
-            "loop, no thread": lambda d: time_loop(config, d, 0),
-            "bare step": lambda d: time_bare_step(config, d, args.steps)}
+            "loop, no thread": lambda d: time_loop(config, d, 0), "bare step": run_bare}
     best: dict = {}
     with tempfile.TemporaryDirectory(prefix="trm_jax_bench_loop_") as scratch:
         for r in range(args.rounds):
@@ -111,11 +114,10 @@ def main(argv=None) -> dict:
           f"{stage.batch_size or config.training.batch_size}), {args.rounds} round(s), best of each:")
     for name, seconds in best.items():
         print(f"{name:>18}: {seconds * 1e3:9.3f} ms/step  {seconds / bare:6.3f}x the bare step")
-    faults = min(FAULTS_PER_STEP)
     print(f"malloc huge pages {'on' if huge_pages_enabled() else 'off'} (trm_jax/huge_pages.py); bare step: "
-          f"{faults:,.0f} page faults per step")
+          f"{min(faults):,.0f} page faults per step")
     return dict(seconds_per_step=best, ratio={k: v / bare for k, v in best.items()},
-                malloc_hugepages=huge_pages_enabled(), page_faults_per_step=faults)
+                malloc_hugepages=huge_pages_enabled(), page_faults_per_step=min(faults))
 
 
 if __name__ == "__main__":

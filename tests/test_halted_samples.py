@@ -13,7 +13,7 @@ from trm_jax.training import halted_samples as hs
 from trm_jax.training.state import create_train_state, make_optimizer
 from trm_jax.training.step import StepSpec, TrainCarry, make_train_step, pmap_train_step
 
-from test_training_step import B as _B, L, make_batch, tcfg, tiny_model
+from test_training_step import L, make_batch, tcfg, tiny_model
 
 
 def test_step_rows_pads_the_live_rows_to_a_power_of_two_with_halted_ones():

@@ -52,27 +52,33 @@ def _tunable_items(environ: Mapping[str, str]) -> list:
     return [item for item in environ.get("GLIBC_TUNABLES", "").split(":") if item]
 
 
+def _setting(environ: Mapping[str, str]) -> Optional[str]:
+    """The value `environ` gives the hugetlb tunable (the last one counts), or None."""
+    values = [item.partition("=")[2] for item in _tunable_items(environ) if item.partition("=")[0] == TUNABLE]
+    return values[-1] if values else None
+
+
+def _system_has_them(glibc: Optional[tuple], mode: Optional[str]) -> bool:
+    return glibc is not None and glibc >= MIN_GLIBC and mode in ("always", "madvise")
+
+
 def with_huge_pages(environ: Mapping[str, str], on: bool = True) -> dict:
     """`environ` with malloc's huge pages set on or off (for a child process), other tunables kept."""
-    items = [item for item in _tunable_items(environ) if item.split("=")[0] != TUNABLE]
+    items = [item for item in _tunable_items(environ) if item.partition("=")[0] != TUNABLE]
     return {**environ, "GLIBC_TUNABLES": ":".join([*items, f"{TUNABLE}={int(on)}"])}
 
 
 def huge_pages_env(environ: Mapping[str, str], glibc: Optional[tuple], mode: Optional[str]) -> Optional[dict]:
     """`environ` with glibc's malloc asked for huge pages, or None when that is unavailable, already
     decided (the tunable is set either way) or opted out of."""
-    if environ.get(OPT_OUT, "1") == "0" or glibc is None or glibc < MIN_GLIBC or mode not in ("always", "madvise"):
-        return None
-    if any(item.split("=")[0] == TUNABLE for item in _tunable_items(environ)):
+    if environ.get(OPT_OUT, "1") == "0" or not _system_has_them(glibc, mode) or _setting(environ) is not None:
         return None
     return with_huge_pages(environ)
 
 
 def huge_pages_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether a process with `environ` from its start has malloc on huge pages (if the system gives them)."""
-    setting = [item for item in _tunable_items(environ) if item.split("=")[0] == TUNABLE]
-    return (bool(setting) and setting[-1] != f"{TUNABLE}=0" and (glibc_version() or (0, 0)) >= MIN_GLIBC
-            and thp_mode() in ("always", "madvise"))
+    return _setting(environ) not in (None, "0") and _system_has_them(glibc_version(), thp_mode())
 
 
 def started_as(orig_argv: Sequence[str], argv: Sequence[str]) -> bool:

@@ -77,6 +77,7 @@ class TrainingRun:
 
         self.stage: Optional[Stage] = None
         self._idle_batches: dict = {}  # halted_samples=drop: device batches for steps that refill nothing
+        self._step_keys = None  # the current feed's key for fold_in(step) (Trainer._feed)
         self._state = None  # replicated TrainState (pmapped)
         self._carry = None  # sharded TrainCarry
         self._iterator_state: Optional[dict] = None  # the data position after the last batch a step consumed

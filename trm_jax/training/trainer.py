@@ -198,6 +198,8 @@ class Trainer(TrainingRun):
         """Batches for steps [first_step, end_step) of the current stage, from the last consumed position."""
         iterator = self.stage.iterator
         iterator.load_state_dict(self._iterator_state)  # batches prepared but never consumed are read again
+        # derived here, once per feed: a restore may have replaced base_key
+        self._step_keys = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
         return BatchFeed(iterator, first_step=first_step, end_step=end_step,
                          prepare=lambda batch: dist.put_sharded(dist.shard(batch)), step_key=self._step_key,
                          depth=self._prefetch_depth())
@@ -208,9 +210,8 @@ class Trainer(TrainingRun):
         return 0 if jax.default_backend() == "cpu" else 2
 
     def _step_key(self, step: int):
-        """The RNG key (raw data) of optimizer step `step`."""
-        keys = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
-        return jax.random.key_data(jax.random.fold_in(keys, step))
+        """The RNG key (raw data) of optimizer step `step` (from the keys `_feed` derived)."""
+        return jax.random.key_data(jax.random.fold_in(self._step_keys, step))
 
     def _drop_step(self, feed: BatchFeed, step: int) -> dict:
         """One step of `training.halted_samples: drop` (halted_samples.py): the next batch once every
