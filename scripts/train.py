@@ -3,7 +3,7 @@
 
     python scripts/train.py --config config.yaml
     python scripts/train.py --config config.yaml --resume
-    python scripts/train.py --config config.yaml --set training.steps=200 --set run_dir=runs/short
+    python scripts/train.py --config configs/tiny.yaml --set training.steps=200 --set run_dir=runs/short
 
 Writes run_dir/{config.yaml, tokenizer/, checkpoints/, metrics.jsonl, train.log, rag/, best/} and prints
 the held-out exact accuracy at the end. SIGTERM/SIGINT, training.early_stopping and

@@ -1,5 +1,7 @@
 """Config tree: YAML loading, overrides, and one clear error per bad value naming its key path."""
 
+import os
+
 import pytest
 import yaml
 
@@ -24,6 +26,17 @@ def test_overrides_parse_yaml_values():
     assert cfg.curriculum.stages[0].seq_len == 16 and len(cfg.curriculum.stages) == 2
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides({}, ["model.dim"])
+
+
+def test_steps_override_with_stages_is_refused_not_ignored():
+    stages = "curriculum.stages=[{steps: 5}, {steps: 7}]"
+    with pytest.raises(ConfigError, match=r"training.steps.*2 stage\(s\).*curriculum.stages=\[\]"):
+        load_config(None, [stages, "training.steps=20"])
+    cfg = load_config(None, [stages, "training.steps=20", "curriculum.stages=[]"])
+    assert cfg.training.steps == 20 and cfg.curriculum.stages == ()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    default = load_config(os.path.join(root, "config.yaml"), ["training.batch_size=8"])  # other overrides are fine
+    assert default.curriculum.stages and default.training.batch_size == 8
 
 
 @pytest.mark.parametrize("raw, match", [

@@ -599,4 +599,10 @@ def load_config(path: str | os.PathLike | None = None, overrides=()) -> TRMConfi
                 raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections at the top level")
-    return TRMConfig.from_dict(apply_overrides(raw, list(overrides)))
+    config = TRMConfig.from_dict(apply_overrides(raw, list(overrides)))
+    if config.curriculum.stages and any(o.split("=", 1)[0].strip() == "training.steps" for o in overrides):
+        # stages give the run's length; silently training for their steps instead would surprise
+        raise ConfigError(f"override 'training.steps': the config's curriculum.stages ({len(config.curriculum.stages)} "
+                          "stage(s)) give the run's length, so training.steps would be ignored. Add --set "
+                          "curriculum.stages=[] to train one stage of training.steps, or set the stages' steps")
+    return config
