@@ -44,8 +44,10 @@ the CPUs (XLA's much less), so the load average before each run and each run's C
 training second are printed.
 
 Printed: both curves (training seconds, optimizer steps, exact accuracy = whole puzzle right, token
-accuracy, mean recursion depth) and, for exact and token accuracy, the training time each framework
-needed to reach the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5).
+accuracy, mean recursion depth; and exact and token accuracy at full depth: the same weights with no
+early halting, every sample running `--max-depth` steps, as the official code evaluates) and, for
+exact and token accuracy (and exact at full depth), the training time each framework needed to reach
+the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5).
 The times are those of the first held-out point at or above the target, so their resolution is
 `--eval-every-s`. No assertion on timing.
 """
@@ -64,6 +66,7 @@ import numpy as np
 
 from benchmarks.workers import add_malloc_hugepages_argument, run_worker
 from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
+from trm_jax.models import NO_EARLY_HALT
 from trm_jax.training import Callback, TimeBudget
 
 NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
@@ -183,6 +186,10 @@ def reveal(puzzles: np.ndarray, solutions: np.ndarray, givens: int, rng: np.rand
 
 # ------------------------------------------------------------------------------ clock and curve
 
+POINT_KEYS = ("exact_accuracy", "token_accuracy", "recursion_depth", "exact_accuracy_full_depth",
+              "token_accuracy_full_depth")
+
+
 class TrainClock:
     """Training time (wall and process CPU seconds) with the evaluation pauses left out, and the
     held-out curve: `tick(step)` is called at least once per optimizer step or batch; when
@@ -209,8 +216,7 @@ class TrainClock:
         self.wall += now - self._t0
         self.cpu += time.process_time() - self._c0
         res = self.evaluate()
-        self.curve.append(dict(train_s=self.wall, cpu_s=self.cpu, step=int(step),
-                               **{k: float(res[k]) for k in ("exact_accuracy", "token_accuracy", "recursion_depth")}))
+        self.curve.append(dict(train_s=self.wall, cpu_s=self.cpu, step=int(step), **{k: float(res[k]) for k in res}))
         self._last = self.wall
         self._t0, self._c0 = time.perf_counter(), time.process_time()
         self.eval_wall += self._t0 - now
@@ -249,21 +255,30 @@ class HeldOutCurve(Callback):
         trainer.block_until_ready()
         t, c = time.monotonic(), time.process_time()
         results = trainer.evaluate()
+        results.update(self._full_depth(trainer))
         self.budget.excluded += time.monotonic() - t
         self.eval_wall += time.monotonic() - t
         self._eval_cpu += time.process_time() - c
         self._point(step, results)
 
     def on_eval(self, trainer, step, results) -> None:
-        self.eval_wall += float(results.get("eval_time_s", 0.0))
+        # the run's last point: its training time is final, so the extra evaluation is not excluded
+        t, c = time.monotonic(), time.process_time()
+        results = dict(results, **self._full_depth(trainer))
+        self.eval_wall += float(results.get("eval_time_s", 0.0)) + time.monotonic() - t
+        self._eval_cpu += time.process_time() - c
         self._point(step, results)
+
+    @staticmethod
+    def _full_depth(trainer) -> dict:
+        full = trainer.evaluate(halt_threshold=NO_EARLY_HALT)
+        return {f"{k}_full_depth": full[k] for k in ("exact_accuracy", "token_accuracy")}
 
     def _point(self, step: int, results: dict) -> None:
         self._last = self.budget.spent()
         cpu = time.process_time() - self._cpu0 - self._eval_cpu
         self.curve.append(dict(train_s=self._last, cpu_s=cpu, step=int(step),
-                               **{k: float(results[k]) for k in ("exact_accuracy", "token_accuracy",
-                                                                 "recursion_depth")}))
+                               **{k: float(results[k]) for k in POINT_KEYS}))
 
 
 def _train_jax(cfg: TTAConfig, data: dict) -> dict:
@@ -299,6 +314,8 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
     import torch
     import tiny_recursive_model as trm_pt
 
+    from trm_jax.models import NO_EARLY_HALT
+
     from trm_jax.models import token_matches
 
     torch.set_num_threads(cfg.threads)
@@ -306,17 +323,22 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
     eval_x, eval_y = torch.from_numpy(data["eval_inputs"]).long(), data["eval_labels"]
     holder = {}
 
-    def evaluate() -> dict:
+    def predict(threshold: float) -> tuple:
         ema = holder["trainer"].ema_model.ema_model
         preds, depths = [], []
         for i in range(0, len(eval_x), cfg.eval_batch_size):
-            pred, depth = ema.predict(eval_x[i:i + cfg.eval_batch_size], halt_prob_thres=cfg.halt_threshold,
+            pred, depth = ema.predict(eval_x[i:i + cfg.eval_batch_size], halt_prob_thres=threshold,
                                       max_deep_refinement_steps=cfg.max_depth)
             preds.append(pred.numpy())
             depths.append(depth.numpy())
         correct, count, exact = token_matches(np.concatenate(preds), eval_y)
-        return dict(exact_accuracy=exact.mean(), token_accuracy=correct.sum() / max(count.sum(), 1),
-                    recursion_depth=np.concatenate(depths).mean())
+        return exact.mean(), correct.sum() / max(count.sum(), 1), np.concatenate(depths).mean()
+
+    def evaluate() -> dict:
+        exact, token, depth = predict(cfg.halt_threshold)
+        exact_full, token_full, _ = predict(NO_EARLY_HALT)  # halt_prob >= 2 never holds
+        return dict(exact_accuracy=exact, token_accuracy=token, recursion_depth=depth,
+                    exact_accuracy_full_depth=exact_full, token_accuracy_full_depth=token_full)
 
     class ClockedDataset(torch.utils.data.Dataset):
         """The training arrays; each batch fetch (between the trainer's batches) ticks the clock."""
@@ -396,13 +418,15 @@ def _report(res: dict) -> None:
               f"({steps / t:.1f} steps/s, CPU {run['train_cpu_s'] / t:.2f} s per s), "
               f"{run['eval_s']:.1f} s of held-out evaluation outside the clock; load average before "
               f"{run.get('load_before', float('nan')):.2f}")
-        print(f"{'train s':>9s}{'steps':>8s}{'exact':>8s}{'token':>8s}{'depth':>7s}")
+        print(f"{'train s':>9s}{'steps':>8s}{'exact':>8s}{'token':>8s}{'depth':>7s}   at full depth: "
+              f"{'exact':>6s}{'token':>8s}")
         for p in run["curve"]:
             print(f"{p['train_s']:9.1f}{p['step']:8d}{p['exact_accuracy']:8.4f}{p['token_accuracy']:8.4f}"
-                  f"{p['recursion_depth']:7.2f}")
+                  f"{p['recursion_depth']:7.2f}{'':17s}{p['exact_accuracy_full_depth']:6.4f}"
+                  f"{p['token_accuracy_full_depth']:8.4f}")
     print()
     for c in res["compare"]:
-        name = c["metric"].replace("_accuracy", " accuracy")
+        name = c["metric"].replace("_accuracy", " accuracy").replace("_full_depth", " at full depth")
         if c["target"]:
             fmt = lambda s: "not reached" if s is None else f"{s:.1f} s"  # noqa: E731
             ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}"
@@ -431,6 +455,7 @@ def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
             res[fw] = run_worker(TRAIN_WORKER, {"config": dataclasses.asdict(cfg), "framework": fw,
                                                       "data": path, "threads": cfg.threads}, env, timeout)
             res[fw]["load_before"] = load
-    res["compare"] = [compare(res["jax"], res["torch"], k) for k in ("exact_accuracy", "token_accuracy")]
+    res["compare"] = [compare(res["jax"], res["torch"], k) for k in ("exact_accuracy", "token_accuracy",
+                                                                      "exact_accuracy_full_depth")]
     _report(res)
     return res

@@ -78,11 +78,12 @@ def test_quick_run_prints_both_curves_and_the_ratio(tmp_path, capsys):
         for p in run["curve"]:
             assert 0 <= p["exact_accuracy"] <= 1 and 0 <= p["token_accuracy"] <= 1 and p["train_s"] > 0
             assert 1 <= p["recursion_depth"] <= res["config"]["max_depth"]
+            assert 0 <= p["exact_accuracy_full_depth"] <= 1 and 0 <= p["token_accuracy_full_depth"] <= 1
     # both workers under the same malloc setting: huge pages where this machine has them
     assert res["jax"]["malloc_hugepages"] == res["torch"]["malloc_hugepages"] == huge_pages_enabled(
         with_huge_pages({}))
-    assert [c["metric"] for c in res["compare"]] == ["exact_accuracy", "token_accuracy"]
+    assert [c["metric"] for c in res["compare"]] == ["exact_accuracy", "token_accuracy", "exact_accuracy_full_depth"]
     for c in res["compare"]:
         assert "ratio" in c and (c["ratio"] is None) == (c["jax_s"] is None or not c["target"])
         assert c["ratio"] is not None or c["note"]
-    assert "exact accuracy: " in out and "token accuracy: " in out
+    assert "exact accuracy: " in out and "token accuracy: " in out and "exact accuracy at full depth: " in out

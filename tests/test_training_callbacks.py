@@ -2,6 +2,7 @@
 continuing the same trajectory; early stopping, the best checkpoint (load(which="best"), evaluate.py
 --which best), the time budget (a fake clock), and their config keys."""
 
+import dataclasses
 import json
 import os
 import types
@@ -15,10 +16,14 @@ from _train_helpers import make_trainer, tiny_config, train_losses
 from conftest import TINY_RUN
 from trm_jax.config import EarlyStoppingConfig, TRMConfig
 from trm_jax.errors import ConfigError, TRMError
+from trm_jax.data import IGNORE_LABEL
 from trm_jax.inference import load
+from trm_jax.models import NO_EARLY_HALT, predict
+from trm_jax.training import distributed as dist
 from trm_jax.training import Callback, EarlyStopping, KeepBest, TimeBudget, read_metrics
 from trm_jax.training import make_trainer as make
 from trm_jax.training.callbacks import config_callbacks
+from trm_jax.training.state import inference_params
 
 STEPS = 8
 SECTIONS = dict(training=dict(steps=STEPS, checkpoint_every=3, eval_every=4))
@@ -270,3 +275,33 @@ def test_keep_best_without_an_eval_set_is_a_config_error(tmp_path):
                    async_checkpoints=False)
     with pytest.raises(ConfigError, match="'training.keep_best' acts on held-out evaluations.*no eval set"):
         trainer.train()
+
+
+def test_evaluate_at_a_halt_threshold_matches_predict(best_run):
+    """Trainer.evaluate(halt_threshold=) and training.eval_halt_threshold against predict run by hand."""
+    _, trainer, _ = best_run
+    model, evl = trainer.stage.model, trainer.stage.eval_set
+    params = dist.unreplicate(inference_params(trainer._state))
+    inputs, labels = evl.rows(np.arange(len(evl)))[:2]
+    for threshold in (NO_EARLY_HALT, 1e-6):  # every sample to the depth cap, every sample halting at once
+        pred = predict(model, params, inputs, halt_threshold=threshold)
+        scored = labels != IGNORE_LABEL
+        exact = np.mean([(np.asarray(pred.tokens)[i][scored[i]] == labels[i][scored[i]]).all() for i in range(len(labels))])
+        res = trainer.evaluate(halt_threshold=threshold)
+        assert res["exact_accuracy"] == pytest.approx(exact)
+        assert res["recursion_depth"] == pytest.approx(float(np.mean(pred.recursion_depth)))
+    assert trainer.evaluate(halt_threshold=NO_EARLY_HALT)["recursion_depth"] == model.max_recursion_depth > 1
+    assert trainer.evaluate(halt_threshold=1e-6)["recursion_depth"] == 1
+    config = trainer.config
+    trainer.config = dataclasses.replace(config, training=dataclasses.replace(config.training,
+                                                                             eval_halt_threshold=NO_EARLY_HALT))
+    try:
+        assert trainer.evaluate() == trainer.evaluate(halt_threshold=NO_EARLY_HALT)
+    finally:
+        trainer.config = config
+
+
+def test_eval_halt_threshold_config_key():
+    assert TRMConfig.from_dict({"training": {"eval_halt_threshold": 2}}).training.eval_halt_threshold == 2.0
+    with pytest.raises(ConfigError, match="training.eval_halt_threshold"):
+        TRMConfig.from_dict({"training": {"eval_halt_threshold": 0}})

@@ -312,6 +312,7 @@ class TrainingConfig:
     puzzle_emb_weight_decay: float = 0.1  # puzzle-embedding table: decoupled weight decay of the rows a step touches
     eval_every: int = 500  # held-out evaluation interval in steps (and at the end)
     eval_batch_size: int = 256  # evaluation batch
+    eval_halt_threshold: Optional[float] = None  # held-out evaluation halts a sample at sigmoid(halt_logit) >= this; null = model.halt_threshold; above 1 (e.g. 2) = every sample runs max_recursion_depth steps (the official code's evaluation)
     log_every: int = 10  # steps per metrics.jsonl record
     checkpoint_every: int = 500  # checkpoint interval in steps (also at the end and on SIGTERM/SIGINT)
     keep_checkpoints: int = 3  # checkpoints kept on disk
@@ -334,6 +335,8 @@ class TrainingConfig:
         _check(self.grad_clip_norm >= 0, f"{p}.grad_clip_norm", "must be >= 0")
         _check(0 <= self.ema_decay < 1, f"{p}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         _check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
+        _check(self.eval_halt_threshold is None or self.eval_halt_threshold > 0, f"{p}.eval_halt_threshold",
+               f"must be > 0 (above 1: no early halting), or null for model.halt_threshold; got {self.eval_halt_threshold}")
         _check(self.puzzle_emb_lr >= 0, f"{p}.puzzle_emb_lr", "must be >= 0")
         _check(self.puzzle_emb_weight_decay >= 0, f"{p}.puzzle_emb_weight_decay", "must be >= 0")
         if self.early_stopping is not None:

@@ -127,17 +127,21 @@ class Trainer(TrainingRun):
 
     # ----------------------------------------------------------------------------------- evaluation
 
-    def evaluate(self, params=None, *, stage: Optional[Stage] = None) -> dict:
+    def evaluate(self, params=None, *, stage: Optional[Stage] = None, halt_threshold: Optional[float] = None) -> dict:
         """Held-out metrics with `params` (default: the current EMA params) via the model's predict:
         exact_accuracy, token_accuracy, recursion_depth (mean supervision steps) and num_samples.
-        Every host evaluates the whole eval set on its local devices."""
+        Samples halt at `halt_threshold` (default `training.eval_halt_threshold`, else the model's;
+        `NO_EARLY_HALT`: every sample runs max_recursion_depth steps). Every host evaluates the whole
+        eval set on its local devices."""
         stage = stage or self.stage
         if stage is None:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
         replicated = params is None
         params = inference_params(self._state) if replicated else params
+        if halt_threshold is None:
+            halt_threshold = self.config.training.eval_halt_threshold
         return held_out_metrics(stage.model, params, stage.eval_set, self.config.training.eval_batch_size,
-                                replicated=replicated)
+                                replicated=replicated, halt_threshold=halt_threshold)
 
     def _run_eval(self, step: int) -> dict:
         self.block_until_ready()  # eval_time_s is the evaluation's own time, not the steps still in flight
