@@ -281,7 +281,7 @@ class HeldOutCurve(Callback):
                                **{k: float(results[k]) for k in POINT_KEYS}))
 
 
-def _train_jax(cfg: TTAConfig, data: dict) -> dict:
+def _train_jax(cfg: TTAConfig, data: dict, callbacks=()) -> dict:
     import trm_jax
 
     t_build = time.monotonic()
@@ -298,7 +298,7 @@ def _train_jax(cfg: TTAConfig, data: dict) -> dict:
         weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
         ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
         eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
-        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve])
+        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve, *callbacks])
     budget.spent_before = time.monotonic() - t_build  # building the model and trainer counts, as for PyTorch
     trainer.train()
     last = curve.curve[-1] if curve.curve else dict(train_s=0.0, cpu_s=0.0, step=0)
