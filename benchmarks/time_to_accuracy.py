@@ -314,8 +314,6 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
     import torch
     import tiny_recursive_model as trm_pt
 
-    from trm_jax.models import NO_EARLY_HALT
-
     from trm_jax.models import token_matches
 
     torch.set_num_threads(cfg.threads)
