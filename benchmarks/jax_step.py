@@ -14,8 +14,8 @@ def build_jax(bc: BenchConfig, torch_state_dict=None, lr: float = 1e-4):
     import numpy as np
     import optax
 
-    from trm_jax.models import compute_loss, from_torch_state_dict, init_params, initial_carry, make_model
-    from trm_jax.models import supervision_step
+    from trm_jax.models import (compute_loss, from_torch_state_dict, init_params, initial_carry, make_model,
+                                supervision_step)
 
     model = make_model(model_config(bc), bc.vocab, bc.seq_len)
     if torch_state_dict is not None and bc.network == "mixer":

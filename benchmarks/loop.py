@@ -30,8 +30,8 @@ import jax
 
 from trm_jax.config import load_config
 from trm_jax.huge_pages import huge_pages_enabled
-from trm_jax.training import make_trainer, read_metrics
 from trm_jax.training import distributed as dist
+from trm_jax.training import make_trainer, read_metrics
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAR = 10 ** 9  # an interval past any run's end

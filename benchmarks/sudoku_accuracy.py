@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
 
 import trm_jax
-from trm_jax.data import generate_sudoku, make_sudoku_dataset
-from trm_jax.data.sudoku import givens_difficulty, grids_to_texts
 from trm_jax.evaluation import dataset_for, evaluate
+from trm_jax.tasks.sudoku import SAMPLE_CSV, generate_sudoku, givens_difficulty, grids_to_texts
+from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
 
-SAMPLE = os.path.join(os.path.dirname(trm_jax.__file__), "data", "samples", "sudoku_extreme_sample.csv")
+SAMPLE = SAMPLE_CSV
 HELD_OUT_SEED = 7_777  # training generates with the run's seed (0 in the configs); never this one
 
 

@@ -31,11 +31,11 @@ import numpy as np
 
 import trm_jax
 from benchmarks.sudoku_accuracy import SAMPLE, held_out
-from trm_jax.data import generate_sudoku, make_sudoku_dataset
-from trm_jax.data.sudoku import givens_difficulty
 from trm_jax.evaluation import dataset_for
 from trm_jax.models import DEFAULT_NOISE_STD, Trajectories, predict_trajectories, token_matches
 from trm_jax.models.trajectories import DEFAULT_NOISE_ON, NOISE_ON, chosen_index, indexed_keys
+from trm_jax.tasks.sudoku import generate_sudoku, givens_difficulty
+from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
 
 TUNE_SEED = 4_242  # tuning puzzles: neither training (the run's seed) nor the test sets (sudoku_accuracy) use it
 TEST_GIVENS = (25, 30, 35)

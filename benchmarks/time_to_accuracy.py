@@ -156,8 +156,9 @@ def _config_from_args(args) -> TTAConfig:
 def sudoku_arrays(cfg: TTAConfig) -> dict:
     """Training and held-out Sudoku as token arrays (int32 [N, 81]), distinct generator seeds.
     Above the generator's easiest setting (50 givens) puzzles get more of their solution revealed."""
-    from trm_jax.data import generate_sudoku, load_tokenizer, make_sudoku_dataset
-    from trm_jax.data.sudoku import EASY_GIVENS, HARD_GIVENS, givens_difficulty
+    from trm_jax.data.tokenizers import load_tokenizer
+    from trm_jax.tasks.sudoku import EASY_GIVENS, HARD_GIVENS, generate_sudoku, givens_difficulty
+    from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
 
     if not HARD_GIVENS <= cfg.givens <= 80:
         raise SystemExit(f"--givens must be in [{HARD_GIVENS}, 80], got {cfg.givens}")
@@ -311,8 +312,8 @@ class _BudgetSpent(Exception):
 
 
 def _train_torch(cfg: TTAConfig, data: dict) -> dict:
-    import torch
     import tiny_recursive_model as trm_pt
+    import torch
 
     from trm_jax.models import token_matches
 

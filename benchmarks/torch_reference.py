@@ -64,8 +64,8 @@ def transformer_params_from_torch(sd, bc: BenchConfig) -> dict:
 
 def build_torch(bc: BenchConfig, lr: float = 1e-4):
     """(model, optimizer, seq, labels) with the lucidrains TinyRecursiveModel."""
-    import torch
     import tiny_recursive_model as trm_pt
+    import torch
 
     torch.manual_seed(0)
     if bc.network == "mixer":

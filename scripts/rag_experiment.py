@@ -34,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from trm_jax.config import load_config  # noqa: E402
 from trm_jax.errors import TRMError  # noqa: E402
 from trm_jax.tasks import get_task  # noqa: E402
-from trm_jax.tasks.code import CodeTask  # noqa: E402
+from trm_jax.tasks.code.task import CodeTask  # noqa: E402
 
 log = logging.getLogger("rag_experiment")
 

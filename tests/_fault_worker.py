@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def main():
     run_dir, mode, *overrides = sys.argv[1:]
     from _train_helpers import TinyTokenizer, reverse_task, tiny_config
+
     from trm_jax.config import apply_overrides
     from trm_jax.training import create_trainer
     from trm_jax.training.checkpoint import Checkpointer

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trm_jax.data import IGNORE_LABEL, ArrayDataset, CharTokenizer
+from trm_jax.data.datasets import IGNORE_LABEL, ArrayDataset
+from trm_jax.data.tokenizers import CharTokenizer
 from trm_jax.tasks.base import Task, require
 
 LETTERS = "abcd"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import ArrayDataset
+from trm_jax.data.datasets import ArrayDataset
 
 VOCAB = 12
 

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def main():
     out_path, run_dir, *overrides = sys.argv[1:]
     from _train_helpers import make_trainer, tiny_config, train_losses
+
     from trm_jax.config import apply_overrides
     from trm_jax.errors import TRMError
 

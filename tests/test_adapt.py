@@ -2,11 +2,11 @@
 (tests/_adapt_family.py): new identifiers answered far better after adapting than with the blank identifier,
 the rest of the model untouched, one compiled step, same rng same result, clear errors."""
 
+import _adapt_family as fam
 import jax
 import numpy as np
 import pytest
 
-import _adapt_family as fam
 import trm_jax
 from trm_jax import TRMError
 from trm_jax.models import PUZZLE_EMB, predict, token_matches

@@ -30,7 +30,7 @@ script = load_script
 @pytest.fixture(scope="module")
 def arc_run(tmp_path_factory):
     """(run directory, the new tasks with their test outputs, a Kaggle challenges file holding them)."""
-    from trm_jax.data.arc import load_tasks
+    from trm_jax.tasks.arc.build import load_tasks
     from trm_jax.training import create_trainer
 
     tmp = tmp_path_factory.mktemp("arc_adapt")
@@ -124,9 +124,9 @@ def test_adapted_run_evaluates_and_answers_tasks_it_never_saw(arc_run, tmp_path,
 def test_adaptation_rows_are_the_builds_rows_of_those_tasks(arc_run):
     """A task adapted to has the augmentations, translations and identifier names the run's build gives it
     when it is one of the build's evaluation tasks."""
-    from trm_jax.data.arc import load_tasks
     from trm_jax.tasks.arc import build_arc_for
     from trm_jax.tasks.arc.adapt import adaptation_rows
+    from trm_jax.tasks.arc.build import load_tasks
 
     run, _, _ = arc_run
     config = trm_jax.load(run).config

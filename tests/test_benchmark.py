@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _scripts import load_script
+
 from benchmarks.config import BenchConfig
 from benchmarks.flops import (backward_einsums, einsum_flops, jax_net_cost_flops, net_flops, net_matmuls,
                               train_step_flops, xla_cost_flops)

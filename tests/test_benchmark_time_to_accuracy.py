@@ -6,13 +6,11 @@ import time
 
 import numpy as np
 import pytest
-
 from _scripts import load_script
-from benchmarks.time_to_accuracy import TrainClock, compare, reveal, time_to_reach
-from trm_jax.data import generate_sudoku
-from trm_jax.data.sudoku import count_solutions_batch
-from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
 
+from benchmarks.time_to_accuracy import TrainClock, compare, reveal, time_to_reach
+from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
+from trm_jax.tasks.sudoku import count_solutions_batch, generate_sudoku
 
 
 def test_clock_leaves_evaluation_pauses_out_and_stops_at_the_budget():

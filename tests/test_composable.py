@@ -13,7 +13,7 @@ from flax import linen as nn
 import trm_jax
 from trm_jax import MLPMixer1D, ModelConfig, TinyRecursiveModel, Trainer, make_model
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.models import (PUZZLE_EMB, initial_carry, model_config, supervision_step)
+from trm_jax.models import PUZZLE_EMB, initial_carry, model_config, supervision_step
 
 V, L = 5, 8
 

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from trm_jax.data.arc import (ARC_SEQ_LEN, Augmentation, build_arc, build_arc_datasets, choose_augmentations,
-                              crop_sizes, decode_grid, dihedral_transform, encode_grids, inverse_dihedral_transform,
-                              load_tasks, parse_puzzle_identifier, puzzle_identifier_name)
-from trm_jax.data.arc.augment import task_rng
 from trm_jax.errors import TRMError
+from trm_jax.tasks.arc.augment import (Augmentation, choose_augmentations, dihedral_transform,
+                                       inverse_dihedral_transform, parse_puzzle_identifier, puzzle_identifier_name,
+                                       task_rng)
+from trm_jax.tasks.arc.build import ARC_SEQ_LEN, build_arc, build_arc_datasets, encode_grids, load_tasks
+from trm_jax.tasks.arc.encoding import crop_sizes, decode_grid
 
 
 def _task(seed, n_train=2, shape=(3, 4)):

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import code_task_corpus, code_task_facts, decode_prediction, generate_code_samples, load_tokenizer
+from trm_jax.data.text import decode_prediction
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
-from trm_jax.tasks import build_datasets, load_raw_samples
+from trm_jax.tasks import get_task
+from trm_jax.tasks.code.samples import code_task_corpus, code_task_facts, generate_code_samples
 
 
 def _run(fact: str, query: str) -> str:
@@ -64,7 +66,7 @@ def test_code_datasets_fit_small_char_model():
     cfg = TRMConfig.from_dict({"data": {"num_train": 300, "num_eval": 40, "seq_len": 48,
                                         "truncation": "error", "code_context": "oracle"}})
     tok, vocab, _ = load_tokenizer("char")
-    train, evals = build_datasets(cfg, tok, seq_len=48, difficulty=1.0)
+    train, evals = get_task(cfg).datasets(tok, seq_len=48, difficulty=1.0)
     assert train.inputs.shape == (300, 48) and evals.inputs.shape == (40, 48)
     assert train.inputs.max() < vocab and train.labels.max() < vocab
     for i in range(5):
@@ -81,7 +83,7 @@ def test_samples_transform_fills_context():
     def oracle_rag(samples):
         return [{**s, "context": s["fact"]} for s in samples]
 
-    train, _ = build_datasets(cfg, tok, seq_len=64, difficulty=0.5, samples_transform=oracle_rag)
+    train, _ = get_task(cfg).datasets(tok, seq_len=64, difficulty=0.5, samples_transform=oracle_rag)
     assert tok.decode(train.inputs[0]).startswith(train.texts[0]["fact"])
-    raw = load_raw_samples(cfg, "train", 0.5)
+    raw = get_task(cfg).samples("train", 0.5)
     assert [s["query"] for s in raw] == [s["query"] for s in train.texts]

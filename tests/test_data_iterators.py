@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-from trm_jax.data import ArrayDataset, BatchIterator, eval_batches, load_tokenizer, num_eval_batches
-from trm_jax.data import sudoku as S
-from trm_jax.data.datasets import make_sudoku_dataset
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.data.iterators import BatchIterator, eval_batches, num_eval_batches
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.tasks import sudoku as S
+from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
 
 
 def _dataset(n=10, seq_len=4):

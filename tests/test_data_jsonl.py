@@ -5,10 +5,11 @@ import json
 import pytest
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import load_tokenizer, read_jsonl, write_jsonl
-from trm_jax.data.sudoku import SAMPLE_CSV
+from trm_jax.data.jsonl import read_jsonl, write_jsonl
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
-from trm_jax.tasks import build_datasets, load_raw_samples
+from trm_jax.tasks import get_task
+from trm_jax.tasks.sudoku import SAMPLE_CSV
 
 
 def _write(tmp_path, lines, name="data.jsonl"):
@@ -55,11 +56,11 @@ def test_jsonl_task_splits_and_tokenizes(tmp_path):
     write_jsonl(path, rows)
     cfg = TRMConfig.from_dict({"seed": 3, "data": {"task": "jsonl", "train_path": path, "num_eval": 8,
                                                    "seq_len": 8}})
-    train_rows, eval_rows = load_raw_samples(cfg, "train"), load_raw_samples(cfg, "eval")
+    train_rows, eval_rows = get_task(cfg).samples("train"), get_task(cfg).samples("eval")
     assert len(eval_rows) == 5 and len(train_rows) == 45  # 10% held out when there is no eval file
     assert not {r["input"] for r in train_rows} & {r["input"] for r in eval_rows}
     tok = load_tokenizer("char")[0]
-    train, evals = build_datasets(cfg, tok, seq_len=8, difficulty=0.5)
+    train, evals = get_task(cfg).datasets(tok, seq_len=8, difficulty=0.5)
     assert train.inputs.shape == (45, 8) and evals.inputs.shape == (5, 8)
     assert tok.decode(train.inputs[0]) == train.texts[0]["input"]
 
@@ -67,21 +68,21 @@ def test_jsonl_task_splits_and_tokenizes(tmp_path):
     write_jsonl(eval_path, rows[:3])
     cfg2 = TRMConfig.from_dict({"data": {"task": "jsonl", "train_path": path, "eval_path": eval_path,
                                          "max_train_rows": 20}})
-    assert len(load_raw_samples(cfg2, "eval")) == 3 and len(load_raw_samples(cfg2, "train")) == 20
+    assert len(get_task(cfg2).samples("eval")) == 3 and len(get_task(cfg2).samples("train")) == 20
 
 
 def test_too_long_row_names_its_sample_in_error_mode(tmp_path):
     path = _write(tmp_path, [json.dumps({"input": "x" * 30, "output": "y"})] * 12)
     cfg = TRMConfig.from_dict({"data": {"task": "jsonl", "train_path": path, "truncation": "error"}})
     with pytest.raises(TRMError, match="has 30 tokens, more than seq_len=16.*data.truncation: truncate"):
-        build_datasets(cfg, load_tokenizer("char")[0], seq_len=16, difficulty=0.5)
+        get_task(cfg).datasets(load_tokenizer("char")[0], seq_len=16, difficulty=0.5)
 
 
 def test_sudoku_task_from_csv_config():
     cfg = TRMConfig.from_dict({"data": {"task": "sudoku", "train_path": SAMPLE_CSV, "num_eval": 10,
                                         "max_train_rows": 40, "seq_len": 81}})
     tok = load_tokenizer("grid")[0]
-    train, evals = build_datasets(cfg, tok, seq_len=81, difficulty=0.5)
+    train, evals = get_task(cfg).datasets(tok, seq_len=81, difficulty=0.5)
     assert train.inputs.shape == (40, 81) and evals.inputs.shape == (10, 81)
     assert train.augment is not None and evals.augment is None
     assert train.labels.min() >= 2 and train.inputs.max() <= 10  # solution = digits only, vocab 11

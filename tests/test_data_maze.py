@@ -6,15 +6,16 @@ from collections import deque
 import numpy as np
 import pytest
 
-from trm_jax.data import BatchIterator, generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
-from trm_jax.data import maze as M
 from trm_jax.data.grids import DihedralAugmenter, dihedral_permutations
+from trm_jax.data.iterators import BatchIterator
 from trm_jax.errors import TRMError
-from trm_jax.tasks import build_datasets
+from trm_jax.tasks import get_task
+from trm_jax.tasks.maze import mazes as M
+from trm_jax.tasks.maze.mazes import generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
 
 
 def _reference_bfs(grid, size, start):
-    """Distances and shortest-path counts by a plain queue BFS (independent of trm_jax.data.maze)."""
+    """Distances and shortest-path counts by a plain queue BFS (independent of trm_jax.tasks.maze.mazes)."""
     dist, ways = {start: 0}, {start: 1}
     queue = deque([start])
     while queue:
@@ -141,13 +142,12 @@ def test_dihedral_augmentation_matches_numpy_and_keeps_validity():
 
 def test_build_datasets_generated_and_csv(tmp_path):
     from trm_jax.config import load_config
-    from trm_jax.tasks import load_tokenizer_for_config
 
     cfg = load_config(None, ["data.task=maze", "data.maze_size=12", "data.num_train=6", "data.num_eval=4",
                              "data.seq_len=144", "data.maze_min_path_len=20"])
-    tok, vocab, pad = load_tokenizer_for_config(cfg)
+    tok, vocab, pad = get_task(cfg).tokenizer()
     assert vocab == 6 and pad == 0
-    train, ev = build_datasets(cfg, tok)
+    train, ev = get_task(cfg).datasets(tok)
     assert train.inputs.shape == (6, 144) and len(ev) == 4 and train.augment is not None and ev.augment is None
     assert not any((x == y).all() for x in train.inputs for y in ev.inputs)  # distinct seeds per split
     batch = next(BatchIterator(train, 4, seed=0))
@@ -157,11 +157,11 @@ def test_build_datasets_generated_and_csv(tmp_path):
     write_maze_csv(path, generate_mazes(5, size=12, seed=9))
     cfg = load_config(None, ["data.task=maze", f"data.train_path={path}", f"data.eval_path={path}",
                              "data.seq_len=150", "data.augment=false"])
-    train, ev = build_datasets(cfg, tok)
+    train, ev = get_task(cfg).datasets(tok)
     assert train.inputs.shape == (5, 150) and (train.labels[:, 144:] == -100).all() and (train.inputs[:, 144:] == 0).all()
     cfg = load_config(None, ["data.task=maze", f"data.train_path={path}", "data.seq_len=100"])
     with pytest.raises(TRMError, match="needs data.seq_len >= 144"):
-        build_datasets(cfg, tok)
+        get_task(cfg).datasets(tok)
 
 
 # Shrinks an official recipe config to a 2-CPU smoke run (puzzle-embedding prefix kept: 16 positions, width 32).
@@ -189,8 +189,8 @@ def test_maze_hard_config_trains_shrunk_through_the_script(tmp_path):
 
     # infer takes the question text and returns the grid with the path marked, as predict's tokens decode
     import trm_jax
-    from trm_jax.data.maze import maze_texts
     from trm_jax.evaluation import dataset_for
+    from trm_jax.tasks.maze.mazes import maze_texts
 
     p = trm_jax.load(tmp_path / "run")
     ds = dataset_for(p)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from trm_jax.config import load_config
-from trm_jax.data import BatchIterator, eval_batches, make_puzzle_dataset
+from trm_jax.data.iterators import BatchIterator, eval_batches
 from trm_jax.errors import TRMError
-from trm_jax.tasks import build_datasets, load_tokenizer_for_config
+from trm_jax.tasks import get_task
+from trm_jax.tasks.puzzle_dataset.files import make_puzzle_dataset
 
 SEQ, VOCAB = 6, 7
 
@@ -75,12 +76,12 @@ def test_reads_memory_mapped_with_puzzle_ids_and_masking(dataset_dir):
 def test_config_path_tokenizer_and_seq_len(dataset_dir):
     root, _, _ = dataset_dir
     cfg = load_config(None, ["data.task=puzzle_dataset", f"data.dataset_dir={root}", f"data.seq_len={SEQ}"])
-    tok, vocab, pad = load_tokenizer_for_config(cfg)
+    tok, vocab, pad = get_task(cfg).tokenizer()
     assert vocab == VOCAB and pad == 0
-    train, ev = build_datasets(cfg, tok)
+    train, ev = get_task(cfg).datasets(tok)
     assert len(train) == 15 and len(ev) == 4
     with pytest.raises(TRMError, match=r"dataset\.json: seq_len is 6 but data\.seq_len is 8"):
-        build_datasets(load_config(None, ["data.task=puzzle_dataset", f"data.dataset_dir={root}", "data.seq_len=8"]), tok)
+        get_task(load_config(None, ["data.task=puzzle_dataset", f"data.dataset_dir={root}", "data.seq_len=8"])).datasets(tok)
 
 
 @pytest.mark.parametrize("change, message", [

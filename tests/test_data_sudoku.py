@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from trm_jax.data import sudoku as S
-from trm_jax.data import load_tokenizer
-from trm_jax.data.datasets import make_sudoku_dataset
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.tasks import sudoku as S
+from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
 
 # A known puzzle (Wikipedia's example) and its solution.
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
@@ -189,7 +189,7 @@ def test_official_train_set_augmentations_stay_valid():
 
 def test_build_datasets_official_sudoku_extreme_construction(tmp_path):
     from trm_jax.config import load_config
-    from trm_jax.tasks import build_datasets
+    from trm_jax.tasks import get_task
 
     path = str(tmp_path / "extreme.csv")
     p, s = S.generate_sudoku(30, seed=2, difficulty=0.7)
@@ -199,7 +199,7 @@ def test_build_datasets_official_sudoku_extreme_construction(tmp_path):
     cfg = load_config(None, ["data.task=sudoku", f"data.train_path={path}", f"data.eval_path={test_path}",
                              "data.max_train_rows=10", "data.num_aug=4", "data.augment=false", "data.seq_len=81"])
     tok = load_tokenizer("grid")[0]
-    train, ev = build_datasets(cfg, tok)
+    train, ev = get_task(cfg).datasets(tok)
     assert len(train) == 10 * 5 and len(ev) == 7  # eval set untouched
     assert train.augment is None and len(train.texts) == 50
     originals = {bytes(x) for x in make_sudoku_dataset(p, s, tok).inputs}

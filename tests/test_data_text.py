@@ -5,14 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from trm_jax.data import (
-    IGNORE_LABEL,
-    load_tokenizer,
-    make_text_dataset,
-    pad_sequence,
-    prepare_code_input,
-    tokenize_and_pad,
-)
+from trm_jax.data.datasets import IGNORE_LABEL, make_text_dataset
+from trm_jax.data.text import pad_sequence, prepare_code_input, tokenize_and_pad
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from trm_jax.data import CharTokenizer, decode_prediction, load_tokenizer, save_tokenizer
-from trm_jax.data.tokenizers import is_saved_tokenizer
+from trm_jax.data.text import decode_prediction
+from trm_jax.data.tokenizers import CharTokenizer, is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
 
 TEXTS = ["", "def kav(x): return x+3\n>>> kav(4)", "Tabs\tand  spaces ~!@#$%^&*()", "0123456789"]
@@ -144,14 +144,14 @@ def test_char_decodes_grid_predictions():
 
 def test_tokenizer_for_config(tmp_path):
     from trm_jax.config import TRMConfig
-    from trm_jax.tasks import load_tokenizer_for_config
+    from trm_jax.tasks import get_task
 
     sudoku = TRMConfig.from_dict({"data": {"task": "sudoku", "seq_len": 81}})
-    tok, vocab, _ = load_tokenizer_for_config(sudoku)
+    tok, vocab, _ = get_task(sudoku).tokenizer()
     assert vocab == 11 and tok.name == "grid"
     code = TRMConfig.from_dict({"data": {"tokenizer": "bpe", "num_train": 200, "bpe_vocab_size": 300}})
     save = str(tmp_path / "tok")
-    tok, vocab, _ = load_tokenizer_for_config(code, save_dir=save)
+    tok, vocab, _ = get_task(code).tokenizer(save_dir=save)
     assert tok.decode(tok.encode("def kav(x): return x+3")) == "def kav(x): return x+3"
-    again, vocab2, _ = load_tokenizer_for_config(code.replace(data=code.data), save_dir=save)  # resume
+    again, vocab2, _ = get_task(code.replace(data=code.data)).tokenizer(save_dir=save)  # resume
     assert vocab2 == vocab and again.encode("kav(4)") == tok.encode("kav(4)")

@@ -4,6 +4,7 @@ Trainer's schedule (batches consumed only when every sample halted, resume, one 
 import jax
 import numpy as np
 import pytest
+from test_training_step import L, make_batch, tcfg, tiny_model
 
 import trm_jax
 from trm_jax.errors import ConfigError
@@ -12,8 +13,6 @@ from trm_jax.training import distributed as dist
 from trm_jax.training import halted_samples as hs
 from trm_jax.training.state import create_train_state, make_optimizer
 from trm_jax.training.step import StepSpec, TrainCarry, make_train_step, pmap_train_step
-
-from test_training_step import L, make_batch, tcfg, tiny_model
 
 
 def test_step_rows_pads_the_live_rows_to_a_power_of_two_with_halted_ones():

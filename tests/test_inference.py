@@ -9,11 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from trm_jax.data import decode_prediction
+from trm_jax.data.text import decode_prediction
 from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams, infer, load
 from trm_jax.models import predict
-from trm_jax.tasks import load_raw_samples
+from trm_jax.tasks import get_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,7 @@ def run(tiny_run):
 
 
 def queries(params, n):
-    return [s["query"] for s in load_raw_samples(params.config, "eval")[:n]]
+    return [s["query"] for s in get_task(params.config).samples("eval")[:n]]
 
 
 def test_load_restores_trained_ema_params(run):

@@ -8,20 +8,8 @@ import numpy as np
 import pytest
 
 from trm_jax.config import ModelConfig
-from trm_jax.models import (
-    IGNORE_LABEL,
-    MLPMixer1D,
-    TransformerNetwork,
-    compute_loss,
-    init_params,
-    initial_carry,
-    latent_recursion,
-    log_stablemax,
-    make_model,
-    predict,
-    supervision_step,
-)
-from trm_jax.models import TinyRecursiveModel
+from trm_jax.models import (IGNORE_LABEL, MLPMixer1D, TinyRecursiveModel, TransformerNetwork, compute_loss, init_params,
+                            initial_carry, latent_recursion, log_stablemax, make_model, predict, supervision_step)
 
 SEQ, VOCAB, BATCH = 6, 7, 3
 

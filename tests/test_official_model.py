@@ -15,8 +15,14 @@ torch = pytest.importorskip("torch")
 import _official_reference as ref  # noqa: E402
 
 from trm_jax.errors import TRMError  # noqa: E402
-from trm_jax.models import TransformerNetwork, initial_carry, supervision_step  # noqa: E402
-from trm_jax.models import from_official_checkpoint, to_official_state_dict, to_torch_state_dict  # noqa: E402
+from trm_jax.models import (  # noqa: E402  # noqa: E402
+    TransformerNetwork,
+    from_official_checkpoint,
+    initial_carry,
+    supervision_step,
+    to_official_state_dict,
+    to_torch_state_dict,
+)
 
 SEQ, VOCAB, IDS, BATCH = 6, 7, 5, 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

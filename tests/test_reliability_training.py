@@ -27,8 +27,8 @@ import threading
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import VOCAB, make_trainer, tiny_config, train_losses
+
 from trm_jax.errors import TRMError
 from trm_jax.inference import load
 from trm_jax.training import read_metrics
@@ -266,6 +266,7 @@ def test_real_full_disk_keeps_earlier_checkpoints(runs, tmp_path):
                     "the error path")
     try:
         from _train_helpers import TinyTokenizer, reverse_task
+
         from trm_jax.training import create_trainer
 
         run = mnt / "run"

@@ -17,13 +17,12 @@ import pytest
 import yaml
 
 import trm_jax
+from tests._toy_task import LETTERS, ToyTask
 from trm_jax.config import TRMConfig, load_config
 from trm_jax.errors import ConfigError
 from trm_jax.models import predict
 from trm_jax.tasks import BUILTIN_TASKS, get_task, task_class, task_names
 from trm_jax.tasks.base import Task
-
-from tests._toy_task import LETTERS, ToyTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = "tests._toy_task:ToyTask"
@@ -109,7 +108,7 @@ def test_scanner_finds_planted_comparisons():
 
 
 def test_no_module_outside_tasks_compares_a_task_name():
-    """Only the task modules (trm_jax/tasks/) and the registry (trm_jax/task_registry.py) read a task name."""
+    """Only the task modules (trm_jax/tasks/) and the registry (trm_jax/tasks/__init__.py) read a task name."""
     found = []
     for folder in ("trm_jax", "scripts", "benchmarks"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):

@@ -12,7 +12,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import make_trainer, tiny_config, train_losses
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -10,17 +10,17 @@ import types
 import jax
 import numpy as np
 import pytest
-
 from _scripts import load_script
 from _train_helpers import make_trainer, tiny_config, train_losses
 from conftest import TINY_RUN
+
 from trm_jax.config import EarlyStoppingConfig, TRMConfig
+from trm_jax.data.datasets import IGNORE_LABEL
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.data import IGNORE_LABEL
 from trm_jax.inference import load
 from trm_jax.models import NO_EARLY_HALT, predict
-from trm_jax.training import distributed as dist
 from trm_jax.training import Callback, EarlyStopping, KeepBest, TimeBudget, read_metrics
+from trm_jax.training import distributed as dist
 from trm_jax.training import make_trainer as make
 from trm_jax.training.callbacks import config_callbacks
 from trm_jax.training.state import inference_params

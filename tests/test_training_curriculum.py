@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import make_trainer, tiny_config
+
 from trm_jax.config import CurriculumStage, TRMConfig
 from trm_jax.errors import ConfigError
 from trm_jax.models import init_params, make_model

@@ -7,9 +7,10 @@ import threading
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import make_trainer, tiny_config, train_losses
-from trm_jax.data import ArrayDataset, BatchIterator
+
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.data.iterators import BatchIterator
 from trm_jax.training.prefetch import BatchFeed
 
 

@@ -8,8 +8,8 @@ import signal
 import jax
 import numpy as np
 import pytest
-
 from _train_helpers import make_trainer, tiny_config, train_losses
+
 from trm_jax.errors import TRMError
 from trm_jax.training import read_metrics
 

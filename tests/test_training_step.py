@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from trm_jax.config import ModelConfig, TrainingConfig
-from trm_jax.models import (IGNORE_LABEL, Carry, compute_loss, init_params, initial_carry, make_model,
-                            supervision_step)
+from trm_jax.models import IGNORE_LABEL, Carry, compute_loss, init_params, initial_carry, make_model, supervision_step
 from trm_jax.training import distributed as dist
 from trm_jax.training.state import (LRSchedule, create_train_state, ema_decay_at, ema_update, make_optimizer,
                                     scale_by_adam_atan2)

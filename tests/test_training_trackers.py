@@ -13,9 +13,9 @@ import zlib
 import numpy as np
 import pytest
 import yaml
+from _train_helpers import make_trainer, tiny_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the `test` extra has it
 
-from _train_helpers import make_trainer, tiny_config
 from trm_jax.config import TRMConfig
 from trm_jax.errors import ConfigError
 from trm_jax.training import TRMTrainingLogger, read_metrics

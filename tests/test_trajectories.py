@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _scripts import load_script
+
 from trm_jax.config import ModelConfig
 from trm_jax.errors import TRMError
 from trm_jax.models import (NO_EARLY_HALT, Carry, Trajectories, init_params, initial_carry, make_model, predict,
@@ -362,13 +362,14 @@ def test_scripts_take_the_flags(tiny_run, tmp_path, capsys):
 
 
 def test_arc_vote_counts_every_trajectory_or_the_chosen_one(tmp_path):
-    from trm_jax.data.arc import build_arc
+    from trm_jax.tasks.arc.build import build_arc
     from trm_jax.tasks.arc.evaluation import evaluate_arc, evaluate_arc_build, model_predict_fn
 
     # evaluate_arc takes K candidates per row: each is a vote
     grid = [[1, 2], [3, 4]]
     x = np.zeros((1, 900), np.int32)
-    from trm_jax.data.arc import Augmentation, encode_grids, puzzle_identifier_name
+    from trm_jax.tasks.arc.augment import Augmentation, puzzle_identifier_name
+    from trm_jax.tasks.arc.build import encode_grids
     x[0] = encode_grids(np.asarray(grid, np.uint8)[None])[0]
     ids = ["<blank>", puzzle_identifier_name("t", Augmentation(0, tuple(range(10))))]
     task = {"t": {"train": [], "test": [{"input": grid, "output": grid}]}}

@@ -19,7 +19,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from trm_jax.errors import ConfigError
-from trm_jax.task_registry import BUILTIN_TASKS, DEFAULT_TASK, task_class
+from trm_jax.tasks import BUILTIN_TASKS, DEFAULT_TASK, task_class
 
 logger = logging.getLogger(__name__)
 

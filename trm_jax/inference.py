@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trm_jax.config import TRMConfig, load_config
-from trm_jax.data import load_tokenizer
+from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
 from trm_jax.pretrained import is_pretrained, read_pretrained

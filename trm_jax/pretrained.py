@@ -32,8 +32,7 @@ import ml_dtypes
 import numpy as np
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import load_tokenizer, save_tokenizer
-from trm_jax.data.tokenizers import is_saved_tokenizer
+from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import PUZZLE_EMB, model_config
 from trm_jax.rag import RAG_SUBDIR, load_run_retriever
@@ -347,8 +346,8 @@ def resolve_pretrained(path) -> str:
         raise TRMError(f"{text}: expected hf://USER/REPO or hf://USER/REPO@REVISION")
     # optional at import: only hub loading needs it
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, \
-        RevisionNotFoundError
+    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     try:
         return snapshot_download(repo, revision=revision or None, library_name="trm_jax")

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from trm_jax.errors import TRMError
-from trm_jax.models.losses import IGNORE_LABEL  # defined once, beside the loss that masks it
+
+IGNORE_LABEL = -100  # the label of a position the loss and exact-match skip (PyTorch's ignore_index)
 
 logger = logging.getLogger(__name__)
 

@@ -24,15 +24,14 @@ import os
 import string
 from typing import Iterable
 
-from trm_jax.data.sudoku import GRID_SYMBOLS
 from trm_jax.errors import TRMError
 
 logger = logging.getLogger(__name__)
 
 CHAR_CONFIG_FILE = "char_tokenizer.json"
-GRID_ALPHABET = GRID_SYMBOLS
+GRID_SYMBOLS = ".123456789"  # the grid tokenizer's cells: blank, then the digits 1-9 (Sudoku's values 0..9)
 # Grid symbols first so grids get the same ids as with the "grid" tokenizer.
-CHAR_ALPHABET = GRID_ALPHABET + "0" + string.ascii_lowercase + string.ascii_uppercase + \
+CHAR_ALPHABET = GRID_SYMBOLS + "0" + string.ascii_lowercase + string.ascii_uppercase + \
     string.punctuation.replace(".", "") + " \t\n"
 UNK_TEXT = "\ufffd"
 
@@ -120,7 +119,7 @@ class CharTokenizer:
 
 def grid_tokenizer() -> CharTokenizer:
     """The 11-token Sudoku tokenizer: pad 0, '.' 1 (also for '0'), '1'-'9' 2-10, eos = pad."""
-    return CharTokenizer(GRID_ALPHABET, eos=False, unk=False, aliases={"0": "."}, name="grid")
+    return CharTokenizer(GRID_SYMBOLS, eos=False, unk=False, aliases={"0": "."}, name="grid")
 
 
 class HFTokenizer:

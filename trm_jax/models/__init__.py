@@ -17,12 +17,8 @@ from trm_jax.models.losses import (IGNORE_LABEL, compute_loss, log_stablemax, mo
                                    token_matches)
 from trm_jax.models.mixer import MLPMixer1D
 from trm_jax.models.module import PUZZLE_EMB, TinyRecursiveModel
-from trm_jax.models.official_checkpoint import (
-    from_official_checkpoint,
-    official_arch_to_model_config,
-    read_official_arch,
-    to_official_state_dict,
-)
+from trm_jax.models.official_checkpoint import (from_official_checkpoint, official_arch_to_model_config,
+                                                read_official_arch, to_official_state_dict)
 from trm_jax.models.predict import NO_EARLY_HALT, Prediction, predict, predict_trajectories
 from trm_jax.models.recursion import Carry, StepOutput, init_params, initial_carry, latent_recursion, supervision_step
 from trm_jax.models.torch_checkpoint import config_from_torch_state_dict, from_torch_state_dict, to_torch_state_dict

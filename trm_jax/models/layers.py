@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-
 # checkpoint_name tags for remat policies (see recursion.py: remat_policy): the residual stream between
 # sub-blocks and the input of the mixer's channel-mixing activation.
 RESIDUAL = "residual"

@@ -1,7 +1,7 @@
 """Losses and the one accuracy definition: token cross-entropy (softmax or stablemax) + halting BCE.
 
-IGNORE_LABEL is defined here, once: the label value masked out of the loss and of exact-match
-(`trm_jax.data` re-exports it for the datasets that write it).
+IGNORE_LABEL (defined in trm_jax.data.text, beside the datasets that write it) is masked out of the loss
+and of exact-match.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-IGNORE_LABEL = -100
+from trm_jax.data.text import IGNORE_LABEL
 
 
 def log_stablemax(logits, axis=-1):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
-
 from jax.ad_checkpoint import checkpoint_name
 
 from trm_jax.models.layers import (CHANNEL_PRE_ACTIVATION, RESIDUAL, TorchDense, gelu, layer_norm_no_bias,

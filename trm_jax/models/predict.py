@@ -18,8 +18,8 @@ import numpy as np
 from trm_jax.errors import TRMError
 from trm_jax.models.recursion import Carry, apply_method, carry_to_native, embed_native, run_cycles, to_native
 from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, NOISE_ON, LatentNoise, Trajectories, as_trajectories,
-                                         check_options, chosen_index, row_keys, sample_keys,
-                                         step_noise, take_trajectory, tile_rows)
+                                         check_options, chosen_index, row_keys, sample_keys, step_noise,
+                                         take_trajectory, tile_rows)
 
 # A halt threshold above 1: no sample halts early, every one runs max_recursion_depth supervision steps
 # (how the official code evaluates).

@@ -22,7 +22,7 @@ from typing import Optional
 
 from trm_jax.errors import TRMError
 from trm_jax.rag.retriever import RAGRetriever
-from trm_jax.task_registry import get_task
+from trm_jax.tasks import get_task
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from trm_jax.training.factory import (as_config, create_model, create_tokenizer,
                                       make_tokenizer, make_trainer)
 from trm_jax.training.metrics import TRMTrainingLogger, read_metrics, summarize
 from trm_jax.training.monitor import ResourceMonitor
-from trm_jax.training.state import LRSchedule, TrainState, create_train_state, ema_decay_at, ema_update, \
-    make_optimizer, make_train_state, scale_by_adam_atan2
+from trm_jax.training.state import (LRSchedule, TrainState, create_train_state, ema_decay_at, ema_update,
+                                    make_optimizer, make_train_state, scale_by_adam_atan2)
 from trm_jax.training.step import TrainCarry, make_eval_step, make_train_step
 from trm_jax.training.trainer import Trainer, TrainResult
 

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from trm_jax.config import TrainingConfig, TRMConfig
-from trm_jax.data import ArrayDataset
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
 from trm_jax.models import IGNORE_LABEL, PUZZLE_EMB, TinyRecursiveModel
 from trm_jax.training import distributed as dist

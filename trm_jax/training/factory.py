@@ -12,7 +12,7 @@ from typing import Optional, Union
 from trm_jax.config import TRMConfig, apply_overrides, load_config
 from trm_jax.errors import ConfigError
 from trm_jax.models import make_model
-from trm_jax.tasks import load_tokenizer_for_config as make_tokenizer
+from trm_jax.tasks import get_task
 from trm_jax.training import distributed
 from trm_jax.training.trainer import Trainer
 
@@ -36,7 +36,7 @@ def make_model_from_config(config: TRMConfig, num_tokens: Optional[int] = None, 
     """The TinyRecursiveModel of a run config (`trm_jax.models.make_model` of `config.model`), optionally at
     another width `dim`. `num_tokens` defaults to `model.num_tokens`, else the task tokenizer's vocabulary;
     `seq_len` to `data.seq_len`."""
-    return make_model(config.model, num_tokens or config.model.num_tokens or make_tokenizer(config)[1],
+    return make_model(config.model, num_tokens or config.model.num_tokens or get_task(config).tokenizer()[1],
                       seq_len or config.data.seq_len, dim=dim)
 
 
@@ -51,6 +51,11 @@ def make_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, 
     cfg = as_config(config, overrides)
     distributed.initialize(cfg.distributed)
     return Trainer(config=cfg, run_dir=run_dir, resume=resume, **kwargs)
+
+
+def make_tokenizer(config, save_dir=None):
+    """`(tokenizer, vocab_size, pad_token_id)` of the run config's task."""
+    return get_task(config).tokenizer(save_dir)
 
 
 # the names README, docs and older code use

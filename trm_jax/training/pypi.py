@@ -11,9 +11,9 @@ import dataclasses
 import logging
 from typing import Optional
 
-from trm_jax.config import CurriculumConfig, CurriculumStage, DataConfig, EarlyStoppingConfig, ModelConfig, \
-    MonitoringConfig, TRMConfig, TrainingConfig
-from trm_jax.data import ArrayDataset, as_array_dataset
+from trm_jax.config import (CurriculumConfig, CurriculumStage, DataConfig, EarlyStoppingConfig, ModelConfig,
+                            MonitoringConfig, TrainingConfig, TRMConfig)
+from trm_jax.data.datasets import ArrayDataset, as_array_dataset
 from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel, model_config
 

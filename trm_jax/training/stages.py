@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from trm_jax.config import TRMConfig
-from trm_jax.data import BatchIterator
+from trm_jax.data.iterators import BatchIterator
 from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel, init_params, make_model
 from trm_jax.training import distributed as dist

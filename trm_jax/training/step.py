@@ -28,10 +28,10 @@ import numpy as np
 import optax
 
 from trm_jax.config import TrainingConfig
-from trm_jax.data import eval_batches
+from trm_jax.data.iterators import eval_batches
 from trm_jax.errors import TRMError
-from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry,
-                            model_loss, predict, supervision_step, token_matches)
+from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry, model_loss,
+                            predict, supervision_step, token_matches)
 from trm_jax.models.trajectories import check_options, indexed_keys
 from trm_jax.training import distributed as dist
 from trm_jax.training.state import LRSchedule, TrainState, ema_decay_at, ema_update, make_optimizer, split_table

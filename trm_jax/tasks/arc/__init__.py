@@ -1,6 +1,6 @@
 """The ARC-AGI task: its adapter (config keys, build, infer, evaluate) and its evaluation (voting through
 inverse augmentations, pass@K, Kaggle submission), and its test-time adaptation to tasks a run never saw.
-Task loading, encoding and the cached build, which know nothing of configs, are trm_jax.data.arc."""
+Task loading, encoding and the cached build, which know nothing of configs, are trm_jax.tasks.arc."""
 
 from trm_jax.tasks.arc.adapt import ADAPT_NUM_AUG, ArcAdaptation
 from trm_jax.tasks.arc.evaluation import (ARC_PASS_KS, ARC_SUBMISSION_ATTEMPTS, ArcEvalResult, ArcVoter, evaluate_arc,

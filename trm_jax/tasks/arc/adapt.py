@@ -21,12 +21,13 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from trm_jax.data.arc import (ARC_SEQ_LEN, augmentation_names, encode_task_pairs, eval_task_pairs, load_tasks,
-                              parse_source, task_augmentations, translation_rng, validate_task)
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
+from trm_jax.tasks.arc.build import (ARC_SEQ_LEN, augmentation_names, encode_task_pairs, eval_task_pairs, load_tasks,
+                                     parse_source, task_augmentations, translation_rng)
 from trm_jax.tasks.arc.evaluation import (ARC_PASS_KS, ArcEvalResult, augmented_test_rows, demo_key, evaluate_arc,
                                           model_predict_fn, vote_on_task)
+from trm_jax.tasks.arc.sources import validate_task
 
 logger = logging.getLogger(__name__)
 

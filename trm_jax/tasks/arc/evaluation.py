@@ -19,13 +19,14 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from trm_jax.data.arc import (Augmentation, encode_grids, load_tasks, parse_puzzle_identifier, puzzle_identifier_name,
-                              validate_task)
-from trm_jax.data.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT, predict, predict_trajectories
 from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.models.trajectories import check_options, indexed_keys
+from trm_jax.tasks.arc.augment import Augmentation, parse_puzzle_identifier, puzzle_identifier_name
+from trm_jax.tasks.arc.build import encode_grids, load_tasks
+from trm_jax.tasks.arc.encoding import ARC_MAX_GRID_SIZE, COLOUR_OFFSET, crop_sizes, grid_hash
+from trm_jax.tasks.arc.sources import validate_task
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def evaluate_arc(predict_fn: Callable, inputs: np.ndarray, puzzle_ids: np.ndarra
 
 
 def evaluate_arc_build(predict_fn: Callable, build, **kwargs) -> ArcEvalResult:
-    """evaluate_arc on an `ArcBuild` (trm_jax.data.arc.build_arc)."""
+    """evaluate_arc on an `ArcBuild` (trm_jax.tasks.arc.build_arc)."""
     return evaluate_arc(predict_fn, build.eval_inputs, build.eval_puzzle_ids, build.identifiers,
                         build.eval_tasks, **kwargs)
 

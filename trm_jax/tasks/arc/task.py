@@ -1,4 +1,4 @@
-"""The arc task (ARC-AGI): the official augmented 30x30 build for training (trm_jax.data.arc); a task in,
+"""The arc task (ARC-AGI): the official augmented 30x30 build for training (trm_jax.tasks.arc); a task in,
 two attempts per test input out, by voting over its trained augmentations; pass@K and the Kaggle submission."""
 
 from __future__ import annotations
@@ -7,16 +7,15 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from trm_jax.data.arc import ARC_NUM_AUG, ARC_SEQ_LEN, ARC_VOCAB_SIZE, ArcBuild, arc_datasets, build_arc, parse_source
 from trm_jax.data.datasets import ArrayDataset
-from trm_jax.data.puzzle_dataset import puzzle_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT
-from trm_jax.tasks.arc.adapt import (ADAPT_NUM_AUG, ArcAdaptation, adaptation_data, evaluate_adapted,
-                                     infer_adapted_task)
-from trm_jax.tasks.arc.evaluation import (ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn,
-                                          read_task)
+from trm_jax.tasks.arc.adapt import ADAPT_NUM_AUG, ArcAdaptation, adaptation_data, evaluate_adapted, infer_adapted_task
+from trm_jax.tasks.arc.build import ARC_NUM_AUG, ARC_SEQ_LEN, ArcBuild, arc_datasets, build_arc, parse_source
+from trm_jax.tasks.arc.encoding import ARC_VOCAB_SIZE
+from trm_jax.tasks.arc.evaluation import ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn, read_task
 from trm_jax.tasks.base import GridTask, require
+from trm_jax.tasks.puzzle_dataset.files import puzzle_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -21,12 +21,14 @@ import json
 import os
 import string
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from trm_jax.data.maze import MAZE_VOCAB_SIZE, maze_tokenizer
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.tokenizers import CharTokenizer, grid_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.tasks.maze.mazes import MAZE_VOCAB_SIZE, maze_tokenizer
 
 SPLIT_DIRS = {"train": "train", "eval": "test"}  # our split name -> the official directory
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -197,3 +199,16 @@ def write_puzzle_dataset(dataset_dir: str, split: str, inputs, labels, *, puzzle
     for field, arr in zip(FIELDS, (x, y, pid, pidx, gidx)):
         np.save(os.path.join(split_dir, f"{set_name}__{field}.npy"), arr)
     return split_dir
+
+
+def make_puzzle_dataset(dataset_dir: str, split: str, seq_len: Optional[int] = None) -> ArrayDataset:
+    """One split ("train", or "eval" = the official "test") of a directory written by the official
+    builders: memory-mapped inputs/labels, per-example puzzle identifiers, the directory's
+    ignore_label_id masked (IGNORE_LABEL in batches), difficulty 0."""
+    part = read_split(dataset_dir, split)
+    meta = part.metadata
+    if seq_len is not None and seq_len != meta["seq_len"]:
+        raise TRMError(f"{os.path.join(dataset_dir, SPLIT_DIRS[split], 'dataset.json')}: seq_len is "
+                       f"{meta['seq_len']} but data.seq_len is {seq_len}; set data.seq_len: {meta['seq_len']}")
+    return ArrayDataset(part.inputs, part.labels, np.zeros(len(part.inputs), np.float32),
+                        puzzle_ids=part.puzzle_ids, ignore_label_id=meta["ignore_label_id"])

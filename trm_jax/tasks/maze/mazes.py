@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.data.grids import DihedralAugmenter
 from trm_jax.data.puzzle_csv import read_rows, write_rows
+from trm_jax.data.text import IGNORE_LABEL
 from trm_jax.data.tokenizers import CharTokenizer
 from trm_jax.errors import TRMError
 
@@ -365,3 +369,26 @@ def write_maze_csv(path: str, pairs, ratings=None, source: str = "trm_jax") -> N
 def maze_difficulty(steps, size: int) -> np.ndarray:
     """Per-maze difficulty in [0, 1]: shortest-path length / (4 * size) (30x30: 120 moves -> 1)."""
     return np.clip(np.asarray(steps, np.float32) / (4.0 * size), 0.0, 1.0).astype(np.float32)
+
+
+def make_maze_dataset(questions, answers, seq_len: int, difficulty=None, augment: bool = False,
+                      size: Optional[int] = None) -> ArrayDataset:
+    """Tokenized mazes (official token ids, pad 0): input = the question grid, label = the answer
+    grid, every cell supervised; positions past size*size are pad / IGNORE_LABEL. `augment`
+    adds the 8 dihedral transforms online (training)."""
+    q = np.asarray(questions, dtype=np.int32)
+    a = np.asarray(answers, dtype=np.int32)
+    cells = q.shape[1] if q.ndim == 2 else 0
+    size = int(round(cells ** 0.5)) if size is None else int(size)
+    if q.shape != a.shape or size * size != cells:
+        raise TRMError(f"mazes must be [N, size*size] questions and answers of one shape, got {q.shape} and {a.shape}")
+    if seq_len < cells:
+        raise TRMError(f"a {size}x{size} maze needs data.seq_len >= {cells} (one token per cell), got {seq_len}")
+    n = len(q)
+    inputs = np.zeros((n, seq_len), np.int32)
+    labels = np.full((n, seq_len), IGNORE_LABEL, np.int32)
+    inputs[:, :cells], labels[:, :cells] = q, a
+    diff = np.zeros(n, np.float32) if difficulty is None else np.broadcast_to(np.asarray(difficulty, np.float32), (n,))
+    texts = [{"input": x, "output": y} for x, y in zip(maze_texts(q), maze_texts(a))]
+    aug = DihedralAugmenter(size) if augment else None
+    return ArrayDataset(inputs, labels, diff.copy(), texts, aug)

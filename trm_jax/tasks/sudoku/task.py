@@ -1,5 +1,5 @@
 """The Sudoku task: 81-cell grids in, solved grids out; generated puzzles or a Sudoku-Extreme CSV
-(the grids, solver, generator and CSV format: trm_jax.data.sudoku)."""
+(the grids, solver, generator and CSV format: trm_jax.tasks.sudoku)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Optional
 
 import numpy as np
 
-from trm_jax.data import sudoku
-from trm_jax.data.datasets import ArrayDataset, encode_sudoku_string, make_sudoku_dataset
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.files import read_cached
+from trm_jax.tasks import sudoku
 from trm_jax.tasks.base import GridTask, require
+from trm_jax.tasks.sudoku.dataset import encode_sudoku_string, make_sudoku_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import logging
 
 import numpy as np
 
-from trm_jax.data.sudoku.bitmasks import ALL
-from trm_jax.data.sudoku.text import sudoku_to_text, text_to_sudoku
 from trm_jax.errors import TRMError
+from trm_jax.tasks.sudoku.bitmasks import ALL
+from trm_jax.tasks.sudoku.text import sudoku_to_text, text_to_sudoku
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from trm_jax.data.sudoku.batch_solver import propagate_singles, search_batch
-from trm_jax.data.sudoku.bitmasks import ALL, DIGIT_MASK, MASK_DIGIT, POPCOUNT, SET_BITS, grids_to_masks
 from trm_jax.errors import TRMError
+from trm_jax.tasks.sudoku.batch_solver import propagate_singles, search_batch
+from trm_jax.tasks.sudoku.bitmasks import ALL, DIGIT_MASK, MASK_DIGIT, POPCOUNT, SET_BITS, grids_to_masks
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trm_jax.data.sudoku.bitmasks import ALL, CELL_UNITS, MASK_DIGIT, POPCOUNT, SET_BITS, UNITS, grids_to_masks
+from trm_jax.tasks.sudoku.bitmasks import ALL, CELL_UNITS, MASK_DIGIT, POPCOUNT, SET_BITS, UNITS, grids_to_masks
 
 
 def propagate_singles(cand: np.ndarray):

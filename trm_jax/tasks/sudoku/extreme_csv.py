@@ -8,13 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from trm_jax.data.puzzle_csv import read_rows, write_rows
-from trm_jax.data.sudoku.text import sudoku_to_text
-from trm_jax.data.sudoku.validity import valid_solutions
 from trm_jax.errors import TRMError
+from trm_jax.tasks.sudoku.text import sudoku_to_text
+from trm_jax.tasks.sudoku.validity import valid_solutions
 
 # A small file in this format (100 generated puzzles, ratings = guesses of the batched solver).
-SAMPLE_CSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
-                          "sudoku_extreme_sample.csv")
+SAMPLE_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sudoku_extreme_sample.csv")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from trm_jax.data.sudoku.generator import generate_sudoku
+from trm_jax.tasks.sudoku.generator import generate_sudoku
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The puzzle_dataset task: a directory written by the official TRM dataset builders (train/ and test/
-token arrays with puzzle identifiers; format: trm_jax.data.puzzle_dataset), used as it is."""
+token arrays with puzzle identifiers; format: trm_jax.tasks.puzzle_dataset.files), used as it is."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from trm_jax.data.datasets import ArrayDataset, make_puzzle_dataset
-from trm_jax.data.puzzle_dataset import puzzle_metadata, puzzle_tokenizer
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
 from trm_jax.tasks.base import GridTask, require
+from trm_jax.tasks.puzzle_dataset.files import make_puzzle_dataset, puzzle_metadata, puzzle_tokenizer
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class PuzzleDirOptions:
     dataset_dir: Optional[str] = None  # puzzle_dataset: directory with train/ and test/ written by the official builders
 
 
-class PuzzleDirTask(GridTask):
+class PuzzleDatasetTask(GridTask):
     Options = PuzzleDirOptions
 
     @classmethod

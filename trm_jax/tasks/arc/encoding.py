@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE
+from trm_jax.tasks.arc.sources import ARC_MAX_GRID_SIZE
 
 PAD_TOKEN = 0
 EOS_TOKEN = 1

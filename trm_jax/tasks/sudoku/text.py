@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from trm_jax.data.tokenizers import GRID_SYMBOLS  # text symbol of each cell value 0..9
 from trm_jax.errors import TRMError
 
-GRID_SYMBOLS = ".123456789"  # text symbol of each cell value 0..9
 _SYMBOL_BYTES = np.frombuffer(GRID_SYMBOLS.encode(), dtype=np.uint8)
 
 _SEPARATORS = set(" \t\r\n|+-")

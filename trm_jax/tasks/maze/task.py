@@ -1,5 +1,5 @@
 """The maze task (Maze-Hard): the question grid in, the grid with the shortest path marked 'o' out;
-generated mazes or a Maze-Hard CSV (generator, charset and CSV format: trm_jax.data.maze)."""
+generated mazes or a Maze-Hard CSV (generator, charset and CSV format: trm_jax.tasks.maze.mazes)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Optional
 
 import numpy as np
 
-from trm_jax.data import maze
-from trm_jax.data.datasets import ArrayDataset, make_maze_dataset
+from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.files import read_cached
 from trm_jax.errors import TRMError
 from trm_jax.tasks.base import GridTask, require
+from trm_jax.tasks.maze import mazes as maze
+from trm_jax.tasks.maze.mazes import make_maze_dataset
 
 
 @dataclass(frozen=True)

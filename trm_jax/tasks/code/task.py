@@ -1,13 +1,13 @@
 """The code task: answer a query about a generated Python fact that the query does not contain; retrieval
-(or data.code_context: oracle) supplies the fact. The facts and samples: trm_jax.data.code_task."""
+(or data.code_context: oracle) supplies the fact. The facts and samples: trm_jax.tasks.code.samples."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from trm_jax.data.code_task import DEFAULT_NUM_FACTS, code_task_corpus, generate_code_samples
 from trm_jax.tasks.base import Task, require, sample_texts
+from trm_jax.tasks.code.samples import DEFAULT_NUM_FACTS, code_task_corpus, generate_code_samples
 
 
 @dataclass(frozen=True)

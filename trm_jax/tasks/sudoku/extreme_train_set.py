@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trm_jax.data.sudoku.augment import apply_transforms, random_cell_permutations, random_digit_maps
 from trm_jax.errors import TRMError
+from trm_jax.tasks.sudoku.augment import apply_transforms, random_cell_permutations, random_digit_maps
 
 _AUG_STREAM = 0x5AE6  # RNG stream of the precomputed augmentations
 _CHUNK = 1 << 16  # rows transformed per vectorised pass (bounds the int64 temporaries to ~40 MB)

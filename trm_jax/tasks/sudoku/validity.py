@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trm_jax.data.sudoku.bitmasks import UNITS
+from trm_jax.tasks.sudoku.bitmasks import UNITS
 
 
 def is_valid_solution(solution) -> bool:

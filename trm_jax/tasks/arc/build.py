@@ -23,12 +23,12 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from trm_jax.data.arc.augment import (Augmentation, augment_grid_batch, choose_augmentations,
-                                      puzzle_identifier_name, task_rng)
-from trm_jax.data.arc.encoding import ARC_SEQ_LEN, encode_grids
-from trm_jax.data.arc.tasks import ARC_MAX_GRID_SIZE, ARC_TASK_SETS, load_tasks
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
+from trm_jax.tasks.arc.augment import (Augmentation, augment_grid_batch, choose_augmentations, puzzle_identifier_name,
+                                       task_rng)
+from trm_jax.tasks.arc.encoding import ARC_SEQ_LEN, encode_grids
+from trm_jax.tasks.arc.sources import ARC_MAX_GRID_SIZE, ARC_TASK_SETS, load_tasks
 
 logger = logging.getLogger(__name__)
 
