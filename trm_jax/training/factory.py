@@ -21,14 +21,18 @@ __all__ = ["as_config", "create_model", "create_tokenizer", "create_trainer", "m
 
 
 def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=()) -> TRMConfig:
-    """A TRMConfig from a config object, a nested dict or a YAML path (None = defaults)."""
+    """A TRMConfig from a config object, a nested dict or a YAML path (None = defaults), checked by its
+    task (its own keys parsed, another task's dropped: `get_task(config).config`), so a bad key fails
+    here, before a run starts."""
     if isinstance(config, TRMConfig):
-        return TRMConfig.from_dict(apply_overrides(config.to_dict(), list(overrides))) if overrides else config
-    if isinstance(config, dict):
-        return TRMConfig.from_dict(apply_overrides(dict(config), list(overrides)))
-    if config is None or isinstance(config, (str, os.PathLike)):
-        return load_config(config, overrides)
-    raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
+        config = TRMConfig.from_dict(apply_overrides(config.to_dict(), list(overrides))) if overrides else config
+    elif isinstance(config, dict):
+        config = TRMConfig.from_dict(apply_overrides(dict(config), list(overrides)))
+    elif config is None or isinstance(config, (str, os.PathLike)):
+        config = load_config(config, overrides)
+    else:
+        raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
+    return get_task(config).config
 
 
 def make_model_from_config(config: TRMConfig, num_tokens: Optional[int] = None, seq_len: Optional[int] = None, *,

@@ -15,6 +15,7 @@ import yaml
 from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.tasks import get_task
 from trm_jax.training.run_logging import RunLog
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class RunDirectory:
 
     def check_resume_config(self, config: TRMConfig) -> None:
         path = self.join(CONFIG_FILE)
-        old, new = load_config(path).to_dict(), config.to_dict()
+        # the saved config as its task reads it (a run saved before tasks had their own keys holds every task's)
+        old, new = get_task(load_config(path)).config.to_dict(), config.to_dict()
         with open(path) as f:
             saved_training = (yaml.safe_load(f) or {}).get("training") or {}
         if "ema_warmup" not in saved_training:  # written before the warm-up existed: a constant EMA decay
