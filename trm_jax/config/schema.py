@@ -166,10 +166,9 @@ class DataConfig:
 
     def replace(self, **changes) -> "DataConfig":
         """A copy with some keys changed, the task's own keys included (`data.replace(code_context="oracle")`).
-        Another `task` starts from none of the old task's own keys."""
+        Setting `task` starts from none of the old task's own keys."""
         generic = declared_keys(DataConfig)
-        same_task = changes.get("task", self.task) == self.task
-        options = dict(changes.pop("options", self.options if same_task else {}))
+        options = dict(changes.pop("options", {} if "task" in changes else self.options))
         options.update({k: v for k, v in changes.items() if k not in generic})
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in generic}, options=options)
 
@@ -181,7 +180,7 @@ class DataConfig:
         for key in ("train_path", "eval_path"):
             path = getattr(self, key)
             check(path is None or os.path.exists(path), f"{p}.{key}", f"file not found: {path}")
-        check(self.task != "", f"{p}.task", "must be a task name or an import path 'package.module:TaskClass'")
+        check(bool(self.task), f"{p}.task", "must be a task name or an import path 'package.module:TaskClass'")
         check(self.tokenizer != "", f"{p}.tokenizer", "must not be empty")
         check(self.bpe_vocab_size >= 32, f"{p}.bpe_vocab_size", "must be >= 32")
         for key in ("max_train_rows", "max_eval_rows"):
