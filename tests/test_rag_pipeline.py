@@ -154,7 +154,7 @@ def test_build_rag_disabled_dedup_and_errors(tmp_path):
     assert len(r) == len(FACTS)  # duplicate and blank lines dropped
     assert r.retrieve("shift(x)", 1)[0][0] == FACTS[1]
     assert len(build_rag(RAGConfig(enabled=True, embedder="hashing"), corpus=FACTS)) == len(FACTS)
-    with pytest.raises(TRMError, match=r"rag.corpus_path is null and no corpus was given.*get_task\(config\).retriever"):
+    with pytest.raises(TRMError, match=r"rag.corpus_path is null and no corpus.*get_task\(config\).retriever"):
         build_rag(TRMConfig(rag=RAGConfig(enabled=True, embedder="hashing")))  # the task's corpus comes from the task
     assert len(get_task(TRMConfig(rag=RAGConfig(enabled=True, embedder="hashing"))).retriever()) == 512  # code facts
     rows = tmp_path / "rows.jsonl"

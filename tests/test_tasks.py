@@ -218,7 +218,8 @@ def test_data_replace_and_key_errors(caplog):
     with pytest.raises(ConfigError, match=r"'data.maze_size': expected an integer, got 'big'"):
         get_task(TRMConfig(data=maze.replace(maze_size="big")))
     with caplog.at_level(logging.WARNING, logger="trm_jax.tasks.base"):
-        assert get_task(TRMConfig(data=data.replace(maze_size=3))).config.data.options == get_task(TRMConfig()).config.data.options
+        code = get_task(TRMConfig(data=data.replace(maze_size=3)))
+    assert code.config.data.options == get_task(TRMConfig()).config.data.options  # dropped
     assert "'data.maze_size' have no effect with data.task 'code'" in caplog.text
     with pytest.raises(AttributeError, match="maze_size"):
         data.maze_size  # noqa: B018 - the config holds a task's keys as data: no attribute proxies them
