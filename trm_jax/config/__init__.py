@@ -7,7 +7,7 @@ dataclass coercion: trm_jax.config.coerce. A task's own `data` keys stay data he
 (`DataConfig.options`): the task parses and checks them when it is built (`get_task(config)`).
 """
 
-from trm_jax.config.coerce import build, coerce, declared_keys, did_you_mean, to_plain
+from trm_jax.config.coerce import build, coerce, declared_keys, to_plain
 from trm_jax.config.loader import apply_overrides, load_config
 from trm_jax.config.schema import (
     DEFAULT_TASK,
@@ -32,5 +32,5 @@ __all__ = [
     "DEFAULT_TASK", "EVAL_METRIC_MODES", "CurriculumConfig", "CurriculumStage", "DataConfig", "DistributedConfig",
     "EarlyStoppingConfig", "LoggingConfig", "ModelConfig", "MonitoringConfig", "RAGConfig", "TRMConfig",
     "TaskOptions", "TrainingConfig", "WandbConfig", "apply_overrides", "build", "check", "coerce", "declared_keys",
-    "did_you_mean", "load_config", "to_plain",
+    "load_config", "to_plain",
 ]

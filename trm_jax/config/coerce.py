@@ -19,14 +19,14 @@ from typing import Literal, Optional, Sequence
 from trm_jax.errors import ConfigError
 
 
-def join(path: str, key) -> str:
+def _join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def did_you_mean(key: str, names: Sequence[str], path: str) -> str:
+def _did_you_mean(key: str, names: Sequence[str], path: str) -> str:
     """" Did you mean 'path.x'?" for the closest of `names`, else the valid keys."""
     close = difflib.get_close_matches(str(key), list(names), n=1)
-    return f" Did you mean '{join(path, close[0])}'?" if close else f" Valid keys: {', '.join(names)}."
+    return f" Did you mean '{_join(path, close[0])}'?" if close else f" Valid keys: {', '.join(names)}."
 
 
 def declared_keys(cls) -> tuple[str, ...]:
@@ -46,11 +46,11 @@ def build(cls, raw, path: str):
     kwargs, rest = {}, {}
     for key, value in raw.items():
         if key in names:
-            kwargs[key] = coerce(hints[key], value, join(path, key))
+            kwargs[key] = coerce(hints[key], value, _join(path, key))
         elif extra is not None:
             rest[key] = value
         else:
-            raise ConfigError(f"unknown config key '{join(path, key)}'.{did_you_mean(key, names, path)}")
+            raise ConfigError(f"unknown config key '{_join(path, key)}'.{_did_you_mean(key, names, path)}")
     if extra is not None:
         kwargs[extra] = rest
     return cls(**kwargs)

@@ -9,6 +9,7 @@ tokenizer (`trm_jax.data.make_text_dataset`); an answer is the predicted tokens 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 import typing
@@ -17,8 +18,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from trm_jax.config import TaskOptions, build, coerce, declared_keys, did_you_mean
-from trm_jax.config.schema import DataConfig
+from trm_jax.config import DataConfig, TaskOptions, build, coerce, declared_keys
 from trm_jax.data.datasets import SPLITS, ArrayDataset, make_text_dataset
 from trm_jax.data.files import split_indices
 from trm_jax.data.jsonl import read_jsonl
@@ -340,13 +340,15 @@ def _at_default(options_cls: type, key: str, value) -> bool:
 
 
 def _hint(key, own_keys) -> str:
-    own = list(declared_keys(DataConfig)) + list(own_keys)
-    hint = did_you_mean(key, own, "data")
-    if "Did you mean" in hint:
-        return hint
-    others = [k for o in _builtin_options() for k in _field_names(o)]
-    close = did_you_mean(key, others, "data")
-    return close.replace("?", " (a key of another task)?") if "Did you mean" in close else hint
+    """A did-you-mean for an unknown data key: the task's own or shared keys first, then other tasks'."""
+    own = [*declared_keys(DataConfig), *own_keys]
+    close = difflib.get_close_matches(str(key), own, n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}'?"
+    close = difflib.get_close_matches(str(key), [k for o in _builtin_options() for k in _field_names(o)], n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}' (a key of another task)?"
+    return f" Valid keys: {', '.join(own)}."
 
 
 def sample_texts(samples: list) -> list[str]:
