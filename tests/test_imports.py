@@ -7,7 +7,7 @@ Every `import` statement is an edge, wherever it sits (module level, inside a fu
 its parent packages' `__init__`, but those edges are not counted: a package that re-exports its
 submodules would otherwise be a cycle with each of them.
 
-Layers (docs: DESIGN.md): each imports only from itself and the ones before it,
+Layers: each imports only from itself and the ones before it (function-level imports included),
 `errors < config < data < rag < models < tasks < training < the top level (trm_jax/*.py: inference,
 pretrained, adaptation, evaluation, ...; and trm_jax/__init__) < scripts, benchmarks`. rag comes after
 data: its dataset wrapper builds model inputs with trm_jax.data.text.

@@ -24,7 +24,7 @@ def _join(path: str, key) -> str:
 
 
 def _did_you_mean(key: str, names: Sequence[str], path: str) -> str:
-    """" Did you mean 'path.x'?" for the closest of `names`, else the valid keys."""
+    """The did-you-mean of an unknown key: the closest of `names`, else all of them."""
     close = difflib.get_close_matches(str(key), list(names), n=1)
     return f" Did you mean '{_join(path, close[0])}'?" if close else f" Valid keys: {', '.join(names)}."
 
