@@ -140,12 +140,7 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
                                   max_recursion_depth=max_recursion_depth, compact=compact,
                                   trajectories=trajectories, noise_std=noise_std, rng=rng, halting=halting,
                                   settle_steps=settle_steps)
-    verified = None
-    if verifier is not None:
-        if _is_traced(result.tokens):
-            raise TRMError("a verifier runs on the host after the recursion: call predict outside jax.jit, or "
-                           "select among predict_trajectories' answers yourself")
-        verified = verify_trajectories(verifier, tokens, jax.device_get(result.tokens))
+    verified = verdicts(result, tokens, verifier)
     if trajectories == 1:
         chosen = Trajectories(*(a[0] for a in result))
         verified = None if verified is None else jnp.asarray(verified[0])
@@ -185,6 +180,17 @@ def predict_trajectories(model, params, tokens, *, puzzle_ids=None, halt_thresho
     else:
         rows = _predict_compacting(*args)
     return as_trajectories(*rows, trajectories)
+
+
+def verdicts(result: Trajectories, inputs, verifier: Optional[Callable]) -> Optional[np.ndarray]:
+    """[K, batch] bool: whether `verifier` accepts each trajectory's answer (None without a verifier). On the
+    host, after the device loop."""
+    if verifier is None:
+        return None
+    if _is_traced(result.tokens):
+        raise TRMError("a verifier runs on the host after the recursion: call predict outside jax.jit, or "
+                       "select among predict_trajectories' answers yourself")
+    return verify_trajectories(verifier, jax.device_get(inputs), jax.device_get(result.tokens))
 
 
 @functools.partial(jax.jit, static_argnames="select")
