@@ -116,3 +116,19 @@ def test_the_outgoing_carry_is_cut_and_the_edges_get_the_last_cycles_gradient():
     assert float(jnp.abs(g["input_embed"]["embedding"]).max()) > 0  # x enters the last cycle's latent updates
     # the learned initial states enter only detached cycles (T >= 2): no gradient, as in deep supervision
     assert float(jnp.abs(g["output_init_embed"]).max()) == 0 and float(jnp.abs(g["latent_init_embed"]).max()) == 0
+
+
+def _grad_temp_bytes(T):
+    model, params, toks, labels, _ = tiny("pypi", T)
+
+    def loss(p, transition):
+        return loss_of(final_step(model, p, toks, transition=transition).logits, labels)
+
+    compiled = jax.jit(jax.grad(loss)).lower(params, jnp.bool_(True)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_training_memory_does_not_grow_with_the_number_of_cycles():
+    # the warm-up cycles keep no residuals: T=8 needs what T=3 needs (the last cycle and one transition update)
+    mem3, mem8 = _grad_temp_bytes(3), _grad_temp_bytes(8)
+    assert mem8 <= mem3 * 1.1, (mem3, mem8)
