@@ -33,7 +33,8 @@ __all__ = [
     "DEFAULT_NOISE_STD", "HALTING", "IGNORE_LABEL", "NO_EARLY_HALT", "PUZZLE_EMB", "Carry", "MLPMixer1D",
     "Prediction", "StepOutput", "StepRecord", "TinyRecursiveModel", "Trajectories", "TransformerNetwork",
     "compute_loss", "config_from_torch_state_dict", "final_step", "from_official_checkpoint", "from_torch_state_dict",
-    "init_params", "initial_carry", "latent_recursion", "log_stablemax", "make_model", "make_network",
-    "model_config", "model_loss", "official_arch_to_model_config", "predict", "predict_steps", "predict_trajectories",
-    "read_official_arch", "supervision_step", "to_official_state_dict", "to_torch_state_dict", "token_cross_entropy", "token_matches",
+    "init_params", "initial_carry", "latent_recursion", "log_stablemax", "make_model", "make_network", "model_config",
+    "model_loss", "official_arch_to_model_config", "predict", "predict_steps", "predict_trajectories",
+    "read_official_arch", "supervision_step", "to_official_state_dict", "to_torch_state_dict", "token_cross_entropy",
+    "token_matches",
 ]
