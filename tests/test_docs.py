@@ -232,6 +232,16 @@ def test_api_reference_places_every_public_name_and_is_up_to_date():
         assert f"::: trm_jax.{name}\n" in _read(os.path.join(DOCS, "api", f"{slug}.md")), name
 
 
+def test_the_test_extra_installs_what_the_docs_build_needs():
+    """CI installs the `test` extra only, and the suite builds the site: everything of `docs` is in `test`."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        extras = tomllib.load(fh)["project"]["optional-dependencies"]
+    assert {"mkdocs-material", "mkdocstrings[python]"} <= {re.split(r"[<>=!~ ]", r)[0] for r in extras["docs"]}
+    assert not set(extras["docs"]) - set(extras["test"]), f"add to the test extra: {set(extras['docs']) - set(extras['test'])}"
+
+
 def test_every_public_name_has_a_docstring():
     missing = []
     for name in trm_jax.__all__:
