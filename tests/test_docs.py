@@ -195,17 +195,32 @@ def _built_page(site, page: str) -> str:
     return os.path.join(site, os.path.dirname(stem) if os.path.basename(stem) == "index" else stem, "index.html")
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory):
-    """The site as `mkdocs build --strict` writes it, built once per session (it takes seconds): any
-    warning fails the build (a broken link or anchor, a page not in the nav, a nav entry without a
-    page, a docstring that documents a parameter the signature does not have)."""
-    out = tmp_path_factory.mktemp("site")
+def _build_site(out) -> None:
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
                            os.path.join(ROOT, "mkdocs.yml"), "--site-dir", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The site as `mkdocs build --strict` writes it: any warning fails the build (a broken link or
+    anchor, a page not in the nav, a nav entry without a page, a docstring that documents a parameter the
+    signature does not have). Built once per test run (it takes seconds): under pytest-xdist the workers
+    share one build, made by the first that needs it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp("site")
+        _build_site(out)
+        return out
+    from filelock import FileLock  # a dependency of huggingface_hub
+
+    shared = tmp_path_factory.getbasetemp().parent  # this run's directory, above each worker's own
+    out, built = shared / "site", shared / "site.built"
+    with FileLock(str(shared / "site.lock")):
+        if not built.exists():
+            _build_site(out)
+            built.touch()
     return out
 
 
