@@ -128,6 +128,11 @@ def main(argv=None) -> int:
     mode.add_argument("--check", action="store_true", help="exit 1 when a page is out of date")
     mode.add_argument("--stdout", action="store_true", help="print the pages instead of writing them")
     args = ap.parse_args(argv)
+    try:
+        placement()
+    except trm_jax.TRMError as e:
+        print(e, file=sys.stderr)
+        return 1
     if args.stdout:
         for name, text in pages().items():
             sys.stdout.write(f"--- docs/api/{name}\n{text}")
