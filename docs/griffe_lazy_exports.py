@@ -77,7 +77,11 @@ class LazyExports(griffe.Extension):
         if pkg.path != PACKAGE:
             return
         if "_LAZY" in pkg.members:
-            lazy = ast.literal_eval(str(pkg.members["_LAZY"].value))  # {name: module}, a literal dict
+            try:
+                lazy = ast.literal_eval(str(pkg.members["_LAZY"].value))  # {name: module}
+            except (ValueError, SyntaxError) as e:
+                raise ValueError("docs/griffe_lazy_exports.py reads trm_jax._LAZY statically: keep it a literal "
+                                 "dict {name: module}") from e
             for name, module in lazy.items():
                 pkg.set_member(name, griffe.Alias(name, f"{module}.{name}", parent=pkg))
         for name, member in list(pkg.members.items()):
