@@ -31,7 +31,7 @@ _LAZY = {
     "load": "trm_jax.inference", "infer": "trm_jax.inference", "TRMParams": "trm_jax.inference",
     "save_pretrained": "trm_jax.pretrained",
     "Trainer": "trm_jax.training", "TrainResult": "trm_jax.training", "create_model": "trm_jax.training",
-    "create_trainer": "trm_jax.training", "make_trainer": "trm_jax.training", "Callback": "trm_jax.training",
+    "create_trainer": "trm_jax.training", "create_tokenizer": "trm_jax.training", "Callback": "trm_jax.training",
     "CurriculumScheduler": "trm_jax.training",
     "TRMTrainingLogger": "trm_jax.training", "ResourceMonitor": "trm_jax.training",
     "evaluate": "trm_jax.evaluation", "plot_metrics": "trm_jax.plotting",
