@@ -22,7 +22,7 @@ from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
 from trm_jax.models.trajectories import SELECT_MODES
-from trm_jax.pretrained import is_pretrained, read_pretrained
+from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoints import Checkpointer
@@ -156,7 +156,7 @@ def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
     config = pre.config
     num_tokens, seq_len = config.model.num_tokens, config.data.seq_len
     if not num_tokens:
-        raise TRMError(f"{pre.directory}/config.json gives no model.num_tokens; save the model again")
+        raise TRMError(f"{pre.directory}/{PRETRAINED_CONFIG_FILE} gives no model.num_tokens; save the model again")
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(pre.params, shapes, f"{pre.directory}/model.safetensors")
     tokenizer = pre.tokenizer if pre.tokenizer is not None else _task_tokenizer(config)

@@ -2,7 +2,7 @@
 RAG), resume checked, and metrics.jsonl (which feeds the experiment trackers).
 
 Layout: run_dir/{config.yaml, tokenizer/, checkpoints/, best/, metrics.jsonl, train.log, rag/, tensorboard/};
-one constant per name below.
+one constant per name below (the RAG store's, RAG_SUBDIR, is the rag package's; tensorboard/ the trackers').
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import yaml
 from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
+from trm_jax.rag import RAG_SUBDIR
 from trm_jax.training.trackers import Tracker, Trackers, make_trackers
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ TOKENIZER_DIR = "tokenizer"  # the saved tokenizer (run and pretrained directori
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"  # the best evaluated checkpoint (training.keep_best), an Orbax directory of its own
 METRICS_FILE = "metrics.jsonl"
-RAG_DIR = "rag"
 STEPS_LOGGER = "trm_jax.training.steps"  # per-window lines; kept off the console under a progress bar
 
 # config sections/keys that shape the trajectory: a resumed run must not change them
@@ -79,7 +79,7 @@ class RunDirectory:
             if hasattr(tokenizer, "save") and not is_saved_tokenizer(tok_dir):
                 save_tokenizer(tokenizer, tok_dir)
             if retriever is not None:
-                retriever.save(self.join(RAG_DIR))
+                retriever.save(self.join(RAG_SUBDIR))
         except OSError as e:
             raise self.unwritable(e) from None
 
