@@ -58,7 +58,7 @@ class ModelConfig:
     gelu_approximate: bool = False  # exact (erf) GELU matches PyTorch
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     scan_unroll: int = 1  # unroll factor of the n-step latent scan (speed/compile-time trade-off)
-    # what the gradient cycle keeps for the backward pass (see trm_jax/models/trm.py: remat_policy):
+    # what the gradient cycle keeps for the backward pass (see trm_jax/models/recursion.py: remat_policy):
     # "auto" = the measured best per network, "none" = every intermediate, "dots" = matmul outputs,
     # "full" = only each network application's input (least memory, one extra forward)
     remat: Literal["auto", "none", "dots", "full"] = "auto"
