@@ -113,6 +113,7 @@ class RunDirectory:
         if self._temp is not None:
             self._temp.cleanup()
 
+
 # ------------------------------------------------------------------------------------------ train.log
 
 class RunLog:

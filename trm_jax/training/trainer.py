@@ -262,8 +262,8 @@ class Trainer:
         return jax.random.key_data(jax.random.fold_in(self._step_keys, step))
 
     def _drop_step(self, feed: BatchFeed, step: int) -> dict:
-        """One step of `training.halted_samples: drop` (feed.py): the next batch once every
-        sample of the current one halted, else the samples still running (compacted on one device)."""
+        """One step of `training.halted_samples: drop` (feed.py): the next batch once every sample of the
+        current one halted, else the samples still running (compacted on one device)."""
         run = self.run
         halted = dist.unshard(run.carry.halted)  # the host sync the schedule needs
         rows = step_rows(halted, compact=run.n_local == 1)
@@ -282,8 +282,7 @@ class Trainer:
 
     def _idle_batch(self, rows: int) -> dict:
         """A batch of `rows` rows for a step that refills no slot (its values are never read)."""
-        run = self.run
-        seq = run.stage.model.token_len
+        seq = self.run.stage.model.token_len
         if (rows, seq) not in self._idle_batches:
             self._idle_batches[rows, seq] = dist.put_sharded(dist.shard(dict(
                 inputs=np.zeros((rows, seq), np.int32), labels=np.zeros((rows, seq), np.int32),
