@@ -1,10 +1,10 @@
-"""Write the config reference page (every key, its default, its meaning) from trm_jax/config.py.
+"""Write the config reference page (every key, its default, its meaning) from trm_jax/config/schema.py.
 
     python scripts/config_reference.py            # rewrite docs/config-reference.md
     python scripts/config_reference.py --check    # exit 1 when the page is out of date
     python scripts/config_reference.py --stdout   # print the page
 
-A key's meaning is its field's comment in trm_jax/config.py (the comment lines above the field and
+A key's meaning is its field's comment in trm_jax/config/schema.py (the comment lines above the field and
 its trailing comment), so the page changes only through the code. The tables follow the config tree:
 one per section (a dataclass-valued field, or a tuple of dataclasses such as `curriculum.stages`),
 found by walking `TRMConfig`, so a new section needs no change here. The `data` keys of one task (its
@@ -33,9 +33,12 @@ Every key, its default and its meaning. Override any key on the command line wit
 `trm_jax.load_config(path, ["key.path=value"])`. Unknown keys and bad values are a `ConfigError`
 naming the key path. After the keys every task shares, each task's own `data` keys have a table:
 they apply when `data.task` names that task (a key of another task has no effect, with a warning).
+The task checks its own keys when it is built (`trm_jax.tasks.get_task(config)`; `scripts/train.py`
+does so before anything else).
 
-This page is generated from `trm_jax/config.py` by `python scripts/config_reference.py`: edit the
-field comments there, then rerun the script (`tests/test_docs.py` fails while the page is out of date).
+This page is generated from `trm_jax/config/schema.py` and each task's `Options` by
+`python scripts/config_reference.py`: edit the field comments there, then rerun the script
+(`tests/test_docs.py` fails while the page is out of date).
 """
 
 
@@ -79,9 +82,9 @@ def sections() -> list:
 
 
 def is_key(cls, field: dataclasses.Field) -> bool:
-    """Whether a field is a key of its own row: not a section, and not `data.options` (the task tables
-    list its fields, which YAML writes flat)."""
-    if cls is C.DataConfig and field.name == "options":
+    """Whether a field is a key of its own row: not a section, and not the field that holds a section's
+    undeclared keys (`data.options`: the task tables list each task's, which YAML writes flat)."""
+    if field.name == getattr(cls, "EXTRA_KEYS", None):
         return False
     return _dataclass_in(typing.get_type_hints(cls)[field.name]) is None
 
@@ -137,7 +140,7 @@ def page() -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Write docs/config-reference.md from trm_jax/config.py.")
+    ap = argparse.ArgumentParser(description="Write docs/config-reference.md from trm_jax/config/schema.py.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 when the page differs from the config")
     mode.add_argument("--stdout", action="store_true", help="print the page instead of writing it")

@@ -73,13 +73,11 @@ def base_config(args):
 
 def hit_rates(cfg, embedders, ks) -> dict:
     """{embedder: {split: {"hit@k": rate}, "index_time_s": t}} over the code task's train and eval samples."""
-    from trm_jax.rag import build_rag
-
     out = {}
     kmax = max(ks)
     for emb in embedders:
         t0 = time.time()
-        retriever = build_rag(cfg.replace(rag=dataclasses.replace(cfg.rag, enabled=True, embedder=emb)))
+        retriever = get_task(cfg.replace(rag=dataclasses.replace(cfg.rag, enabled=True, embedder=emb))).retriever()
         res = {"embedder": retriever.embedder.description(), "index_time_s": time.time() - t0,
                "documents": len(retriever)}
         for split in ("train", "eval"):

@@ -21,10 +21,9 @@ class ToyOptions:
 class ToyTask(Task):
     Options = ToyOptions
 
-    @classmethod
-    def validate(cls, data, path="data"):
-        n = data.options.toy_word_len
-        require(1 <= n <= data.seq_len, f"{path}.toy_word_len", f"must be in [1, data.seq_len], got {n}")
+    def validate(self):
+        n = self.options.toy_word_len
+        require(1 <= n <= self.data.seq_len, "data.toy_word_len", f"must be in [1, data.seq_len], got {n}")
 
     def build_tokenizer(self):
         return CharTokenizer(LETTERS, eos=False, unk=False, name="toy")  # pad 0, letters 1..4

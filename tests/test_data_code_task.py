@@ -44,7 +44,7 @@ def test_corpus_holds_every_needed_fact_once():
     corpus = code_task_corpus(0)
     assert len(corpus) == len(set(corpus)) == 512
     cfg = TRMConfig.from_dict({"seed": 0, "data": {"code_num_facts": 64}})
-    assert code_task_corpus(cfg) == code_task_corpus(0, 64)
+    assert get_task(cfg).facts() == code_task_corpus(0, 64)
     for s in generate_code_samples(50, seed=0, split="eval", difficulty=0.5):
         assert corpus[s["fact_id"]] == s["fact"]
 

@@ -222,5 +222,5 @@ def test_official_recipe_configs_load_with_their_numbers():
             (1e-4, 1.0, 0.999, "constant", 2000)
     assert mlp.model.mlp_t and mlp.model.pos_encodings == "none" and mlp.model.num_latent_refinements == 6
     assert not att.model.mlp_t and att.model.pos_encodings == "rope" and att.model.num_latent_refinements == 6
-    assert (mlp.data.max_train_rows, mlp.data.num_aug, mlp.data.seq_len) == (1000, 1000, 81)
+    assert (mlp.data.max_train_rows, get_task(mlp).options.num_aug, mlp.data.seq_len) == (1000, 1000, 81)
     assert maze.model.num_latent_refinements == 4 and (maze.data.task, maze.data.seq_len) == ("maze", 900)

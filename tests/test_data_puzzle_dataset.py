@@ -118,8 +118,11 @@ def test_missing_directory_errors(tmp_path):
     with pytest.raises(TRMError, match="dataset.json not found"):
         make_puzzle_dataset(str(tmp_path), "train")
     from trm_jax.errors import ConfigError
-    with pytest.raises(ConfigError, match="data.dataset_dir"):
-        load_config(None, ["data.task=puzzle_dataset"])
+    with pytest.raises(ConfigError, match=r"'data.dataset_dir': directory not found"):
+        get_task(load_config(None, ["data.task=puzzle_dataset", f"data.dataset_dir={tmp_path / 'none'}"]))
+    task = get_task(load_config(None, ["data.task=puzzle_dataset"]))  # a trained model answers without it
+    with pytest.raises(ConfigError, match=r"'data.dataset_dir': task 'puzzle_dataset' needs data.dataset_dir"):
+        task.tokenizer()
 
 
 def test_trains_and_evaluates_through_the_config_path(dataset_dir, tmp_path):

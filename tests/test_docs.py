@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from trm_jax import config as C
-from trm_jax.tasks import BUILTIN_TASKS, task_class
+from trm_jax.tasks import BUILTIN_TASKS, get_task, task_class
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
@@ -77,12 +77,12 @@ def test_config_reference_lists_every_key_with_its_default():
     assert set(rows) == set(defaults), (f"{fix}: missing {sorted(set(defaults) - set(rows))}, "
                                         f"not in the config {sorted(set(rows) - set(defaults))}")
     wrong = {key: (shown, _shown(defaults[key])) for key, shown in rows.items() if shown != _shown(defaults[key])}
-    assert not wrong, f"{fix}: defaults differ from trm_jax/config.py (page, code): {wrong}"
+    assert not wrong, f"{fix}: defaults differ from trm_jax/config/schema.py (page, code): {wrong}"
 
 
 def test_config_reference_page_is_the_generated_one():
     assert PAGES[REFERENCE_PAGE] == CONFIG_REFERENCE["page"](), (
-        "docs/config-reference.md differs from what trm_jax/config.py gives (a field or its comment changed): "
+        "docs/config-reference.md differs from what trm_jax/config/schema.py gives (a field or its comment changed): "
         "run python scripts/config_reference.py")
 
 
@@ -163,7 +163,7 @@ def test_doc_commands_parse_and_their_configs_load(monkeypatch, capsys):
                 for name in ("exists", "isfile", "isdir"):
                     real = getattr(os.path, name)
                     m.setattr(os.path, name, lambda p, real=real: p in given or real(p))
-                C.load_config(path, ns.overrides)
+                get_task(C.load_config(path, ns.overrides))  # the task's own keys too
 
 
 def test_readme_gives_the_two_commands_and_ci_installs_as_it_says():

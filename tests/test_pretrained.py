@@ -139,12 +139,10 @@ def test_a_train_result_saves_as_the_run_it_came_from(tiny_run, tmp_path):
 
 
 def test_the_retrieval_store_travels_with_the_model(saved, tmp_path):
-    from trm_jax.rag import build_rag
-
     p, _ = saved
     config = p.config.replace(rag=dataclasses.replace(p.config.rag, enabled=True, embedder="hashing",
                                                       hashing_dim=64, top_k=2))
-    with_rag = dataclasses.replace(p, config=config, retriever=build_rag(config))
+    with_rag = dataclasses.replace(p, config=config, retriever=get_task(config).retriever())
     with pytest.raises(TRMError, match="no retriever to save"):
         trm_jax.save_pretrained(dataclasses.replace(with_rag, retriever=None), tmp_path / "norag")
     out = trm_jax.save_pretrained(with_rag, tmp_path / "rag")
@@ -292,6 +290,42 @@ def test_training_files_of_another_machine_do_not_stop_a_load(saved, tmp_path):
     q = trm_jax.load(d)
     assert q.config.data.train_path is None
     assert trm_jax.infer(q, queries(q, 2)) == trm_jax.infer(saved[0], queries(q, 2))
+
+
+PUZZLE_MODEL = ["model.variant=official", "model.network=transformer", "model.dim=16", "model.depth=1",
+                "model.num_heads=2", "model.num_latent_refinements=1", "model.num_refinement_blocks=2",
+                "model.max_recursion_depth=2", "model.puzzle_emb_ndim=16", "model.num_puzzle_identifiers=6"]
+
+
+def test_a_puzzle_dataset_model_loads_where_its_dataset_directory_does_not(tmp_path):
+    """The task declares data.dataset_dir machine-local: a pretrained directory drops it where it is missing,
+    and the tokenizer comes from the directory's copy or, for a model saved without one (an imported
+    checkpoint), from model.num_tokens."""
+    from tests.test_data_puzzle_dataset import SEQ, _write_split
+    from trm_jax.config import load_config
+    from trm_jax.inference import as_trm_params
+
+    root = str(tmp_path / "ds")
+    _write_split(root, "train", [2, 1, 2], 3, [1, 2, 3, 4, 5])
+    _write_split(root, "test", [1, 1], 2, [0, 0], seed=1, num_puzzle_identifiers=6)
+    config = load_config(None, ["data.task=puzzle_dataset", f"data.dataset_dir={root}", f"data.seq_len={SEQ}",
+                                *PUZZLE_MODEL])
+    tokenizer, vocab, _ = get_task(config).tokenizer()
+    params = trm_jax.init_params(trm_jax.make_model(config.model, vocab, SEQ), jax.random.key(0))
+    p = as_trm_params(params, config=config, tokenizer=tokenizer)
+    qs = ["012345", "543210", "1"]
+    want = trm_jax.infer(p, qs)
+    with_tokenizer = trm_jax.save_pretrained(p, tmp_path / "pre")
+    without = trm_jax.save_pretrained(dataclasses.replace(p, tokenizer=None), tmp_path / "imported")
+    assert "tokenizer" in os.listdir(with_tokenizer) and "tokenizer" not in os.listdir(without)
+    shutil.rmtree(root)  # another machine
+    for out in (with_tokenizer, without):
+        q = trm_jax.load(out)
+        assert q.config.data.options["dataset_dir"] is None and q.tokenizer.vocab_size == vocab
+        assert trm_jax.infer(q, qs) == want
+    saved_config = json.load(open(os.path.join(with_tokenizer, "config.json")))["config"]
+    assert saved_config["data"]["dataset_dir"] == root  # where it was trained stays on record
+    assert "data.dataset_dir" in get_task(q.config).machine_local_keys
 
 
 def test_a_failed_save_keeps_the_earlier_one_and_listed_names_stay_inside(saved, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from trm_jax.config import DataConfig, RAGConfig, TRMConfig
 from trm_jax.errors import TRMError
 from trm_jax.rag import (RAGDatasetWrapper, RAGRetriever, TextEmbedder, build_rag, load_corpus, load_run_retriever,
                          split_paragraphs)
+from trm_jax.tasks import get_task
 
 FACTS = [
     "def scale(x): return x * 3",
@@ -153,15 +154,16 @@ def test_build_rag_disabled_dedup_and_errors(tmp_path):
     assert len(r) == len(FACTS)  # duplicate and blank lines dropped
     assert r.retrieve("shift(x)", 1)[0][0] == FACTS[1]
     assert len(build_rag(RAGConfig(enabled=True, embedder="hashing"), corpus=FACTS)) == len(FACTS)
-    with pytest.raises(TRMError, match="pass the full TRMConfig"):
-        build_rag(RAGConfig(enabled=True, embedder="hashing"))
+    with pytest.raises(TRMError, match=r"rag.corpus_path is null and no corpus.*get_task\(config\).retriever"):
+        build_rag(TRMConfig(rag=RAGConfig(enabled=True, embedder="hashing")))  # the task's corpus comes from the task
+    assert len(get_task(TRMConfig(rag=RAGConfig(enabled=True, embedder="hashing"))).retriever()) == 512  # code facts
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"query": "shift(3)", "answer": "4"}) + "\n")
     with pytest.raises(TRMError, match="no built-in corpus"):  # a text task without a corpus of its own
-        build_rag(TRMConfig(data=DataConfig(task="jsonl", train_path=str(rows)),
-                            rag=RAGConfig(enabled=True, embedder="hashing")))
+        get_task(TRMConfig(data=DataConfig(task="jsonl", train_path=str(rows)),
+                           rag=RAGConfig(enabled=True, embedder="hashing"))).retriever()
     with pytest.raises(TRMError, match="does not use retrieved context"):  # a grid task: retrieval is an error
-        TRMConfig(data=DataConfig(task="sudoku"), rag=RAGConfig(enabled=True, embedder="hashing"))
+        get_task(TRMConfig(data=DataConfig(task="sudoku"), rag=RAGConfig(enabled=True, embedder="hashing")))
     (tmp_path / "blank.txt").write_text("\n\n   \n")
     with pytest.raises(TRMError, match="no non-empty documents"):
         build_rag(_config(tmp_path, corpus_path=str(tmp_path / "blank.txt")))

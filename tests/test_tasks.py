@@ -8,6 +8,7 @@ import dataclasses
 import importlib.metadata
 import logging
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_toy_task_trains_through_the_script_and_answers_through_infer(tmp_path):
     assert saved["task"] == TOY and saved["toy_word_len"] == 3 and "code_num_facts" not in saved
 
     p = trm_jax.load(run_dir)
-    assert isinstance(get_task(p.config), ToyTask) and p.config.data.toy_word_len == 3
+    assert isinstance(get_task(p.config), ToyTask) and get_task(p.config).options.toy_word_len == 3
     assert p.tokenizer.name == "toy" and p.num_tokens == len(LETTERS) + 1
     queries = ["ABC", "DDA", "CB"]
     answers = trm_jax.infer(p, queries)
@@ -146,12 +147,12 @@ def test_registry_errors(name, match):
     with pytest.raises(ConfigError, match=match):
         task_class(name)
     with pytest.raises(ConfigError, match=match):
-        TRMConfig.from_dict({"data": {"task": name}})
+        get_task(TRMConfig.from_dict({"data": {"task": name}}))
 
 
 def test_a_task_may_not_redefine_shared_keys():
     with pytest.raises(ConfigError, match=r"task .*ClashingTask' redefines the shared data keys \['seq_len'\]"):
-        TRMConfig.from_dict({"data": {"task": "tests._toy_task:ClashingTask"}})
+        get_task(TRMConfig.from_dict({"data": {"task": "tests._toy_task:ClashingTask"}}))
 
 
 def test_entry_point_tasks(monkeypatch):
@@ -164,7 +165,7 @@ def test_entry_point_tasks(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     assert "toy" in task_names() and task_class("toy") is ToyTask
-    assert TRMConfig.from_dict({"data": {"task": "toy", "toy_word_len": 2}}).data.toy_word_len == 2
+    assert get_task(TRMConfig.from_dict({"data": {"task": "toy", "toy_word_len": 2}})).options.toy_word_len == 2
 
 
 # ------------------------------------------------------------------------------------ config
@@ -179,40 +180,58 @@ TASK_KEYS = {  # a non-default value of each built-in task's own keys
 
 
 @pytest.mark.parametrize("task", sorted(TASK_KEYS))
-def test_task_keys_round_trip_flat(task, tmp_path):
+def test_task_keys_are_data_round_trip_flat_and_parse_in_the_task(task, tmp_path):
     cfg = TRMConfig.from_dict({"data": {"task": task, **TASK_KEYS[task]}})
-    flat = cfg.to_dict()["data"]
     own = [f.name for f in dataclasses.fields(task_class(task).Options)]
-    assert list(flat)[-len(own):] == own and "options" not in flat  # written flat, after the shared keys
-    for key, value in TASK_KEYS[task].items():
-        assert flat[key] == value and getattr(cfg.data, key) == (tuple(value) if isinstance(value, list) else value)
-    assert TRMConfig.from_dict(cfg.to_dict()) == cfg
+    assert set(cfg.data.options) == set(TASK_KEYS[task]) - {"seq_len"}  # the keys as written
+    assert TRMConfig.from_dict(cfg.to_dict()) == cfg and hash(cfg) == hash(TRMConfig.from_dict(cfg.to_dict()))
     cfg.save(str(tmp_path / "c.yaml"))
     assert load_config(str(tmp_path / "c.yaml")) == cfg
+    options = get_task(cfg).options  # parsed by the task: its Options, values coerced (lists -> tuples)
+    assert type(options) is task_class(task).Options
+    for key, value in TASK_KEYS[task].items():
+        if key in own:
+            assert getattr(options, key) == (tuple(value) if isinstance(value, list) else value)
+    parsed = get_task(cfg).config  # every own key, parsed, written flat after the shared keys
+    flat = parsed.to_dict()["data"]
+    assert list(flat)[-len(own):] == own and "options" not in flat
+    assert all(flat[k] == v for k, v in TASK_KEYS[task].items())
+    assert get_task(parsed).options == options and TRMConfig.from_dict(parsed.to_dict()) == parsed
     others = {f.name for t in BUILTIN_TASKS if t != task for f in dataclasses.fields(task_class(t).Options)}
     assert not others & set(flat)
 
 
-def test_data_replace_and_attribute_errors():
+def test_data_replace_and_key_errors(caplog):
     data = TRMConfig().data
     oracle = data.replace(code_context="oracle", seq_len=32)
-    assert (oracle.code_context, oracle.seq_len, oracle.code_num_facts) == ("oracle", 32, data.code_num_facts)
+    assert oracle.seq_len == 32 and oracle.options == {"code_context": "oracle"}
+    parsed = get_task(TRMConfig(data=oracle)).options
+    assert (parsed.code_context, parsed.code_num_facts) == ("oracle", get_task(TRMConfig()).options.code_num_facts)
     assert dataclasses.replace(data, seq_len=16).options == data.options  # generic keys: dataclasses.replace
     maze = data.replace(task="maze", maze_size=5)
-    assert maze.task == "maze" and maze.options == task_class("maze").Options(maze_size=5)
+    assert maze.task == "maze" and get_task(TRMConfig(data=maze)).options == task_class("maze").Options(maze_size=5)
+    assert oracle.replace(task="maze").options == {}  # another task starts from none of the old task's keys
     with pytest.raises(ConfigError, match=r"'data.maze_sise'.*Did you mean 'data.maze_size'"):
-        maze.replace(maze_sise=3)
-    with pytest.raises(ConfigError, match=r"'data.maze_size' for data.task 'code'"):
-        data.replace(maze_size=3)
-    with pytest.raises(AttributeError, match="maze_size"):
-        data.maze_size  # noqa: B018 - another task's key is no attribute of a code-task config
+        get_task(TRMConfig(data=maze.replace(maze_sise=3)))
     with pytest.raises(ConfigError, match=r"'data.code_num_facts': must be in \[8, 1600\]"):
-        TRMConfig(data=data.replace(code_num_facts=4))
+        get_task(TRMConfig(data=data.replace(code_num_facts=4)))
+    with pytest.raises(ConfigError, match=r"'data.maze_size': expected an integer, got 'big'"):
+        get_task(TRMConfig(data=maze.replace(maze_size="big")))
+    with caplog.at_level(logging.WARNING, logger="trm_jax.tasks.base"):
+        code = get_task(TRMConfig(data=data.replace(maze_size=3)))
+    assert code.config.data.options == get_task(TRMConfig()).config.data.options  # dropped
+    assert "'data.maze_size' have no effect with data.task 'code'" in caplog.text
+    with pytest.raises(AttributeError, match="maze_size"):
+        data.maze_size  # noqa: B018 - the config holds a task's keys as data: no attribute proxies them
+    with pytest.raises(TypeError):
+        maze.options["maze_size"] = 7  # read-only
+    with pytest.raises(ConfigError, match=r"'data.options'.*keys every task shares"):
+        TRMConfig(data=dataclasses.replace(data, options={"seq_len": 3}))
 
 
 def _old_style_data(task: str, **changes) -> dict:
     """A data section as run configs saved it before tasks had their own keys: every task's keys."""
-    old = {k: v for k, v in TRMConfig.from_dict({"data": {"task": task}}).to_dict()["data"].items()}
+    old = {k: v for k, v in get_task(TRMConfig.from_dict({"data": {"task": task}})).config.to_dict()["data"].items()}
     for name in BUILTIN_TASKS:
         for f in dataclasses.fields(task_class(name).Options):
             old.setdefault(f.name, list(f.default) if isinstance(f.default, tuple) else f.default)
@@ -221,17 +240,18 @@ def _old_style_data(task: str, **changes) -> dict:
 
 
 def test_old_run_configs_with_every_tasks_keys_load(caplog):
-    with caplog.at_level(logging.WARNING, logger="trm_jax.config"):
-        maze = TRMConfig.from_dict({"data": _old_style_data("maze", seq_len=900)})
+    with caplog.at_level(logging.WARNING, logger="trm_jax.tasks.base"):
+        maze = get_task(TRMConfig.from_dict({"data": _old_style_data("maze", seq_len=900)})).config
     assert maze.data.task == "maze" and not caplog.records  # other tasks' keys at their defaults: silent
-    assert maze == TRMConfig.from_dict({"data": {"task": "maze", "seq_len": 900}})
-    with caplog.at_level(logging.WARNING, logger="trm_jax.config"):
-        changed = TRMConfig.from_dict({"data": _old_style_data("maze", seq_len=900, arc_num_aug=5, num_aug=2)})
+    assert maze == get_task(TRMConfig.from_dict({"data": {"task": "maze", "seq_len": 900}})).config
+    with caplog.at_level(logging.WARNING, logger="trm_jax.tasks.base"):
+        changed = get_task(TRMConfig.from_dict({"data": _old_style_data("maze", seq_len=900, arc_num_aug=5,
+                                                                            num_aug=2)})).config
     assert changed == maze
     (record,) = caplog.records  # one warning naming both keys
     assert "'data.num_aug', 'data.arc_num_aug' have no effect with data.task 'maze'" in record.getMessage()
     with pytest.raises(ConfigError, match=r"unknown config key 'data.no_task_has_this'"):
-        TRMConfig.from_dict({"data": {"no_task_has_this": 1}})
+        get_task(TRMConfig.from_dict({"data": {"no_task_has_this": 1}}))
 
 
 def test_load_reads_a_run_dir_saved_with_every_tasks_keys(tiny_run, tmp_path):
@@ -243,7 +263,7 @@ def test_load_reads_a_run_dir_saved_with_every_tasks_keys(tiny_run, tmp_path):
     (old / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "maze_size" in (old / "config.yaml").read_text()
     p, q = trm_jax.load(old), trm_jax.load(run_dir)
-    assert p.config == q.config
+    assert get_task(p.config).config == get_task(q.config).config
     queries = [s["query"] for s in get_task(q.config).samples("eval")[:3]]
     assert trm_jax.infer(p, queries) == trm_jax.infer(q, queries)
 
@@ -251,6 +271,24 @@ def test_load_reads_a_run_dir_saved_with_every_tasks_keys(tiny_run, tmp_path):
 @pytest.mark.parametrize("task, seq_len", [("sudoku", 81), ("maze", 900), ("arc", 900)])
 def test_rag_is_an_error_for_tasks_without_retrieval(task, seq_len):
     with pytest.raises(ConfigError, match=rf"'rag.enabled': data.task '{task}' does not use retrieved context"):
-        TRMConfig.from_dict({"data": {"task": task, "seq_len": seq_len}, "rag": {"enabled": True}})
+        get_task(TRMConfig.from_dict({"data": {"task": task, "seq_len": seq_len}, "rag": {"enabled": True}}))
     for text_task in ("code", "jsonl"):  # the text tasks retrieve
         assert task_class(text_task).uses_retrieval
+
+
+def test_a_bad_task_key_stops_train_py_at_start(tmp_path, capsys):
+    """config cannot know a task's keys: scripts/train.py builds the task first (training.as_config), so a bad
+    one is one ConfigError before any run directory or training."""
+    config = tmp_path / "maze.yaml"
+    config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"),
+                                      "data": {"task": "maze", "seq_len": 81, "maze_size": 2}}))
+    train = runpy.run_path(os.path.join(ROOT, "scripts", "train.py"), run_name="train_script")["main"]
+    assert train(["--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: config key 'data.maze_size': must be >= 3, got 2"
+    assert not (tmp_path / "run").exists()
+    config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "data": {"task": "maze", "maze_sise": 9}}))
+    assert train(["--config", str(config), "--quiet"]) == 2
+    assert "unknown config key 'data.maze_sise' for data.task 'maze'. Did you mean 'data.maze_size'?" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

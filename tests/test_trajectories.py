@@ -51,18 +51,21 @@ def variant(request):
 
 
 def reference_trajectories(model, params, toks, ids, threshold, max_depth, trajectories, noise_std, key,
-                           noise_on="y"):
+                           noise_on="y", settle_steps=None):
     """One trajectory at a time, one supervision step at a time, with the documented noise: before step s,
     y of sample b in trajectory k gets noise_std * normal(fold_in(fold_in(fold_in(key, b), k), 2 s + 1)),
-    z (when the noise goes there) the draw of 2 s."""
+    z (when the noise goes there) the draw of 2 s. With `settle_steps`, a trajectory stops when its answer
+    has not changed for that many steps (else by the halting head); `settled` says its rule stopped it."""
     batch = toks.shape[0]
     step_fn = jax.jit(lambda p, t, c, i: supervision_step(model, p, t, c, puzzle_ids=i))
     out_tokens = np.zeros((trajectories, batch, SEQ), np.int32)
     depth = np.zeros((trajectories, batch), np.int32)
     logit = np.zeros((trajectories, batch), np.float32)
+    settled = np.zeros((trajectories, batch), bool)
     for k in range(trajectories):
         carry = initial_carry(model, params, batch)
         halted = np.zeros(batch, bool)
+        unchanged, previous = np.zeros(batch, np.int32), None
         for step in range(max_depth):
             if noise_std is not None:
                 def draw(i):
@@ -74,12 +77,22 @@ def reference_trajectories(model, params, toks, ids, threshold, max_depth, traje
                 z = carry.z + draw(2 * step) if noise_on in ("z", "both") else carry.z
                 carry = Carry(y, z)
             out = step_fn(params, toks, carry, ids)
-            now = ~halted & ((np.asarray(jax.nn.sigmoid(out.halt_logits)) >= threshold) | (step + 1 == max_depth))
-            out_tokens[k, now] = np.asarray(out.logits.argmax(-1))[now]
+            answer = np.asarray(out.logits.argmax(-1))
+            if previous is not None:
+                unchanged = np.where((answer == previous).all(-1), unchanged + 1, 0)
+            if settle_steps is None:
+                fires = np.asarray(jax.nn.sigmoid(out.halt_logits)) >= threshold
+            else:
+                fires = unchanged >= settle_steps
+            now = ~halted & (fires | (step + 1 == max_depth))
+            out_tokens[k, now] = answer[now]
             depth[k, now] = step + 1
             logit[k, now] = np.asarray(out.halt_logits)[now]
+            settled[k, now] = fires[now]
             halted |= now
-            carry = out.carry
+            carry, previous = out.carry, answer
+    if settle_steps is not None:
+        return out_tokens, depth, logit, settled
     return out_tokens, depth, logit
 
 
@@ -138,6 +151,21 @@ def test_trajectories_match_a_reference_run_one_at_a_time(variant):
     np.testing.assert_array_equal(pred.recursion_depth, ref_depth[best, np.arange(10)])
     np.testing.assert_allclose(pred.halt_prob, jax.nn.sigmoid(ref_logit.max(0)), rtol=1e-4)
     assert (best != 0).any()  # not simply the first trajectory
+
+
+def test_settled_halting_trajectories_match_a_reference_run_one_at_a_time():
+    model, params = tiny_model("pypi", max_recursion_depth=8)
+    toks, _ = inputs("pypi")
+    key = jax.random.key(5)
+    ref_tokens, ref_depth, _, ref_settled = reference_trajectories(model, params, toks, None, None, 8, 3, 0.3, key,
+                                                                   settle_steps=2)
+    assert ref_settled.any() and not ref_settled.all() and len(set(ref_depth.ravel().tolist())) > 2
+    for compact in (True, False):  # 30 rows: compaction carries each row's latest answer and counter along
+        every = predict_trajectories(model, params, toks, trajectories=3, noise_std=0.3, rng=key, compact=compact,
+                                     halting="settled", settle_steps=2)
+        np.testing.assert_array_equal(every.tokens, ref_tokens)
+        np.testing.assert_array_equal(every.recursion_depth, ref_depth)
+        np.testing.assert_array_equal(every.settled, ref_settled)
 
 
 @pytest.mark.parametrize("noise_on", ["z", "both"])
@@ -215,7 +243,13 @@ def test_seeds_keys_and_batch_position():
     (dict(trajectories=4, noise_std=-0.1), "noise_std must be a finite number >= 0"),
     (dict(trajectories=4, noise_std=float("nan")), "noise_std must be a finite number >= 0"),
     (dict(trajectories=4, noise_std="big"), "noise_std must be a number"),
-    (dict(trajectories=4, select="max"), r"select must be one of \('halt', 'vote'\)"),
+    (dict(trajectories=4, select="max"), r"select must be one of \('halt', 'vote', 'settled', 'verify'\)"),
+    (dict(trajectories=4, select="verify"), r"select='verify' needs verifier=fn"),
+    (dict(trajectories=4, select="verify", verifier="sudoku"), "verifier must be a function"),
+    (dict(halting="never"), r"halting must be one of \('head', 'settled'\)"),
+    (dict(halting="settled", settle_steps=0), "settle_steps must be an int >= 1"),
+    (dict(halting="settled", settle_steps=1.5), "settle_steps must be an int >= 1"),
+    (dict(max_recursion_depth=0), "max_recursion_depth must be >= 1"),
     (dict(trajectories=4, rng="seed"), "rng must be an int seed or a JAX PRNG key"),
     (dict(trajectories=4, rng=jnp.zeros(3)), "rng must be an int seed, a PRNG key or one key per sample"),
     (dict(trajectories=4, rng=jax.random.split(jax.random.key(0), 3)), r"one per sample \(10,\)"),

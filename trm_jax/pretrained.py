@@ -31,12 +31,12 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from trm_jax.config import TRMConfig
+from trm_jax.config import DEFAULT_TASK, TRMConfig
 from trm_jax.data.tokenizers import is_saved_tokenizer, load_tokenizer, save_tokenizer
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import PUZZLE_EMB, model_config
 from trm_jax.rag import RAG_SUBDIR, load_run_retriever
-from trm_jax.tasks import task_class
+from trm_jax.tasks import get_task, task_class
 from trm_jax.training import TrainResult, read_metrics
 from trm_jax.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, RUN_CONFIG_FILE, TOKENIZER_DIR
 
@@ -49,9 +49,6 @@ PRETRAINED_CONFIG_FILE = "config.json"  # a run directory's config is RUN_CONFIG
 CARD_FILE = "README.md"
 HUB_PREFIX = "hf://"
 DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
-# files of the machine a model was trained on that inference never reads (the tokenizer and the RAG store
-# are in the directory): a missing one is dropped from the config on load instead of failing validation
-TRAINING_FILE_KEYS = (("data", "train_path"), ("data", "eval_path"), ("rag", "corpus_path"))
 _HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -290,7 +287,7 @@ def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: s
         lines.append(f"| retrieval | {len(retriever.store)} texts in `{RAG_SUBDIR}/`, top {config.rag.top_k} per "
                      f"query, {config.rag.embedder} embedder |")
     lines += ["", "## Task", "", _task_summary(config)]
-    options = dataclasses.asdict(config.data.options) if dataclasses.is_dataclass(config.data.options) else {}
+    options = dataclasses.asdict(get_task(config).options)
     if options:
         lines += ["", "| task setting | value |", "|---|---|", *[f"| `data.{k}` | `{v}` |" for k, v in options.items()]]
     lines += ["", "## Held-out metrics", ""]
@@ -417,16 +414,20 @@ def _read_meta(directory: str) -> dict:
 
 
 def _read_config(meta: dict, directory: str) -> TRMConfig:
+    """The saved config, without the files of the machine it was trained on that are not on this one (the
+    task's `machine_local_keys`: training data, the corpus; inference reads the directory's tokenizer and
+    RAG store instead), checked by its task."""
     raw = json.loads(json.dumps(meta["config"]))  # a copy to edit
-    for section, key in TRAINING_FILE_KEYS:
-        value = (raw.get(section) or {}).get(key)
-        if value and not os.path.exists(value):
-            logger.info("%s: %s.%s = %s is not on this machine; inference does not read it", directory, section,
-                        key, value)
-            raw[section][key] = None
     raw["run_dir"] = directory
     try:
-        return TRMConfig.from_dict(raw)
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        for key in task_class(data.get("task", DEFAULT_TASK)).machine_local_keys:
+            section, _, name = key.partition(".")
+            value = (raw.get(section) or {}).get(name)
+            if isinstance(value, str) and value and not os.path.exists(value):
+                logger.info("%s: %s = %s is not on this machine; inference does not read it", directory, key, value)
+                raw[section][name] = None
+        return get_task(TRMConfig.from_dict(raw)).config
     except ConfigError as e:
         path = os.path.join(directory, PRETRAINED_CONFIG_FILE)
         raise TRMError(f"{path}: the saved config does not load here: {e}") from None

@@ -143,16 +143,27 @@ def latent_recursion(model, params, x, carry: Carry, rng=None, cycle=0) -> Carry
 
 def latent_recursion_native(model, params, x, carry: Carry, rng=None, cycle=0, remat=False) -> Carry:
     """latent_recursion on arrays in the network's native layout."""
-    n = model.num_latent_refinements
     net = _network_fn(model, params, rng, remat)
+    z = _refine_latent(model, net, x, carry, cycle)
+    y = net(carry.y + z, _answer_update_index(model, cycle))
+    return Carry(y, z)
+
+
+def _refine_latent(model, net, x, carry: Carry, cycle):
+    """The cycle's n latent updates z <- net(x + y + z): the new z."""
+    n = model.num_latent_refinements
     y, z = carry
 
     def refine_latent(z, i):
         return net(x + y + z, cycle * (n + 1) + i), None
 
     z, _ = jax.lax.scan(refine_latent, z, jnp.arange(n), unroll=model.scan_unroll)
-    y = net(y + z, cycle * (n + 1) + n)
-    return Carry(y, z)
+    return z
+
+
+def _answer_update_index(model, cycle):
+    """The network application index (dropout key) of a cycle's answer update y <- net(y + z)."""
+    return cycle * (model.num_latent_refinements + 1) + model.num_latent_refinements
 
 
 def run_cycles(model, params, x, carry: Carry, num_cycles, rng=None) -> Carry:
@@ -184,3 +195,55 @@ def supervision_step(model, params, tokens, carry: Carry, rng=None, puzzle_ids=N
     carry = carry_to_native(model, carry)
     logits, halt_logits = apply_method(model, params, "heads", carry.y)
     return StepOutput(jax.lax.stop_gradient(carry), logits, halt_logits)
+
+
+# ------------------------------------------------------------------------------------ final-step supervision
+
+def final_step(model, params, tokens, rng=None, puzzle_ids=None, puzzle_delta=None, transition=False) -> StepOutput:
+    """Final-step supervision's forward: T cycles from the initial carry, the gradient through the last only.
+
+    After the Recursive Stem Model (arXiv 2603.15641; navidivan/rsm, models/recursive_reasoning/rsm.py,
+    `RSM.forward`): every batch starts from the initial state; cycles 0..T-3 are detached warm-up (no
+    gradient, no residuals); cycle T-2 is the "transition": its n latent updates run without gradient, and
+    with `transition` its answer update y <- net(y + z) is differentiated too, from detached y and z (RSM's
+    `train_outer` without `train_inner`; RSM draws it per batch, `include_prev_H`, with probability
+    1 - `prob_detach_prev_H`); cycle T-1 is differentiated in full, and the loss (cross-entropy only; RSM has
+    no halting loss) is taken on its logits. `transition` is a Python bool (one program each) or a traced
+    bool (one program, a `lax.cond` that differentiates the transition only when it is true). The forward
+    values equal `supervision_step` from the initial carry; the halting logit is returned but unsupervised.
+    The outgoing carry is cut from the gradient.
+    """
+    if isinstance(transition, (bool, np.bool_)):
+        return _final_step_static(model, params, tokens, rng, puzzle_ids, puzzle_delta, bool(transition))
+    return _final_step(model, params, tokens, rng, puzzle_ids, puzzle_delta, transition)
+
+
+def _final_step(model, params, tokens, rng, puzzle_ids, puzzle_delta, transition) -> StepOutput:
+    T = model.num_refinement_blocks
+    x = embed_native(model, params, tokens, puzzle_ids, puzzle_delta)
+    carry = carry_to_native(model, apply_method(model, params, "initial_carry", tokens.shape[0]))
+    carry = _no_grad_cycles(model, params, x, carry, T - 2, rng)
+    carry = _transition_cycle(model, params, x, carry, rng, T - 2, transition)
+    carry = latent_recursion_native(model, params, x, carry, rng, T - 1, remat=True)
+    carry = carry_to_native(model, carry)
+    logits, halt_logits = apply_method(model, params, "heads", carry.y)
+    return StepOutput(jax.lax.stop_gradient(carry), logits, halt_logits)
+
+
+_final_step_static = jax.jit(_final_step, static_argnums=(0, 6))
+
+
+def _transition_cycle(model, params, x, carry: Carry, rng, cycle, transition) -> Carry:
+    """Cycle `cycle` on detached inputs, its answer update differentiated (in `params`) when `transition`."""
+    frozen, x, carry = jax.lax.stop_gradient((params, x, carry))
+    z = _refine_latent(model, _network_fn(model, frozen, rng), x, carry, cycle)
+    h, index = carry.y + z, _answer_update_index(model, cycle)
+
+    def update(p, remat):
+        return _network_fn(model, p, rng, remat)(h, index)
+
+    if isinstance(transition, bool):
+        y = update(params, True) if transition else update(frozen, False)
+    else:
+        y = jax.lax.cond(transition, lambda: update(params, True), lambda: update(frozen, False))
+    return Carry(y, z)

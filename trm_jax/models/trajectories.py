@@ -1,5 +1,6 @@
 """Test-time trajectories: option checks, per-sample noise keys, the noise of a supervision step, and the
-choice of one trajectory per sample (by the halting head or by vote).
+choice of one trajectory per sample (by the halting head, by vote, among the settled ones or among those a
+verifier accepts).
 
 `predict(..., trajectories=K)` runs every sample as K rows of one batch (row `k * batch + b` is trajectory
 k of sample b). Each row draws its own Gaussian noise at every supervision step from a key that depends
@@ -9,7 +10,7 @@ in, on compaction or on how many devices share the batch.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ import numpy as np
 
 from trm_jax.errors import TRMError
 
-SELECT_MODES = ("halt", "vote")
+SELECT_MODES = ("halt", "vote", "settled", "verify")
 NOISE_ON = ("z", "y", "both")  # the carry states the noise may be added to
 # where the noise goes, and its scale when trajectories > 1 and none is given: the best of a sweep on
 # held-out Sudoku (docs/test-time-compute.md)
@@ -31,6 +32,9 @@ class Trajectories(NamedTuple):
     tokens: jax.Array  # [K, batch, seq_len] predicted token ids at each trajectory's halting step
     recursion_depth: jax.Array  # [K, batch] supervision steps each trajectory ran
     halt_logit: jax.Array  # [K, batch] halt logit at each trajectory's halting step
+    # [K, batch] bool: stopped by its rule (the answer settled, or the halting head) rather than by the depth
+    # cap; None in results built by hand without it (then "settled" selection treats none as settled)
+    settled: Optional[jax.Array] = None
 
 
 class LatentNoise(NamedTuple):
@@ -47,8 +51,8 @@ def check_options(trajectories, noise_std, select):
     if isinstance(trajectories, bool) or not isinstance(trajectories, (int, np.integer)) or trajectories < 1:
         raise TRMError(f"trajectories must be an int >= 1 (a static count), got {trajectories!r}")
     if select not in SELECT_MODES:
-        raise TRMError(f"select must be one of {SELECT_MODES} (pick the trajectory by the halting head or by "
-                       f"vote), got {select!r}")
+        raise TRMError(f"select must be one of {SELECT_MODES} (pick the trajectory by the halting head, by vote, "
+                       f"among the settled ones or among those the task's verifier accepts), got {select!r}")
     if noise_std is not None and not isinstance(noise_std, jax.core.Tracer):
         try:
             value = float(noise_std)
@@ -115,29 +119,64 @@ def tile_rows(a, trajectories: int):
     return jnp.tile(a, (trajectories,) + (1,) * (a.ndim - 1))
 
 
-def as_trajectories(tokens, depth, halt_logit, trajectories: int) -> Trajectories:
+def as_trajectories(tokens, depth, halt_logit, settled, trajectories: int) -> Trajectories:
     """Row-major results [K * batch, ...] as Trajectories [K, batch, ...]."""
     split = lambda a: a.reshape((trajectories, a.shape[0] // trajectories) + a.shape[1:])  # noqa: E731
-    return Trajectories(split(tokens), split(depth), split(halt_logit))
+    return Trajectories(split(tokens), split(depth), split(halt_logit), split(settled))
 
 
-def chosen_index(result: Trajectories, select: str) -> jax.Array:
+def chosen_index(result: Trajectories, select: str, verified=None) -> jax.Array:
     """[batch] index of the chosen trajectory per sample.
 
     "halt": the highest final halt logit (the first on ties). "vote": a trajectory whose answer the most
-    trajectories share, ties between answers broken by their trajectories' mean halt probability."""
+    trajectories share, ties between answers broken by their trajectories' mean halt probability.
+    "settled": the vote among the settled trajectories (`result.settled`), "verify": among those `verified`
+    ([K, batch] bool, from `verify_trajectories`) marks; a sample with no such trajectory falls back to the
+    vote among all of its trajectories."""
     if select == "halt":
         return jnp.argmax(result.halt_logit, axis=0)
+    if select == "vote":
+        return _vote(result, None)
+    if select == "settled":
+        mask = result.settled if result.settled is not None else jnp.zeros(result.halt_logit.shape, bool)
+        return _vote(result, mask)
+    if select == "verify":
+        if verified is None:
+            raise TRMError("select='verify' needs the trajectories' verdicts (verify_trajectories) or a verifier")
+        return _vote(result, jnp.asarray(verified, bool))
+    raise TRMError(f"select must be one of {SELECT_MODES}, got {select!r}")
+
+
+def _vote(result: Trajectories, mask) -> jax.Array:
+    """The vote of `chosen_index` among the trajectories `mask` [K, batch] marks (all of a sample's when it
+    marks none of them, or when mask is None)."""
     tokens = result.tokens
     prob = jax.nn.sigmoid(result.halt_logit)
-    # same[k, j, b]: trajectories k and j give sample b the same answer (one [K, batch] slice at a time)
-    same = jax.lax.map(lambda answer: jnp.all(tokens == answer[None], axis=-1), tokens)
+    if mask is None:
+        mask = jnp.ones(prob.shape, bool)
+    else:
+        mask = mask | ~mask.any(axis=0, keepdims=True)
+    # same[k, j, b]: trajectories k and j give sample b the same answer and j is a candidate (one [K, batch]
+    # slice at a time)
+    same = jax.lax.map(lambda answer: jnp.all(tokens == answer[None], axis=-1), tokens) & mask[None]
     count = same.sum(axis=1)
-    mean_prob = jnp.where(same, prob[None], 0.0).sum(axis=1) / count
-    return jnp.argmax(2.0 * count + mean_prob, axis=0)  # mean_prob <= 1: the count decides, then the mean
+    mean_prob = jnp.where(same, prob[None], 0.0).sum(axis=1) / jnp.maximum(count, 1)
+    score = 2.0 * count + mean_prob  # mean_prob <= 1: the count decides, then the mean
+    return jnp.argmax(jnp.where(mask, score, -1.0), axis=0)
 
 
-def take_trajectory(result: Trajectories, index) -> tuple:
-    """(tokens [batch, seq_len], recursion_depth [batch], halt_logit [batch]) of trajectory index[b] per sample."""
+def verify_trajectories(verifier: Callable, inputs, tokens) -> np.ndarray:
+    """[K, batch] bool: `verifier(inputs[b], tokens[k, b])` (numpy token rows; truthy = the answer passes) for
+    every trajectory, on the host. `inputs` [batch, seq_len], `tokens` [K, batch, seq_len]."""
+    if not callable(verifier):
+        raise TRMError(f"verifier must be a function verify(input_tokens, answer_tokens) -> bool, got "
+                       f"{type(verifier).__name__}")
+    inputs, tokens = np.asarray(inputs), np.asarray(tokens)
+    return np.array([[bool(verifier(inputs[b], tokens[k, b])) for b in range(tokens.shape[1])]
+                     for k in range(tokens.shape[0])], dtype=bool).reshape(tokens.shape[:2])
+
+
+def take_trajectory(result: Trajectories, index) -> Trajectories:
+    """Trajectory index[b] of every sample: fields [batch, ...] (settled stays None when absent)."""
     pick = lambda a: jnp.take_along_axis(a, index.reshape((1, -1) + (1,) * (a.ndim - 2)), axis=0)[0]  # noqa: E731
-    return tuple(pick(a) for a in result)
+    return Trajectories(*(None if a is None else pick(a) for a in result))

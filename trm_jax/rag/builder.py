@@ -7,7 +7,8 @@ Corpus sources (`rag.corpus_path`):
 - a single `.txt` / `.md` file: the same, for that file;
 - a `.jsonl` file: one JSON object per line with a string "text"; the other fields
   become the document's metadata; blank lines are skipped;
-- null: the task's own corpus (`Task.retrieval_corpus`; the code task's facts).
+- null: the task's own corpus, which the caller passes (`task_corpus`; `get_task(config).retriever()`
+  passes `Task.retrieval_corpus`, the code task's facts).
 Whitespace-only documents are dropped and exact duplicates are indexed once.
 """
 
@@ -18,11 +19,10 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from trm_jax.errors import TRMError
 from trm_jax.rag.retriever import RAGRetriever
-from trm_jax.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +121,12 @@ def _clean(texts: list[str], meta: list[dict]) -> tuple[list[str], list[dict]]:
     return out_t, out_m
 
 
-def build_rag(config, corpus: Optional[list[str]] = None) -> Optional[RAGRetriever]:
-    """Build the retriever for a `TRMConfig`: None when `rag.enabled` is false.
+def build_rag(config, corpus: Optional[list[str]] = None, *,
+              task_corpus: Optional[Callable[[], tuple[list[str], list[dict]]]] = None) -> Optional[RAGRetriever]:
+    """Build the retriever for a `TRMConfig` (or its `RAGConfig`): None when `rag.enabled` is false.
 
-    Indexes `corpus` if given, else `rag.corpus_path`, else the task's own corpus.
-    A `RAGConfig` alone works when `corpus` or `rag.corpus_path` is set.
+    Indexes `corpus` if given, else `rag.corpus_path`, else `task_corpus()`: the task's own (texts,
+    metadata), called only then (`trm_jax.tasks.get_task(config).retriever()` passes it).
     """
     cfg = getattr(config, "rag", config)
     if not cfg.enabled:
@@ -137,11 +138,12 @@ def build_rag(config, corpus: Optional[list[str]] = None) -> Optional[RAGRetriev
                 raise TRMError(f"corpus document {i} is a {type(t).__name__}, not a string")
     elif cfg.corpus_path is not None:
         texts, meta = load_corpus(cfg.corpus_path)
-    elif hasattr(config, "data"):
-        texts, meta = get_task(config).retrieval_corpus()
+    elif task_corpus is not None:
+        texts, meta = task_corpus()
     else:
-        raise TRMError("build_rag got only the rag section and rag.corpus_path is null; pass the full TRMConfig "
-                       "(to use the task's own corpus) or set rag.corpus_path")
+        raise TRMError("build_rag: rag.corpus_path is null and no corpus was given; set rag.corpus_path, pass "
+                       "corpus=[texts], or build the run's retriever with trm_jax.tasks.get_task(config).retriever() "
+                       "(the task's own corpus)")
     texts, meta = _clean(texts, meta)
     if not texts:
         raise TRMError(f"the RAG corpus ({cfg.corpus_path or 'task corpus'}) has no non-empty documents; "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from trm_jax.errors import TRMError
 
@@ -111,8 +112,6 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         it: Iterable = enumerate(texts)
         if progress:
-            from tqdm.auto import tqdm
-
             it = tqdm(it, total=len(texts), desc="embedding (hashing)", unit="text")
         for i, t in it:
             out[i] = self._features(t)

@@ -229,8 +229,8 @@ class MemoryVectorStore:
         d = Path(directory)
         path = d / MANIFEST_FILE
         if not path.is_file():
-            raise TRMError(f"no vector store at {d}: {MANIFEST_FILE} is missing; build one with build_rag(config) "
-                           "and save it with retriever.save(directory)")
+            raise TRMError(f"no vector store at {d}: {MANIFEST_FILE} is missing; build one with "
+                           "get_task(config).retriever() and save it with retriever.save(directory)")
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -34,7 +34,7 @@ class RAGDatasetWrapper:
             raise TRMError(f"top_k must be a positive integer, got {top_k!r}; set rag.top_k")
         if not isinstance(retriever, RAGRetriever):
             raise TRMError(f"RAGDatasetWrapper needs a RAGRetriever, got {type(retriever).__name__}; "
-                           "build one with build_rag(config)")
+                           "build one with get_task(config).retriever() or build_rag(config)")
         self.retriever = retriever
         self.top_k = top_k
         self.separator = separator

@@ -1,86 +1,31 @@
-"""Tasks, one subpackage (or module) per task family holding all of its code, and the registry: the one
-place that reads a task name (`data.task`) and finds its Task class.
+"""Tasks, one subpackage (or module) per task family holding all of its code, and the registry:
+`task_class(name)` finds the Task class `data.task` names (trm_jax.tasks.registry: a built-in name, an
+import path "package.module:TaskClass", or an entry point of the `trm_jax.tasks` group) and
+`get_task(config)` builds it, which parses and checks the task's own `data` keys.
 
-A task is a `trm_jax.tasks.base.Task` subclass; a built-in task's name is its module's name. `data.task` names a built-in one (below), an
-import path `"package.module:TaskClass"`, or a name that an installed package declares in the
-`trm_jax.tasks` entry-point group. Classes are imported on first use (importlib caches them), so
-the registry imports nothing else of the package: the config (which validates `data.task` and
-parses each task's keys) and retrieval (which indexes a task's corpus) read it, and the tasks sit
-above both.
+A task is a `trm_jax.tasks.base.Task` subclass; a built-in task's name is its module's name.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.metadata
-
 from trm_jax.errors import ConfigError
-
-BUILTIN_TASKS = {  # name -> "module:Class"; adding a built-in task is one line here plus its module
-    "code": "trm_jax.tasks.code.task:CodeTask",
-    "jsonl": "trm_jax.tasks.jsonl:JsonlTask",
-    "sudoku": "trm_jax.tasks.sudoku.task:SudokuTask",
-    "maze": "trm_jax.tasks.maze.task:MazeTask",
-    "arc": "trm_jax.tasks.arc.task:ArcTask",
-    "puzzle_dataset": "trm_jax.tasks.puzzle_dataset.task:PuzzleDatasetTask",
-}
-DEFAULT_TASK = "code"
-ENTRY_POINT_GROUP = "trm_jax.tasks"
-_KEY = "config key 'data.task'"
-
-
-def task_names() -> tuple[str, ...]:
-    """The built-in task names, then those installed packages declare (entry points)."""
-    return tuple(BUILTIN_TASKS) + tuple(n for n in _entry_points() if n not in BUILTIN_TASKS)
+from trm_jax.tasks.base import Task
+from trm_jax.tasks.registry import BUILTIN_TASKS, DEFAULT_TASK, ENTRY_POINT_GROUP, KEY, resolve, task_names
 
 
 def task_class(name: str) -> type:
     """The Task class `data.task` names; ConfigError (with a did-you-mean) when there is none."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{_KEY}: must be a task name or an import path 'package.module:TaskClass', got {name!r}")
-    if name in BUILTIN_TASKS:
-        return _import(BUILTIN_TASKS[name], name)
-    if ":" in name:
-        return _import(name, name)
-    spec = _entry_points().get(name)
-    if spec is not None:
-        return _import(spec, name)
-    names = task_names()
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"{_KEY}: unknown task {name!r}.{hint} Tasks: {', '.join(names)}; or give the import path "
-                      "of your own Task subclass, e.g. 'my_package.my_module:MyTask'")
-
-
-def get_task(config):
-    """The Task instance for a TRMConfig (what generic code asks instead of reading the task name)."""
-    return task_class(config.data.task)(config)
-
-
-def _entry_points() -> dict:
-    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def _import(spec: str, name: str) -> type:
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise ConfigError(f"{_KEY}: {name!r} is not an import path 'package.module:TaskClass'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise  # the task's module exists but one of its own imports failed: that traceback is the news
-        raise ConfigError(f"{_KEY}: no module {module_name!r} for task {name!r}; put its package on the Python "
-                          "path (e.g. PYTHONPATH) or fix the import path") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ConfigError(f"{_KEY}: module {module_name!r} has no {class_name!r} (task {name!r})")
-    # resolved here, as the tasks are: base imports modules that import trm_jax.config, which imports this registry
-    base = importlib.import_module("trm_jax.tasks.base").Task
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ConfigError(f"{_KEY}: {spec!r} is not a subclass of trm_jax.tasks.base.Task")
+    cls = resolve(name)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f"{KEY}: {name!r} is not a subclass of trm_jax.tasks.base.Task")
     return cls
 
 
-__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "ENTRY_POINT_GROUP", "get_task", "task_class", "task_names"]
+def get_task(config) -> Task:
+    """The Task of a TRMConfig (what generic code asks instead of reading the task name). Building it
+    parses and checks the task's own keys: one ConfigError naming the key for a bad one, a warning for
+    keys of another task; `.config` is the config with just the task's own keys, parsed."""
+    return task_class(config.data.task)(config)
+
+
+__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "ENTRY_POINT_GROUP", "Task", "get_task", "task_class", "task_names"]

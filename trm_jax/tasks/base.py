@@ -9,13 +9,16 @@ tokenizer (`trm_jax.data.make_text_dataset`); an answer is the predicted tokens 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
+import typing
 from typing import Optional
 
 import jax
 import numpy as np
 
+from trm_jax.config import DataConfig, TaskOptions, build, coerce, declared_keys
 from trm_jax.data.datasets import SPLITS, ArrayDataset, make_text_dataset
 from trm_jax.data.files import split_indices
 from trm_jax.data.jsonl import read_jsonl
@@ -25,7 +28,8 @@ from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import predict
 from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.models.trajectories import check_options, indexed_keys
-from trm_jax.rag.wrapper import RAGDatasetWrapper
+from trm_jax.rag import RAGDatasetWrapper, RAGRetriever, build_rag
+from trm_jax.tasks.registry import BUILTIN_TASKS, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +50,32 @@ class NoOptions:
 
 class Task:
     """A task family. A subclass sets `Options` (a frozen dataclass of its own `data.*` keys, written flat
-    in YAML, each with a default and a trailing `# meaning` comment) and `uses_retrieval`, and overrides
-    what differs from a text task. `get_task(config)` makes one instance per config."""
+    in YAML, each with a default and a trailing `# meaning` comment), `uses_retrieval` and, for keys that
+    name files, `machine_local_keys`, and overrides what differs from a text task. `get_task(config)`
+    makes one instance per config.
+
+    Building one parses the config's `data.options` into `self.options` (an `Options` instance) and
+    checks them (`validate`); `self.config` is the config with just the task's own keys, parsed (another
+    task's keys, which run configs saved before tasks had their own keys hold, are dropped)."""
 
     Options: type = NoOptions
     uses_retrieval: bool = False  # retrieved context goes into its samples (rag.enabled is allowed)
-
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        """Check the task's own keys (`data.options`) and the generic `data.*` keys it depends on; raise
-        ConfigError naming the key (use `require`)."""
+    # keys naming files of the machine a model was trained on, which inference never reads (the tokenizer
+    # and the RAG store travel with the model): a pretrained directory drops those missing where it loads
+    machine_local_keys: tuple[str, ...] = ("data.train_path", "data.eval_path", "rag.corpus_path")
 
     def __init__(self, config):
-        self.config = config
-        self.data = config.data
-        self.options = config.data.options
+        self.options = parse_options(type(self), config.data)
+        data = dataclasses.replace(config.data, options=TaskOptions(self.options))
+        self.config = config.replace(data=data)
+        self.data = data
+        require(not config.rag.enabled or self.uses_retrieval, "rag.enabled",
+                f"data.task {self.name!r} does not use retrieved context: set rag.enabled: false")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the task's own keys (`self.options`) and the shared `data.*` keys it depends on
+        (`self.data`); raise ConfigError naming the key (use `require`)."""
 
     @property
     def name(self) -> str:
@@ -115,6 +130,11 @@ class Task:
         if samples_transform is not None:
             samples = samples_transform(samples)
         return make_text_dataset(samples, tokenizer, seq_len, self.data.truncation)
+
+    def retriever(self) -> Optional[RAGRetriever]:
+        """The retriever of the run (`trm_jax.rag.build_rag`; None unless rag.enabled): rag.corpus_path
+        indexed, or the task's own corpus (`retrieval_corpus`)."""
+        return build_rag(self.config, task_corpus=self.retrieval_corpus)
 
     def retrieval_transform(self, retriever) -> Optional[RAGDatasetWrapper]:
         """The samples_transform that adds `retriever`'s context (None without retriever or retrieval)."""
@@ -272,6 +292,63 @@ class GridTask(Task):
 
     def split_dataset(self, split: str, tokenizer, seq_len: int, difficulty: float) -> ArrayDataset:
         raise NotImplementedError
+
+
+def parse_options(cls: type, data: DataConfig):
+    """The `Options` of the task class `cls` from `data.options` (the keys as written): values coerced to
+    their field types, a ConfigError naming the key for an unknown one (with a did-you-mean), a warning
+    for keys of another built-in task that are not at their defaults (they have no effect)."""
+    own_keys = _field_names(cls.Options)
+    shared = sorted(set(own_keys) & set(declared_keys(DataConfig)))
+    require(not shared, "data.task", f"task {data.task!r} redefines the shared data keys {shared} in its Options; "
+            "give its own keys other names")
+    own, foreign = {}, []
+    for key, value in data.options.items():
+        if key in own_keys:
+            own[key] = value
+            continue
+        owner = _builtin_owner(key)
+        if owner is None:
+            raise ConfigError(f"unknown config key 'data.{key}' for data.task {data.task!r}.{_hint(key, own_keys)}")
+        if not _at_default(owner, key, value):
+            foreign.append(key)
+    if foreign:
+        logger.warning("config key(s) %s have no effect with data.task %r (another task's keys)",
+                       ", ".join(f"'data.{k}'" for k in foreign), data.task)
+    return build(cls.Options, own, "data")
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _builtin_options() -> list[type]:
+    return [resolve(name).Options for name in BUILTIN_TASKS]
+
+
+def _builtin_owner(key: str) -> Optional[type]:
+    """The Options class of the built-in task that has the data key `key` (None: no task has it)."""
+    return next((o for o in _builtin_options() if key in _field_names(o)), None)
+
+
+def _at_default(options_cls: type, key: str, value) -> bool:
+    default = next(f.default for f in dataclasses.fields(options_cls) if f.name == key)
+    try:
+        return coerce(typing.get_type_hints(options_cls)[key], value, f"data.{key}") == default
+    except ConfigError:
+        return False
+
+
+def _hint(key, own_keys) -> str:
+    """A did-you-mean for an unknown data key: the task's own or shared keys first, then other tasks'."""
+    own = [*declared_keys(DataConfig), *own_keys]
+    close = difflib.get_close_matches(str(key), own, n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}'?"
+    close = difflib.get_close_matches(str(key), [k for o in _builtin_options() for k in _field_names(o)], n=1)
+    if close:
+        return f" Did you mean 'data.{close[0]}' (a key of another task)?"
+    return f" Valid keys: {', '.join(own)}."
 
 
 def sample_texts(samples: list) -> list[str]:

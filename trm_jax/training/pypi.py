@@ -2,20 +2,19 @@
 
 The seed's names are accepted: `halt_prob_thres` (halt_threshold), `max_recurrent_steps`
 (max_recursion_depth) and `ema_decay_rate` (ema_decay). Other keyword arguments are `training`
-config keys.
+config keys, checked as YAML's are (`TRMConfig.from_dict`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Optional
 
-from trm_jax.config import (CurriculumConfig, CurriculumStage, DataConfig, EarlyStoppingConfig, ModelConfig,
-                            MonitoringConfig, TrainingConfig, TRMConfig)
+from trm_jax.config import TRMConfig, to_plain
 from trm_jax.data.datasets import ArrayDataset, as_array_dataset
 from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel, model_config
+from trm_jax.models.factory import MODEL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +81,28 @@ def config_for_model(model: TinyRecursiveModel, dataset, eval_dataset=None, *, e
                           f"{model.token_len} (network seq_len minus {model.prefix_len} prefix positions)")
     if evl is not None and evl.seq_len != train.seq_len:
         raise ConfigError(f"Trainer: eval_dataset rows have {evl.seq_len} tokens, the dataset's {train.seq_len}")
-    unknown = set(training) - {f.name for f in dataclasses.fields(TrainingConfig)}
-    if unknown:
-        raise ConfigError(f"Trainer: unknown training option(s) {sorted(unknown)}; valid ones are the "
-                          "'training' config keys (README, Config reference)")
     mcfg = model_config(model)
     if mcfg is None:
         log.info("Trainer: %s is not described by a ModelConfig; the run directory stores its weights, "
                  "rebuild the model in code to use them", type(model.network).__name__)
-        mcfg = ModelConfig(dim=model.dim, num_tokens=model.num_tokens, variant=model.variant,
-                           **{k: getattr(model, k) for k in ("num_refinement_blocks", "num_latent_refinements",
-                                                              "halt_loss_weight", "max_recursion_depth",
-                                                              "halt_threshold", "loss")})
-    if isinstance(training.get("early_stopping"), dict):  # the YAML form: {metric, patience, min_delta}
-        try:
-            training["early_stopping"] = EarlyStoppingConfig(**training["early_stopping"])
-        except TypeError as e:
-            raise ConfigError(f"Trainer: early_stopping: {e}; its keys are metric, patience and min_delta") from None
+        # the model's own fields; the network's keys keep their defaults
+        model_section = {k: getattr(model, k) for k in ("dim", *MODEL_FIELDS)}
+    else:
+        model_section = to_plain(mcfg)
     if batch_size is not None:
         training["batch_size"] = int(batch_size)
-    curriculum = CurriculumConfig()
+    stages = []
     if steps is not None:
         training["steps"] = int(steps)
     else:
-        curriculum = CurriculumConfig((CurriculumStage(epochs=float(DEFAULT_EPOCHS if epochs is None else epochs)),))
+        stages = [{"epochs": float(DEFAULT_EPOCHS if epochs is None else epochs)}]
     training.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     training.setdefault("eval_batch_size", max(1, min(256, len(evl) if evl is not None else 1)))
-    config = TRMConfig(seed=int(seed), run_dir=run_dir or "runs/trainer",
-                       model=dataclasses.replace(mcfg, num_tokens=model.num_tokens),
-                       data=DataConfig(seq_len=train.seq_len, num_eval=0 if evl is None else len(evl)),
-                       training=TrainingConfig(**training), curriculum=curriculum,
-                       monitoring=MonitoringConfig(enabled=False))
+    # through the config's one coercion path: keyword values are checked as the YAML keys are
+    config = TRMConfig.from_dict({
+        "seed": int(seed), "run_dir": run_dir or "runs/trainer",
+        "model": {**model_section, "num_tokens": model.num_tokens},
+        "data": {"seq_len": train.seq_len, "num_eval": 0 if evl is None else len(evl)},
+        "training": {k: to_plain(v) for k, v in training.items()}, "curriculum": {"stages": stages},
+        "monitoring": {"enabled": False}})
     return model, config, train, evl

@@ -17,7 +17,6 @@ import numpy as np
 from trm_jax.config import TRMConfig
 from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel
-from trm_jax.rag import build_rag
 from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
 from trm_jax.training.callbacks import CallbackList, config_callbacks
@@ -66,10 +65,10 @@ class TrainingRun:
         self.callbacks = CallbackList([*config_callbacks(config), *callbacks])
         self.task = get_task(config)
         self.tokenizer, self.config = resolve_vocabulary(
-            config, self.task, tokenizer, fixed_model=fixed_model,
+            self.task.config, self.task, tokenizer, fixed_model=fixed_model,
             save_dir=self.run_directory.join(TOKENIZER_DIR) if self.is_main else None)
         self.num_tokens = self.config.model.num_tokens
-        self.retriever = build_rag(self.config)  # None unless rag.enabled: context added before tokenization
+        self.retriever = self.task.retriever()  # None unless rag.enabled: context added before tokenization
         self.base_key = np.asarray(jax.random.key_data(jax.random.PRNGKey(config.seed)))
         self.stages = StageBuilder(
             self.config, self.task, self.tokenizer, samples_transform=self.task.retrieval_transform(self.retriever),

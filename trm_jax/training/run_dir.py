@@ -22,6 +22,7 @@ from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import is_saved_tokenizer, save_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.rag import RAG_SUBDIR
+from trm_jax.tasks import get_task
 from trm_jax.training.trackers import Tracker, Trackers, make_trackers
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class RunDirectory:
 
     def check_resume_config(self, config: TRMConfig) -> None:
         path = self.join(RUN_CONFIG_FILE)
-        old, new = load_config(path).to_dict(), config.to_dict()
+        # the saved config as its task reads it (a run saved before tasks had their own keys holds every task's)
+        old, new = get_task(load_config(path)).config.to_dict(), config.to_dict()
         with open(path) as f:
             saved_training = (yaml.safe_load(f) or {}).get("training") or {}
         if "ema_warmup" not in saved_training:  # written before the warm-up existed: a constant EMA decay

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from trm_jax.config import TRMConfig, apply_overrides, load_config
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import TinyRecursiveModel
+from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
 from trm_jax.training.evaluation import held_out_metrics, log_results, nonfinite_runs, summarize
 from trm_jax.training.feed import BatchFeed, put_rows, step_rows, take_rows
@@ -405,14 +406,18 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
 # ------------------------------------------------------------------------------------- from a config
 
 def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=()) -> TRMConfig:
-    """A TRMConfig from a config object, a nested dict or a YAML path (None = defaults)."""
+    """A TRMConfig from a config object, a nested dict or a YAML path (None = defaults), checked by its
+    task (its own keys parsed, another task's dropped: `get_task(config).config`), so a bad key fails
+    here, before a run starts."""
     if isinstance(config, TRMConfig):
-        return TRMConfig.from_dict(apply_overrides(config.to_dict(), list(overrides))) if overrides else config
-    if isinstance(config, dict):
-        return TRMConfig.from_dict(apply_overrides(dict(config), list(overrides)))
-    if config is None or isinstance(config, (str, os.PathLike)):
-        return load_config(config, overrides)
-    raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
+        config = TRMConfig.from_dict(apply_overrides(config.to_dict(), list(overrides))) if overrides else config
+    elif isinstance(config, dict):
+        config = TRMConfig.from_dict(apply_overrides(dict(config), list(overrides)))
+    elif config is None or isinstance(config, (str, os.PathLike)):
+        config = load_config(config, overrides)
+    else:
+        raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
+    return get_task(config).config
 
 
 def create_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, *, overrides=(),

@@ -34,7 +34,7 @@ class ArcOptions:
 
 def build_arc_for(config) -> ArcBuild:
     """The (cached) build a run's config describes: the one training, evaluation and infer use."""
-    o = config.data.options
+    o = ArcTask(config).options
     return build_arc(o.arc_source, o.arc_num_aug, config.seed, o.arc_extra_train_sources, EVAL_SET, o.arc_max_tasks,
                      o.arc_allow_eval_leak, config.data.cache_dir)
 
@@ -42,13 +42,12 @@ def build_arc_for(config) -> ArcBuild:
 class ArcTask(GridTask):
     Options = ArcOptions
 
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        o = data.options
-        require(o.arc_num_aug >= 0, f"{path}.arc_num_aug", f"must be >= 0, got {o.arc_num_aug}")
-        require(o.arc_max_tasks is None or o.arc_max_tasks >= 1, f"{path}.arc_max_tasks", "must be >= 1 or null")
-        require(data.seq_len == ARC_SEQ_LEN, f"{path}.seq_len", f"the arc task encodes grids on a 30x30 canvas: set "
-                f"data.seq_len: {ARC_SEQ_LEN} (got {data.seq_len})")
+    def validate(self) -> None:
+        o = self.options
+        require(o.arc_num_aug >= 0, "data.arc_num_aug", f"must be >= 0, got {o.arc_num_aug}")
+        require(o.arc_max_tasks is None or o.arc_max_tasks >= 1, "data.arc_max_tasks", "must be >= 1 or null")
+        require(self.data.seq_len == ARC_SEQ_LEN, "data.seq_len", f"the arc task encodes grids on a 30x30 canvas: "
+                f"set data.seq_len: {ARC_SEQ_LEN} (got {self.data.seq_len})")
 
     def build_tokenizer(self):
         return puzzle_tokenizer(ARC_VOCAB_SIZE)

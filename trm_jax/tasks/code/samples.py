@@ -95,14 +95,9 @@ def code_task_facts(seed: int = 0, num_facts: int = DEFAULT_NUM_FACTS) -> list[F
     return facts
 
 
-def code_task_corpus(seed=0, num_facts: int | None = None) -> list[str]:
-    """The documents a retriever should index: every fact's text, train and held-out alike.
-
-    `seed` may be a TRMConfig, whose seed and data.code_num_facts are then used.
-    """
-    if hasattr(seed, "data"):
-        num_facts = num_facts or seed.data.code_num_facts
-        seed = seed.seed
+def code_task_corpus(seed: int = 0, num_facts: int | None = None) -> list[str]:
+    """The documents a retriever should index: every fact's text, train and held-out alike (a run's:
+    `get_task(config).facts()`)."""
     return [f.text for f in code_task_facts(int(seed), num_facts or DEFAULT_NUM_FACTS)]
 
 

@@ -20,10 +20,9 @@ class CodeTask(Task):
     Options = CodeOptions
     uses_retrieval = True
 
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        n = data.options.code_num_facts
-        require(8 <= n <= 1600, f"{path}.code_num_facts", f"must be in [8, 1600], got {n}")
+    def validate(self) -> None:
+        n = self.options.code_num_facts
+        require(8 <= n <= 1600, "data.code_num_facts", f"must be in [8, 1600], got {n}")
 
     def samples(self, split: str, difficulty: Optional[float] = None) -> list[dict]:
         """Generated {"context", "query", "answer", "fact", "fact_id", "difficulty"} dicts; eval asks about

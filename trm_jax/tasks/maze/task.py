@@ -25,11 +25,10 @@ class MazeOptions:
 class MazeTask(GridTask):
     Options = MazeOptions
 
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        o = data.options
-        require(o.maze_size >= 3, f"{path}.maze_size", f"must be >= 3, got {o.maze_size}")
-        require(o.maze_min_path_len is None or o.maze_min_path_len > 0, f"{path}.maze_min_path_len",
+    def validate(self) -> None:
+        o = self.options
+        require(o.maze_size >= 3, "data.maze_size", f"must be >= 3, got {o.maze_size}")
+        require(o.maze_min_path_len is None or o.maze_min_path_len > 0, "data.maze_min_path_len",
                 f"must be > 0 or null, got {o.maze_min_path_len}")
 
     def build_tokenizer(self):

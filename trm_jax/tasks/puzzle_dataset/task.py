@@ -19,22 +19,35 @@ class PuzzleDirOptions:
 
 
 class PuzzleDatasetTask(GridTask):
-    Options = PuzzleDirOptions
+    """The directory is read for training and evaluation only: a trained model answers without it (its
+    tokenizer is saved with it, or follows from model.num_tokens), so a pretrained directory loads where
+    the dataset directory does not exist."""
 
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        d = data.options.dataset_dir
-        require(d is not None, f"{path}.dataset_dir", "task 'puzzle_dataset' needs data.dataset_dir: the directory an "
+    Options = PuzzleDirOptions
+    machine_local_keys = GridTask.machine_local_keys + ("data.dataset_dir",)
+
+    def validate(self) -> None:
+        d = self.options.dataset_dir
+        require(d is None or os.path.isdir(d), "data.dataset_dir", f"directory not found: {d}")
+
+    def dataset_dir(self) -> str:
+        """data.dataset_dir, which reading the data needs."""
+        d = self.options.dataset_dir
+        require(d is not None, "data.dataset_dir", "task 'puzzle_dataset' needs data.dataset_dir: the directory an "
                 "official builder wrote (train/, test/)")
-        require(os.path.isdir(d), f"{path}.dataset_dir", f"directory not found: {d}")
+        return d
 
     def build_tokenizer(self):
-        # ids exactly as the builder wrote them: a character tokenizer of the directory's vocab_size
-        return puzzle_tokenizer(puzzle_metadata(self.options.dataset_dir)["vocab_size"])
+        # ids exactly as the builder wrote them: a character tokenizer of the directory's vocab_size, or,
+        # for a trained model without its directory, of the model's vocabulary
+        num_tokens = self.config.model.num_tokens
+        if self.options.dataset_dir is None and num_tokens:
+            return puzzle_tokenizer(num_tokens)
+        return puzzle_tokenizer(puzzle_metadata(self.dataset_dir())["vocab_size"])
 
     def samples(self, split: str, difficulty: Optional[float] = None) -> list[dict]:
         raise TRMError("data.task 'puzzle_dataset' holds token arrays, not text samples; read them with "
-                       "trm_jax.data.make_puzzle_dataset(data.dataset_dir, split)")
+                       "trm_jax.tasks.puzzle_dataset.files.make_puzzle_dataset(data.dataset_dir, split)")
 
     def split_dataset(self, split: str, tokenizer, seq_len: int, difficulty: float) -> ArrayDataset:
-        return make_puzzle_dataset(self.options.dataset_dir, split, seq_len)
+        return make_puzzle_dataset(self.dataset_dir(), split, seq_len)

@@ -28,10 +28,9 @@ class SudokuOptions:
 class SudokuTask(GridTask):
     Options = SudokuOptions
 
-    @classmethod
-    def validate(cls, data, path: str = "data") -> None:
-        n = data.options.num_aug
-        require(n >= 0, f"{path}.num_aug", f"must be >= 0, got {n}")
+    def validate(self) -> None:
+        n = self.options.num_aug
+        require(n >= 0, "data.num_aug", f"must be >= 0, got {n}")
 
     def build_tokenizer(self):
         # "char" becomes "grid", the 11-token vocabulary of the benchmark

@@ -1,0 +1,115 @@
+"""predict_steps: the recursion of a few samples step by step, with predict's stop rules (what `trm_jax.trace`
+draws).
+
+The loop body is predict's own `predict_step`, so a trajectory stops at the same step, for the same reason,
+with the same answer as in `predict`; the loop also writes each step's answers and halt probabilities into a
+buffer of [depth cap, ...] rows. That buffer grows with the cap (unlike predict's loop): meant for a small
+batch. Its length is the cap rounded up to a power of two, the cap itself a traced value, so nearby caps
+share one compiled program.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trm_jax.errors import TRMError
+from trm_jax.models.predict import (StopRule, _is_traced, _start, check_depth, check_halting, initial_rows,
+                                    power_of_two_at_least, predict_step, verdicts)
+from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, NOISE_ON, Trajectories, as_trajectories, check_options,
+                                         chosen_index, sample_keys)
+
+STOP_REASONS = ("halted", "settled", "cap")  # the halting head, a settled answer, the depth cap
+
+
+class StepRecord(NamedTuple):
+    """Every supervision step of K trajectories of a batch (numpy arrays; `steps` = the deepest trajectory's
+    depth). After a trajectory stopped, its entries repeat its final answer and halt probability."""
+
+    tokens: np.ndarray  # [steps, K, batch, seq_len] int32 answer (argmax tokens) after each step
+    halt_prob: np.ndarray  # [steps, K, batch] sigmoid(halt_logit) after each step
+    recursion_depth: np.ndarray  # [K, batch] the step (1-based) each trajectory stopped at
+    stopped_by: np.ndarray  # [K, batch] str: "halted" (the head), "settled" (the answer settled) or "cap"
+    chosen: np.ndarray  # [batch] the trajectory predict(..., select=select) answers with
+    verified: Optional[np.ndarray]  # [K, batch] bool: the verifier accepts the final answer (None without one)
+
+    def answers(self) -> np.ndarray:
+        """[K, batch, seq_len] each trajectory's final answer (what predict_trajectories returns)."""
+        k, b = np.indices(self.recursion_depth.shape)
+        return self.tokens[self.recursion_depth - 1, k, b]
+
+    def chosen_answers(self) -> np.ndarray:
+        """[batch, seq_len] the chosen trajectory's final answer (what predict returns)."""
+        return self.answers()[self.chosen, np.arange(self.chosen.shape[0])]
+
+
+def predict_steps(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_recursion_depth=None,
+                  halting=None, settle_steps=None, trajectories: int = 1, noise_std=None, rng=None,
+                  noise_on: str = DEFAULT_NOISE_ON, select: str = "halt",
+                  verifier: Optional[Callable] = None) -> StepRecord:
+    """The answer and halt probability of every trajectory after every supervision step, the step each one
+    stopped at and why, and the trajectory `predict` picks. Options as `predict` (same defaults, same stop
+    rules, same noise keys): its answer at the stop step equals predict's. Eager only (it returns numpy
+    arrays of the length the recursion ran)."""
+    noise_std = check_options(trajectories, noise_std, select)
+    if noise_on not in NOISE_ON:
+        raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
+    if select == "verify" and verifier is None:
+        raise TRMError("select='verify' needs verifier=fn(input_tokens, answer_tokens) -> bool (the task's "
+                       "verifier); use select='vote' or 'settled' for a task without one")
+    halting, settle_steps = check_halting(model, halting, settle_steps)
+    threshold = model.halt_threshold if halt_threshold is None else halt_threshold
+    cap = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
+    check_depth(cap)
+    if _is_traced(params, tokens, puzzle_ids, threshold, cap, settle_steps, noise_std, rng):
+        raise TRMError("predict_steps records a trace on the host: call it outside jax.jit")
+    tokens = jnp.asarray(tokens, jnp.int32)
+    if tokens.ndim != 2:
+        raise TRMError(f"predict_steps expects tokens of shape [batch, seq_len], got {tokens.shape}")
+    model = model.sized_for(tokens.shape[1])
+    ids = None if puzzle_ids is None else jnp.asarray(puzzle_ids, jnp.int32)
+    rule = StopRule(jnp.float32(threshold), jnp.int32(cap), jnp.int32(settle_steps))
+    keys = None
+    if noise_std is not None:
+        noise_std, keys = jnp.float32(noise_std), sample_keys(rng, tokens.shape[0])
+    out = _record(model, params, tokens, ids, rule, halting, trajectories, noise_std, keys, noise_on,
+                  power_of_two_at_least(int(cap)))
+    steps, answers, probs, final = jax.device_get(out)
+    answers = answers[:steps].reshape((steps, trajectories, -1, tokens.shape[1]))
+    probs = probs[:steps].reshape((steps, trajectories, -1))
+    result = as_trajectories(*final, trajectories)
+    reason = np.where(result.settled, "settled" if halting == "settled" else "halted", "cap")
+    verified = verdicts(result, tokens, verifier)
+    if trajectories == 1:
+        chosen = np.zeros(tokens.shape[0], np.int64)
+    else:
+        chosen = np.asarray(chosen_index(Trajectories(*(jnp.asarray(a) for a in result)), select, verified))
+    return StepRecord(answers, probs, np.asarray(result.recursion_depth), reason, chosen, verified)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 9, 10))
+def _record(model, params, tokens, puzzle_ids, rule: StopRule, halting: str, trajectories: int, noise_std, keys,
+            noise_on: str, length: int):
+    """(steps run, answers [length, rows, seq], halt probs [length, rows], (tokens, depth, halt_logit, settled)
+    of every row): predict's loop, writing each step's row state into the buffers."""
+    x, carry, noise = _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
+    rows = initial_rows(carry, trajectories * tokens.shape[0], tokens.shape[1])
+    answers = jnp.zeros((length,) + rows.tokens.shape, jnp.int32)
+    probs = jnp.zeros((length,) + rows.halt_logit.shape, jnp.float32)
+
+    def cond(state):
+        step, rows, _, _ = state
+        return (step < rule.max_recursion_depth) & ~jnp.all(rows.halted)
+
+    def body(state):
+        step, rows, answers, probs = state
+        step, rows = predict_step(model, params, x, step, rows, rule, halting, noise, noise_on)
+        return (step, rows, answers.at[step - 1].set(rows.tokens),
+                probs.at[step - 1].set(jax.nn.sigmoid(rows.halt_logit)))
+
+    step, rows, answers, probs = jax.lax.while_loop(cond, body, (jnp.int32(0), rows, answers, probs))
+    return step, answers, probs, rows.outputs()
