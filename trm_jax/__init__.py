@@ -6,6 +6,8 @@
     trm_jax.infer(params, "mus(5)")  # the default code task: retrieval supplies "def mus(x): return x+2"
 """
 
+import importlib
+
 from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import (
@@ -46,7 +48,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trm_jax' has no attribute {name!r}")
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from trm_jax.errors import TRMError
 from trm_jax.models import PUZZLE_EMB
@@ -318,7 +319,6 @@ class Checkpointer:
                     raise TRMError(f"could not move the damaged checkpoint {src} aside ({short_error(e)}); delete "
                                    "it and resume again") from None
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("trm_jax_checkpoint_set_aside")
         self.manager.reload()
 
