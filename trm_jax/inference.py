@@ -21,7 +21,6 @@ from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
-from trm_jax.models.trajectories import SELECT_MODES
 from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
@@ -245,7 +244,7 @@ def add_trajectory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-std", type=float, default=None, metavar="S",
                         help="scale of the Gaussian noise on the answer state (default with K > 1: "
                         "trm_jax.models.DEFAULT_NOISE_STD)")
-    parser.add_argument("--select", choices=SELECT_MODES, default="halt",
+    parser.add_argument("--select", choices=("halt", "vote"), default="halt",
                         help="the trajectory the halting head rates highest, or the most frequent answer")
     parser.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
 
