@@ -22,7 +22,6 @@ from the fresh initialisation; the optimizer state is rebuilt.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from typing import Any, Callable, Optional, Union
 
@@ -38,10 +37,6 @@ from trm_jax.training import distributed as dist
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state, split_table
 from trm_jax.training.step import (StepSpec, TrainCarry, empty_train_carry, make_eval_step, make_train_step,
                                   pmap_eval_step, pmap_train_step)
-
-log = logging.getLogger(__name__)
-
-STAGE_SETTINGS = ("seq_len", "batch_size", "dim", "difficulty", "learning_rate")  # what a stage may change
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +61,9 @@ class ResolvedStage:
 
 
 def stage_settings(config: TRMConfig) -> list[tuple[str, CurriculumStage, dict]]:
-    """`(config key, stage as configured, its STAGE_SETTINGS with unset ones inherited)` of every curriculum
-    stage, in order (one stage of `training.steps` without a curriculum). Checks that widths only grow."""
+    """`(config key, stage as configured, its settings)` of every curriculum stage, in order (one stage of
+    `training.steps` without a curriculum). The settings are what a stage may change (seq_len, batch_size,
+    dim, difficulty, learning_rate), unset ones inherited; widths may only grow."""
     stages = config.curriculum.stages
     if not stages:
         stages, keys = (CurriculumStage(steps=config.training.steps),), ["training.steps"]
