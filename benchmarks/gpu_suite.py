@@ -5,7 +5,7 @@
 
 For configs/sudoku_extreme_mlp.yaml and configs/arc_agi_1.yaml (model, batch, sequence length, the
 ARC puzzle table's size, optimizer settings): the Trainer's own compiled train step
-(`training.step.compiled_train_step`: persistent carry, puzzle-embedding rows by sign-SGD, AdamATan2,
+(`training.step.pmap_train_step(make_train_step(...))`: persistent carry, puzzle-embedding rows by sign-SGD, AdamATan2,
 EMA) on synthetic data of the recipe's shapes, and `predict` over 16 supervision steps with halting
 off (every sample runs them all, the official evaluation's cost). Each (recipe, dtype) runs in its
 own process with a hard time limit, most useful first (bfloat16, the recipes' dtype, before
@@ -84,10 +84,10 @@ def _train_step_fn(model, spec, log):
     with the same axis name (its collectives over one device are the identity)."""
     import jax
 
-    from trm_jax.training.step import AXIS, compiled_train_step, make_train_step
+    from trm_jax.training.step import AXIS, make_train_step, pmap_train_step
 
     try:
-        return compiled_train_step(model, spec), "pmap"
+        return pmap_train_step(make_train_step(model, spec)), "pmap"
     except Exception as e:  # noqa: BLE001 (a JAX version without pmap: any error type)
         log(f"pmap step unavailable ({type(e).__name__}: {e}); using jit(vmap)")
         return jax.jit(jax.vmap(make_train_step(model, spec), axis_name=AXIS, in_axes=(0, 0, 0, None)),

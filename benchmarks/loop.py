@@ -31,7 +31,7 @@ import jax
 from trm_jax.config import load_config
 from trm_jax.huge_pages import huge_pages_enabled
 from trm_jax.training import distributed as dist
-from trm_jax.training import make_trainer, read_metrics
+from trm_jax.training import create_trainer, read_metrics
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAR = 10 ** 9  # an interval past any run's end
@@ -50,7 +50,7 @@ def cut_config(path: str, steps: int, overrides=()):
 
 def time_loop(config, run_dir: str, prefetch_batches: int) -> float:
     """Seconds per step of `train()`'s loop, from metrics.jsonl (first window and the end left out)."""
-    trainer = make_trainer(config.replace(run_dir=run_dir))
+    trainer = create_trainer(config.replace(run_dir=run_dir))
     trainer.prefetch_batches = prefetch_batches
     trainer.train()
     records = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
@@ -67,10 +67,11 @@ def page_faults() -> int:
 
 def time_bare_step(config, run_dir: str, steps: int) -> tuple[float, float]:
     """Seconds and page faults per step of the compiled step alone, on one device-resident batch."""
-    trainer = make_trainer(config.replace(run_dir=run_dir))
+    trainer = create_trainer(config.replace(run_dir=run_dir))
     try:
-        stage = trainer.stages.build(trainer.scheduler.stages[0])
-        state, carry = trainer.stages.first_state(stage), trainer.stages.empty_carry(stage)
+        stages = trainer.run.stages
+        stage = stages.build(stages.scheduler.stages[0])
+        state, carry = stages.first_state(stage), stages.empty_carry(stage)
         batch = dist.put_sharded(dist.shard(next(stage.iterator)))
         key = jax.random.key_data(jax.random.PRNGKey(0))
         for _ in range(3):  # compile and warm up

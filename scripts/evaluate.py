@@ -20,6 +20,8 @@ from trm_jax.errors import TRMError
 
 
 def main(argv=None):
+    from trm_jax.inference import add_trajectory_arguments, load, trajectory_options  # after the launcher's re-exec
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run directory written by scripts/train.py, a save_pretrained "
                     "directory or hf://user/repo")
@@ -32,14 +34,7 @@ def main(argv=None):
     ap.add_argument("--halt-threshold", type=float, default=None)
     ap.add_argument("--max-recursion-depth", type=int, default=None,
                     help="supervision steps at most (default: the run's; more than it trained with is allowed)")
-    ap.add_argument("--trajectories", type=int, default=1, metavar="K",
-                    help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
-    ap.add_argument("--noise-std", type=float, default=None, metavar="S",
-                    help="scale of the Gaussian noise on the answer state (default with K > 1: "
-                    "trm_jax.models.DEFAULT_NOISE_STD)")
-    ap.add_argument("--select", choices=("halt", "vote"), default="halt",
-                    help="the trajectory the halting head rates highest, or the most frequent answer")
-    ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
+    add_trajectory_arguments(ap)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON output path (default RUN_DIR/eval_results.json; for --run hf://... ./eval_results.json)")
     ap.add_argument("--submission", default=None,
@@ -53,7 +48,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         from trm_jax.evaluation import evaluate_run, format_results
-        from trm_jax.inference import load
 
         if args.adapt_steps is None and (args.tasks is not None or args.num_aug is not None):
             raise TRMError("--tasks and --num-aug say what to adapt to: pass --adapt-steps N as well")
@@ -65,8 +59,7 @@ def main(argv=None):
                            **({} if args.num_aug is None else {"num_aug": args.num_aug}))
         results = evaluate_run(params, data=args.data, batch_size=args.batch_size,
                                halt_threshold=args.halt_threshold, max_recursion_depth=args.max_recursion_depth,
-                               trajectories=args.trajectories, noise_std=args.noise_std, select=args.select,
-                               seed=args.seed)
+                               **trajectory_options(args))
         submission = results.pop("submission", None)
         if args.submission and submission is None:
             raise TRMError(f"--submission: the {params.config.data.task!r} task writes no submission file")

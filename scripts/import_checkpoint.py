@@ -46,15 +46,16 @@ def write_run_dir(out: str, model, params, data: dict) -> str:
     import jax
     import numpy as np
 
-    from trm_jax.training.checkpoint import write_weights_checkpoint
+    from trm_jax.training.checkpoints import write_weights_checkpoint
+    from trm_jax.training.run_dir import CHECKPOINT_DIR, RUN_CONFIG_FILE
 
     out = os.path.abspath(out)
-    ckpt_dir = os.path.join(out, "checkpoints")
+    ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
         raise TRMError(f"{out} already holds checkpoints; pass a new --out directory")
     config = imported_config(out, model, data)
     os.makedirs(out, exist_ok=True)
-    config.save(os.path.join(out, "config.yaml"))
+    config.save(os.path.join(out, RUN_CONFIG_FILE))
     host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
     write_weights_checkpoint(ckpt_dir, 0, host, host, {"imported": True})
     return out

@@ -13,6 +13,8 @@ from trm_jax.errors import TRMError
 
 
 def main(argv=None):
+    from trm_jax.inference import add_trajectory_arguments, infer, load, trajectory_options  # after the re-exec
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run directory written by scripts/train.py")
     ap.add_argument("--text", action="append", default=None, help="a query (repeatable); default: stdin lines")
@@ -21,26 +23,17 @@ def main(argv=None):
     ap.add_argument("--halt-threshold", type=float, default=None)
     ap.add_argument("--max-recursion-depth", type=int, default=None,
                     help="supervision steps at most (default: the run's; more than it trained with is allowed)")
-    ap.add_argument("--trajectories", type=int, default=1, metavar="K",
-                    help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
-    ap.add_argument("--noise-std", type=float, default=None, metavar="S",
-                    help="scale of the Gaussian noise on the answer state (default with K > 1: "
-                    "trm_jax.models.DEFAULT_NOISE_STD)")
-    ap.add_argument("--select", choices=("halt", "vote"), default="halt",
-                    help="the trajectory the halting head rates highest, or the most frequent answer")
-    ap.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
+    add_trajectory_arguments(ap)
     ap.add_argument("--details", action="store_true", help="print JSON with depth, halt prob and contexts")
     args = ap.parse_args(argv)
     texts = args.text if args.text else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
     if not texts:
         sys.exit("error: no input; pass --text or pipe queries on stdin, one per line")
     try:
-        from trm_jax.inference import infer, load
-
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
         out = infer(params, texts, halt_threshold=args.halt_threshold,
                     max_recursion_depth=args.max_recursion_depth, return_details=args.details,
-                    trajectories=args.trajectories, noise_std=args.noise_std, select=args.select, seed=args.seed)
+                    **trajectory_options(args))
     except TRMError as e:
         sys.exit(f"error: {e}")
     for text, ans in zip(texts, out):

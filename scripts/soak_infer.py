@@ -18,9 +18,13 @@ def rss_mb() -> float:
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"  # jax.monitoring: a function traced to compile it
+
+
 def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> dict:
+    import jax
+
     from trm_jax.inference import infer, load
-    from trm_jax.models.predict import _predict_jit
 
     params = load(run_dir)
     rng = random.Random(seed)
@@ -31,16 +35,25 @@ def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> di
 
     for n in (1, 2, 4, 8, 16):  # warm-up: compile every bucket used below once
         infer(params, [text() for _ in range(n)])
-    compiled = _predict_jit._cache_size()
+    traced = []
+
+    def count_traces(event, duration, **kwargs):
+        if event == TRACE_EVENT:
+            traced.append(kwargs.get("fun_name"))
+
     curve = [(0, rss_mb())]
-    for i in range(1, calls + 1):
-        batch = [text() for _ in range(rng.choice((1, 1, 1, 2, 3, 5, 8, 13)))]
-        out = infer(params, batch if len(batch) > 1 else batch[0])
-        assert isinstance(out, (str, list))
-        if i % report_every == 0:
-            curve.append((i, rss_mb()))
-    return dict(calls=calls, rss_mb=curve, growth_mb=curve[-1][1] - curve[0][1],
-                new_compilations=_predict_jit._cache_size() - compiled)
+    jax.monitoring.register_event_duration_secs_listener(count_traces)
+    try:
+        for i in range(1, calls + 1):
+            batch = [text() for _ in range(rng.choice((1, 1, 1, 2, 3, 5, 8, 13)))]
+            out = infer(params, batch if len(batch) > 1 else batch[0])
+            assert isinstance(out, (str, list))
+            if i % report_every == 0:
+                curve.append((i, rss_mb()))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count_traces)
+    return dict(calls=calls, rss_mb=curve, growth_mb=curve[-1][1] - curve[0][1], new_compilations=len(traced),
+                traced=sorted(set(traced)))
 
 
 def main(argv=None):

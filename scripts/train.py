@@ -34,12 +34,12 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from trm_jax.errors import TRMError
-    from trm_jax.training import as_config, make_trainer
+    from trm_jax.training import as_config, create_trainer
 
     overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     try:
         config = as_config(args.config, overrides)
-        trainer = make_trainer(config, resume=args.resume)
+        trainer = create_trainer(config, resume=args.resume)
         try:
             result = trainer.train()
         finally:

@@ -24,7 +24,7 @@ def main():
 
     from trm_jax.config import apply_overrides
     from trm_jax.training import create_trainer
-    from trm_jax.training.checkpoint import Checkpointer
+    from trm_jax.training.checkpoints import Checkpointer
     from trm_jax.training.trainer import Trainer
 
     if mode == "throttle":

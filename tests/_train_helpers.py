@@ -49,7 +49,7 @@ def tiny_config(run_dir, **sections) -> TRMConfig:
     return TRMConfig.from_dict(raw)
 
 
-def make_trainer(config, **kw):
+def tiny_trainer(config, **kw):
     from trm_jax.training import create_trainer
     return create_trainer(config, tokenizer=TinyTokenizer(), datasets_fn=reverse_task, async_checkpoints=False, **kw)
 

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     out_path, run_dir, *overrides = sys.argv[1:]
-    from _train_helpers import make_trainer, tiny_config, train_losses
+    from _train_helpers import tiny_config, tiny_trainer, train_losses
 
     from trm_jax.config import apply_overrides
     from trm_jax.errors import TRMError
@@ -24,7 +24,7 @@ def main():
     cfg = tiny_config(run_dir)
     cfg = type(cfg).from_dict(apply_overrides(cfg.to_dict(), overrides))
     try:
-        trainer = make_trainer(cfg)
+        trainer = tiny_trainer(cfg)
     except TRMError as e:
         json.dump({"error": str(e)}, open(out_path, "w"))
         return

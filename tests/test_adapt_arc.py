@@ -18,6 +18,7 @@ from test_arc_end_to_end import SHRINK  # noqa: E402
 import trm_jax  # noqa: E402
 from trm_jax import TRMError  # noqa: E402
 from trm_jax.models import PUZZLE_EMB  # noqa: E402
+from trm_jax.tasks.arc import score_arc_submission  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_AUG = 2
@@ -99,7 +100,7 @@ def test_adapted_run_evaluates_and_answers_tasks_it_never_saw(arc_run, tmp_path,
         assert len(entries) == len(tasks[task_id]["test"])
         assert all(set(e) == {"attempt_1", "attempt_2"} for e in entries)
     results = json.loads((adapted_dir / "eval_results.json").read_text())
-    assert results["pass@2"] == pytest.approx(trm_jax.evaluation.score_arc_submission(written, tasks)["pass@2"])
+    assert results["pass@2"] == pytest.approx(score_arc_submission(written, tasks)["pass@2"])
     # every augmented test input asked for an adapted row (row 0, the blank identifier, pads the last batch)
     asked_rows = [r for r in table_rows_seen if r]
     assert len(asked_rows) == sum(len(t["test"]) for t in tasks.values()) * (1 + NUM_AUG)

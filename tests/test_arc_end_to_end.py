@@ -19,7 +19,7 @@ SHRINK = ["data.arc_max_tasks=2", "data.arc_num_aug=2", "model.dim=32", "model.n
 
 
 def test_arc_config_trains_evaluates_and_writes_a_submission(tmp_path):
-    from trm_jax.evaluation import score_arc_submission
+    from trm_jax.tasks.arc import score_arc_submission
     from trm_jax.tasks.arc.build import load_tasks
     from trm_jax.training import create_trainer
 

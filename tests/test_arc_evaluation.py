@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from trm_jax.arc_evaluation import (ArcVoter, evaluate_arc, evaluate_arc_build, make_submission, pass_at_k,
-                                    score_arc_submission, write_submission)
 from trm_jax.errors import TRMError
+from trm_jax.tasks.arc import (ArcVoter, evaluate_arc, evaluate_arc_build, make_submission, pass_at_k,
+                               score_arc_submission, write_submission)
 from trm_jax.tasks.arc.augment import Augmentation, puzzle_identifier_name
 from trm_jax.tasks.arc.build import build_arc, encode_grids
 
@@ -137,7 +137,7 @@ def test_end_to_end_on_a_built_arc_dataset(tmp_path):
 def test_official_model_through_the_arc_evaluator(tmp_path):
     import jax
 
-    from trm_jax.arc_evaluation import model_predict_fn
+    from trm_jax.tasks.arc import model_predict_fn
     from trm_jax.config import ModelConfig
     from trm_jax.models import init_params, make_model
 

@@ -10,24 +10,24 @@ import trm_jax
 from trm_jax.errors import ConfigError
 from trm_jax.models import init_params
 from trm_jax.training import distributed as dist
-from trm_jax.training import halted_samples as hs
-from trm_jax.training.state import create_train_state, make_optimizer
+from trm_jax.training import feed
+from trm_jax.training.state import make_optimizer, make_train_state
 from trm_jax.training.step import StepSpec, TrainCarry, make_train_step, pmap_train_step
 
 
 def test_step_rows_pads_the_live_rows_to_a_power_of_two_with_halted_ones():
     halted = np.ones(32, bool)
-    assert hs.step_rows(halted) is None  # a new batch
+    assert feed.step_rows(halted) is None  # a new batch
     halted[[3, 9, 20]] = False
-    rows = hs.step_rows(halted, min_rows=4)
+    rows = feed.step_rows(halted, min_rows=4)
     assert rows.size == 4 and set([3, 9, 20]) <= set(rows) and (np.diff(rows) > 0).all()
     assert halted[np.setdiff1d(rows, [3, 9, 20])].all()  # the padding is inert
-    assert hs.step_rows(halted).size == hs.MIN_ROWS
+    assert feed.step_rows(halted).size == feed.MIN_ROWS
     halted[:20] = False  # 21 live rows -> 32 = all
-    np.testing.assert_array_equal(hs.step_rows(halted), np.arange(32))
+    np.testing.assert_array_equal(feed.step_rows(halted), np.arange(32))
     halted[:] = True
     halted[0] = False
-    np.testing.assert_array_equal(hs.step_rows(halted, compact=False), np.arange(32))
+    np.testing.assert_array_equal(feed.step_rows(halted, compact=False), np.arange(32))
 
 
 def test_a_step_on_the_compacted_rows_equals_the_full_step():
@@ -37,7 +37,7 @@ def test_a_step_on_the_compacted_rows_equals_the_full_step():
     spec = StepSpec.create(training, total_steps=10, global_batch=b, peak_lr=training.learning_rate)
     step = pmap_train_step(make_train_step(model, spec))
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-    host_state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    host_state = jax.device_get(make_train_state(params, make_optimizer(training)))
     data, rng = make_batch(1, b), np.random.default_rng(0)
     halted = np.ones(b, bool)
     halted[[2, 7, 11]] = False
@@ -48,12 +48,12 @@ def test_a_step_on_the_compacted_rows_equals_the_full_step():
     put = lambda tree: dist.put_sharded(dist.shard(tree))  # noqa: E731
     full_state, full_carry, full_m = step(dist.replicate(host_state), put(host), put(make_batch(2, b)), key)
 
-    rows = hs.step_rows(halted, min_rows=4)
+    rows = feed.step_rows(halted, min_rows=4)
     carry = put(host)
-    part = hs.take_rows(carry, rows)
+    part = feed.take_rows(carry, rows)
     idle = put(make_batch(5, rows.size))  # never read: no row is refilled
     part_state, part, part_m = step(dist.replicate(host_state), part, idle, key)
-    carry = hs.put_rows(carry, rows, part)
+    carry = feed.put_rows(carry, rows, part)
 
     close = lambda a, c: np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-6)  # noqa: E731
     jax.tree.map(close, dist.unreplicate(part_state.params), dist.unreplicate(full_state.params))
@@ -96,7 +96,7 @@ def _trainer(tmp_path, name, steps, callbacks=(), resume=False, **kw):
 
 
 def test_drop_schedule_shrinks_the_batch_and_resumes_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(hs, "MIN_ROWS", 2)  # steps on 16, 8, 4 and 2 rows
+    monkeypatch.setattr(feed, "MIN_ROWS", 2)  # steps on 16, 8, 4 and 2 rows
     rows = Rows()
     full = _trainer(tmp_path, "full", 14, [rows]).train()
     # each batch starts with all 16 rows and shrinks as its samples reach their (random) depths; the

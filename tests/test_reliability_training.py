@@ -27,7 +27,7 @@ import threading
 import jax
 import numpy as np
 import pytest
-from _train_helpers import VOCAB, make_trainer, tiny_config, train_losses
+from _train_helpers import VOCAB, tiny_config, tiny_trainer, train_losses
 
 from trm_jax.errors import TRMError
 from trm_jax.inference import load
@@ -104,7 +104,7 @@ def runs(tmp_path_factory):
     watcher.start()
 
     ref_dir = base / "ref"
-    ref = make_trainer(cfg(ref_dir)).train()
+    ref = tiny_trainer(cfg(ref_dir)).train()
     out = dict(base=base, target=target, save_step=save_step,
                ref=dict(result=ref, losses=train_losses(ref_dir), dir=ref_dir))
 
@@ -116,7 +116,7 @@ def runs(tmp_path_factory):
     for name, run_dir in (("kill", kill_dir), ("save", save_dir)):
         # the state a crash left, then the restart with --resume
         out[name].update(dir=run_dir, committed=committed(run_dir), tmp=leftovers(run_dir))
-        out[name]["result"] = make_trainer(cfg(run_dir), resume=True).train()
+        out[name]["result"] = tiny_trainer(cfg(run_dir), resume=True).train()
         out[name]["train_log"] = (run_dir / "train.log").read_text()
     return out
 
@@ -190,7 +190,7 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(runs, tmp_path, caplog
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="trm_jax"):
-        result = make_trainer(cfg(run), resume=True).train()
+        result = tiny_trainer(cfg(run), resume=True).train()
     assert f"{run}/checkpoints/8 is damaged" in caplog.text
     assert "resuming from checkpoint step 6 instead of the damaged step(s) 8" in caplog.text
     assert os.path.isdir(run / "checkpoints" / "8.damaged")  # kept for inspection, not deleted
@@ -205,7 +205,7 @@ def test_no_intact_checkpoint_is_a_clear_error(runs, tmp_path):
         (run / "checkpoints" / str(step) / "meta" / "metadata").write_text("garbage")
     with pytest.raises(TRMError, match=r"no checkpoint in .*checkpoints could be restored \(step 8: .*step 4: .*"
                                        r"start a new run_dir"):
-        make_trainer(cfg(run), resume=True).train()
+        tiny_trainer(cfg(run), resume=True).train()
 
 
 # ------------------------------------------------------------------------ unwritable run dir, disk full
@@ -214,36 +214,36 @@ def test_run_dir_that_is_a_file_is_a_clear_error(tmp_path):
     blocker = tmp_path / "run"
     blocker.write_text("not a directory")
     with pytest.raises(TRMError, match=f"cannot write to the run directory {blocker}.*writable"):
-        make_trainer(cfg(blocker))
+        tiny_trainer(cfg(blocker))
     assert blocker.read_text() == "not a directory"
 
 
 def test_checkpoints_path_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").write_text("x")
     with pytest.raises(TRMError, match=f"cannot write checkpoints to {tmp_path}/checkpoints.*not a file"):
-        make_trainer(cfg(tmp_path))
+        tiny_trainer(cfg(tmp_path))
 
 
 def test_disk_full_during_checkpoint_write(runs, tmp_path):
     """ENOSPC injected into the checkpoint write of step 6: a TRMError naming the directory, the fix and
     the last complete step; checkpoints 2 and 4 stay loadable and a resume finishes the run."""
     run = tmp_path / "run"
-    trainer = make_trainer(cfg(run))
-    save = trainer.checkpointer.manager.save
+    trainer = tiny_trainer(cfg(run))
+    save = trainer.run.checkpointer.manager.save
 
     def full_disk(step, *a, **kw):
         if step >= 6:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run / "checkpoints" / f"{step}"))
         return save(step, *a, **kw)
 
-    trainer.checkpointer.manager.save = full_disk
+    trainer.run.checkpointer.manager.save = full_disk
     with pytest.raises(TRMError, match=rf"could not write checkpoint step 6 to {run}/checkpoints .*No space left "
                                        r"on device.*free disk space.*--resume: the last complete checkpoint is "
                                        r"step 4"):
         trainer.train()
     assert committed(run) == [2, 4] and not leftovers(run)
     jax.tree.map(np.testing.assert_array_equal, load(run).params, load(runs["ref"]["dir"], step=4).params)
-    result = make_trainer(cfg(run), resume=True).train()  # space freed: the run continues from step 4
+    result = tiny_trainer(cfg(run), resume=True).train()  # space freed: the run continues from step 4
     assert_same_run(result, run, runs["ref"], exact=True)
 
 
@@ -282,7 +282,7 @@ def test_real_full_disk_keeps_earlier_checkpoints(runs, tmp_path):
         shutil.copytree(run, moved)
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30)
-    result = make_trainer(cfg(moved), resume=True).train()
+    result = tiny_trainer(cfg(moved), resume=True).train()
     assert_same_run(result, moved, runs["ref"], exact=True)
 
 
@@ -294,9 +294,9 @@ def test_nonfinite_batch_skips_update_and_k_in_a_row_stop_the_run(tmp_path, capl
     from trm_jax.training import distributed as dist
 
     bad_steps = {3, 5, 6, 7}
-    trainer = make_trainer(cfg(tmp_path, max_consecutive_nonfinite=3, log_every=4))
+    trainer = tiny_trainer(cfg(tmp_path, max_consecutive_nonfinite=3, log_every=4))
     calls, states = [0], {}
-    build = trainer._build_stage
+    build = trainer.run.stages.build
 
     def build_stage(spec):
         stage = build(spec)
@@ -318,7 +318,7 @@ def test_nonfinite_batch_skips_update_and_k_in_a_row_stop_the_run(tmp_path, capl
         stage.p_step = p_step
         return stage
 
-    trainer._build_stage = build_stage
+    trainer.run.stages.build = build_stage
     with caplog.at_level(logging.WARNING, logger="trm_jax"), pytest.raises(TRMError) as err:
         trainer.train()
     msg = str(err.value)

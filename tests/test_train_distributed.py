@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from _train_helpers import make_trainer, tiny_config, train_losses
+from _train_helpers import tiny_config, tiny_trainer, train_losses
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_train_worker.py")
@@ -41,7 +41,7 @@ def one_device(tmp_path_factory):
     assert jax.device_count() == 1
     run = tmp_path_factory.mktemp("d1") / "run"
     cfg = tiny_config(run, training=dict(steps=STEPS, halt_exploration_prob=0.5), model=dict(dropout=0.1))
-    result = make_trainer(cfg).train()
+    result = tiny_trainer(cfg).train()
     return dict(losses=train_losses(run), eval=result.eval,
                 params=[np.asarray(x).ravel()[:64] for x in jax.tree.leaves(result.params)])
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 from _scripts import load_script
-from _train_helpers import make_trainer, tiny_config, train_losses
+from _train_helpers import tiny_config, tiny_trainer, train_losses
 from conftest import TINY_RUN
 
 from trm_jax.config import EarlyStoppingConfig, TRMConfig
@@ -21,7 +21,7 @@ from trm_jax.inference import load
 from trm_jax.models import NO_EARLY_HALT, predict
 from trm_jax.training import Callback, EarlyStopping, KeepBest, TimeBudget, read_metrics
 from trm_jax.training import distributed as dist
-from trm_jax.training import make_trainer as make
+from trm_jax.training import create_trainer as make
 from trm_jax.training.callbacks import config_callbacks
 from trm_jax.training.state import inference_params
 
@@ -59,10 +59,10 @@ class StopAt(Callback):
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("callbacks")
     quiet, every3 = Recorder(), Recorder(every=3)
-    full = make_trainer(tiny_config(base / "full", **SECTIONS), callbacks=[quiet, every3]).train()
-    cut = make_trainer(tiny_config(base / "cut", **SECTIONS), callbacks=[StopAt(5)]).train()
+    full = tiny_trainer(tiny_config(base / "full", **SECTIONS), callbacks=[quiet, every3]).train()
+    cut = tiny_trainer(tiny_config(base / "cut", **SECTIONS), callbacks=[StopAt(5)]).train()
     cut_ckpts = sorted(int(d) for d in os.listdir(base / "cut" / "checkpoints") if d.isdigit())
-    resumed = make_trainer(tiny_config(base / "cut", **SECTIONS), resume=True).train()
+    resumed = tiny_trainer(tiny_config(base / "cut", **SECTIONS), resume=True).train()
     return dict(base=base, full=full, quiet=quiet, every3=every3, cut=cut, cut_ckpts=cut_ckpts, resumed=resumed)
 
 
@@ -95,6 +95,42 @@ def test_a_callback_stops_with_a_checkpoint_and_resume_continues_the_trajectory(
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)
 
 
+def test_plain_objects_are_callbacks_with_only_the_hooks_they_have(tmp_path):
+    """docs/training.md: any object with any of the hooks; one it lacks (or metrics_every, state_dict) is skipped."""
+
+    class Stop:  # only on_step, no base class
+        def on_step(self, trainer, step, metrics):
+            if step == 3:
+                trainer.request_stop("plain stop")
+
+    class Losses:  # on_step with metrics_every
+        metrics_every = 2
+
+        def __init__(self):
+            self.seen = []
+
+        def on_step(self, trainer, step, metrics):
+            self.seen.append((step, None if metrics is None else round(metrics["loss"], 6)))
+
+    class Evals:  # only on_eval
+        def __init__(self):
+            self.steps = []
+
+        def on_eval(self, trainer, step, results):
+            self.steps.append(step)
+
+    losses, evals = Losses(), Evals()
+    result = tiny_trainer(tiny_config(tmp_path, training=dict(steps=STEPS, eval_every=2)),
+                          callbacks=[Stop(), losses, evals]).train()
+    assert result.interrupted and result.step == 3 and result.stop_reason == "plain stop"
+    assert [s for s, loss in losses.seen if loss is not None] == [2] and [s for s, _ in losses.seen] == [1, 2, 3]
+    assert evals.steps == [2]
+    meta = json.load(open(tmp_path / "checkpoints" / "3" / "meta" / "metadata"))
+    assert meta["callbacks"] == {}  # none has a state_dict
+    with pytest.raises(TRMError, match="callbacks: .*none of the hooks on_train_start, on_step"):
+        tiny_trainer(tiny_config(tmp_path / "none"), callbacks=[object()])
+
+
 # ------------------------------------------------------------------------------------- early stopping
 
 def _fake_trainer(**kw):
@@ -124,12 +160,12 @@ def test_early_stopping_stops_a_run_and_a_resume_keeps_its_patience(tmp_path):
     # min_delta 1: nothing improves after the first evaluation, so patience 2 stops at the third
     cfg = tiny_config(tmp_path, training=dict(steps=STEPS, eval_every=1, early_stopping=dict(
         metric="token_accuracy", patience=2, min_delta=1.0)))
-    first = make_trainer(cfg).train()
+    first = tiny_trainer(cfg).train()
     assert first.interrupted and first.step == 3 and "early stopping: token_accuracy" in first.stop_reason
     assert [e["step"] for e in first.eval_history] == [1, 2, 3] and first.eval == first.eval_history[-1]
     meta = json.load(open(tmp_path / "checkpoints" / "3" / "meta" / "metadata"))
     assert meta["callbacks"]["EarlyStopping"]["waited"] == 2
-    again = make_trainer(cfg, resume=True).train()  # the patience is spent: one more evaluation stops it
+    again = tiny_trainer(cfg, resume=True).train()  # the patience is spent: one more evaluation stops it
     assert again.interrupted and again.step == 4 and "for 3 evaluations" in again.stop_reason
 
 
@@ -218,12 +254,12 @@ def test_time_budget_stops_evaluates_and_a_resume_trains_what_is_left(tmp_path):
     cfg = tiny_config(tmp_path, training=dict(steps=STEPS))
     clock = FakeClock()
     # the budget is checked after each step's callbacks in order: Tick first, so 30 s are spent at step 3
-    first = make_trainer(cfg, callbacks=[Tick(clock), TimeBudget(0.5, clock=clock)]).train()
+    first = tiny_trainer(cfg, callbacks=[Tick(clock), TimeBudget(0.5, clock=clock)]).train()
     assert first.interrupted and first.step == 3 and first.stop_reason.startswith("time budget: 0.50 of 0.5 minutes")
     assert [e["step"] for e in first.eval_history] == [3]  # a budget ends as the last step does: evaluated
-    again = make_trainer(cfg, resume=True, callbacks=[Tick(clock), TimeBudget(0.5, clock=clock)]).train()
+    again = tiny_trainer(cfg, resume=True, callbacks=[Tick(clock), TimeBudget(0.5, clock=clock)]).train()
     assert again.interrupted and again.step == 3  # nothing left of the budget: no step
-    more = make_trainer(cfg, resume=True, callbacks=[Tick(clock), TimeBudget(1.0, clock=clock)]).train()
+    more = tiny_trainer(cfg, resume=True, callbacks=[Tick(clock), TimeBudget(1.0, clock=clock)]).train()
     assert more.interrupted and more.step == 6
 
 
@@ -237,7 +273,7 @@ def test_a_budget_of_training_time_leaves_evaluations_out(tmp_path):
         def on_eval(self, trainer, step, results):
             points.append((step, budget.spent(), results["eval_time_s"]))
 
-    trainer = make_trainer(tiny_config(tmp_path, training=dict(steps=STEPS, eval_every=2)),
+    trainer = tiny_trainer(tiny_config(tmp_path, training=dict(steps=STEPS, eval_every=2)),
                            callbacks=[Tick(clock), budget, Curve()])
     trainer.clock = clock  # the loop times evaluations with the same (fake) clock
     evaluate = trainer.evaluate
@@ -281,7 +317,7 @@ def test_evaluate_at_a_halt_threshold_matches_predict(best_run):
     """Trainer.evaluate(halt_threshold=) and training.eval_halt_threshold against predict run by hand."""
     _, trainer, _ = best_run
     model, evl = trainer.stage.model, trainer.stage.eval_set
-    params = dist.unreplicate(inference_params(trainer._state))
+    params = dist.unreplicate(inference_params(trainer.run.state))
     inputs, labels = evl.rows(np.arange(len(evl)))[:2]
     for threshold in (NO_EARLY_HALT, 1e-6):  # every sample to the depth cap, every sample halting at once
         pred = predict(model, params, inputs, halt_threshold=threshold)
@@ -293,12 +329,12 @@ def test_evaluate_at_a_halt_threshold_matches_predict(best_run):
     assert trainer.evaluate(halt_threshold=NO_EARLY_HALT)["recursion_depth"] == model.max_recursion_depth > 1
     assert trainer.evaluate(halt_threshold=1e-6)["recursion_depth"] == 1
     config = trainer.config
-    trainer.config = dataclasses.replace(config, training=dataclasses.replace(config.training,
-                                                                             eval_halt_threshold=NO_EARLY_HALT))
+    trainer.run.config = dataclasses.replace(config, training=dataclasses.replace(config.training,
+                                                                                 eval_halt_threshold=NO_EARLY_HALT))
     try:
         assert trainer.evaluate() == trainer.evaluate(halt_threshold=NO_EARLY_HALT)
     finally:
-        trainer.config = config
+        trainer.run.config = config
 
 
 def test_eval_halt_threshold_config_key():

@@ -3,13 +3,14 @@
 import jax
 import numpy as np
 import pytest
-from _train_helpers import make_trainer, tiny_config
+from _train_helpers import tiny_config, tiny_trainer
 
 from trm_jax.config import CurriculumStage, TRMConfig
 from trm_jax.errors import ConfigError
 from trm_jax.models import init_params, make_model
 from trm_jax.training import CurriculumScheduler, embed_params, read_metrics
 from trm_jax.training import distributed as dist
+from trm_jax.training.stages import model_shape
 
 
 def cfg_with(stages, **top):
@@ -33,6 +34,8 @@ def test_stages_inherit_and_resolve_epochs():
     assert s.total_steps == 22
     assert [s.stage_at(i).index for i in (0, 9, 10, 16, 17, 21, 99)] == [0, 0, 1, 1, 2, 2, 2]
     assert s.batch_keys[1] == "curriculum.stages[1].batch_size"
+    # the model's shape per stage, without the data (what trm_jax.load resolves): the last stage by default
+    assert [model_shape(cfg, i) for i in (0, 1, 2)] == [(32, 64), (48, 64), (48, 128)] and model_shape(cfg) == (48, 128)
 
 
 def test_no_stages_is_one_stage_from_base_config():
@@ -70,17 +73,18 @@ def test_embed_params_copies_leading_block_into_wider_mixer():
 
 
 def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
-    # stage 0 has the settings of test_training_resume (8 steps in all, dropout): its compiled step is reused
+    # stage 0 has the settings of test_training_resume (8 steps in all, dropout): its compilation is cached
     stages = [{"steps": 3, "difficulty": 0.0},
               {"steps": 5, "dim": 24, "seq_len": 12, "batch_size": 4, "learning_rate": 1e-3, "difficulty": 1.0}]
-    trainer = make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}, model=dict(dropout=0.1)))
+    trainer = tiny_trainer(tiny_config(tmp_path, curriculum={"stages": stages}, model=dict(dropout=0.1)))
 
     # white-box: run stage 0, then check the transition itself
-    trainer._enter_first_stage()
+    run = trainer.run
+    run.enter_first_stage()
     trainer._loop(0, 3, None)
-    before = dist.unreplicate(trainer._state)
-    trainer._transition(trainer.scheduler.stages[1])
-    after = dist.unreplicate(trainer._state)
+    before = dist.unreplicate(run.state)
+    run.transition(run.scheduler.stages[1])
+    after = dist.unreplicate(run.state)
     assert int(after.step) == 3 and trainer.stage.model.dim == 24 and trainer.stage.spec.seq_len == 12
     tm0 = before.params["network"]["block0_token_mixing"]["in_kernel"]
     tm1 = after.params["network"]["block0_token_mixing"]["in_kernel"]
@@ -89,7 +93,7 @@ def test_curriculum_run_grows_dim_and_seq_len(tmp_path):
     np.testing.assert_array_equal(after.ema_params["to_pred"]["kernel"][:16], before.ema_params["to_pred"]["kernel"])
     counts = [x for x in jax.tree.leaves(after.opt_state) if np.ndim(x) == 0]
     assert counts and all(int(c) == 0 for c in counts)  # optimizer state rebuilt for the new shapes
-    carry = dist.unshard(trainer._carry)
+    carry = dist.unshard(run.carry)
     assert carry.inputs.shape == (4, 12) and carry.halted.all()  # fresh slots at the new shapes
     summary, interrupted = trainer._loop(3, 8, None)
     assert not interrupted and np.isfinite(summary["loss"])
@@ -110,4 +114,4 @@ def test_batch_key_named_when_stage_batch_does_not_split(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "device_count", lambda: 3)
     stages = [{"steps": 2, "batch_size": 6}, {"steps": 2, "batch_size": 8}]
     with pytest.raises(ConfigError, match=r"curriculum.stages\[1\].batch_size.*not divisible by the 3 devices"):
-        make_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))
+        tiny_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))

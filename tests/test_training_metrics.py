@@ -11,7 +11,7 @@ import pytest
 
 from trm_jax.config import MonitoringConfig
 from trm_jax.training import ResourceMonitor, TRMTrainingLogger, read_metrics, summarize
-from trm_jax.training.metrics import to_jsonable
+from trm_jax.training.run_dir import to_jsonable
 
 
 def step_sums(loss, ce, halt, exact, tc, tn, samples, halted, depth, lr=1e-3, gn=1.0, bad=0):

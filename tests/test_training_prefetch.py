@@ -7,11 +7,11 @@ import threading
 import jax
 import numpy as np
 import pytest
-from _train_helpers import make_trainer, tiny_config, train_losses
+from _train_helpers import tiny_config, tiny_trainer, train_losses
 
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.iterators import BatchIterator
-from trm_jax.training.prefetch import BatchFeed
+from trm_jax.training.feed import BatchFeed
 
 
 def _dataset(n=20, seq=6):
@@ -94,7 +94,7 @@ def test_trainer_with_and_without_prefetch_runs_the_same_steps(tmp_path):
     """The same losses and final params whether batches are prepared ahead (2) or in the loop (0)."""
     results = {}
     for depth in (0, 2):
-        trainer = make_trainer(tiny_config(tmp_path / f"d{depth}", training=dict(steps=6)))
+        trainer = tiny_trainer(tiny_config(tmp_path / f"d{depth}", training=dict(steps=6)))
         trainer.prefetch_batches = depth
         results[depth] = (trainer.train(), train_losses(tmp_path / f"d{depth}"))
     (a, la), (b, lb) = results[0], results[2]
@@ -106,9 +106,9 @@ def test_trainer_with_and_without_prefetch_runs_the_same_steps(tmp_path):
 def test_loop_times_each_step_for_the_monitor(tmp_path):
     """The loop waits only on the step QUEUE_DEPTH (2) behind the newest; those waits time one step each
     for the slow-step warning, the first two (compilation) left out."""
-    trainer = make_trainer(tiny_config(tmp_path, training=dict(steps=12, log_every=100)))
+    trainer = tiny_trainer(tiny_config(tmp_path, training=dict(steps=12, log_every=100)))
     timed = []
-    trainer.monitor.record_step = lambda seconds, step=None: timed.append((step, seconds))
+    trainer.run.monitor.record_step = lambda seconds, step=None: timed.append((step, seconds))
     trainer.train()
     assert [s for s, _ in timed] == list(range(3, 11))  # steps 11 and 12 are read by the final window
     assert all(t >= 0 for _, t in timed)

@@ -8,7 +8,7 @@ import signal
 import jax
 import numpy as np
 import pytest
-from _train_helpers import make_trainer, tiny_config, train_losses
+from _train_helpers import tiny_config, tiny_trainer, train_losses
 
 from trm_jax.errors import TRMError
 from trm_jax.training import read_metrics
@@ -21,11 +21,11 @@ SECTIONS = dict(model=dict(dropout=0.1), training=dict(steps=STEPS, checkpoint_e
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
-    full = make_trainer(tiny_config(base / "full", **SECTIONS)).train()
+    full = tiny_trainer(tiny_config(base / "full", **SECTIONS)).train()
 
     # interrupted: SIGTERM arrives while step 5 is logged -> checkpoint at 5, clean stop
     cut_dir = base / "cut"
-    trainer = make_trainer(tiny_config(cut_dir, **SECTIONS))
+    trainer = tiny_trainer(tiny_config(cut_dir, **SECTIONS))
     flush = trainer._flush
 
     def flush_and_signal(window, step, *a):
@@ -38,7 +38,7 @@ def runs(tmp_path_factory):
     cut = trainer.train()
     cut_losses = train_losses(cut_dir)
     cut_ckpts = sorted(int(d) for d in os.listdir(cut_dir / "checkpoints") if d.isdigit())
-    resumed = make_trainer(tiny_config(cut_dir, **SECTIONS), resume=True).train()
+    resumed = tiny_trainer(tiny_config(cut_dir, **SECTIONS), resume=True).train()
     return dict(full=full, cut=cut, cut_losses=cut_losses, cut_ckpts=cut_ckpts, resumed=resumed, base=base)
 
 
@@ -86,13 +86,13 @@ def test_run_dir_layout_and_metrics_records(runs):
 
 def test_existing_run_needs_resume_flag(runs):
     with pytest.raises(TRMError, match="already holds checkpoints.*--resume"):
-        make_trainer(tiny_config(runs["base"] / "full", **SECTIONS)).train()
+        tiny_trainer(tiny_config(runs["base"] / "full", **SECTIONS)).train()
 
 
 def test_overwrite_starts_over(tmp_path):
     cfg = tiny_config(tmp_path, **SECTIONS)  # the settings of the runs above: the compiled step is reused
-    first = make_trainer(cfg).train()
-    again = make_trainer(cfg, overwrite=True).train()
+    first = tiny_trainer(cfg).train()
+    again = tiny_trainer(cfg, overwrite=True).train()
     assert again.step == STEPS and [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == \
         list(range(1, STEPS + 1))
     jax.tree.map(np.testing.assert_array_equal, again.params, first.params)
@@ -101,7 +101,7 @@ def test_overwrite_starts_over(tmp_path):
 def test_resume_with_changed_model_is_rejected(runs):
     sections = dict(SECTIONS, model=dict(dropout=0.1, dim=24))
     with pytest.raises(TRMError, match="'model' differs"):
-        make_trainer(tiny_config(runs["base"] / "full", **sections), resume=True)
+        tiny_trainer(tiny_config(runs["base"] / "full", **sections), resume=True)
 
 
 def test_resume_of_a_run_from_before_ema_warmup_keeps_its_constant_ema(runs, tmp_path):
@@ -118,6 +118,6 @@ def test_resume_of_a_run_from_before_ema_warmup_keeps_its_constant_ema(runs, tmp
     raw["run_dir"] = str(old)
     (old / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(TRMError, match="constant EMA decay.*training.ema_warmup=false"):
-        make_trainer(tiny_config(old, **SECTIONS), resume=True)
+        tiny_trainer(tiny_config(old, **SECTIONS), resume=True)
     sections = dict(SECTIONS, training=dict(SECTIONS["training"], ema_warmup=False))
-    make_trainer(tiny_config(old, **sections), resume=True).close()  # the fix the message gives is accepted
+    tiny_trainer(tiny_config(old, **sections), resume=True).close()  # the fix the message gives is accepted

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from trm_jax.training.run_logging import RunLog
+from trm_jax.training.run_dir import RunLog
 
 
 @pytest.mark.parametrize("close_order", [(0, 1), (1, 0)])

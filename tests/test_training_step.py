@@ -10,7 +10,7 @@ import pytest
 from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import IGNORE_LABEL, Carry, compute_loss, init_params, initial_carry, make_model, supervision_step
 from trm_jax.training import distributed as dist
-from trm_jax.training.state import (LRSchedule, create_train_state, ema_decay_at, ema_update, make_optimizer,
+from trm_jax.training.state import (LRSchedule, ema_decay_at, ema_update, make_optimizer, make_train_state,
                                     scale_by_adam_atan2)
 from trm_jax.training.step import StepSpec, TrainCarry, empty_train_carry, make_train_step, pmap_train_step
 
@@ -83,7 +83,7 @@ def test_train_step_matches_hand_written_reference():
     training = tcfg()
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
     tx = make_optimizer(training)
-    state = jax.device_get(create_train_state(params, tx))
+    state = jax.device_get(make_train_state(params, tx))
 
     # a carry mid-flight: slots 0 and 2 halted (refill), slot 1 at the cap - 1 (halts after this step)
     old = make_batch(1)
@@ -138,7 +138,7 @@ def test_first_step_fills_every_slot_and_slots_persist():
     model = tiny_model(halt_threshold=1.0)
     training = tcfg()
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    state = jax.device_get(make_train_state(params, make_optimizer(training)))
     batch = make_batch(5)
     state, c, m = run_step(model, training, state, empty_train_carry(B, model), batch, jax.random.PRNGKey(1))
     np.testing.assert_array_equal(c.inputs, batch["inputs"])  # every slot filled from the first batch
@@ -162,7 +162,7 @@ def test_halt_exploration_forces_minimum_depth():
     fn = pmap_train_step(make_train_step(model, StepSpec.create(training, total_steps=100, global_batch=32,
                                                                 peak_lr=1e-6)))
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-    state = dist.replicate(jax.device_get(create_train_state(params, tx)))
+    state = dist.replicate(jax.device_get(make_train_state(params, tx)))
     carry = dist.put_sharded(dist.shard(empty_train_carry(32, model)))
     depths = []
     for i in range(12):
@@ -178,7 +178,7 @@ def test_nonfinite_step_is_skipped():
     training = tcfg()
     params = jax.tree.map(np.array, jax.device_get(init_params(model, jax.random.PRNGKey(0))))
     params["to_pred"]["kernel"][0, 0] = np.nan
-    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    state = jax.device_get(make_train_state(params, make_optimizer(training)))
     new, c, m = run_step(model, training, state, empty_train_carry(B, model), make_batch(0),
                          jax.random.PRNGKey(0))
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new.params, params)
@@ -250,7 +250,7 @@ def test_ema_after_k_steps_follows_the_warmup_formula():
     model = tiny_model(halt_threshold=1.0)
     training = tcfg(ema_warmup=True, ema_decay=0.95)
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    state = jax.device_get(make_train_state(params, make_optimizer(training)))
     carry, raw = empty_train_carry(B, model), []
     for t in range(6):
         state, carry, _ = run_step(model, training, state, carry, make_batch(30 + t), jax.random.PRNGKey(t))
@@ -275,7 +275,7 @@ def test_drop_step_trains_only_the_live_rows_and_refills_only_a_halted_batch():
     model = tiny_model(halt_threshold=1.0)
     training = tcfg(halted_samples="drop")
     params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-    state = jax.device_get(create_train_state(params, make_optimizer(training)))
+    state = jax.device_get(make_train_state(params, make_optimizer(training)))
     old = make_batch(1)
     rng = np.random.default_rng(3)
     carry = TrainCarry(rng.normal(size=(B, L, 16)).astype(np.float32), rng.normal(size=(B, L, 16)).astype(np.float32),

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import yaml
-from _train_helpers import make_trainer, tiny_config
+from _train_helpers import tiny_config, tiny_trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the `test` extra has it
 
 from trm_jax.config import TRMConfig
@@ -43,7 +43,7 @@ def tracked_run(tmp_path_factory):
     run_dir = str(tmp / "run")
     with pytest.MonkeyPatch.context() as mp:
         _offline_wandb(mp, tmp)
-        trainer = make_trainer(tiny_config(run_dir, logging=TRACKERS_ON, **RUN))
+        trainer = tiny_trainer(tiny_config(run_dir, logging=TRACKERS_ON, **RUN))
         trainer.train()
     return run_dir, read_metrics(os.path.join(run_dir, "metrics.jsonl"), split=None)
 
@@ -141,7 +141,7 @@ def test_failing_trackers_warn_once_and_leave_training_unchanged(tracked_run, tm
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails as if it were not installed
     run_dir = str(tmp_path / "run")
     with caplog.at_level(logging.WARNING, logger="trm_jax"):
-        result = make_trainer(tiny_config(run_dir, logging=TRACKERS_ON, **RUN)).train()
+        result = tiny_trainer(tiny_config(run_dir, logging=TRACKERS_ON, **RUN)).train()
     assert result.step == 20 and calls == [5]  # dropped after its first failure
     warnings = [r.getMessage() for r in caplog.records if "tracker off" in r.getMessage()]
     assert len(warnings) == 2

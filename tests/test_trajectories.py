@@ -303,7 +303,7 @@ from test_trajectories import tiny_model, inputs
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.models import predict
 from trm_jax.models.trajectories import indexed_keys
-from trm_jax.training.step import evaluate_samples
+from trm_jax.training.evaluation import evaluate_samples
 
 assert jax.local_device_count() == 2
 model, params = tiny_model("official")

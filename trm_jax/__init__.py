@@ -6,6 +6,8 @@
     trm_jax.infer(params, "mus(5)")  # the default code task: retrieval supplies "def mus(x): return x+2"
 """
 
+import importlib
+
 from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import (
@@ -31,7 +33,7 @@ _LAZY = {
     "load": "trm_jax.inference", "infer": "trm_jax.inference", "TRMParams": "trm_jax.inference",
     "save_pretrained": "trm_jax.pretrained",
     "Trainer": "trm_jax.training", "TrainResult": "trm_jax.training", "create_model": "trm_jax.training",
-    "create_trainer": "trm_jax.training", "make_trainer": "trm_jax.training", "Callback": "trm_jax.training",
+    "create_trainer": "trm_jax.training", "create_tokenizer": "trm_jax.training", "Callback": "trm_jax.training",
     "CurriculumScheduler": "trm_jax.training",
     "TRMTrainingLogger": "trm_jax.training", "ResourceMonitor": "trm_jax.training",
     "evaluate": "trm_jax.evaluation", "plot_metrics": "trm_jax.plotting",
@@ -46,7 +48,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trm_jax' has no attribute {name!r}")
 

@@ -18,7 +18,7 @@ from trm_jax.errors import TRMError
 from trm_jax.inference import TRMParams
 from trm_jax.tasks import get_task
 from trm_jax.training.adapt import adapt_puzzle_embeddings
-from trm_jax.training.checkpoint import write_weights_checkpoint
+from trm_jax.training.checkpoints import write_weights_checkpoint
 from trm_jax.training.run_dir import CHECKPOINT_DIR, RunDirectory
 from trm_jax.training.state import split_table
 

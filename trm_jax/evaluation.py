@@ -1,6 +1,7 @@
 """Held-out evaluation of trained params: exact/token accuracy, recursion depth, accuracy by difficulty
-(every task's default), and `evaluate_run`, what `scripts/evaluate.py` reports: the run's task's own
-evaluation where it has one (ARC: voting over augmentations, pass@K, Kaggle submission), else that."""
+(every task's default; the one summary of trm_jax.training.evaluation), and `evaluate_run`, what
+`scripts/evaluate.py` reports: the run's task's own evaluation where it has one (ARC: voting over
+augmentations, pass@K, Kaggle submission, in trm_jax.tasks.arc), else that."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ from trm_jax.inference import TRMParams, as_trm_params
 from trm_jax.models import NO_EARLY_HALT
 from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.tasks import get_task
-from trm_jax.tasks.arc.evaluation import score_arc_submission
-from trm_jax.training.step import evaluate_samples
+from trm_jax.training.evaluation import evaluate_samples, sample_summary
 
-__all__ = ["accuracy_report", "dataset_for", "evaluate", "evaluate_run", "format_results", "format_table",
-           "score_arc_submission"]
+__all__ = ["accuracy_report", "dataset_for", "evaluate", "evaluate_run", "format_results", "format_table"]
 
 
 def dataset_for(p: TRMParams, path: Optional[str] = None):
@@ -78,16 +77,8 @@ def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_th
     res = evaluate_samples(params.model, params.params, dataset, min(batch_size, power_of_two_at_least(len(dataset))),
                            halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
                            trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
-    exact, tok_correct, tok_count, depth, diff = (res[k] for k in ("exact", "token_correct", "token_count",
-                                                                   "recursion_depth", "difficulty"))
-
-    def summary(sel):
-        return dict(count=int(sel.sum()), exact_accuracy=float(exact[sel].mean()),
-                    token_accuracy=float(tok_correct[sel].sum() / max(tok_count[sel].sum(), 1)),
-                    recursion_depth=float(depth[sel].mean()))
-
-    out = summary(np.ones(len(exact), bool))
-    out["num_samples"] = out.pop("count")
+    diff = res["difficulty"]
+    out = dict(sample_summary(res), num_samples=len(diff))
     bins = []
     lo, hi = float(diff.min()), float(diff.max())
     edges = np.linspace(lo, hi, num_bins + 1) if hi > lo else np.array([lo, hi])
@@ -95,7 +86,8 @@ def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_th
         last = i == len(edges) - 2
         sel = (diff >= edges[i]) & ((diff <= edges[i + 1]) if last else (diff < edges[i + 1]))
         if sel.any():
-            bins.append(dict(difficulty=[round(float(edges[i]), 3), round(float(edges[i + 1]), 3)], **summary(sel)))
+            bins.append(dict(difficulty=[round(float(edges[i]), 3), round(float(edges[i + 1]), 3)],
+                             count=int(sel.sum()), **sample_summary(res, sel)))
     out["by_difficulty"] = bins
     return out
 

@@ -8,6 +8,7 @@ the task decodes the answer (`trm_jax.tasks.base.Task.infer`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from typing import Any, Optional, Sequence, Union
@@ -20,11 +21,12 @@ from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
-from trm_jax.pretrained import is_pretrained, read_pretrained
+from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
-from trm_jax.training.checkpoint import Checkpointer
-from trm_jax.training.run_dir import BEST_DIR, CHECKPOINT_DIR
+from trm_jax.training.checkpoints import Checkpointer
+from trm_jax.training.run_dir import BEST_DIR, CHECKPOINT_DIR, RUN_CONFIG_FILE, TOKENIZER_DIR
+from trm_jax.training.stages import model_shape
 
 
 @jax.tree_util.register_pytree_node_class
@@ -66,16 +68,6 @@ class TRMParams:
 
 # ------------------------------------------------------------------------------------------------ load
 
-def _final_seq_len(config: TRMConfig, stage: Optional[int] = None) -> tuple[int, int]:
-    """(seq_len, dim) the model has at the end of training (the last curriculum stage's values), or in
-    curriculum stage `stage`."""
-    seq_len, dim = config.data.seq_len, config.model.dim
-    for spec in config.curriculum.stages[:None if stage is None else stage + 1]:
-        seq_len = spec.seq_len or seq_len
-        dim = spec.dim or dim
-    return seq_len, dim
-
-
 def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True,
          which: str = "latest") -> TRMParams:
     """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store.
@@ -96,11 +88,11 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
                            "directories trained with training.keep_best")
         return _load_pretrained(run_dir, step=step, use_ema=use_ema)
     run_dir = os.path.abspath(os.fspath(run_dir))
-    cfg_path = os.path.join(run_dir, "config.yaml")
+    cfg_path = os.path.join(run_dir, RUN_CONFIG_FILE)
     ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
     if not os.path.isfile(cfg_path) or not os.path.isdir(ckpt_dir):
-        raise TRMError(f"{run_dir} is not a trm_jax run directory (needs config.yaml and checkpoints/); pass the "
-                       "run_dir that scripts/train.py wrote")
+        raise TRMError(f"{run_dir} is not a trm_jax run directory (needs {RUN_CONFIG_FILE} and {CHECKPOINT_DIR}/); "
+                       "pass the run_dir that scripts/train.py wrote")
     if which == "best":
         ckpt_dir = os.path.join(run_dir, BEST_DIR)
         if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
@@ -110,7 +102,7 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         # no checkpoint, or no such step: say so before building anything
         newest = checkpoints.candidate_steps(step)[0]
         config = load_config(cfg_path)
-        tok_dir = os.path.join(run_dir, "tokenizer")
+        tok_dir = os.path.join(run_dir, TOKENIZER_DIR)
         tokenizer = vocab = None
         if os.path.isdir(tok_dir):
             tokenizer, vocab, _ = load_tokenizer(tok_dir)
@@ -119,7 +111,7 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         num_tokens = config.model.num_tokens or vocab
         if not num_tokens:
             raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
-        seq_len, dim = _final_seq_len(config, _saved_stage(checkpoints, newest))
+        seq_len, dim = model_shape(config, _saved_stage(checkpoints, newest))
         config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
                                 data=dataclasses.replace(config.data, seq_len=seq_len))
         model = make_model(config.model, int(num_tokens), seq_len)
@@ -163,7 +155,7 @@ def _load_pretrained(path, *, step: Optional[int], use_ema: bool) -> TRMParams:
     config = pre.config
     num_tokens, seq_len = config.model.num_tokens, config.data.seq_len
     if not num_tokens:
-        raise TRMError(f"{pre.directory}/config.json gives no model.num_tokens; save the model again")
+        raise TRMError(f"{pre.directory}/{PRETRAINED_CONFIG_FILE} gives no model.num_tokens; save the model again")
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(pre.params, shapes, f"{pre.directory}/model.safetensors")
     tokenizer = pre.tokenizer if pre.tokenizer is not None else _task_tokenizer(config)
@@ -208,7 +200,7 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
     else:
         vocab = tokenizer.vocab_size
     num_tokens = config.model.num_tokens or vocab
-    seq_len, dim = _final_seq_len(config)
+    seq_len, dim = model_shape(config)
     config = config.replace(model=dataclasses.replace(config.model, dim=dim),
                             data=dataclasses.replace(config.data, seq_len=seq_len))
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
@@ -243,3 +235,20 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
                                     return_details=return_details, trajectories=trajectories, noise_std=noise_std,
                                     select=select, seed=seed)
 
+
+def add_trajectory_arguments(parser: argparse.ArgumentParser) -> None:
+    """The test-time compute flags `infer` and `evaluate` share (scripts/infer.py, scripts/evaluate.py):
+    --trajectories, --noise-std, --select, --seed; `trajectory_options(args)` reads them back."""
+    parser.add_argument("--trajectories", type=int, default=1, metavar="K",
+                        help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
+    parser.add_argument("--noise-std", type=float, default=None, metavar="S",
+                        help="scale of the Gaussian noise on the answer state (default with K > 1: "
+                        "trm_jax.models.DEFAULT_NOISE_STD)")
+    parser.add_argument("--select", choices=("halt", "vote"), default="halt",
+                        help="the trajectory the halting head rates highest, or the most frequent answer")
+    parser.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
+
+
+def trajectory_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `infer` / `evaluate` from the flags of `add_trajectory_arguments`."""
+    return dict(trajectories=args.trajectories, noise_std=args.noise_std, select=args.select, seed=args.seed)

@@ -6,7 +6,7 @@ import os
 from typing import Optional
 
 from trm_jax.errors import TRMError
-from trm_jax.training.metrics import read_metrics
+from trm_jax.training.run_dir import METRICS_FILE, read_metrics
 
 PANELS = {
     "loss": [("train", "loss"), ("train", "ce"), ("train", "halt_loss")],
@@ -29,9 +29,9 @@ def plot_metrics(run_dir: str, out_dir: Optional[str] = None) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = os.path.join(run_dir, "metrics.jsonl")
+    path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.isfile(path):
-        raise TRMError(f"no metrics.jsonl in {run_dir}; pass the run directory written by scripts/train.py")
+        raise TRMError(f"no {METRICS_FILE} in {run_dir}; pass the run directory written by scripts/train.py")
     records = read_metrics(path, split=None)
     if not any(r.get("split") == "train" for r in records):
         raise TRMError(f"{path} has no training records yet; plot after at least one log interval")

@@ -38,15 +38,15 @@ from trm_jax.models import PUZZLE_EMB, model_config
 from trm_jax.rag import RAG_SUBDIR, load_run_retriever
 from trm_jax.tasks import get_task, task_class
 from trm_jax.training import TrainResult, read_metrics
+from trm_jax.training.run_dir import CHECKPOINT_DIR, METRICS_FILE, RUN_CONFIG_FILE, TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "trm_jax.pretrained"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+PRETRAINED_CONFIG_FILE = "config.json"  # a run directory's config is RUN_CONFIG_FILE (config.yaml)
 CARD_FILE = "README.md"
-TOKENIZER_SUBDIR = "tokenizer"
 HUB_PREFIX = "hf://"
 DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 _HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -81,7 +81,8 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         raise TRMError(f"save_pretrained: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     src = _saved_model(params)
     directory = os.path.abspath(os.fspath(directory))
-    if os.path.isfile(os.path.join(directory, "config.yaml")) or os.path.isdir(os.path.join(directory, "checkpoints")):
+    if (os.path.isfile(os.path.join(directory, RUN_CONFIG_FILE))
+            or os.path.isdir(os.path.join(directory, CHECKPOINT_DIR))):
         raise TRMError(f"{directory} is a run directory; pass a new directory to save_pretrained")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise TRMError(f"{directory} is a file; pass a directory to save_pretrained")
@@ -101,7 +102,7 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         weights = os.path.join(staging, WEIGHTS_FILE)
         _save_tensors(tensors, weights)
         if src.tokenizer is not None:
-            save_tokenizer(src.tokenizer, os.path.join(staging, TOKENIZER_SUBDIR))
+            save_tokenizer(src.tokenizer, os.path.join(staging, TOKENIZER_DIR))
         if src.retriever is not None:
             src.retriever.save(os.path.join(staging, RAG_SUBDIR))
         if src.adaptation is not None:  # the task's record of adapted puzzles, read back by Task.load_adaptation
@@ -110,9 +111,9 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
                 "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
                             "num_parameters": num_parameters},
                 "step": src.step, "metrics": card_metrics,
-                "files": sorted(set(os.listdir(staging)) | {CONFIG_FILE, CARD_FILE}),
+                "files": sorted(set(os.listdir(staging)) | {PRETRAINED_CONFIG_FILE, CARD_FILE}),
                 "config": src.config.to_dict()}
-        _write_text(os.path.join(staging, CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
+        _write_text(os.path.join(staging, PRETRAINED_CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
         table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
         _write_text(os.path.join(staging, CARD_FILE),
                     model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
@@ -126,9 +127,9 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
 
 def _remove_earlier_save(directory: str) -> None:
     """Remove what an earlier save_pretrained wrote into `directory` (the files its config.json lists)."""
-    names = {WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, TOKENIZER_SUBDIR, RAG_SUBDIR}
+    names = {WEIGHTS_FILE, PRETRAINED_CONFIG_FILE, CARD_FILE, TOKENIZER_DIR, RAG_SUBDIR}
     try:
-        with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
+        with open(os.path.join(directory, PRETRAINED_CONFIG_FILE), encoding="utf-8") as f:
             meta = json.load(f)
         if isinstance(meta, dict) and meta.get("format") == FORMAT:
             names |= {n for n in meta.get("files", ())
@@ -245,14 +246,14 @@ def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
     if isinstance(raw, dict):  # an unreadable results file is skipped: the card is built from what else there is
         return metrics_record({k: v for k, v in raw.items() if k != "step"},
                                 f"scripts/evaluate.py on {raw.get('data', 'the eval split')}", raw.get("step"))
-    log = os.path.join(run_dir, "metrics.jsonl")
+    log = os.path.join(run_dir, METRICS_FILE)
     if os.path.isfile(log):
         evals = read_metrics(log, split="eval")
         if evals:
             record = next((r for r in evals if r.get("step") == step), evals[-1])
             return metrics_record({k: v for k, v in record.items() if k not in ("step", "stage", "timestamp")},
                                     "the run's evaluation during training (metrics.jsonl)", record.get("step"))
-    pretrained = os.path.join(run_dir, CONFIG_FILE)
+    pretrained = os.path.join(run_dir, PRETRAINED_CONFIG_FILE)
     if os.path.isfile(pretrained):  # a pretrained directory saved again (e.g. as bfloat16) keeps its numbers
         meta = _read_json(pretrained)
         if isinstance(meta, dict) and meta.get("format") == FORMAT and isinstance(meta.get("metrics"), dict):
@@ -327,8 +328,8 @@ def is_pretrained(path) -> bool:
     text = os.fspath(path)
     if text.startswith(HUB_PREFIX):
         return True
-    return (os.path.isdir(text) and not os.path.isfile(os.path.join(text, "config.yaml"))
-            and any(os.path.isfile(os.path.join(text, f)) for f in (WEIGHTS_FILE, CONFIG_FILE)))
+    return (os.path.isdir(text) and not os.path.isfile(os.path.join(text, RUN_CONFIG_FILE))
+            and any(os.path.isfile(os.path.join(text, f)) for f in (WEIGHTS_FILE, PRETRAINED_CONFIG_FILE)))
 
 
 def resolve_pretrained(path) -> str:
@@ -371,15 +372,15 @@ def read_pretrained(path) -> Pretrained:
     weights_meta = meta.get("weights") if isinstance(meta.get("weights"), dict) else {}
     weights = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(weights):
-        raise TRMError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the whole directory that "
-                       "save_pretrained wrote")
+        raise TRMError(f"{directory} has {PRETRAINED_CONFIG_FILE} but no {WEIGHTS_FILE}; copy the whole directory "
+                       "that save_pretrained wrote")
     expected = weights_meta.get("sha256")
     if expected and _sha256(weights) != expected:
-        raise TRMError(f"{weights} does not match the checksum {CONFIG_FILE} records: it was damaged (an interrupted "
-                       "download or copy) or replaced; download or copy it again, or save the model again")
+        raise TRMError(f"{weights} does not match the checksum {PRETRAINED_CONFIG_FILE} records: it was damaged (an "
+                       "interrupted download or copy) or replaced; download or copy it again, or save the model again")
     params = _unflatten(_load_tensors(weights), weights)
     config = _read_config(meta, directory)
-    tok_dir = os.path.join(directory, TOKENIZER_SUBDIR)
+    tok_dir = os.path.join(directory, TOKENIZER_DIR)
     tokenizer = load_tokenizer(tok_dir)[0] if is_saved_tokenizer(tok_dir) else None
     retriever = load_run_retriever(directory, config)
     step = meta.get("step")
@@ -388,10 +389,11 @@ def read_pretrained(path) -> Pretrained:
 
 
 def _read_meta(directory: str) -> dict:
-    path = os.path.join(directory, CONFIG_FILE)
+    path = os.path.join(directory, PRETRAINED_CONFIG_FILE)
     if not os.path.isfile(path):
-        raise TRMError(f"{directory} has no {CONFIG_FILE}; a pretrained directory holds the {CONFIG_FILE} and "
-                       f"{WEIGHTS_FILE} that trm_jax.save_pretrained wrote (a run directory holds config.yaml)")
+        raise TRMError(f"{directory} has no {PRETRAINED_CONFIG_FILE}; a pretrained directory holds the "
+                       f"{PRETRAINED_CONFIG_FILE} and {WEIGHTS_FILE} that trm_jax.save_pretrained wrote (a run "
+                       f"directory holds {RUN_CONFIG_FILE})")
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -427,7 +429,8 @@ def _read_config(meta: dict, directory: str) -> TRMConfig:
                 raw[section][name] = None
         return get_task(TRMConfig.from_dict(raw)).config
     except ConfigError as e:
-        raise TRMError(f"{os.path.join(directory, CONFIG_FILE)}: the saved config does not load here: {e}") from None
+        path = os.path.join(directory, PRETRAINED_CONFIG_FILE)
+        raise TRMError(f"{path}: the saved config does not load here: {e}") from None
 
 
 def _load_tensors(path: str) -> dict[str, np.ndarray]:

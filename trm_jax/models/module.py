@@ -322,24 +322,16 @@ class TinyRecursiveModel(nn.Module):
         return init_params(self, rng, tokens)
 
     @nn.nowrap
-    def attach_trained_params(self, params) -> None:
-        """Make `params` the weights `model.predict(tokens)` uses (what a `Trainer` run of this object
-        produced). Kept on this object only, outside the dataclass fields, so equality, hashing and jit
-        caching ignore it, and two equal models trained separately each keep their own."""
-        object.__setattr__(self, "_trained_params", params)
-
-    @nn.nowrap
     def predict(self, params, tokens=None, *, puzzle_ids=None, halt_threshold=None, max_recursion_depth=None,
                 halt_prob_thres=None, max_deep_refinement_steps=None) -> Prediction:
         """`model.predict(params, tokens)`; the PyPI package's keyword names are accepted too.
 
-        `model.predict(tokens)` (the PyPI package's form, where the module owns its weights) uses the
-        parameters the last `Trainer` run of this model object produced."""
+        The weights are always passed in (the module holds none): `result = Trainer(model, data)()` then
+        `model.predict(result.params, tokens)`, where the PyPI package's module owned its weights."""
         if tokens is None:
-            tokens, params = params, getattr(self, "_trained_params", None)
-            if params is None:
-                raise TRMError("model.predict(tokens) needs trained parameters: train this model with "
-                               "Trainer(model, dataset)() first, or call model.predict(params, tokens)")
+            raise TRMError("model.predict takes the weights first: model.predict(params, tokens), e.g. with "
+                           "result = Trainer(model, dataset)(), model.predict(result.params, tokens); a trm_jax "
+                           "model holds no weights of its own")
         return predict(self, params, tokens, puzzle_ids=puzzle_ids,
                        halt_threshold=halt_prob_thres if halt_threshold is None else halt_threshold,
                        max_recursion_depth=(max_deep_refinement_steps if max_recursion_depth is None

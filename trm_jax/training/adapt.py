@@ -15,7 +15,6 @@ read back one window behind for the progress bar (no host sync per step).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from typing import Mapping, Optional, Union
 
@@ -29,7 +28,7 @@ from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
 from trm_jax.models import IGNORE_LABEL, PUZZLE_EMB, TinyRecursiveModel
 from trm_jax.training import distributed as dist
-from trm_jax.training.metrics import summarize
+from trm_jax.training.evaluation import summarize
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state
 from trm_jax.training.step import AXIS, StepSpec, empty_train_carry, make_train_step
 
@@ -103,7 +102,7 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
     state = dist.replicate(jax.device_get(state))
     carry = dist.put_sharded(dist.shard(empty_train_carry(batch, grown)))
     rows_on_device = dist.replicate(_compact_rows(inputs, labels, puzzle_ids, ignore, model.num_tokens))
-    step_fn = compiled_adapt_step(grown, spec)
+    step_fn = pmap_adapt_step(grown, spec)  # this adaptation's own: compiled on its first step
     key = np.asarray(_key_data(rng))
 
     bar = tqdm(total=int(steps), desc=f"adapt ({train})", dynamic_ncols=True, mininterval=1.0, disable=not progress)
@@ -229,11 +228,10 @@ def _start_rows(table: np.ndarray, rows: int, adapted_ids: np.ndarray) -> np.nda
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def compiled_adapt_step(model: TinyRecursiveModel, spec: StepSpec):
-    """The pmapped adaptation step for `(model, spec)`, cached (a second adaptation at the same shapes reuses
-    it): `(state, carry, rows, key, step) -> (state, carry, metrics)`; each step draws its batch from `rows`
-    (every device holds them all) with the step's key, then runs the train step."""
+def pmap_adapt_step(model: TinyRecursiveModel, spec: StepSpec):
+    """The pmapped adaptation step for `(model, spec)`: `(state, carry, rows, key, step) -> (state, carry,
+    metrics)`; each step draws its batch from `rows` (every device holds them all) with the step's key, then
+    runs the train step."""
     train_step = make_train_step(model, spec)
     global_batch = spec.global_batch
 

@@ -1,6 +1,6 @@
 """Trainer callbacks: the loop's hooks, and the built-in ones (early stopping, best checkpoint, time budget).
 
-    class PrintLoss(Callback):
+    class PrintLoss:  # or PrintLoss(trm_jax.training.Callback): the base class only documents the hooks
         metrics_every = 100  # on_step gets host metrics every 100th step (one device sync each), else None
         def on_step(self, trainer, step, metrics):
             if metrics is not None:
@@ -23,19 +23,24 @@ import time
 from typing import Callable, Iterable, Optional
 
 from trm_jax.config import EVAL_METRIC_MODES, TRMConfig
-from trm_jax.errors import ConfigError
+from trm_jax.errors import ConfigError, TRMError
 from trm_jax.training import distributed as dist
-from trm_jax.training.checkpoint import Checkpointer
-from trm_jax.training.metrics import summarize
+from trm_jax.training.checkpoints import Checkpointer
+from trm_jax.training.evaluation import summarize
 from trm_jax.training.run_dir import BEST_DIR
 from trm_jax.training.stages import num_samples
 
 log = logging.getLogger(__name__)
 
 
+HOOKS = ("on_train_start", "on_step", "on_eval", "on_train_end")
+
+
 class Callback:
     """Hooks of the training loop; every one is optional. `trainer` is the Trainer (its `step`,
-    `config`, `stage`, `run_dir`, `evaluate()`, `request_stop()`, `save_checkpoint()`, ...)."""
+    `config`, `stage`, `run_dir`, `evaluate()`, `request_stop()`, `save_checkpoint()`, ...). Subclassing
+    is optional too: any object with one or more of these methods is a callback, and a hook (or
+    `metrics_every`, `state_dict`, `load_state_dict`) it lacks is not called."""
 
     # on_step's `metrics`: 0 = always None (no device sync); N = the step's training metrics as host
     # floats (loss, ce, halt_loss, token_accuracy, exact_accuracy, lr, grad_norm, ...) every Nth step
@@ -62,43 +67,57 @@ class Callback:
 
 
 class CallbackList:
-    """The run's callbacks, called in order; host metrics are fetched once per step, only when asked."""
+    """The run's callbacks, called in order, each only with the hooks it has; host metrics are fetched
+    once per step, only when asked."""
 
-    def __init__(self, callbacks: Iterable[Callback] = ()):
+    def __init__(self, callbacks: Iterable = ()):
         self.callbacks = list(callbacks)
+        for c in self.callbacks:
+            if not any(callable(getattr(c, hook, None)) for hook in HOOKS):
+                raise TRMError(f"callbacks: {c!r} has none of the hooks {', '.join(HOOKS)}; pass objects with one or "
+                               "more of these methods (e.g. on_step(self, trainer, step, metrics))")
         names = [type(c).__name__ for c in self.callbacks]
         self.names = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
-    def on_train_start(self, trainer) -> None:
+    def _call(self, hook: str, *args) -> None:
         for c in self.callbacks:
-            c.on_train_start(trainer)
+            fn = getattr(c, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def on_train_start(self, trainer) -> None:
+        self._call("on_train_start", trainer)
 
     def on_step(self, trainer, step: int, device_metrics) -> None:
         host = None
         for c in self.callbacks:
-            every = c.metrics_every
+            fn = getattr(c, "on_step", None)
+            if fn is None:
+                continue
+            every = getattr(c, "metrics_every", 0)
             if every and step % every == 0:
                 if host is None:
                     host = summarize([dist.unreplicate(device_metrics)])
-                c.on_step(trainer, step, dict(host))
+                fn(trainer, step, dict(host))
             else:
-                c.on_step(trainer, step, None)
+                fn(trainer, step, None)
 
     def on_eval(self, trainer, step: int, results: dict) -> None:
         for c in self.callbacks:
-            c.on_eval(trainer, step, dict(results))
+            fn = getattr(c, "on_eval", None)
+            if fn is not None:
+                fn(trainer, step, dict(results))
 
     def on_train_end(self, trainer, result) -> None:
-        for c in self.callbacks:
-            c.on_train_end(trainer, result)
+        self._call("on_train_end", trainer, result)
 
     def state_dict(self) -> dict:
-        out = {n: c.state_dict() for n, c in zip(self.names, self.callbacks)}
+        out = {n: c.state_dict() for n, c in zip(self.names, self.callbacks) if hasattr(c, "state_dict")}
         return {n: s for n, s in out.items() if s is not None}
 
     def load_state_dict(self, states: dict) -> None:
         for n, c in zip(self.names, self.callbacks):
-            if n in states:
+            if n in states and hasattr(c, "load_state_dict"):
                 c.load_state_dict(states[n])
 
 
@@ -269,4 +288,5 @@ def config_callbacks(config: TRMConfig) -> list[Callback]:
     return out
 
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "KeepBest", "TimeBudget", "config_callbacks", "metric_mode"]
+__all__ = ["HOOKS", "Callback", "CallbackList", "EarlyStopping", "KeepBest", "TimeBudget", "config_callbacks",
+           "metric_mode"]

@@ -16,7 +16,6 @@ from trm_jax.config import DistributedConfig
 from trm_jax.errors import ConfigError, TRMError
 
 log = logging.getLogger(__name__)
-_initialized = False
 
 
 def initialize(cfg: DistributedConfig) -> None:
@@ -24,8 +23,7 @@ def initialize(cfg: DistributedConfig) -> None:
 
     With `coordinator_address` unset, JAX auto-detects the cluster (TPU pods, SLURM, ...).
     """
-    global _initialized
-    if not cfg.enabled or _initialized:
+    if not cfg.enabled or jax.distributed.is_initialized():  # a second trainer in the process: already done
         return
     kwargs = {}
     if cfg.coordinator_address is not None:
@@ -40,7 +38,6 @@ def initialize(cfg: DistributedConfig) -> None:
             raise TRMError(f"distributed.enabled: jax.distributed.initialize failed ({e}). Start training in a "
                            "fresh process: JAX must not have run anything before it.") from None
         raise
-    _initialized = True
     log.info("jax.distributed initialized: process %d of %d, %d local / %d global devices",
              jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
 

@@ -11,6 +11,7 @@ import logging
 import statistics
 from typing import Callable, Optional, Sequence
 
+import jax
 import psutil
 
 from trm_jax.config import MonitoringConfig
@@ -48,7 +49,6 @@ class ResourceMonitor:
         self.config = config
         self.log = logger or log
         if devices is None:
-            import jax
             devices = jax.local_devices()
         self._cpu = cpu_percent_fn or (lambda: psutil.cpu_percent(interval=None))
         self._ram = ram_fn or self._psutil_ram

@@ -1,31 +1,136 @@
-"""Curriculum stages at run time: each stage's model, data, iterator and compiled step, and stage changes.
+"""Curriculum stages: resolved from the config, and at run time each one's model, data and compiled step.
 
-The model comes from the one config -> model route (`trm_jax.models.make_model`, at the stage's
-width and sequence length), the data from the run's task (`task.datasets`), cached for one
-(seq_len, difficulty) at a time. A stage change keeps the train state; where a parameter shape
-changes, the trained arrays are embedded into a freshly initialised model (curriculum.embed_params)
-and the optimizer state is rebuilt.
+`CurriculumStage` (the config dataclass) gives a stage's length in steps or epochs plus optional
+seq_len, batch_size, dim, difficulty and learning rate; unset fields inherit from the previous stage
+(the first stage from the base config). Without stages the run is one stage built from the base
+config. `stage_settings` is that inheritance, the one place it is done (training, `trm_jax.load`);
+`CurriculumScheduler` adds start/end steps (`ResolvedStage`).
+
+At run time (`StageBuilder`) a stage's model comes from the one config -> model route
+(`trm_jax.models.make_model`, at the stage's width and sequence length), its data from the run's task
+(`task.datasets`), cached for one (seq_len, difficulty) at a time, and its compiled train step is built
+once per (model, step settings) and kept by the builder. A stage change keeps the train state; when a
+stage changes a parameter shape (wider `dim`; longer `seq_len` for the mixer, whose token mixing
+weights are sized by the sequence), the trained arrays are copied into the leading block of a freshly
+initialised model (`embed_params`): registers come first in the sequence and the old
+features/positions keep their indices, so the old weights stay in place and the new rows/columns start
+from the fresh initialisation; the optimizer state is rebuilt.
+
+`create_model` and `create_tokenizer` are a run config's model and tokenizer outside a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from typing import Any, Callable, Optional
+import math
+from typing import Any, Callable, Optional, Union
 
 import jax
 import numpy as np
 
-from trm_jax.config import TRMConfig
+from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig
 from trm_jax.data.iterators import BatchIterator
 from trm_jax.errors import ConfigError
 from trm_jax.models import TinyRecursiveModel, init_params, make_model
+from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
-from trm_jax.training.curriculum import CurriculumScheduler, ResolvedStage, embed_params, shapes_equal
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state, split_table
-from trm_jax.training.step import StepSpec, TrainCarry, compiled_train_step, empty_train_carry
+from trm_jax.training.step import (StepSpec, TrainCarry, empty_train_carry, make_eval_step, make_train_step,
+                                  pmap_eval_step, pmap_train_step)
 
-log = logging.getLogger(__name__)
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStage:
+    index: int
+    start: int  # first global step of the stage
+    steps: int
+    seq_len: int
+    batch_size: int
+    dim: int
+    difficulty: float
+    learning_rate: float
+
+    @property
+    def end(self) -> int:
+        return self.start + self.steps
+
+    def describe(self) -> str:
+        return (f"stage {self.index}: steps [{self.start}, {self.end}), seq_len={self.seq_len}, "
+                f"batch_size={self.batch_size}, dim={self.dim}, difficulty={self.difficulty:g}, "
+                f"lr={self.learning_rate:g}")
+
+
+def stage_settings(config: TRMConfig) -> list[tuple[str, CurriculumStage, dict]]:
+    """`(config key, stage as configured, its settings)` of every curriculum stage, in order (one stage of
+    `training.steps` without a curriculum). The settings are what a stage may change (seq_len, batch_size,
+    dim, difficulty, learning_rate), unset ones inherited; widths may only grow."""
+    stages = config.curriculum.stages
+    if not stages:
+        stages, keys = (CurriculumStage(steps=config.training.steps),), ["training.steps"]
+    else:
+        keys = [f"curriculum.stages[{i}]" for i in range(len(stages))]
+    prev = dict(seq_len=config.data.seq_len, batch_size=config.training.batch_size, dim=config.model.dim,
+                difficulty=config.data.difficulty, learning_rate=config.training.learning_rate)
+    out = []
+    for stage, key in zip(stages, keys):
+        cur = {k: (getattr(stage, k) if getattr(stage, k) is not None else v) for k, v in prev.items()}
+        if cur["dim"] < prev["dim"]:
+            raise ConfigError(f"config key '{key}.dim': stages may only grow the model width "
+                              f"({cur['dim']} < {prev['dim']} of the previous stage)")
+        if config.model.network == "transformer" and cur["dim"] % config.model.num_heads:
+            raise ConfigError(f"config key '{key}.dim': {cur['dim']} is not divisible by "
+                              f"model.num_heads ({config.model.num_heads})")
+        out.append((key, stage, cur))
+        prev = cur
+    return out
+
+
+def model_shape(config: TRMConfig, stage: Optional[int] = None) -> tuple[int, int]:
+    """(seq_len, dim) of the model in curriculum stage `stage` (default: the last, where training ends)."""
+    settings = stage_settings(config)
+    _, _, cur = settings[-1 if stage is None else min(int(stage), len(settings) - 1)]
+    return cur["seq_len"], cur["dim"]
+
+
+class CurriculumScheduler:
+    """Maps global steps to curriculum stages.
+
+    `epoch_size`: training samples per epoch, used to turn `epochs` into steps
+    (steps = ceil(epochs * epoch_size / batch_size)).
+    """
+
+    def __init__(self, config: TRMConfig, epoch_size: Optional[int] = None):
+        self.config = config
+        resolved, start, self.batch_keys = [], 0, []
+        for i, (key, stage, cur) in enumerate(stage_settings(config)):
+            if stage.steps is not None:
+                steps = int(stage.steps)
+            else:
+                if not epoch_size:
+                    raise ConfigError(f"config key '{key}.epochs': needs the training set size; give 'steps' "
+                                      "instead or pass epoch_size")
+                steps = max(1, math.ceil(stage.epochs * epoch_size / cur["batch_size"]))
+            resolved.append(ResolvedStage(index=i, start=start, steps=steps, **cur))
+            self.batch_keys.append(f"{key}.batch_size" if config.curriculum.stages else "training.batch_size")
+            start += steps
+        self.stages: tuple[ResolvedStage, ...] = tuple(resolved)
+
+    @property
+    def total_steps(self) -> int:
+        return self.stages[-1].end
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def stage_at(self, step: int) -> ResolvedStage:
+        """The stage that runs global step `step` (the last stage past the end)."""
+        for stage in self.stages:
+            if step < stage.end:
+                return stage
+        return self.stages[-1]
+
+    def describe(self) -> str:
+        return "\n".join(s.describe() for s in self.stages)
 
 
 @dataclasses.dataclass
@@ -37,7 +142,8 @@ class Stage:
     train_set: Any
     eval_set: Any
     iterator: BatchIterator
-    p_step: Callable
+    p_step: Callable  # the pmapped train step (StageBuilder keeps one per model and step settings)
+    p_eval: Callable  # the pmapped eval step of the model (several local devices; compiled on first use)
 
 
 def num_samples(dataset) -> int:
@@ -91,12 +197,11 @@ class StageBuilder:
         self._transform, self._fixed_model, self._fixed = samples_transform, fixed_model, fixed_datasets
         self._datasets_fn = datasets_fn
         self._cache: dict = {}
+        self._compiled: dict = {}  # (model, StepSpec) -> pmapped (train step, eval step): alike stages share them
         self.base_key = base_key
         self.process_index, self.process_count = process_index, process_count
-        first = config.curriculum.stages[0] if config.curriculum.stages else None
-        seq0 = (first.seq_len if first and first.seq_len else None) or config.data.seq_len
-        diff0 = first.difficulty if first and first.difficulty is not None else config.data.difficulty
-        self.epoch_size = num_samples(self.datasets(seq0, diff0)[0])
+        first = stage_settings(config)[0][2]
+        self.epoch_size = num_samples(self.datasets(first["seq_len"], first["difficulty"])[0])
         self.scheduler = CurriculumScheduler(config, self.epoch_size)
         for spec, key in zip(self.scheduler.stages, self.scheduler.batch_keys):
             dist.check_batch(spec.batch_size, key)
@@ -136,7 +241,10 @@ class StageBuilder:
                                  shard_index=self.process_index, num_shards=self.process_count)
         step_spec = StepSpec.create(self.config.training, total_steps=self.scheduler.total_steps,
                                     global_batch=spec.batch_size, peak_lr=spec.learning_rate)
-        return Stage(spec, model, train, evl, iterator, compiled_train_step(model, step_spec))
+        if (model, step_spec) not in self._compiled:
+            self._compiled[model, step_spec] = (pmap_train_step(make_train_step(model, step_spec)),
+                                                pmap_eval_step(make_eval_step(model)))
+        return Stage(spec, model, train, evl, iterator, *self._compiled[model, step_spec])
 
     def init_params(self, model: TinyRecursiveModel, spec: ResolvedStage):
         key = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), spec.index)
@@ -169,3 +277,54 @@ class StageBuilder:
         note = (f"trained weights embedded into a freshly initialised model (dim {prev.spec.dim}->{stage.spec.dim}, "
                 f"seq_len {prev.spec.seq_len}->{stage.spec.seq_len}); optimizer state rebuilt")
         return dist.replicate(host), note
+
+
+def shapes_equal(a, b) -> bool:
+    sa = jax.tree.map(lambda x: tuple(np.shape(x)), a)
+    sb = jax.tree.map(lambda x: tuple(np.shape(x)), b)
+    return jax.tree.structure(a) == jax.tree.structure(b) and sa == sb
+
+
+def embed_params(old, fresh):
+    """Copy each trained array of `old` into the leading block of the matching array of `fresh`.
+
+    Axes may grow (or shrink: then the leading part of the old array is kept). Both trees must have the
+    same structure (the same model family at a different width / sequence length).
+    """
+    if jax.tree.structure(old) != jax.tree.structure(fresh):
+        raise ConfigError("curriculum: a stage changed the model's structure (not only its width or sequence "
+                          "length); only dim, seq_len, batch_size, difficulty and learning_rate may change")
+
+    def put(o, f):
+        o, out = np.asarray(o), np.array(f, copy=True)
+        if o.ndim != out.ndim:
+            raise ConfigError(f"curriculum: cannot carry a parameter of shape {o.shape} into {out.shape}")
+        block = tuple(slice(0, min(a, b)) for a, b in zip(o.shape, out.shape))
+        out[block] = o[block]
+        return out
+
+    return jax.tree.map(put, old, fresh)
+
+
+# ------------------------------------------------------------------------------- outside a run
+
+def create_model(config: Union[TRMConfig, ModelConfig], num_tokens: Optional[int] = None,
+                 seq_len: Optional[int] = None, *, dim: Optional[int] = None) -> TinyRecursiveModel:
+    """The TinyRecursiveModel of a run config (`trm_jax.models.make_model` of `config.model`), optionally
+    at another width `dim`. `num_tokens` defaults to `model.num_tokens`, else the task tokenizer's
+    vocabulary; `seq_len` to `data.seq_len`. A ModelConfig needs `seq_len` (and `num_tokens` unless it
+    sets it): `make_model`, the models layer's route, with the same arguments."""
+    if isinstance(config, ModelConfig):
+        if seq_len is None:
+            raise ConfigError("create_model(ModelConfig): pass seq_len= (tokens per sample), or a run config "
+                              "(TRMConfig), whose data.seq_len gives it")
+        return make_model(config, num_tokens, seq_len, dim=dim)
+    if not isinstance(config, TRMConfig):
+        raise ConfigError(f"create_model takes a TRMConfig or a ModelConfig, got {type(config).__name__}")
+    return make_model(config.model, num_tokens or config.model.num_tokens or create_tokenizer(config)[1],
+                      seq_len or config.data.seq_len, dim=dim)
+
+
+def create_tokenizer(config: TRMConfig, save_dir: Optional[str] = None):
+    """`(tokenizer, vocab_size, pad_token_id)` of the run config's task (saved to, or reused from, `save_dir`)."""
+    return get_task(config).tokenizer(save_dir)

@@ -54,9 +54,6 @@ def inference_params(state: TrainState, which: str = "ema"):
     return state.ema_params if table is None else {**state.ema_params, PUZZLE_EMB: table}
 
 
-create_train_state = make_train_state  # the name README and older code use
-
-
 def ema_update(ema_params, new_params, decay):
     """ema <- decay * ema + (1 - decay) * params; decay 0 means the EMA is the params themselves."""
     return optax.incremental_update(new_params, ema_params, step_size=1.0 - decay)

@@ -1,11 +1,11 @@
-"""Pure per-device train and eval steps (wrapped in `jax.pmap` by the Trainer).
+"""Pure per-device train and eval steps, and their `jax.pmap` wrappers (the stage that builds one keeps it).
 
 Deep supervision with a persistent carry, as in the official TRM code: a fixed number of batch
 slots; every call is one supervision step for every slot. Slots that halted on the previous call are
 refilled on device from the fresh batch (`jnp.where`), with their recursion state reset, so shapes
 stay static and no host sync is needed. With `halted_samples="drop"` (the PyPI Trainer's schedule)
 the slots refill only once all of them halted, and halted slots train nothing until then (the loop
-compacts the rest: halted_samples.py).
+compacts the rest: feed.py).
 
 Randomness (halt exploration, dropout) is drawn for the whole *global* batch from the step key and
 sliced by the device's position, so the trajectory does not depend on how many devices share the
@@ -19,7 +19,6 @@ weight decay (official sparse_embedding.py), combined over all devices with `all
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -28,12 +27,10 @@ import numpy as np
 import optax
 
 from trm_jax.config import TrainingConfig
-from trm_jax.data.iterators import eval_batches
 from trm_jax.errors import TRMError
 from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry, model_loss,
                             predict, supervision_step, token_matches)
-from trm_jax.models.trajectories import check_options, indexed_keys
-from trm_jax.training import distributed as dist
+from trm_jax.models.trajectories import indexed_keys
 from trm_jax.training.state import LRSchedule, TrainState, ema_decay_at, ema_update, make_optimizer, split_table
 
 AXIS = "batch"  # the pmap axis name
@@ -95,7 +92,7 @@ class StepSpec:
                    train_dense=bool(train_dense), **{k: getattr(training, k) for k in own})
 
 
-# Per-step metric sums; the host divides after accumulating a window (see metrics.summarize).
+# Per-step metric sums; the host divides after accumulating a window (see evaluation.summarize).
 SUM_KEYS = ("loss", "ce", "halt_loss", "exact", "token_correct", "token_count", "samples", "halted",
             "recursion_depth", "difficulty")
 
@@ -304,18 +301,6 @@ def eval_step_inputs(batch: dict, seed=None) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def compiled_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
-    """The pmapped train step for `(model, spec)`, cached: trainers with the same model and step
-    settings in one process (a resumed run, a notebook re-run, tests) reuse one compilation."""
-    return pmap_train_step(make_train_step(model, spec))
-
-
-@functools.lru_cache(maxsize=16)
-def compiled_eval_step(model: TinyRecursiveModel, trajectories: int = 1, select: str = "halt") -> Callable:
-    return pmap_eval_step(make_eval_step(model, trajectories, select))
-
-
 def pmap_train_step(train_step: Callable) -> Callable:
     """pmap over local devices; state and carry buffers are donated (updated in place)."""
     return jax.pmap(train_step, axis_name=AXIS, in_axes=(0, 0, 0, None), donate_argnums=(0, 1))
@@ -323,40 +308,3 @@ def pmap_train_step(train_step: Callable) -> Callable:
 
 def pmap_eval_step(eval_step: Callable) -> Callable:
     return jax.pmap(eval_step, axis_name=AXIS, in_axes=(0, 0, None, None, None))
-
-
-def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int, *, halt_threshold=None,
-                     max_recursion_depth=None, replicated: bool = False, trajectories: int = 1, noise_std=None,
-                     select: str = "halt", seed: int = 0) -> dict:
-    """Per-sample held-out results of `params` on `dataset`, in dataset order, on this host's devices:
-    exact, token_correct, token_count, recursion_depth, halt_prob, tokens (predictions) and difficulty.
-
-    The one evaluation loop: `Trainer.evaluate` and `trm_jax.evaluation.evaluate` both use it.
-    `replicated` says `params` are already on every local device (the Trainer's state). `trajectories`,
-    `noise_std` and `select` are predict's; sample i's trajectories are keyed by `fold_in(key(seed), i)`
-    whatever the batch size and device count."""
-    noise_std = check_options(trajectories, noise_std, select)
-    n_local = jax.local_device_count()
-    threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
-    depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)
-    options = dict(trajectories=trajectories, select=select)
-    if n_local == 1:  # one device: predict compacts the batch as samples halt (see models.predict)
-        params = dist.unreplicate(params) if replicated else params
-        run = lambda arrays: eval_metrics(predict(model, params, arrays["inputs"], puzzle_ids=arrays["puzzle_ids"],  # noqa: E731
-                                                  halt_threshold=threshold, max_recursion_depth=depth,
-                                                  noise_std=noise_std, rng=arrays.get("rng"), **options), arrays)
-    else:
-        rep = params if replicated else dist.replicate(jax.device_get(params))
-        step = compiled_eval_step(model, **options)
-        run = lambda arrays: dist.unshard(step(rep, dist.shard(arrays), threshold, depth, noise_std))  # noqa: E731
-    bs = -(-batch_size // n_local) * n_local
-    outs, diff, valid = [], [], []
-    for batch in eval_batches(dataset, bs):
-        arrays = eval_step_inputs(batch, None if noise_std is None else seed)
-        outs.append(jax.device_get(run(arrays)))
-        diff.append(np.asarray(batch["difficulty"]))
-        valid.append(arrays["valid"])
-    valid = np.concatenate(valid)
-    out = {k: np.concatenate([np.asarray(o[k]) for o in outs])[valid] for k in outs[0]}
-    out["difficulty"] = np.concatenate(diff)[valid]
-    return out

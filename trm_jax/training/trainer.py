@@ -1,43 +1,44 @@
 """Trainer: the training loop over curriculum stages (steps, metric windows, evaluations, checkpoints, stopping).
 
 One loop iteration = one pmapped train step (one supervision step for every batch slot; with
-`training.halted_samples: drop`, for the slots still running, see halted_samples.py). The next batches
-are read, augmented and put on device (prefetch.BatchFeed: in a background thread on accelerators, in
-the loop's thread on CPU) while the step runs; the loop waits on the step QUEUE_DEPTH steps behind
+`training.halted_samples: drop`, for the slots still running, see feed.py). The next batches are
+read, augmented and put on device (feed.BatchFeed: in a background thread on accelerators, in the
+loop's thread on CPU) while the step runs; the loop waits on the step QUEUE_DEPTH steps behind
 (which bounds the dispatch queue and times steps for the monitor), reads metrics back once per
 `training.log_every` window, and calls the callbacks, which carry everything optional (early stopping,
-best checkpoint, time budget, yours).
-The run's parts and state (stages, checkpoints, run directory) are TrainingRun's (run.py); PyPI-style
-arguments become a config in pypi.py.
+best checkpoint, time budget, yours). SIGTERM/SIGINT stop it after the current step, with a checkpoint.
+
+The run the loop advances (stages, state, checkpoints, run directory) is a `TrainingRun` (run.py) the
+Trainer holds; PyPI-style arguments become a config in pypi.py. `create_trainer` builds one from a
+run config.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from trm_jax.config import TRMConfig
-from trm_jax.errors import TRMError
-from trm_jax.huge_pages import glibc_version, huge_pages_env, thp_mode
+from trm_jax.config import TRMConfig, apply_overrides, load_config
+from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models import TinyRecursiveModel
+from trm_jax.tasks import get_task
 from trm_jax.training import distributed as dist
-from trm_jax.training.callbacks import Callback
-from trm_jax.training.evaluation import held_out_metrics, log_results
-from trm_jax.training.halted_samples import put_rows, step_rows, take_rows
-from trm_jax.training.metrics import nonfinite_runs, summarize
-from trm_jax.training.prefetch import BatchFeed
+from trm_jax.training.evaluation import held_out_metrics, log_results, nonfinite_runs, summarize
+from trm_jax.training.feed import BatchFeed, put_rows, step_rows, take_rows
 from trm_jax.training.pypi import trainer_inputs
 from trm_jax.training.run import TrainingRun
-from trm_jax.training.run_logging import STEPS_LOGGER
-from trm_jax.training.signals import stop_on_signals
+from trm_jax.training.run_dir import STEPS_LOGGER
 from trm_jax.training.stages import Stage
 from trm_jax.training.state import inference_params
 
@@ -45,12 +46,13 @@ log = logging.getLogger(__name__)
 steps_log = logging.getLogger(STEPS_LOGGER)
 
 QUEUE_DEPTH = 2  # steps dispatched ahead of the one the loop waits on
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclasses.dataclass
 class TrainResult:
     """What `Trainer.train()` returns. `params` (the EMA weights) is what to use for inference:
-    `trm_jax.models.predict(result.model, result.params, tokens)`."""
+    `result.model.predict(result.params, tokens)` (or the model you built: `model.predict(result.params, tokens)`)."""
 
     params: Any
     raw_params: Any
@@ -68,7 +70,7 @@ class TrainResult:
     stop_reason: Optional[str] = None  # why it stopped early ("SIGTERM", "early stopping: ...", ...)
 
 
-class Trainer(TrainingRun):
+class Trainer:
     """Trains a TinyRecursiveModel with pmapped deep supervision, EMA and Orbax checkpoints.
 
     Two ways in, one loop:
@@ -77,17 +79,19 @@ class Trainer(TrainingRun):
       `dataset` is `(inputs, labels)` arrays, a dict with those keys (and optionally `puzzle_ids`,
       `difficulty`), or an ArrayDataset; `eval_dataset` likewise. Keyword arguments are
       `training` config keys (learning_rate, weight_decay, warmup_steps, ema_decay, ...); the seed's
-      names `halt_prob_thres`, `max_recurrent_steps` and `ema_decay_rate` are accepted. With
-      `run_dir=None` the checkpoints go to a temporary directory that `close()` (the end of `train()`)
-      deletes: pass `run_dir` to keep a run that `trm_jax.load` can read.
-    - from a config: `Trainer(config=TRMConfig)` (what `make_trainer` does), which builds model and
+      names `halt_prob_thres`, `max_recurrent_steps` and `ema_decay_rate` are accepted. The trained
+      weights come back in the TrainResult (`result.params`; also `trainer.params`), never on `model`:
+      `model.predict(result.params, tokens)`. With `run_dir=None` the checkpoints go to a temporary
+      directory that `close()` (the end of `train()`) deletes: pass `run_dir` to keep a run that
+      `trm_jax.load` can read.
+    - from a config: `Trainer(config=TRMConfig)` (what `create_trainer` does), which builds model and
       data per curriculum stage. Optional: `tokenizer`, `datasets_fn(seq_len, difficulty) -> (train,
       eval)` or fixed `train_dataset`/`eval_dataset`.
 
-    `callbacks`: Callback objects (callbacks.py), called after the ones the config turns on.
-    `resume=True` continues the run in run_dir; `overwrite=True` lets a new run replace its checkpoints
-    (otherwise a run_dir with checkpoints is an error). `train()` (or calling the trainer) runs once
-    and returns a TrainResult.
+    `callbacks`: objects with any of the hooks of `Callback` (callbacks.py), called after the ones the
+    config turns on. `resume=True` continues the run in run_dir; `overwrite=True` lets a new run replace
+    its checkpoints (otherwise a run_dir with checkpoints is an error). `train()` (or calling the
+    trainer) runs once and returns a TrainResult.
     """
 
     # batches prepared ahead in a background thread; 0 = in the loop's thread; None = 0 on CPU, where the
@@ -101,18 +105,66 @@ class Trainer(TrainingRun):
                  max_recursion_depth: Optional[int] = None, eval_dataset=None, run_dir: Optional[str] = None,
                  resume: bool = False, tokenizer=None, datasets_fn: Optional[Callable] = None, train_dataset=None,
                  async_checkpoints: bool = True, overwrite: bool = False, seed: int = 0,
-                 callbacks: Iterable[Callback] = (), **training):
-        self._user_model = None if isinstance(model, TRMConfig) else model  # model.predict(tokens) gets its weights
+                 callbacks: Iterable = (), **training):
         fixed_model, config, train_dataset, eval_dataset, run_path = trainer_inputs(
             model, dataset, config, train_dataset=train_dataset, eval_dataset=eval_dataset, run_dir=run_dir,
             epochs=epochs, steps=steps, batch_size=batch_size, halt_threshold=halt_threshold,
             max_recursion_depth=max_recursion_depth, seed=seed, training=training)
-        super().__init__(config, run_path=run_path, fixed_model=fixed_model, tokenizer=tokenizer,
-                         datasets=(train_dataset, eval_dataset), datasets_fn=datasets_fn,
-                         async_checkpoints=async_checkpoints, callbacks=callbacks, resume=resume, overwrite=overwrite)
+        self.run = TrainingRun(config, run_path=run_path, fixed_model=fixed_model, tokenizer=tokenizer,
+                               datasets=(train_dataset, eval_dataset), datasets_fn=datasets_fn,
+                               async_checkpoints=async_checkpoints, callbacks=callbacks, resume=resume,
+                               overwrite=overwrite)
+        self.history: list = []  # every training record logged
+        self.eval_history: list = []
+        self._stop = threading.Event()
+        self._stop_reason: Optional[str] = None
+        self._final_eval_on_stop = False
+        self._idle_batches: dict = {}  # halted_samples=drop: device batches for steps that refill nothing
+        self._step_keys = None  # the current feed's key for fold_in(step) (_feed)
 
-    def __call__(self) -> TrainResult:
+    def __call__(self) -> "TrainResult":
         return self.train()
+
+    # ------------------------------------------------------------------ what callbacks and users read
+
+    @property
+    def config(self) -> TRMConfig:
+        return self.run.config
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps done (read on the host: no device sync)."""
+        return self.run.step
+
+    @property
+    def stage(self) -> Optional[Stage]:
+        """The current curriculum stage (its spec, model, train and eval sets); None before training."""
+        return self.run.stage
+
+    @property
+    def run_dir(self) -> str:
+        return self.run.run_dir
+
+    @property
+    def tokenizer(self):
+        return self.run.tokenizer
+
+    @property
+    def params(self):
+        """The weights to predict with at the current step (EMA + puzzle table), as host arrays."""
+        if self.run.state is None:
+            raise TRMError("the trainer has no weights yet: call train() first")
+        return dist.unreplicate(inference_params(self.run.state))
+
+    def save_checkpoint(self, checkpointer=None, **meta) -> bool:
+        """Save the whole run state at the current step to the run's checkpoints (or `checkpointer`);
+        `meta` is stored with it. False when that step is saved already."""
+        return self.run.save_checkpoint(checkpointer, **meta)
+
+    def close(self) -> None:
+        """Wait for pending checkpoint writes, close metrics.jsonl and detach the log file (idempotent;
+        `train()` ends with it)."""
+        self.run.close()
 
     def request_stop(self, reason: str = "stop requested", *, final_eval: bool = False) -> None:
         """Stop after the current step with a checkpoint (what SIGTERM/SIGINT do); `final_eval`: evaluate
@@ -123,7 +175,7 @@ class Trainer(TrainingRun):
 
     def block_until_ready(self) -> None:
         """Wait until every dispatched step has finished (for timing from a callback)."""
-        jax.block_until_ready(self._state)
+        jax.block_until_ready(self.run.state)
 
     # ----------------------------------------------------------------------------------- evaluation
 
@@ -137,11 +189,11 @@ class Trainer(TrainingRun):
         if stage is None:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
         replicated = params is None
-        params = inference_params(self._state) if replicated else params
+        params = inference_params(self.run.state) if replicated else params
         if halt_threshold is None:
             halt_threshold = self.config.training.eval_halt_threshold
         return held_out_metrics(stage.model, params, stage.eval_set, self.config.training.eval_batch_size,
-                                replicated=replicated, halt_threshold=halt_threshold)
+                                replicated=replicated, halt_threshold=halt_threshold, eval_step=stage.p_eval)
 
     def _run_eval(self, step: int) -> dict:
         self.block_until_ready()  # eval_time_s is the evaluation's own time, not the steps still in flight
@@ -150,48 +202,40 @@ class Trainer(TrainingRun):
         if res:
             res["eval_time_s"] = self.clock() - t
             self.eval_history.append(dict(step=step, stage=self.stage.spec.index, **res))
-            self.logger.log_eval(step, self.stage.spec.index, res)
+            self.run.logger.log_eval(step, self.stage.spec.index, res)
             log_results(step, res)
-            self.callbacks.on_eval(self, step, res)
+            self.run.callbacks.on_eval(self, step, res)
         return res
 
     # ---------------------------------------------------------------------------------------- train
 
     def train(self) -> TrainResult:
-        t_start, bar = time.time(), None
-        if jax.default_backend() == "cpu" and huge_pages_env(os.environ, glibc_version(), thp_mode()) is not None:
-            log.info("malloc is not on huge pages: CPU steps at small widths run faster with "
-                     "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 set before Python starts (the scripts do this; "
-                     "docs/performance.md, Huge pages)")
+        run, t_start, bar = self.run, time.time(), None
         try:
             with stop_on_signals(self.request_stop):
-                step = self._begin()
-                total = self.scheduler.total_steps
-                if self.config.training.progress_bar and self.is_main:
+                step = run.start()
+                total = run.scheduler.total_steps
+                if self.config.training.progress_bar and run.is_main:
                     bar = tqdm(total=total, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)
-                self.callbacks.on_train_start(self)
+                run.callbacks.on_train_start(self)
                 try:
                     summary, stopped = self._loop(step, total, bar)
                 except OSError as e:  # metrics.jsonl on a full or read-only disk (checkpoint writes: Checkpointer)
-                    raise self.run_directory.unwritable(e, self.checkpointer.latest_step()) from e
+                    raise run.run_directory.unwritable(e, run.checkpointer.latest_step()) from e
                 if stopped and not self._final_eval_on_stop:
                     final_eval = self.eval_history[-1] if self.eval_history else {}
-                elif self.eval_history and self.eval_history[-1]["step"] == self._step:
+                elif self.eval_history and self.eval_history[-1]["step"] == run.step:
                     final_eval = self.eval_history[-1]  # a stop right after an evaluation
                 else:
-                    final_eval = self._run_eval(self._step)
-                self.save_checkpoint()
-                self.checkpointer.wait()
-            ema = dist.unreplicate(inference_params(self._state))
-            self.stage.model.attach_trained_params(ema)  # model.predict(tokens), on the model trained and the user's
-            if self._user_model is not None:
-                self._user_model.attach_trained_params(ema)
-            result = TrainResult(params=ema, raw_params=dist.unreplicate(self._state.params), model=self.stage.model,
-                                 config=self.config, tokenizer=self.tokenizer, step=self._step, eval=final_eval,
-                                 metrics=summary, history=self.history, eval_history=self.eval_history,
-                                 run_dir=self.run_dir, interrupted=stopped, wall_time_s=time.time() - t_start,
-                                 stop_reason=self._stop_reason if stopped else None)
-            self.callbacks.on_train_end(self, result)
+                    final_eval = self._run_eval(run.step)
+                run.save_checkpoint()
+                run.checkpointer.wait()
+            result = TrainResult(params=self.params, raw_params=dist.unreplicate(run.state.params),
+                                 model=run.stage.model, config=self.config, tokenizer=self.tokenizer, step=run.step,
+                                 eval=final_eval, metrics=summary, history=self.history,
+                                 eval_history=self.eval_history, run_dir=self.run_dir, interrupted=stopped,
+                                 wall_time_s=time.time() - t_start, stop_reason=self._stop_reason if stopped else None)
+            run.callbacks.on_train_end(self, result)
         finally:
             if bar is not None:
                 bar.close()
@@ -200,10 +244,11 @@ class Trainer(TrainingRun):
 
     def _feed(self, first_step: int, end_step: int) -> BatchFeed:
         """Batches for steps [first_step, end_step) of the current stage, from the last consumed position."""
-        iterator = self.stage.iterator
-        iterator.load_state_dict(self._iterator_state)  # batches prepared but never consumed are read again
+        run = self.run
+        iterator = run.stage.iterator
+        iterator.load_state_dict(run.iterator_state)  # batches prepared but never consumed are read again
         # derived here, once per feed: a restore may have replaced base_key
-        self._step_keys = jax.random.fold_in(jax.random.wrap_key_data(self.base_key), 1 << 20)
+        self._step_keys = jax.random.fold_in(jax.random.wrap_key_data(run.base_key), 1 << 20)
         return BatchFeed(iterator, first_step=first_step, end_step=end_step,
                          prepare=lambda batch: dist.put_sharded(dist.shard(batch)), step_key=self._step_key,
                          depth=self._prefetch_depth())
@@ -218,26 +263,27 @@ class Trainer(TrainingRun):
         return jax.random.key_data(jax.random.fold_in(self._step_keys, step))
 
     def _drop_step(self, feed: BatchFeed, step: int) -> dict:
-        """One step of `training.halted_samples: drop` (halted_samples.py): the next batch once every
-        sample of the current one halted, else the samples still running (compacted on one device)."""
-        halted = dist.unshard(self._carry.halted)  # the host sync the schedule needs
-        rows = step_rows(halted, compact=self.n_local == 1)
-        p_step, key = self.stage.p_step, self._step_key(step)
+        """One step of `training.halted_samples: drop` (feed.py): the next batch once every sample of the
+        current one halted, else the samples still running (compacted on one device)."""
+        run = self.run
+        halted = dist.unshard(run.carry.halted)  # the host sync the schedule needs
+        rows = step_rows(halted, compact=run.n_local == 1)
+        p_step, key = run.stage.p_step, self._step_key(step)
         if rows is None:
             item = next(feed)
-            self._iterator_state = item.iterator_state
-            self._state, self._carry, metrics = p_step(self._state, self._carry, item.batch, key)
+            run.iterator_state = item.iterator_state
+            run.state, run.carry, metrics = p_step(run.state, run.carry, item.batch, key)
         elif rows.size == halted.size:
-            self._state, self._carry, metrics = p_step(self._state, self._carry, self._idle_batch(rows.size), key)
+            run.state, run.carry, metrics = p_step(run.state, run.carry, self._idle_batch(rows.size), key)
         else:
-            part = take_rows(self._carry, rows)
-            self._state, part, metrics = p_step(self._state, part, self._idle_batch(rows.size), key)
-            self._carry = put_rows(self._carry, rows, part)
+            part = take_rows(run.carry, rows)
+            run.state, part, metrics = p_step(run.state, part, self._idle_batch(rows.size), key)
+            run.carry = put_rows(run.carry, rows, part)
         return metrics
 
     def _idle_batch(self, rows: int) -> dict:
         """A batch of `rows` rows for a step that refills no slot (its values are never read)."""
-        seq = self.stage.model.token_len
+        seq = self.run.stage.model.token_len
         if (rows, seq) not in self._idle_batches:
             self._idle_batches[rows, seq] = dist.put_sharded(dist.shard(dict(
                 inputs=np.zeros((rows, seq), np.int32), labels=np.zeros((rows, seq), np.int32),
@@ -246,27 +292,27 @@ class Trainer(TrainingRun):
 
     def _loop(self, step: int, total: int, bar) -> tuple[dict, bool]:
         """Steps from `step` to `total` or a stop request: (the last window's summary, stopped early)."""
-        cfg = self.config.training
+        run = self.run
+        cfg = run.config.training
         window, waiting, reading, summary, feed = [], collections.deque(), None, {}, None
         t_flush, step_flush, t_done, timed = time.time(), step, None, 0
         try:
             while step < total and not self._stop.is_set():
                 if feed is None:
-                    if step >= self.stage.spec.end:
-                        self._transition(self.scheduler.stage_at(step))
+                    if step >= run.stage.spec.end:
+                        run.transition(run.scheduler.stage_at(step))
                         waiting, t_done, timed = collections.deque(), None, 0
                         t_flush, step_flush = time.time(), step
-                    feed_end = min(total, self.stage.spec.end)
+                    feed_end = min(total, run.stage.spec.end)
                     feed = self._feed(step, feed_end)
                 if cfg.halted_samples == "drop":
                     metrics = self._drop_step(feed, step)
                 else:
                     item = next(feed)
-                    self._state, self._carry, metrics = self.stage.p_step(self._state, self._carry, item.batch,
-                                                                          item.key)
-                    self._iterator_state = item.iterator_state
+                    run.state, run.carry, metrics = run.stage.p_step(run.state, run.carry, item.batch, item.key)
+                    run.iterator_state = item.iterator_state
                 step += 1
-                self._step = step
+                run.step = step
                 if step == feed_end:
                     feed.close()
                     feed = None
@@ -276,23 +322,23 @@ class Trainer(TrainingRun):
                     jax.block_until_ready(waiting.popleft())
                     now = time.time()
                     if t_done is not None and timed >= 2:
-                        self.monitor.record_step(now - t_done, step - QUEUE_DEPTH)
+                        run.monitor.record_step(now - t_done, step - QUEUE_DEPTH)
                     t_done, timed = now, timed + 1
                 if bar is not None:
                     bar.update(1)
-                if self.monitor.due(step):
-                    reading = self.monitor.sample()
-                if step % cfg.log_every == 0 or step == self.stage.spec.end or step == total:
+                if run.monitor.due(step):
+                    reading = run.monitor.sample()
+                if step % cfg.log_every == 0 or step == run.stage.spec.end or step == total:
                     summary = self._flush(window, step, t_flush, step_flush, bar, reading)
                     window, reading = [], None
                     t_flush, step_flush = time.time(), step
                     waiting, t_done = collections.deque(), None  # the read waited for every step: restart timing
                 t_side = time.time()
-                self.callbacks.on_step(self, step, metrics)
+                run.callbacks.on_step(self, step, metrics)
                 if step % cfg.eval_every == 0 and step < total:
                     self._run_eval(step)
                 if step % cfg.checkpoint_every == 0 and step < total:
-                    self.save_checkpoint()
+                    run.save_checkpoint()
                 if time.time() - t_side > 1e-3:  # side work counts neither as a slow step nor in tokens/s
                     waiting, t_done = collections.deque(), None
                     t_flush += time.time() - t_side
@@ -307,15 +353,16 @@ class Trainer(TrainingRun):
 
     def _flush(self, window, step, t_flush, step_flush, bar, reading) -> dict:
         """Log the window of steps (step_flush, step]: one device->host read; too many skipped steps stop the run."""
-        spec, cfg = self.stage.spec, self.config.training
+        run = self.run
+        spec, cfg = run.stage.spec, run.config.training
         host = [dist.unreplicate(m) for m in window]
         summary = summarize(host)
         summary["skipped"], bad = nonfinite_runs(host)
         tps = sum(float(m["samples"]) for m in host) * spec.seq_len / max(time.time() - t_flush, 1e-9)
-        self.history.append(self.logger.log_train(step, self._epoch(step), spec.index, summary, tokens_per_sec=tps,
-                                                  **(reading or {})))
+        self.history.append(run.logger.log_train(step, run.epoch(step), spec.index, summary, tokens_per_sec=tps,
+                                                 **(reading or {})))
         steps_log.info("step %d/%d stage %d | loss %.4f ce %.4f halt %.4f | tok acc %.4f exact %.4f | depth %.2f | "
-                       "lr %.2e | %.0f tok/s", step, self.scheduler.total_steps, spec.index, summary["loss"],
+                       "lr %.2e | %.0f tok/s", step, run.scheduler.total_steps, spec.index, summary["loss"],
                        summary["ce"], summary["halt_loss"], summary["token_accuracy"], summary["exact_accuracy"],
                        summary["recursion_depth"], summary["lr"], tps)
         if bar is not None:
@@ -325,10 +372,62 @@ class Trainer(TrainingRun):
             log.warning("steps %d-%d: %d update(s) skipped for a non-finite loss or gradient (longest run: %d "
                         "consecutive)", step - len(host) + 1, step, summary["skipped"], bad)
         if bad >= cfg.max_consecutive_nonfinite:
-            last = self.checkpointer.latest_step()
+            last = run.checkpointer.latest_step()
             raise TRMError(f"training diverged at step {step}: {bad} consecutive steps with a non-finite loss or "
                            f"gradient were skipped (training.max_consecutive_nonfinite={cfg.max_consecutive_nonfinite})."
                            " Lower training.learning_rate, keep training.grad_clip_norm > 0, check the data for bad "
                            "samples (token ids outside the vocabulary), then resume with --resume"
                            + (f" (last checkpoint: step {last})" if last is not None else ""))
         return summary
+
+
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGINT call `request_stop(signal name)`: a request to stop after the
+    current step (with a checkpoint), not a crash; the previous handlers come back after it. Only the
+    main thread can install handlers: elsewhere (a notebook's worker thread) the block runs without them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        log.warning("received %s: saving a checkpoint and stopping after this step", name)
+        request_stop(name)
+
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+# ------------------------------------------------------------------------------------- from a config
+
+def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=()) -> TRMConfig:
+    """A TRMConfig from a config object, a nested dict or a YAML path (None = defaults), checked by its
+    task (its own keys parsed, another task's dropped: `get_task(config).config`), so a bad key fails
+    here, before a run starts."""
+    if isinstance(config, TRMConfig):
+        config = TRMConfig.from_dict(apply_overrides(config.to_dict(), list(overrides))) if overrides else config
+    elif isinstance(config, dict):
+        config = TRMConfig.from_dict(apply_overrides(dict(config), list(overrides)))
+    elif config is None or isinstance(config, (str, os.PathLike)):
+        config = load_config(config, overrides)
+    else:
+        raise ConfigError(f"config must be a TRMConfig, a dict or a YAML path, got {type(config).__name__}")
+    return get_task(config).config
+
+
+def create_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, *, overrides=(),
+                   run_dir: Optional[str] = None, resume: bool = False, **kwargs) -> Trainer:
+    """A ready `Trainer` for `config` (object, dict or YAML path).
+
+    Starts multi-host JAX first when `distributed.enabled` (it must precede any JAX computation).
+    Extra keyword arguments go to `Trainer` (tokenizer, datasets_fn, train_dataset, eval_dataset,
+    callbacks, overwrite, async_checkpoints).
+    """
+    cfg = as_config(config, overrides)
+    dist.initialize(cfg.distributed)
+    return Trainer(config=cfg, run_dir=run_dir, resume=resume, **kwargs)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a training run.
+"""Orbax checkpoints of a training run: the Checkpointer, and a run's whole state saved and restored with it.
 
 Each checkpoint (run_dir/checkpoints/<step>/) is a Composite of
 - `state`: the unreplicated TrainState (params, EMA params, optimizer state, step, non-finite
@@ -17,26 +17,34 @@ the params or EMA params as NumPy arrays, from a Checkpointer opened with `read_
 in the directory is changed). A failed write (disk full, read-only directory) is a TRMError that
 names the directory and the last complete step.
 
-Layout of the saved `state` item (written by the trainer): {"state": TrainState fields, "carry": ...,
-"key": ...}; `WEIGHT_FIELDS` names the TrainState fields that hold weights.
+Layout of the saved `state` item (`save_run_state`): {"state": TrainState fields, "carry": the carry as
+globally sharded arrays, "key": the base RNG key}; the JSON meta holds the step, the stage, the data
+iterator's state (after the last batch a step consumed), the callbacks' state and run facts.
+`WEIGHT_FIELDS` names the TrainState fields that hold weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import zlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from trm_jax.errors import TRMError
 from trm_jax.models import PUZZLE_EMB
-from trm_jax.training.state import split_table
+from trm_jax.training import distributed as dist
+from trm_jax.training.run_dir import to_jsonable
+from trm_jax.training.stages import CurriculumScheduler, Stage
+from trm_jax.training.state import TrainState, split_table
+from trm_jax.training.step import TrainCarry, empty_train_carry
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +319,6 @@ class Checkpointer:
                     raise TRMError(f"could not move the damaged checkpoint {src} aside ({short_error(e)}); delete "
                                    "it and resume again") from None
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("trm_jax_checkpoint_set_aside")
         self.manager.reload()
 
@@ -337,7 +344,6 @@ class Checkpointer:
         self.close()
 
 
-
 def write_weights_checkpoint(ckpt_dir: str, step: int, params, ema_params, meta: dict) -> None:
     """A checkpoint directory holding one step of weights only, in the layout a training checkpoint has for
     them ({"state": {step, params, ema_params}}: what `trm_jax.load` reads): for runs written from weights
@@ -349,3 +355,86 @@ def write_weights_checkpoint(ckpt_dir: str, step: int, params, ema_params, meta:
     with Checkpointer(ckpt_dir, keep=1, async_save=False) as checkpoints:
         checkpoints.save(step, {"state": state}, {"step": step, **meta})
         checkpoints.wait()
+
+
+# ------------------------------------------------------------------------------ a run's whole state
+
+CHECKPOINT_FORMAT = 1
+
+
+def should_restore(checkpointer: Checkpointer, *, resume: bool, overwrite: bool, run_dir: str) -> bool:
+    """Whether `train()` restores the run (resume with a checkpoint there) or starts it anew; a new run
+    over another run's checkpoints needs `overwrite` (they are then deleted)."""
+    if checkpointer.latest_step() is None:
+        if resume:
+            log.warning("--resume: no checkpoint in %s; starting a new run", checkpointer.directory)
+        return False
+    if resume:
+        return True
+    if not overwrite:
+        raise TRMError(f"{run_dir} already holds checkpoints of a run; pass --resume (resume=True) to continue it, "
+                       "overwrite=True to start it over, or choose another run_dir")
+    log.warning("overwrite: deleting the checkpoints of the previous run in %s", run_dir)
+    checkpointer.delete_all()
+    return False
+
+
+def save_run_state(checkpointer: Checkpointer, *, state: TrainState, carry: TrainCarry, base_key: np.ndarray,
+                   stage: Stage, scheduler: CurriculumScheduler, iterator_state: dict, meta: dict) -> bool:
+    """Save at the state's step (a no-op when that step is saved already). `state` is replicated and
+    `carry` sharded, as the pmapped step has them; `meta` adds run facts (epoch, callbacks, ...)."""
+    host = dist.unreplicate(state)
+    step = int(host.step)
+    tree = dict(state=dataclasses.asdict(host), carry=dist.to_global(dist.unshard(carry)._asdict()), key=base_key)
+    meta = dict(meta, format=CHECKPOINT_FORMAT, step=step, stage=stage.spec.index, stage_start=stage.spec.start,
+                total_steps=scheduler.total_steps, iterator=to_jsonable(iterator_state))
+    return checkpointer.save(step, tree, meta)
+
+
+class RestoredRun(NamedTuple):
+    step: int
+    meta: dict
+    stage: Stage
+    state: TrainState  # replicated
+    carry: TrainCarry  # sharded
+    base_key: np.ndarray
+
+
+def restore_run_state(checkpointer: Checkpointer, scheduler: CurriculumScheduler,
+                      build_stage: Callable[[object], Stage],
+                      state_shapes: Callable[[object], TrainState], key_template: np.ndarray) -> RestoredRun:
+    """The newest intact checkpoint (see Checkpointer.restore_latest), its stage rebuilt with
+    `build_stage(spec)` and its data iterator set to the saved position. `state_shapes(model)` gives
+    the TrainState's shapes, `key_template` the base key's."""
+    built = {}
+
+    def target(step: int, meta: dict):
+        index = meta.get("stage", -1)
+        if (meta.get("format") != CHECKPOINT_FORMAT or not 0 <= index < len(scheduler)
+                or scheduler.stages[index].start != meta.get("stage_start")):
+            raise TRMError(f"checkpoint {checkpointer.directory}/{step} was written by a run with a different "
+                           "curriculum; resume with the run's config.yaml or start a new run_dir")
+        spec = scheduler.stages[index]
+        stage = built[step] = build_stage(spec)
+        shapes = state_shapes(stage.model)
+        state_t = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dataclasses.asdict(shapes))
+        sharding = dist.global_batch_sharding()
+        carry_t = jax.tree.map(lambda x: jax.ShapeDtypeStruct((spec.batch_size,) + x.shape[1:], x.dtype,
+                                                              sharding=sharding),
+                               empty_train_carry(1, stage.model)._asdict())
+        return dict(state=state_t, carry=carry_t, key=np.zeros_like(key_template))
+
+    step, meta, out = checkpointer.restore_latest(target)
+    total = scheduler.total_steps
+    if meta.get("total_steps") != total:
+        log.warning("resuming a run of %s steps as a run of %d steps: the learning-rate schedule is stretched "
+                    "accordingly", meta.get("total_steps"), total)
+    if step >= total:
+        log.warning("the checkpoint is at step %d, the end of this run (%d steps); raise training.steps to train "
+                    "further", step, total)
+    stage = built[step]
+    stage.iterator.load_state_dict(meta["iterator"])
+    state = dist.replicate(TrainState(**out["state"]))
+    carry = dist.put_sharded(dist.shard(TrainCarry(**dist.from_global(out["carry"]))))
+    return RestoredRun(step, meta, stage, state, carry, np.asarray(out["key"]))
+
