@@ -40,7 +40,7 @@ AREAS = (
     Area("training", "Training",
          "Training a model from arrays or from a config, its callbacks, curriculum, logs and metric plots; "
          "guide: [Training](../training.md).",
-         ("Trainer", "TrainResult", "create_trainer", "make_trainer", "Callback", "CurriculumScheduler",
+         ("Trainer", "TrainResult", "create_trainer", "Callback", "CurriculumScheduler",
           "TRMTrainingLogger", "ResourceMonitor", "plot_metrics")),
     Area("inference", "Inference and test-time compute",
          "Loading a run, answering queries, evaluating, and spending more compute at test time (noisy "
@@ -52,7 +52,7 @@ AREAS = (
     Area("tasks", "Tasks and data",
          "What differs between tasks (code with retrieval, Sudoku, mazes, ARC, JSONL), found through one "
          "registry, and the text helpers every task shares; guide: [Tasks and data](../tasks-and-data.md).",
-         ("tasks.get_task", "tasks.task_class", "tasks.Task", "load_tokenizer", "tokenize_and_pad",
+         ("tasks.get_task", "tasks.task_class", "tasks.Task", "load_tokenizer", "create_tokenizer", "tokenize_and_pad",
           "pad_sequence", "prepare_code_input")),
     Area("retrieval", "Retrieval (RAG)",
          "Embedders, the NumPy vector store, the retriever and the dataset wrapper that adds retrieved "
