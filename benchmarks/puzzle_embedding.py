@@ -19,7 +19,7 @@ import numpy as np
 from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import PUZZLE_EMB, make_model
 from trm_jax.training import distributed as dist
-from trm_jax.training.state import create_train_state, make_optimizer
+from trm_jax.training.state import make_optimizer, make_train_state
 from trm_jax.training.step import StepSpec, empty_train_carry, make_train_step, pmap_train_step
 
 
@@ -36,7 +36,7 @@ def measure(rows: int, ndim: int, *, dim: int, seq_len: int, batch: int, steps: 
     tx = make_optimizer(training)
     spec = StepSpec.create(training, total_steps=1000, global_batch=batch, peak_lr=1e-4)
     step = pmap_train_step(make_train_step(model, spec))
-    state = dist.replicate(create_train_state(params, tx))
+    state = dist.replicate(make_train_state(params, tx))
     carry = dist.put_sharded(dist.shard(empty_train_carry(batch, model)))
     rng = np.random.default_rng(0)
     batches = [dict(inputs=rng.integers(2, 12, (batch, seq_len)).astype(np.int32),
@@ -63,10 +63,10 @@ def main(argv=None) -> None:
     ap.add_argument("--ndim", type=int, default=512)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args(argv)
-    kw = dict(dim=args.dim, seq_len=args.seq_len, batch=args.batch, steps=args.steps)
+    kw = dict(dim=args.dim, seq_len=args.seq_len, batch=args.batch_size, steps=args.steps)
     big = measure(args.rows, args.ndim, **kw)
     one = measure(1, args.ndim, **kw)
     none = measure(1, 0, **kw)
@@ -81,7 +81,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -66,7 +66,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

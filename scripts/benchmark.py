@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks that print ratios against a reference measured in the same run.
 
-    python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
+    python scripts/benchmark.py rag [--num-vectors 100000 --dim 384 --k 10 --batch 1000 --single 200]
     python scripts/benchmark.py model [--quick | --suite] [--network transformer] [--parts train,predict]
     python scripts/benchmark.py time-to-accuracy [--quick] [--budget-s 300 --eval-every-s 30 --givens 40]
 
@@ -71,7 +71,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch  # the repository root is on sys.path (above)
 
-    rerun_with_huge_pages()
-    sys.exit(main())
+    launch(main)

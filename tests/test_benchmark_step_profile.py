@@ -48,8 +48,8 @@ def test_self_time_subtracts_nested_events_and_groups_sum_to_one():
 def test_tiny_profile_of_both_frameworks(capsys):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    res = main(["--dim", "16", "--depth", "1", "--n", "1", "--T", "2", "--batch", "4", "--steps", "2",
-                "--warmup", "1", "--top", "3"])
+    res = main(["--dim", "16", "--depth", "1", "--num-latent-refinements", "1", "--num-refinement-blocks", "2",
+                "--batch-size", "4", "--steps", "2", "--warmup", "1", "--top", "3"])
     jax_run, torch_run = res["runs"]
     assert jax_run["framework"] == "trm_jax" and torch_run["framework"] == "PyTorch"
     for run in res["runs"]:

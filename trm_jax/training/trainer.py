@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -26,7 +25,6 @@ from tqdm.auto import tqdm
 
 from trm_jax.config import TRMConfig
 from trm_jax.errors import TRMError
-from trm_jax.huge_pages import glibc_version, huge_pages_env, thp_mode
 from trm_jax.models import TinyRecursiveModel
 from trm_jax.training import distributed as dist
 from trm_jax.training.callbacks import Callback
@@ -159,10 +157,6 @@ class Trainer(TrainingRun):
 
     def train(self) -> TrainResult:
         t_start, bar = time.time(), None
-        if jax.default_backend() == "cpu" and huge_pages_env(os.environ, glibc_version(), thp_mode()) is not None:
-            log.info("malloc is not on huge pages: CPU steps at small widths run faster with "
-                     "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 set before Python starts (the scripts do this; "
-                     "docs/performance.md, Huge pages)")
         try:
             with stop_on_signals(self.request_stop):
                 step = self._begin()
