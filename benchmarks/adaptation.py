@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import time
@@ -36,7 +35,7 @@ import yaml
 
 from benchmarks.flops import (PEAK_TFLOPS, backward_einsums, device_peak, einsum_flops, head_flops, net_flops,
                               net_matmuls)
-from benchmarks.harness import CONFIGS, BenchConfig
+from benchmarks.harness import CONFIGS, BenchConfig, write_json
 from benchmarks.kernels import matmul_peak
 from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import PUZZLE_EMB, make_model
@@ -171,9 +170,7 @@ def main(argv=None) -> None:
     for e in estimates:
         print(f"  {e['gpu']:>5}: {e['steps_per_s']:.3g} steps/s, {e['tasks_per_min']:.3g} tasks/min "
               f"(one pass over each task's rows)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(measured=r, gpu_estimates=estimates), f, indent=1)
+    write_json(args.json, dict(measured=r, gpu_estimates=estimates))
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import time
 
 import numpy as np
 
 from benchmarks.flops import device_peak, predict_flops, train_step_flops
-from benchmarks.harness import CONFIGS, BenchConfig, WorkerError, answer, run_worker, worker_env
+from benchmarks.harness import CONFIGS, BenchConfig, WorkerError, answer, run_worker, worker_env, write_json
 
 RECIPES = ("sudoku_extreme_mlp", "arc_agi_1")
 DTYPES = ("bfloat16", "float32")
@@ -256,9 +255,7 @@ def main(argv=None) -> list:
                 results.append(dict(recipe=recipe, dtype=dtype, error=f"{type(e).__name__}: {e}"[:400]))
                 print(f"[{recipe} {dtype}] FAILED ({results[-1]['error']})", flush=True)
     _summary(results)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from benchmarks.harness import config_from_args
+from benchmarks.harness import config_from_args, write_json
 from benchmarks.time_to_accuracy import DEFAULT, QUICK, add_time_to_accuracy_arguments, label, sudoku_arrays, train_jax
 from trm_jax.models import NO_EARLY_HALT, predict, token_matches
 from trm_jax.training import Callback
@@ -78,9 +78,7 @@ def main(argv=None) -> dict:
     print(f"trained {run['steps']} steps in {run['train_s']:.1f} s; last held-out point: "
           f"{json.dumps({k: round(v, 4) for k, v in run['curve'][-1].items()})}")
     out = {"config": dataclasses.asdict(cfg), "run": run, "rows": check.rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    write_json(args.json, out)
     return out
 
 

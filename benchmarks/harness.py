@@ -325,6 +325,13 @@ def worker_main(argv) -> int:
     return 0
 
 
+def write_json(path: Optional[str], results) -> None:
+    """`results` as JSON at `path` (a benchmark's --json); nothing where `path` is None."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 # ------------------------------------------------------------------------------------------- timing
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -33,7 +33,8 @@ import time
 
 import numpy as np
 
-from benchmarks.harness import BenchConfig, add_config_arguments, config_from_args, run_worker, worker_env
+from benchmarks.harness import (BenchConfig, add_config_arguments, config_from_args, run_worker, worker_env,
+                                write_json)
 from benchmarks.jax_step import build_jax
 from benchmarks.torch_reference import build_torch, torch_train_step
 
@@ -300,9 +301,7 @@ def main(argv=None) -> dict:
         runs.append(run_worker("benchmarks.step_profile:profile_torch", spec, env, timeout=1800))
     res = dict(config=dataclasses.asdict(bc), runs=runs)
     report(res, args.top)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    write_json(args.json, res)
     return res
 
 

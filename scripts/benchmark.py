@@ -13,12 +13,13 @@ benchmarks written by different people do not touch each other's code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 # the benchmarks/ package sits next to scripts/ in the checkout and is not installed
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.harness import write_json  # noqa: E402
 
 
 def _register_rag(sub) -> None:
@@ -64,9 +65,7 @@ def main(argv=None) -> int:
         register(sub)
     args = parser.parse_args(argv)
     results = args.func(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
 
 
