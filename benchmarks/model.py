@@ -130,7 +130,8 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
             run = "memory" in parts and name in ("ref", "2T", "T2")
             out["compile"][name] = run_worker(COMPILE_STEP, {"config": dataclasses.asdict(c), "threads": c.threads,
                                                           "run": run}, _env(args, memory=run), args.timeout)
-            out["compile"][name]["T"], out["compile"][name]["n"] = c.num_refinement_blocks, c.num_latent_refinements
+            out["compile"][name].update(num_refinement_blocks=c.num_refinement_blocks,
+                                        num_latent_refinements=c.num_latent_refinements)
         if "memory" in parts and use_torch:
             out["torch_memory"] = run_worker(TORCH_MEMORY, base, _env(args, memory=True), args.timeout)
     try:
@@ -176,17 +177,18 @@ def _report(r: dict, args) -> None:
     if "jax_train_first_s" in t:
         rows.append(("first train step incl. compile (s)", f"{t['jax_train_first_s']:.1f}", "-", ""))
     comp = {k: r["compile"][k] for k in ("ref", "2n", "2T", "T2") if k in r.get("compile", {})}
+    nt = {name: f"n={c['num_latent_refinements']} T={c['num_refinement_blocks']}" for name, c in comp.items()}
     for name, c in comp.items():
         tag = {"ref": "", "2n": " (2n)", "2T": " (2T)", "T2": " (T=2)"}[name]
-        rows.append((f"compile n={c['n']} T={c['T']}{tag} (s) wall/cpu",
+        rows.append((f"compile {nt[name]}{tag} (s) wall/cpu",
                      f"{c['lower_s'] + c['compile_s']:.1f}/{c['lower_cpu_s'] + c['compile_cpu_s']:.1f}", "-", ""))
     for name, c in comp.items():
         if c.get("peak_mb") is not None:
             ref = r.get("torch_memory", {}).get("peak_mb") if name == "ref" else None
-            rows.append((f"step peak memory n={c['n']} T={c['T']} (MB)", f"{c['peak_mb']:.0f}",
+            rows.append((f"step peak memory {nt[name]} (MB)", f"{c['peak_mb']:.0f}",
                          f"{ref:.0f}" if ref else "-", _fmt_ratio(c["peak_mb"], ref) if ref else ""))
         if c.get("xla_temp_mb") is not None:
-            rows.append((f"  XLA temp buffer n={c['n']} T={c['T']} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
+            rows.append((f"  XLA temp buffer {nt[name]} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
     if "ref" in comp:
         tot = lambda c: c["lower_s"] + c["compile_s"]  # noqa: E731
         for name in ("2n", "2T"):
@@ -195,7 +197,8 @@ def _report(r: dict, args) -> None:
                              "-", ""))
     lo, hi = comp.get("T2", {}).get("peak_mb"), comp.get("2T", {}).get("peak_mb")
     if lo and hi:
-        rows.append((f"step peak memory T={comp['2T']['T']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%", "-", ""))
+        rows.append((f"step peak memory T={comp['2T']['num_refinement_blocks']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%",
+                     "-", ""))
     width = max(len(x[0]) for x in rows) + 2
     print(f"{'':{width}s}{'trm_jax':>16s}{'PyTorch':>16s}{'ratio':>9s}")
     for name, a, b, c in rows:

@@ -143,7 +143,7 @@ def hlo_phase(op_name: str) -> str:
 
 # ---------------------------------------------------------------------------------- JAX worker
 
-def _self_times(events: list) -> dict:
+def self_times(events: list) -> dict:
     """{thunk name: summed self time (us)} from complete events of one thread (children subtracted)."""
     out: dict = collections.defaultdict(float)
     stack: list = []
@@ -183,7 +183,7 @@ def profile_jax(spec: dict) -> dict:
     times, calls = collections.defaultdict(float), collections.Counter()
     for evs in threads.values():
         calls.update(e["name"] for e in evs)
-        for name, us in _self_times(evs).items():
+        for name, us in self_times(evs).items():
             times[name] += us
     ops = [dict(name=name, kind=hlo_kind(hlo[name]), phase=hlo_phase(hlo[name]["op_name"]),
                 detail=f"{hlo[name]['opcode']} {hlo[name]['shape']}", ms=us / 1e3 / steps, calls=calls[name] / steps,
