@@ -8,16 +8,17 @@ import pytest
 from _benchmark_runs import printed
 
 from benchmarks.flops import device_peak, train_step_flops
-from benchmarks.gpu_suite import RECIPES, main, recipe_shapes
+from benchmarks.gpu_suite import RECIPES, main, measure, recipe_shapes
 from benchmarks.harness import BenchConfig
 
 
 @pytest.fixture()
 def quick_suite(once, tmp_path_factory):
-    """`python -m benchmarks.gpu_suite --quick` in bfloat16 under a memory limit no batch fits."""
+    """`python -m benchmarks.gpu_suite --quick` in bfloat16 (time limits for a loaded 2-core machine)."""
     def run():
         path = tmp_path_factory.mktemp("gpu_suite") / "gpu.json"
-        res = printed(main, ["--quick", "--dtypes", "bfloat16", "--memory-limit-gb", "0.0001", "--json", str(path)])
+        res = printed(main, ["--quick", "--dtypes", "bfloat16", "--budget-s", "1200", "--part-s", "500",
+                             "--json", str(path)])
         return dict(res, json=json.loads(path.read_text()))
     return once("gpu_suite", run)
 
@@ -27,17 +28,18 @@ def test_quick_suite_reports_train_and_predict_for_each_part(quick_suite):
     assert [r["recipe"] for r in results] == list(RECIPES) and quick_suite["json"] == results
     for r in results:
         assert "error" not in r, r
-        assert r["dtype"] == "bfloat16"
+        assert r["dtype"] == "bfloat16" and r["batch_size"] == r["config_batch_size"] == 16
         assert r["step_ms"] > 0
         assert r["tokens_per_sec"] == pytest.approx(r["batch_size"] * r["seq_len"] / r["step_ms"] * 1e3)
         assert r["predict_puzzles_per_s"] > 0 and r["step_gflop"] > 0
     assert "train step" in out and "predict 2 steps" in out and "MFU bf16" in out
 
 
-def test_batch_is_halved_to_fit_the_memory_limit(quick_suite):
-    for r in quick_suite["result"]:
-        assert r["batch_size"] == 4 and r["config_batch_size"] == 16  # 16 -> 8 -> 4, the floor
-    assert "halving it" in quick_suite["out"]
+def test_batch_is_halved_to_fit_the_memory_limit(capsys):
+    """One part in this process, under a memory limit no batch fits."""
+    r = measure(dict(recipe="sudoku_extreme_mlp", dtype="float32", quick=True, memory_limit_gb=0.0001))
+    assert r["batch_size"] == 4 and r["config_batch_size"] == 16 and r["step_ms"] > 0  # 16 -> 8 -> 4, the floor
+    assert capsys.readouterr().out.count("halving it") == 2
 
 
 def test_a_part_without_time_is_skipped_and_one_out_of_time_is_reported(capsys):
