@@ -16,8 +16,8 @@ demonstrations; ARC-AGI-1 evaluation tasks have 3.41 on average), each row runni
 supervision steps in a slot, at the measured step rate (scaled to the batch per device). FLOPs: the
 matmuls of benchmarks.flops (2 per multiply-add) for the forward T*(n+1) network applications and the
 backward of the last cycle, which with `--train embeddings` computes no weight gradients. MFU is relative
-to the device's dense peak for `--dtype` where the device is known (bfloat16: H200/H100 989, A100 312,
-L4 121 TFLOP/s), else to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
+to the device's dense peak for `--dtype` where the device is known (`benchmarks.flops.PEAK_TFLOPS`), else
+to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
 step by each GPU's peak at the MFU measured here (`--assume-mfu` to set it).
 """
 

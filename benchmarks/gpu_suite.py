@@ -13,8 +13,8 @@ float32); a part that fails or runs out of time prints why and the next one star
 starts without enough of `--budget-s` left. Printed per part: compile + first step, step time, steps/s,
 tokens/s (sample tokens; the 16-position puzzle prefix not counted), model FLOPs per step (matmuls,
 benchmarks.flops, the same formula the CPU benchmarks use) and MFU against the device's dense
-bfloat16 peak (H200/H100 989 TFLOP/s; for float32 also against the TF32 peak, the tensor-core path
-XLA uses for float32 matmuls by default on GPUs), predict puzzles/s, and peak device memory.
+bfloat16 peak (`benchmarks.flops.PEAK_TFLOPS`; for float32 also against the TF32 peak, the tensor-core
+path XLA uses for float32 matmuls by default on GPUs), predict puzzles/s, and peak device memory.
 """
 
 from __future__ import annotations
@@ -215,8 +215,9 @@ def _summary(results: list) -> None:
               f"{fmt(r.get('mfu_tf32_peak') and 100 * r['mfu_tf32_peak'], '{:.1f}%'):>10s}"
               f"{fmt(r.get('predict_puzzles_per_s'), '{:,.0f}'):>19s}{fmt(r.get('peak_memory_gb'), '{:.1f}'):>8s}"
               + (f"  ({r['error'][:60]})" if r.get("error") else ""))
-    print("MFU: model FLOPs (matmuls, benchmarks.flops) per second over the device's dense peak: bfloat16 989 "
-          "TFLOP/s (H200/H100), TF32 494.5 TFLOP/s for float32 steps (XLA's default float32 matmul path on GPUs)")
+    print("MFU: model FLOPs (matmuls, benchmarks.flops) per second over the device's dense peak (vendor data "
+          "sheets, benchmarks.flops.PEAK_TFLOPS): bfloat16, and TF32 for float32 steps (XLA's default float32 "
+          "matmul path on GPUs)")
 
 
 def main(argv=None) -> list:
