@@ -10,7 +10,7 @@ def test_quick_halting_check_rows(tmp_path, capsys):
     rows = {(r["weights"], r["puzzles"], r["threshold"]): r for r in out["rows"]}
     weights = ["ema", "live", "ema, live halting head", "live, ema halting head"]
     assert {w for w, _, _ in rows} == set(weights) and len(rows) == 4 * 3 + 2 * 3  # train puzzles: ema, live only
-    max_depth = QUICK.max_depth
+    max_depth = QUICK.max_recursion_depth
     for (w, split, threshold), r in rows.items():
         assert 0 <= r["exact"] <= 1 and 1 <= r["depth"] <= max_depth
         if threshold == NO_EARLY_HALT:

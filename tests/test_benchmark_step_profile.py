@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks.step_profile import _self_times, grouped, hlo_kind, hlo_phase, main, parse_hlo, torch_kind
+from benchmarks.step_profile import grouped, hlo_kind, hlo_phase, main, parse_hlo, self_times, torch_kind
 
 
 def test_hlo_of_a_compiled_function_is_classified_by_what_it_computes():
@@ -38,7 +38,7 @@ def test_phase_from_the_jax_op_name():
 def test_self_time_subtracts_nested_events_and_groups_sum_to_one():
     events = [dict(name="while", ts=0.0, dur=100.0), dict(name="dot", ts=10.0, dur=30.0),
               dict(name="add", ts=50.0, dur=20.0), dict(name="dot", ts=120.0, dur=5.0)]
-    assert dict(_self_times(events)) == {"while": 50.0, "dot": 35.0, "add": 20.0}
+    assert dict(self_times(events)) == {"while": 50.0, "dot": 35.0, "add": 20.0}
     ops = [dict(kind="matmul", phase="backward", ms=3.0), dict(kind="GELU", phase="backward", ms=1.0)]
     assert grouped(ops, "kind") == [("matmul", 3.0, 0.75), ("GELU", 1.0, 0.25)]
     assert torch_kind("aten::addmm") == "matmul" and torch_kind("aten::gelu_backward") == "GELU"
@@ -48,8 +48,8 @@ def test_self_time_subtracts_nested_events_and_groups_sum_to_one():
 def test_tiny_profile_of_both_frameworks(capsys):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    res = main(["--dim", "16", "--depth", "1", "--n", "1", "--T", "2", "--batch", "4", "--steps", "2",
-                "--warmup", "1", "--top", "3"])
+    res = main(["--dim", "16", "--depth", "1", "--num-latent-refinements", "1", "--num-refinement-blocks", "2",
+                "--batch-size", "4", "--steps", "2", "--warmup", "1", "--top", "3"])
     jax_run, torch_run = res["runs"]
     assert jax_run["framework"] == "trm_jax" and torch_run["framework"] == "PyTorch"
     for run in res["runs"]:

@@ -1,15 +1,21 @@
 """`scripts/benchmark.py time-to-accuracy`: the clock that leaves evaluations out, the time-to-target
-comparison, the revealed-givens data, and a --quick run of both trainers. No timing assertions."""
+comparison, the revealed-givens data, its options, and one --quick run of both trainers. No timing
+assertions."""
 
+import argparse
+import dataclasses
 import json
 import time
 
 import numpy as np
 import pytest
+from _benchmark_runs import printed
 from _scripts import load_script
 
-from benchmarks.time_to_accuracy import TrainClock, compare, reveal, time_to_reach
-from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
+from benchmarks.harness import config_from_args
+from benchmarks.time_to_accuracy import (DEFAULT, QUICK, TrainClock, add_time_to_accuracy_arguments, compare, reveal,
+                                         time_to_reach)
+from scripts.launcher import huge_pages_enabled, with_huge_pages
 from trm_jax.tasks.sudoku import count_solutions_batch, generate_sudoku
 
 
@@ -60,26 +66,54 @@ def test_reveal_adds_solution_cells_up_to_the_givens():
     assert (reveal(puzzles, solutions, 40, np.random.default_rng(0)) == puzzles).all()
 
 
-def test_quick_run_prints_both_curves_and_the_ratio(tmp_path, capsys):
+def test_options_are_the_config_fields_and_quick_takes_them_too():
+    p = argparse.ArgumentParser()
+    add_time_to_accuracy_arguments(p)
+    assert config_from_args(p.parse_args([]), DEFAULT, QUICK) == DEFAULT
+    args = p.parse_args(["--max-recursion-depth", "6", "--learning-rate", "0.01", "--num-latent-refinements", "3",
+                         "--halted-samples", "drop"])
+    assert config_from_args(args, DEFAULT, QUICK) == dataclasses.replace(
+        DEFAULT, max_recursion_depth=6, learning_rate=0.01, num_latent_refinements=3, halted_samples="drop")
+    quick = config_from_args(p.parse_args(["--quick", "--seed", "3"]), DEFAULT, QUICK)
+    assert quick == dataclasses.replace(QUICK, seed=3)
+    for old in (["--max-depth", "6"], ["--lr", "0.01"], ["--n", "2"], ["--T", "2"]):  # the package's names only
+        with pytest.raises(SystemExit):
+            p.parse_args(old)
+
+
+@pytest.fixture()
+def quick_run(once, tmp_path_factory):
+    """`scripts/benchmark.py time-to-accuracy --quick`: {"out": printed, "json": --json's}."""
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
-    script = load_script("benchmark")
-    path = tmp_path / "tta.json"
-    # a worker that never reaches its budget (the trainer stopped calling evaluate) fails within --timeout
-    assert script.main(["--json", str(path), "time-to-accuracy", "--quick", "--timeout", "150"]) == 0
-    out = capsys.readouterr().out
-    res = json.loads(path.read_text())
+
+    def run():
+        path = tmp_path_factory.mktemp("tta") / "tta.json"
+        # a worker that never reaches its budget (the trainer stopped calling evaluate) fails within --timeout
+        res = printed(load_script("benchmark").main, ["--json", str(path), "time-to-accuracy", "--quick",
+                                                      "--timeout", "150"])
+        return dict(res, json=json.loads(path.read_text()))
+    return once("time_to_accuracy", run)
+
+
+def test_quick_run_gives_both_curves(quick_run):
+    out, res = quick_run["out"], quick_run["json"]
+    assert quick_run["result"] == 0
     for fw, name in (("jax", "trm_jax"), ("torch", "PyTorch")):
         run = res[fw]
         assert run["framework"] == name and f"{name}: " in out
         assert run["curve"] and run["steps"] >= 1 and run["train_s"] >= res["config"]["budget_s"]
         for p in run["curve"]:
             assert 0 <= p["exact_accuracy"] <= 1 and 0 <= p["token_accuracy"] <= 1 and p["train_s"] > 0
-            assert 1 <= p["recursion_depth"] <= res["config"]["max_depth"]
+            assert 1 <= p["recursion_depth"] <= res["config"]["max_recursion_depth"]
             assert 0 <= p["exact_accuracy_full_depth"] <= 1 and 0 <= p["token_accuracy_full_depth"] <= 1
     # both workers under the same malloc setting: huge pages where this machine has them
     assert res["jax"]["malloc_hugepages"] == res["torch"]["malloc_hugepages"] == huge_pages_enabled(
         with_huge_pages({}))
+
+
+def test_quick_run_compares_the_times_to_pytorchs_final_accuracy(quick_run):
+    out, res = quick_run["out"], quick_run["json"]
     assert [c["metric"] for c in res["compare"]] == ["exact_accuracy", "token_accuracy", "exact_accuracy_full_depth"]
     for c in res["compare"]:
         assert "ratio" in c and (c["ratio"] is None) == (c["jax_s"] is None or not c["target"])

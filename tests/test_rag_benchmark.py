@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
 def test_benchmark_rag_subcommand_smoke(tmp_path, monkeypatch, capsys):
     out = tmp_path / "bench.json"
-    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--json", str(out), "rag", "--n", "3000", "--dim", "16",
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--json", str(out), "rag", "--num-vectors", "3000", "--dim", "16",
                                       "--batch", "8", "--single", "4", "--repeats", "1"])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(SCRIPT), run_name="__main__")

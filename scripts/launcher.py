@@ -1,25 +1,32 @@
-"""Transparent huge pages for the process's heap: what XLA:CPU's buffers are allocated from.
+"""What every script and benchmark main does first: re-execute itself with malloc on huge pages, then run.
 
-XLA:CPU allocates every step's temporaries with the C library's malloc. With glibc, memory freed at
-the end of a step goes back to the kernel and the next step faults it in again, 4 KiB page by page,
-each page zeroed on first touch; at small widths those faults are a large share of the step. With
-`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35) malloc asks for transparent huge pages
-(2 MiB) on all its memory: far fewer faults and TLB misses (docs/performance.md, "Huge pages").
-PyTorch's CPU allocator uses the same malloc, so the benchmarks run both frameworks under the same
-setting.
+    if __name__ == "__main__":
+        from launcher import launch   # a script: its own folder, scripts/, is first on sys.path
+        launch(main)
+    # a benchmark main (python -m benchmarks.NAME, from the repository root): from scripts.launcher import launch
 
-glibc reads its tunables once, when the process starts, so the scripts re-execute themselves with
-the setting (`rerun_with_huge_pages()`, same PID and arguments) before they do any work. Set
-TRM_JAX_HUGE_PAGES=0 to leave the allocator as it is. In your own programs, export the variable
-before Python starts (a notebook: before launching Jupyter) or call `rerun_with_huge_pages()` first
-thing in your script.
+`launch(main)` re-executes the process with the huge-pages setting below, runs `main()` and exits with
+its status (a `TRMError` prints `error: ...` and exits 2). The package itself never re-executes a process.
+
+Huge pages: XLA:CPU allocates every step's temporaries with the C library's malloc. With glibc, memory
+freed at the end of a step goes back to the kernel and the next step faults it in again, 4 KiB page by
+page, each page zeroed on first touch; at small widths those faults are a large share of the step. With
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35) malloc asks for transparent huge pages (2 MiB)
+on all its memory: far fewer faults and TLB misses (docs/performance.md, "Huge pages"). PyTorch's CPU
+allocator uses the same malloc, so the benchmarks run both frameworks' workers under the same setting
+(`with_huge_pages`).
+
+glibc reads its tunables once, when the process starts, so a script re-executes itself with the setting
+(`rerun_with_huge_pages()`, same PID and arguments) before it does any work. TRM_JAX_HUGE_PAGES=0 leaves
+the allocator as it is. In your own programs, export the variable before Python starts (a notebook:
+before launching Jupyter).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, NoReturn, Optional, Sequence
 
 TUNABLE = "glibc.malloc.hugetlb"
 SETTING = f"{TUNABLE}=1"
@@ -109,4 +116,20 @@ def rerun_with_huge_pages() -> None:
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)
 
 
-__all__ = ["huge_pages_enabled", "huge_pages_env", "rerun_with_huge_pages", "started_as", "with_huge_pages"]
+def launch(main: Callable[[], object]) -> NoReturn:
+    """Run a script's `main()` in a process with malloc on huge pages (`rerun_with_huge_pages` first) and
+    exit with its status: the int it returns, else 0; a `TRMError` (a user's mistake) prints
+    `error: ...` and exits 2."""
+    rerun_with_huge_pages()
+    from trm_jax.errors import TRMError  # after the re-execution: the first process imports nothing heavy
+
+    try:
+        status = main()
+    except TRMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        status = 2
+    sys.exit(status if type(status) is int else 0)
+
+
+__all__ = ["huge_pages_enabled", "huge_pages_env", "launch", "rerun_with_huge_pages", "started_as",
+           "with_huge_pages"]

@@ -1,4 +1,5 @@
-"""trm_jax.huge_pages: the malloc setting the scripts re-execute themselves with."""
+"""scripts/launcher.py: the malloc setting the scripts re-execute themselves with, and the exit status
+`launch` gives a script's `main`."""
 
 import os
 import subprocess
@@ -7,7 +8,10 @@ import textwrap
 
 import pytest
 
-from trm_jax import huge_pages as hp
+from scripts import launcher as hp
+from trm_jax.errors import TRMError
+
+SCRIPTS = os.path.dirname(hp.__file__)
 
 GLIBC = (2, 36)
 
@@ -61,7 +65,7 @@ def test_started_as_recognises_a_script_launch(orig, argv, expected):
 PROBE = textwrap.dedent("""
     import ctypes, os, sys
     print("start", os.getpid(), os.environ.get("GLIBC_TUNABLES"), flush=True)
-    from trm_jax.huge_pages import huge_pages_enabled, rerun_with_huge_pages
+    from launcher import huge_pages_enabled, rerun_with_huge_pages
     rerun_with_huge_pages()
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
@@ -77,6 +81,7 @@ def _probe(tmp_path, env_extra):
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", hp.OPT_OUT)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SCRIPTS, env.get("PYTHONPATH")]))  # as for a script there
     out = subprocess.run([sys.executable, str(script), "a", "b c"], env={**env, **env_extra}, capture_output=True,
                          text=True, timeout=120, check=True).stdout.splitlines()
     return [line.split(" ", 3) for line in out]
@@ -105,3 +110,25 @@ def test_opt_out_leaves_the_process_alone(tmp_path):
     assert lines[1][2] == "None" and after[0] == "False"
     if hp.thp_mode() == "madvise":  # huge pages only where asked for
         assert int(after[1]) == 0
+
+
+@pytest.fixture()
+def no_rerun(monkeypatch):
+    """Opted out: `python -m pytest` was started as a script (pytest's __main__) and would be re-executed."""
+    monkeypatch.setenv(hp.OPT_OUT, "0")
+
+
+@pytest.mark.parametrize("returns, status", [(None, 0), (3, 3), ({"results": 1}, 0)])
+def test_launch_exits_with_mains_status(no_rerun, returns, status):
+    with pytest.raises(SystemExit) as done:
+        hp.launch(lambda: returns)
+    assert done.value.code == status
+
+
+def test_launch_turns_a_user_error_into_a_message_and_status_2(no_rerun, capsys):
+    def main():
+        raise TRMError("no such run directory")
+
+    with pytest.raises(SystemExit) as done:
+        hp.launch(main)
+    assert done.value.code == 2 and capsys.readouterr().err == "error: no such run directory\n"
