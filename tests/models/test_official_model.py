@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 import _official_reference as ref  # noqa: E402
 
 from trm_jax.errors import TRMError  # noqa: E402
-from trm_jax.models import (  # noqa: E402  # noqa: E402
+from _paths import REPO  # noqa: E402
+from trm_jax.models import (  # noqa: E402
     TransformerNetwork,
     from_official_checkpoint,
     initial_carry,
@@ -25,7 +26,7 @@ from trm_jax.models import (  # noqa: E402  # noqa: E402
 )
 
 SEQ, VOCAB, IDS, BATCH = 6, 7, 5, 3
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 
 
 def arch(**kw):

@@ -7,6 +7,7 @@ from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.tasks import sudoku as S
 from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
+from _paths import REPO
 
 # A known puzzle (Wikipedia's example) and its solution.
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
@@ -215,7 +216,7 @@ def test_sudoku_extreme_mlp_config_trains_shrunk(tmp_path):
     from trm_jax.config import load_config
     from trm_jax.training import create_trainer
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "sudoku_extreme_mlp.yaml")
+    path = os.path.join(REPO, "configs", "sudoku_extreme_mlp.yaml")
     cfg = load_config(path, [
         "model.dim=32", "model.depth=1", "model.num_latent_refinements=1", "model.num_refinement_blocks=2",
         "model.max_recursion_depth=2", "model.puzzle_emb_ndim=32", "model.dtype=float32", "data.num_train=8",

@@ -10,6 +10,7 @@ import pytest
 import trm_jax
 from trm_jax import TRMError
 from trm_jax.models import PUZZLE_EMB, predict, token_matches
+from _paths import TESTS
 
 TRAINED = range(1, 25)  # identifiers the run trains on (0 is the blank identifier)
 NEW = range(25, 37)  # identifiers it never saw: beyond its table's 25 rows
@@ -165,7 +166,7 @@ def test_two_devices_adapt_as_one(tmp_path):
 
     tables = []
     for devices in (1, 2):
-        env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(os.path.abspath(__file__)),
+        env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=TESTS,
                    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0")
         out = tmp_path / f"table{devices}.npy"
         proc = subprocess.run([sys.executable, "-c", ON_DEVICES, str(out)], env=env, capture_output=True, text=True,

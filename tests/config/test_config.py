@@ -10,6 +10,7 @@ import yaml
 from trm_jax.config import TRMConfig, apply_overrides, load_config
 from trm_jax.errors import ConfigError
 from trm_jax.tasks import get_task
+from _paths import REPO
 
 ROOT_CONFIGS = ["config.yaml"]
 
@@ -37,7 +38,7 @@ def test_steps_override_with_stages_is_refused_not_ignored():
         load_config(None, [stages, "training.steps=20"])
     cfg = load_config(None, [stages, "training.steps=20", "curriculum.stages=[]"])
     assert cfg.training.steps == 20 and cfg.curriculum.stages == ()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO
     default = load_config(os.path.join(root, "config.yaml"), ["training.batch_size=8"])  # other overrides are fine
     assert default.curriculum.stages and default.training.batch_size == 8
 
@@ -79,7 +80,7 @@ def test_bad_files(tmp_path):
 def test_shipped_configs_load():
     import glob
     import os
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO
     paths = [os.path.join(root, p) for p in ROOT_CONFIGS] + glob.glob(os.path.join(root, "configs", "*.yaml"))
     found = [p for p in paths if os.path.exists(p)]
     assert found

@@ -32,9 +32,9 @@ from _train_helpers import VOCAB, tiny_config, tiny_trainer, train_losses
 from trm_jax.errors import TRMError
 from trm_jax.inference import load
 from trm_jax.training import read_metrics
+from _paths import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "_fault_worker.py")
+WORKER = os.path.join(TESTS, "_fault_worker.py")
 SEED = int(os.environ.get("TRM_FAULT_SEED", "0"))  # the kill moment is random but reproducible
 STEPS = 8
 # dropout and halt exploration on (tiny_config): a resume must also continue the random streams

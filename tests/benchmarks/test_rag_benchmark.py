@@ -1,13 +1,14 @@
+import pathlib
 """The rag benchmark runs end to end at a tiny size (numbers are printed, never asserted)."""
 
 import json
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
+from _paths import REPO
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+SCRIPT = pathlib.Path(REPO) / "scripts" / "benchmark.py"
 
 
 def test_benchmark_rag_subcommand_smoke(tmp_path, monkeypatch, capsys):

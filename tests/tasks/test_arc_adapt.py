@@ -19,8 +19,9 @@ import trm_jax  # noqa: E402
 from trm_jax import TRMError  # noqa: E402
 from trm_jax.models import PUZZLE_EMB  # noqa: E402
 from trm_jax.tasks.arc import score_arc_submission  # noqa: E402
+from _paths import REPO
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(REPO)
 NUM_AUG = 2
 NEW_TASKS = slice(2, 5)  # arc-agi-1 evaluation tasks 3..5: the run's build keeps the first 2 (arc_max_tasks=2)
 

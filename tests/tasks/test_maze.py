@@ -12,6 +12,7 @@ from trm_jax.errors import TRMError
 from trm_jax.tasks import get_task
 from trm_jax.tasks.maze import mazes as M
 from trm_jax.tasks.maze.mazes import generate_mazes, maze_tokenizer, read_maze_csv, write_maze_csv
+from _paths import REPO
 
 
 def _reference_bfs(grid, size, start):
@@ -177,7 +178,7 @@ def test_maze_hard_config_trains_shrunk_through_the_script(tmp_path):
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO
     sets = SHRINK + ["data.num_train=16", "data.num_eval=8", "data.maze_size=10", "data.seq_len=100",
                      "data.maze_min_path_len=12", f"run_dir={tmp_path / 'run'}"]
     cmd = [sys.executable, os.path.join(root, "scripts", "train.py"), "--config", os.path.join(root, "configs", "maze_hard.yaml")]
@@ -206,7 +207,7 @@ def test_official_recipe_configs_load_with_their_numbers():
 
     from trm_jax.config import load_config
 
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    root = os.path.join(REPO, "configs")
     mlp = load_config(os.path.join(root, "sudoku_extreme_mlp.yaml"))
     att = load_config(os.path.join(root, "sudoku_extreme_att.yaml"))
     maze = load_config(os.path.join(root, "maze_hard.yaml"))

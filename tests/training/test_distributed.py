@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 from _train_helpers import tiny_config, tiny_trainer, train_losses
+from _paths import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "_train_worker.py")
+WORKER = os.path.join(TESTS, "_train_worker.py")
 STEPS = 8  # with dropout and exploration: the settings of test_training_resume, so its compiled step is reused
 OVERRIDES = [f"training.steps={STEPS}", "training.halt_exploration_prob=0.5", "model.dropout=0.1"]
 
