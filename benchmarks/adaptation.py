@@ -1,11 +1,11 @@
 """Adaptation throughput at the official ARC-AGI config's shapes: steps/s, tasks per minute per device, MFU.
 
-    python -m benchmarks.adaptation [--dim 512] [--batch 768] [--steps 40] [--dtype bfloat16] [--train embeddings]
+    python -m benchmarks.adaptation [--dim 512] [--batch-size 768] [--steps 40] [--dtype bfloat16] [--train embeddings]
     JAX_PLATFORMS=cuda python -m benchmarks.adaptation --json adaptation_gpu.json       # the full config on a GPU
-    python -m benchmarks.adaptation --dim 64 --batch 16 --steps 4 --dtype float32      # CPU, shrunk width
+    python -m benchmarks.adaptation --dim 64 --batch-size 16 --steps 4 --dtype float32      # CPU, shrunk width
 
 The model is configs/arc_agi_1.yaml's (transformer, 900 tokens + 16 prefix positions, T=3, n=4, up to 16
-supervision steps), at `--dim`/`--batch` (heads keep their width of 64 where the dim allows). The timed work
+supervision steps), at `--dim`/`--batch-size` (heads keep their width of 64 where the dim allows). The timed work
 is `trm_jax.adapt_puzzle_embeddings` itself on random ARC-shaped rows: a first call compiles, a second
 call of the same shapes (the compiled step is reused) is timed end to end, so the table copy and the
 progress readings are inside the clock. A random model never halts: every slot runs all
@@ -16,8 +16,8 @@ demonstrations; ARC-AGI-1 evaluation tasks have 3.41 on average), each row runni
 supervision steps in a slot, at the measured step rate (scaled to the batch per device). FLOPs: the
 matmuls of benchmarks.flops (2 per multiply-add) for the forward T*(n+1) network applications and the
 backward of the last cycle, which with `--train embeddings` computes no weight gradients. MFU is relative
-to the device's dense peak for `--dtype` where the device is known (bfloat16: H200/H100 989, A100 312,
-L4 121 TFLOP/s), else to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
+to the device's dense peak for `--dtype` where the device is known (`benchmarks.flops.PEAK_TFLOPS`), else
+to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
 step by each GPU's peak at the MFU measured here (`--assume-mfu` to set it).
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import pathlib
 import time
 
@@ -33,20 +33,18 @@ import jax
 import numpy as np
 import yaml
 
-from benchmarks.config import BenchConfig
-from benchmarks.flops import backward_einsums, einsum_flops, head_flops, net_flops, net_matmuls
+from benchmarks.flops import (PEAK_TFLOPS, backward_einsums, device_peak, einsum_flops, head_flops, net_flops,
+                              net_matmuls)
+from benchmarks.harness import CONFIGS, BenchConfig, write_json
 from benchmarks.kernels import matmul_peak
 from trm_jax.config import ModelConfig, TrainingConfig
 from trm_jax.models import PUZZLE_EMB, make_model
 from trm_jax.training.adapt import adapt_puzzle_embeddings
 
-ARC_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "arc_agi_1.yaml"
+ARC_CONFIG = pathlib.Path(os.path.join(CONFIGS, "arc_agi_1.yaml"))
 ARC_SEQ_LEN = 900
 DEMOS_PER_TASK = 3.41  # ARC-AGI-1 evaluation: 1364 demonstration pairs over 400 tasks (ARC-AGI-2: 2.99)
 NUM_AUG = 100  # trm_jax.tasks.arc.ADAPT_NUM_AUG
-# dense matmul peaks in TFLOP/s by device kind (vendor data sheets, no sparsity)
-PEAK_TFLOPS = {"bfloat16": {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0},
-               "float32": {"H200": 67.0, "H100": 67.0, "A100": 19.5, "L4": 30.3, "T4": 8.1}}
 GPU_ESTIMATES = ("H100", "A100", "L4")  # Kaggle's ARC Prize machines have L4s (and T4s: no bfloat16 units)
 
 
@@ -70,25 +68,23 @@ def arc_rows(n: int, first_id: int, ids: int, seed: int = 0) -> dict:
 def step_flops(cfg: ModelConfig, batch: int, dense: bool) -> float:
     """Matmul FLOPs of one adaptation step: T*(n+1) forward network applications and heads, the last cycle's
     backward (input gradients; weight gradients only when `dense`)."""
-    bc = BenchConfig(network="transformer", dim=cfg.dim, depth=cfg.depth, seq_len=ARC_SEQ_LEN + cfg.puzzle_emb_len,
-                     vocab=cfg.num_tokens, n=cfg.num_latent_refinements, T=cfg.num_refinement_blocks, batch=batch,
-                     num_heads=cfg.num_heads)
+    bc = BenchConfig.from_model(cfg, ARC_SEQ_LEN, batch)
     backward = 0.0
     for name, eq, lhs, rhs in net_matmuls(bc):
         input_grad, weight_grad = backward_einsums(eq, lhs, rhs)
         backward += einsum_flops(*input_grad)
         if dense or any(k in name for k in ("scores", "weighted sum")):  # both operands are activations
             backward += einsum_flops(*weight_grad)
-    apps = bc.T * (bc.n + 1)
-    return apps * net_flops(bc) + (bc.n + 1) * backward + (3 if dense else 2) * head_flops(bc)
+    n, T = bc.num_latent_refinements, bc.num_refinement_blocks
+    return T * (n + 1) * net_flops(bc) + (n + 1) * backward + (3 if dense else 2) * head_flops(bc)
 
 
-def device_peak(dtype: str) -> tuple[float, str]:
+def first_device_peak(dtype: str) -> tuple[float, str]:
     """(peak FLOP/s, what it is) of the first device for `dtype`."""
     kind = jax.devices()[0].device_kind
-    for name, tflops in PEAK_TFLOPS.get(dtype, {}).items():
-        if name.lower() in kind.lower():
-            return tflops * 1e12, f"{kind} {dtype} dense peak {tflops:.0f} TFLOP/s"
+    peak = device_peak(kind, dtype)
+    if peak is not None:
+        return peak, f"{kind} {dtype} dense peak {peak / 1e12:.0f} TFLOP/s"
     peak = matmul_peak("jax") * 1e9
     return peak, f"{kind}: XLA float32 2048^2 matmul peak measured here, {peak / 1e9:.0f} GFLOP/s"
 
@@ -101,7 +97,7 @@ def measure(args) -> dict:
     data = arc_rows(args.data_rows, args.rows, args.identifiers)
     training = TrainingConfig(**{k: v for k, v in yaml.safe_load(ARC_CONFIG.read_text())["training"].items()
                                  if k in {f.name for f in dataclasses.fields(TrainingConfig)}})
-    run = lambda: adapt_puzzle_embeddings(model, params, data, steps=args.steps, batch_size=args.batch,  # noqa: E731
+    run = lambda: adapt_puzzle_embeddings(model, params, data, steps=args.steps, batch_size=args.batch_size,  # noqa: E731
                                           train=args.train, rng=0, training=training, progress=False)
     t0 = time.perf_counter()
     jax.block_until_ready(run()[1][PUZZLE_EMB])  # compiles
@@ -115,12 +111,12 @@ def measure(args) -> dict:
     rows_per_task = (1 + args.num_aug) * DEMOS_PER_TASK
     # a slot holds a row for max_recursion_depth steps: one pass over a task's rows costs this many slot-steps
     slot_steps_per_task = rows_per_task * cfg.max_recursion_depth
-    tasks_per_min = steps_per_s * args.batch / devices * 60 / slot_steps_per_task
-    flops = step_flops(cfg, args.batch, args.train == "all")
-    peak, peak_desc = device_peak(args.dtype)
+    tasks_per_min = steps_per_s * args.batch_size / devices * 60 / slot_steps_per_task
+    flops = step_flops(cfg, args.batch_size, args.train == "all")
+    peak, peak_desc = first_device_peak(args.dtype)
     mfu = flops * steps_per_s / devices / peak
     return dict(device=jax.devices()[0].device_kind, devices=devices, dim=args.dim, heads=cfg.num_heads,
-                batch=args.batch, dtype=args.dtype, train=args.train, steps=args.steps, seconds=seconds,
+                batch=args.batch_size, dtype=args.dtype, train=args.train, steps=args.steps, seconds=seconds,
                 compile_and_first_run_s=first, steps_per_s=steps_per_s, step_ms=1e3 * seconds / args.steps,
                 num_aug=args.num_aug, rows_per_task=rows_per_task, slot_steps_per_task=slot_steps_per_task,
                 tasks_per_min_per_device=tasks_per_min, step_gflop=flops / 1e9,
@@ -145,7 +141,7 @@ def gpu_estimates(cfg_dim: int, args, mfu: float) -> list[dict]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, default=512, help="model width (official 512)")
-    ap.add_argument("--batch", type=int, default=768, help="slots per step, all local devices (official 768)")
+    ap.add_argument("--batch-size", type=int, default=768, help="slots per step, all local devices (official 768)")
     ap.add_argument("--steps", type=int, default=40, help="timed adaptation steps")
     ap.add_argument("--dtype", default=None, help="compute dtype (default: the config's, bfloat16)")
     ap.add_argument("--train", choices=("embeddings", "all"), default="embeddings")
@@ -158,7 +154,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     args.dtype = args.dtype or yaml.safe_load(ARC_CONFIG.read_text())["model"]["dtype"]
     r = measure(args)
-    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch']}, {r['dtype']}, "
+    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch_size']}, {r['dtype']}, "
           f"train={r['train']}")
     print(f"compile + first {r['steps']} steps: {r['compile_and_first_run_s']:.1f} s")
     print(f"step {r['step_ms']:.1f} ms | {r['steps_per_s']:.3f} steps/s | {r['step_gflop']:.0f} GFLOP/step | "
@@ -174,13 +170,10 @@ def main(argv=None) -> None:
     for e in estimates:
         print(f"  {e['gpu']:>5}: {e['steps_per_s']:.3g} steps/s, {e['tasks_per_min']:.3g} tasks/min "
               f"(one pass over each task's rows)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(measured=r, gpu_estimates=estimates), f, indent=1)
+    write_json(args.json, dict(measured=r, gpu_estimates=estimates))
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

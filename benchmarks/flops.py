@@ -1,9 +1,10 @@
-"""Analytic FLOPs of the benchmarked work: matmuls only, 2 FLOP per multiply-add.
+"""Analytic FLOPs of the benchmarked work (matmuls only, 2 FLOP per multiply-add) and the devices' peaks.
 
 `net_matmuls` lists every matmul of one network application as an einsum with its operand shapes;
 one index parser (`einsum_indices`) gives both their FLOPs and the two products of their backward
 pass. `jax_net_cost_flops` is XLA's own count of the same application (elementwise work included),
-the check on the formula.
+the check on the formula. `device_peak` is a device's dense matmul peak from the vendors' data sheets,
+what MFU is measured against on accelerators.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from typing import Optional
 
 import numpy as np
 
-from benchmarks.config import BenchConfig, model_config
+from benchmarks.harness import BenchConfig
+
+# dense matmul peaks in TFLOP/s by device kind (vendor data sheets, no sparsity): bfloat16 and TF32 on the
+# tensor cores (TF32 is XLA's default float32 matmul path on GPUs), float32 without them
+PEAK_TFLOPS = {"bfloat16": {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0},
+               "tf32": {"H200": 494.5, "H100": 494.5, "A100": 156.0, "L4": 60.0},
+               "float32": {"H200": 67.0, "H100": 67.0, "A100": 19.5, "L4": 30.3, "T4": 8.1}}
 
 
 def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
@@ -27,7 +34,7 @@ def net_matmuls(bc: BenchConfig) -> list[tuple[str, str, tuple, tuple]]:
                        (hidden swiglu_hidden(L, 4))
     Norms, activations, softmax and residual adds are not matmuls and not counted.
     """
-    B, L, D = bc.batch, bc.seq_len, bc.dim
+    B, L, D = bc.batch_size, bc.seq_len, bc.dim
     if bc.network == "mixer":
         from trm_jax.config import ModelConfig
 
@@ -79,19 +86,19 @@ def net_flops(bc: BenchConfig) -> float:
 
 def head_flops(bc: BenchConfig) -> float:
     """Output head (dim -> vocab at every position) and halting head (mean over positions, dim -> 1)."""
-    return float(2 * bc.batch * bc.seq_len * bc.dim * bc.vocab + 2 * bc.batch * bc.dim)
+    return float(2 * bc.batch_size * bc.seq_len * bc.dim * bc.num_tokens + 2 * bc.batch_size * bc.dim)
 
 
 def train_step_flops(bc: BenchConfig) -> float:
     """T*(n+1) network applications forward, the last cycle's n+1 backward (2x forward: input and
     weight gradients), heads forward + backward. The optimizer update is O(params), not counted."""
-    apps = bc.T * (bc.n + 1)
-    return apps * net_flops(bc) + 2 * (bc.n + 1) * net_flops(bc) + 3 * head_flops(bc)
+    n, T = bc.num_latent_refinements, bc.num_refinement_blocks
+    return T * (n + 1) * net_flops(bc) + 2 * (n + 1) * net_flops(bc) + 3 * head_flops(bc)
 
 
 def predict_flops(bc: BenchConfig, steps: int) -> float:
     """`steps` supervision steps forward (T*(n+1) network applications and the heads each)."""
-    return steps * (bc.T * (bc.n + 1) * net_flops(bc) + head_flops(bc))
+    return steps * (bc.num_refinement_blocks * (bc.num_latent_refinements + 1) * net_flops(bc) + head_flops(bc))
 
 
 def xla_cost_flops(compiled) -> Optional[float]:
@@ -112,8 +119,15 @@ def jax_net_cost_flops(bc: BenchConfig) -> Optional[float]:
 
     from trm_jax.models import TinyRecursiveModel, make_model
 
-    model = make_model(model_config(bc), bc.vocab, bc.seq_len)
-    h = jnp.zeros((bc.batch, bc.seq_len, bc.dim), jnp.float32)
+    model = make_model(bc.model_config(), bc.num_tokens, bc.seq_len)
+    h = jnp.zeros((bc.batch_size, bc.seq_len, bc.dim), jnp.float32)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, bc.seq_len), jnp.int32)))
     f = jax.jit(lambda p, h: model.apply(p, h, method=TinyRecursiveModel.net))
     return xla_cost_flops(f.lower(params, h).compile())
+
+
+def device_peak(kind: str, dtype: str) -> Optional[float]:
+    """Dense matmul peak in FLOP/s of a device kind ("NVIDIA H200") for `dtype` (a key of PEAK_TFLOPS);
+    None for a device or dtype not in the table."""
+    return next((tflops * 1e12 for name, tflops in PEAK_TFLOPS.get(dtype, {}).items()
+                 if name.lower() in kind.lower()), None)

@@ -13,70 +13,45 @@ float32); a part that fails or runs out of time prints why and the next one star
 starts without enough of `--budget-s` left. Printed per part: compile + first step, step time, steps/s,
 tokens/s (sample tokens; the 16-position puzzle prefix not counted), model FLOPs per step (matmuls,
 benchmarks.flops, the same formula the CPU benchmarks use) and MFU against the device's dense
-bfloat16 peak (H200/H100 989 TFLOP/s; for float32 also against the TF32 peak, the tensor-core path
-XLA uses for float32 matmuls by default on GPUs), predict puzzles/s, and peak device memory.
+bfloat16 peak (`benchmarks.flops.PEAK_TFLOPS`; for float32 also against the TF32 peak, the tensor-core
+path XLA uses for float32 matmuls by default on GPUs), predict puzzles/s, and peak device memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import pathlib
-import subprocess
-import sys
-import threading
 import time
 
 import numpy as np
 
-from benchmarks.config import BenchConfig
-from benchmarks.flops import predict_flops, train_step_flops
-from benchmarks.workers import RESULT, with_repo_on_path
+from benchmarks.flops import device_peak, predict_flops, train_step_flops
+from benchmarks.harness import CONFIGS, BenchConfig, WorkerError, answer, run_worker, worker_env, write_json
 
-CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 RECIPES = ("sudoku_extreme_mlp", "arc_agi_1")
 DTYPES = ("bfloat16", "float32")
 PREDICT_STEPS = 16  # the recipes' max_recursion_depth: predict with halting off runs them all
-# dense tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity): bfloat16 and TF32
-DENSE_PEAK_TFLOPS = {"bfloat16": {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0},
-                     "tf32": {"H200": 494.5, "H100": 494.5, "A100": 156.0, "L4": 60.0}}
-QUICK = dict(dim=32, batch=16, seq_len=24, rows=64, n=2, T=2, predict_steps=2, steps=2)
-
-
-def device_peaks(kind: str) -> dict:
-    """{"bfloat16": FLOP/s, "tf32": FLOP/s} of a device kind ("NVIDIA H200"), {} for unknown ones."""
-    out = {}
-    for dtype, table in DENSE_PEAK_TFLOPS.items():
-        for name, tflops in table.items():
-            if name.lower() in kind.lower():
-                out[dtype] = tflops * 1e12
-    return out
+QUICK = dict(dim=32, batch_size=16, seq_len=24, rows=64, num_latent_refinements=2, num_refinement_blocks=2,
+             predict_steps=2, steps=2)
 
 
 def recipe_shapes(recipe: str, quick: bool) -> dict:
     """Model config, training config, batch, sequence length and step count of a recipe (shrunk with quick)."""
     from trm_jax.config import load_config
 
-    cfg = load_config(str(CONFIGS / f"{recipe}.yaml"))
+    cfg = load_config(os.path.join(CONFIGS, f"{recipe}.yaml"))
     model, seq_len, batch = cfg.model, cfg.data.seq_len, cfg.training.batch_size
     steps, predict_steps = 5, PREDICT_STEPS
     if quick:
         model = dataclasses.replace(model, dim=QUICK["dim"], num_heads=1, puzzle_emb_ndim=QUICK["dim"],
-                                    num_latent_refinements=QUICK["n"], num_refinement_blocks=QUICK["T"],
+                                    num_latent_refinements=QUICK["num_latent_refinements"],
+                                    num_refinement_blocks=QUICK["num_refinement_blocks"],
                                     num_puzzle_identifiers=min(model.num_puzzle_identifiers, QUICK["rows"]))
-        seq_len, batch = min(seq_len, QUICK["seq_len"]), QUICK["batch"]
+        seq_len, batch = min(seq_len, QUICK["seq_len"]), QUICK["batch_size"]
         steps, predict_steps = QUICK["steps"], QUICK["predict_steps"]
-    return dict(model=model, training=cfg.training, seq_len=seq_len, batch=batch, steps=steps,
+    return dict(model=model, training=cfg.training, seq_len=seq_len, batch_size=batch, steps=steps,
                 predict_steps=predict_steps)
-
-
-def bench_config(model, seq_len: int, batch: int) -> BenchConfig:
-    """The FLOP formula's view of a recipe model (positions include the puzzle prefix)."""
-    return BenchConfig(network=model.network, dim=model.dim, depth=model.depth, seq_len=seq_len + model.puzzle_emb_len,
-                       vocab=model.num_tokens, n=model.num_latent_refinements, T=model.num_refinement_blocks,
-                       batch=batch, num_heads=model.num_heads, mlp_t=model.mlp_t)
 
 
 def _train_step_fn(model, spec, log):
@@ -150,20 +125,20 @@ def measure(spec: dict) -> dict:
     mcfg = dataclasses.replace(shapes["model"], dtype=spec["dtype"])
     seq_len = shapes["seq_len"]
     device = jax.devices()[0]
-    log(f"{device.device_kind} x{jax.local_device_count()}: dim {mcfg.dim}, batch {shapes['batch']}, seq {seq_len} "
-        f"+ prefix {mcfg.puzzle_emb_len}, n={mcfg.num_latent_refinements} T={mcfg.num_refinement_blocks}, puzzle "
+    log(f"{device.device_kind} x{jax.local_device_count()}: dim {mcfg.dim}, batch {shapes['batch_size']}, "
+        f"seq {seq_len} + prefix {mcfg.puzzle_emb_len}, n={mcfg.num_latent_refinements} T={mcfg.num_refinement_blocks}, puzzle "
         f"table {mcfg.num_puzzle_identifiers} rows")
     model = make_model(mcfg, mcfg.num_tokens, seq_len)
     params = init_params(model, jax.random.key(0))
     step_spec = StepSpec.create(shapes["training"], total_steps=shapes["training"].steps,
-                                global_batch=shapes["batch"], peak_lr=shapes["training"].learning_rate)
+                                global_batch=shapes["batch_size"], peak_lr=shapes["training"].learning_rate)
     limit = spec["memory_limit_gb"] * 2 ** 30 if spec.get("memory_limit_gb") else None
-    step, state, carry, fresh, key, batch = _compiled_step(model, mcfg, step_spec, params, shapes["batch"], seq_len,
-                                                           log, limit)
+    step, state, carry, fresh, key, batch = _compiled_step(model, mcfg, step_spec, params, shapes["batch_size"],
+                                                           seq_len, log, limit)
     out = dict(recipe=spec["recipe"], dtype=spec["dtype"], device=device.device_kind,
-               devices=jax.local_device_count(), dim=mcfg.dim, batch=batch, config_batch=shapes["batch"],
-               seq_len=seq_len, n=mcfg.num_latent_refinements, T=mcfg.num_refinement_blocks,
-               table_rows=mcfg.num_puzzle_identifiers)
+               devices=jax.local_device_count(), dim=mcfg.dim, batch_size=batch, config_batch_size=shapes["batch_size"],
+               seq_len=seq_len, num_latent_refinements=mcfg.num_latent_refinements,
+               num_refinement_blocks=mcfg.num_refinement_blocks, table_rows=mcfg.num_puzzle_identifiers)
     for _ in range(2):  # the first steps fill the slots and warm up
         state, carry, metrics = step(state, carry, fresh, key)
     jax.block_until_ready(metrics)
@@ -172,21 +147,21 @@ def measure(spec: dict) -> dict:
         state, carry, metrics = step(state, carry, fresh, key)
     jax.block_until_ready((state, metrics))
     step_s = (time.perf_counter() - t0) / shapes["steps"]
-    bc = bench_config(mcfg, seq_len, batch)
+    bc = BenchConfig.from_model(mcfg, seq_len, batch)
     flops = train_step_flops(bc)
-    peaks = device_peaks(device.device_kind)
-    out.update(step_ms=1e3 * step_s, steps_per_s=1 / step_s, tokens_per_s=batch * seq_len / step_s,
+    bf16, tf32 = (device_peak(device.device_kind, dtype) for dtype in ("bfloat16", "tf32"))
+    out.update(step_ms=1e3 * step_s, steps_per_s=1 / step_s, tokens_per_sec=batch * seq_len / step_s,
                step_gflop=flops / 1e9, achieved_tflops=flops / step_s / 1e12,
-               mfu_bf16_peak=flops / step_s / peaks["bfloat16"] if "bfloat16" in peaks else None,
-               mfu_tf32_peak=flops / step_s / peaks["tf32"] if "tf32" in peaks and spec["dtype"] == "float32" else None,
+               mfu_bf16_peak=flops / step_s / bf16 if bf16 else None,
+               mfu_tf32_peak=flops / step_s / tf32 if tf32 and spec["dtype"] == "float32" else None,
                loss=float(np.asarray(metrics["loss"]).ravel()[0]) / batch)
     mfu = "" if out["mfu_bf16_peak"] is None else f", MFU {100 * out['mfu_bf16_peak']:.1f}% of the bf16 dense peak"
     if out["mfu_tf32_peak"] is not None:
         mfu += f" ({100 * out['mfu_tf32_peak']:.1f}% of TF32's)"
     log(f"train step {out['step_ms']:.1f} ms at batch {batch} ({out['steps_per_s']:.2f} steps/s, "
-        f"{out['tokens_per_s']:,.0f} tokens/s, {out['step_gflop']:,.1f} GFLOP/step, "
+        f"{out['tokens_per_sec']:,.0f} tokens/s, {out['step_gflop']:,.1f} GFLOP/step, "
         f"{out['achieved_tflops']:.2f} TFLOP/s{mfu})")
-    print(RESULT + json.dumps(dict(out, part="train")), flush=True)
+    answer(dict(out, part="train"))  # kept if predict does not finish
 
     del state, carry, fresh, step  # predict needs the memory more than the train state
     data = _synthetic(mcfg, batch, seq_len, seed=1)
@@ -201,7 +176,7 @@ def measure(spec: dict) -> dict:
     seconds = time.perf_counter() - t0
     pflops = predict_flops(bc, shapes["predict_steps"])
     out.update(predict_s=seconds, predict_puzzles_per_s=batch / seconds, predict_tflops=pflops / seconds / 1e12,
-               predict_mfu_bf16_peak=pflops / seconds / peaks["bfloat16"] if "bfloat16" in peaks else None)
+               predict_mfu_bf16_peak=pflops / seconds / bf16 if bf16 else None)
     stats = device.memory_stats() or {}
     out["peak_memory_gb"] = stats.get("peak_bytes_in_use", 0) / 2 ** 30 or None
     mfu = "" if out["predict_mfu_bf16_peak"] is None else f", MFU {100 * out['predict_mfu_bf16_peak']:.1f}% (bf16 peak)"
@@ -212,31 +187,20 @@ def measure(spec: dict) -> dict:
 
 
 def _run_part(spec: dict, timeout: float) -> dict:
-    """Run `measure(spec)` in a fresh process, streaming its lines, killed after `timeout` seconds: the
-    last result it reported (train only, if predict did not finish), with "error" when it failed."""
-    cmd = [sys.executable, "-m", "benchmarks.workers", "run", "benchmarks.gpu_suite:measure", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, env=with_repo_on_path(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
-    result, tail = {}, []
+    """Run `measure(spec)` in a fresh process, its lines printed as they come, killed after `timeout` seconds:
+    its result, or the last one it reported (train only, if predict did not finish) with "error" saying why."""
+    def show(line: str) -> None:
+        if line.startswith("["):
+            print(line, end="", flush=True)
+
     try:
-        for line in proc.stdout:
-            if line.startswith(RESULT):
-                result = json.loads(line[len(RESULT):])
-            else:
-                tail = (tail + [line.rstrip()])[-15:]
-                if line.startswith("["):
-                    print(line, end="", flush=True)
-        proc.wait()
-    finally:
-        killer.cancel()
-    if proc.returncode != 0 or result.get("part") != "all":
-        why = f"killed after {timeout:.0f} s" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
-        err = next((t for t in reversed(tail) if "Error" in t or "error" in t), tail[-1] if tail else "")
-        result = dict(result, recipe=spec["recipe"], dtype=spec["dtype"], error=f"{why}: {err}"[:400])
+        return run_worker("benchmarks.gpu_suite:measure", spec, worker_env(), timeout, on_line=show)
+    except WorkerError as e:
+        lines = e.output.splitlines()
+        err = next((t for t in reversed(lines) if "Error" in t or "error" in t), lines[-1] if lines else "")
+        result = dict(e.partial, recipe=spec["recipe"], dtype=spec["dtype"], error=f"{e.reason}: {err}"[:400])
         print(f"[{spec['recipe']} {spec['dtype']}] FAILED ({result['error']})", flush=True)
-    return result
+        return result
 
 
 def _summary(results: list) -> None:
@@ -244,14 +208,16 @@ def _summary(results: list) -> None:
     print(f"\n{'recipe':<20s}{'dtype':<10s}{'batch':>6s}{'step ms':>9s}{'tokens/s':>12s}{'TFLOP/s':>9s}{'MFU bf16':>10s}"
           f"{'MFU tf32':>10s}{'predict puzzles/s':>19s}{'mem GB':>8s}")
     for r in results:
-        print(f"{r['recipe']:<20s}{r['dtype']:<10s}{fmt(r.get('batch'), '{}'):>6s}{fmt(r.get('step_ms'), '{:.1f}'):>9s}"
-              f"{fmt(r.get('tokens_per_s'), '{:,.0f}'):>12s}{fmt(r.get('achieved_tflops'), '{:.1f}'):>9s}"
+        print(f"{r['recipe']:<20s}{r['dtype']:<10s}{fmt(r.get('batch_size'), '{}'):>6s}"
+              f"{fmt(r.get('step_ms'), '{:.1f}'):>9s}"
+              f"{fmt(r.get('tokens_per_sec'), '{:,.0f}'):>12s}{fmt(r.get('achieved_tflops'), '{:.1f}'):>9s}"
               f"{fmt(r.get('mfu_bf16_peak') and 100 * r['mfu_bf16_peak'], '{:.1f}%'):>10s}"
               f"{fmt(r.get('mfu_tf32_peak') and 100 * r['mfu_tf32_peak'], '{:.1f}%'):>10s}"
               f"{fmt(r.get('predict_puzzles_per_s'), '{:,.0f}'):>19s}{fmt(r.get('peak_memory_gb'), '{:.1f}'):>8s}"
               + (f"  ({r['error'][:60]})" if r.get("error") else ""))
-    print("MFU: model FLOPs (matmuls, benchmarks.flops) per second over the device's dense peak: bfloat16 989 "
-          "TFLOP/s (H200/H100), TF32 494.5 TFLOP/s for float32 steps (XLA's default float32 matmul path on GPUs)")
+    print("MFU: model FLOPs (matmuls, benchmarks.flops) per second over the device's dense peak (vendor data "
+          "sheets, benchmarks.flops.PEAK_TFLOPS): bfloat16, and TF32 for float32 steps (XLA's default float32 "
+          "matmul path on GPUs)")
 
 
 def main(argv=None) -> list:
@@ -290,14 +256,11 @@ def main(argv=None) -> list:
                 results.append(dict(recipe=recipe, dtype=dtype, error=f"{type(e).__name__}: {e}"[:400]))
                 print(f"[{recipe} {dtype}] FAILED ({results[-1]['error']})", flush=True)
     _summary(results)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

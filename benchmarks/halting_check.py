@@ -1,7 +1,7 @@
 """Is a flat held-out curve the halting or the weights? Trains trm_jax's arm of the time-to-accuracy
 benchmark (`benchmarks.time_to_accuracy`: same options, same data) for its budget, then predicts the
 held-out puzzles and as many training puzzles with the final EMA weights and the live weights: at the
-halting threshold, at 0.9 and at full depth (no early halting: every puzzle runs `--max-depth`
+halting threshold, at 0.9 and at full depth (no early halting: every puzzle runs `--max-recursion-depth`
 steps), and with the halting head's weights swapped between the two models, which says whether the
 head or the network's state is what halts early.
 
@@ -15,13 +15,13 @@ Prints one line per (weights, puzzles, threshold): exact accuracy and mean recur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import sys
 
 import numpy as np
 
-from benchmarks.time_to_accuracy import _config_from_args, _train_jax, add_time_to_accuracy_arguments, sudoku_arrays
-from trm_jax.huge_pages import rerun_with_huge_pages
+from benchmarks.harness import config_from_args, write_json
+from benchmarks.time_to_accuracy import DEFAULT, QUICK, add_time_to_accuracy_arguments, label, sudoku_arrays, train_jax
 from trm_jax.models import NO_EARLY_HALT, predict, token_matches
 from trm_jax.training import Callback
 
@@ -70,20 +70,19 @@ def main(argv=None) -> dict:
     add_time_to_accuracy_arguments(p)
     p.add_argument("--json", default=None, help="write the rows and the curve to this path")
     args = p.parse_args(argv)
-    cfg = _config_from_args(args)
-    print(f"halting check: trm_jax's time-to-accuracy arm; {cfg.label()}", flush=True)
+    cfg = config_from_args(args, DEFAULT, QUICK)
+    print(f"halting check: trm_jax's time-to-accuracy arm; {label(cfg)}", flush=True)
     data = sudoku_arrays(cfg)
     check = HaltingCheck(data, cfg.halt_threshold)
-    run = _train_jax(cfg, data, callbacks=[check])
+    run = train_jax(cfg, data, callbacks=[check])
     print(f"trained {run['steps']} steps in {run['train_s']:.1f} s; last held-out point: "
           f"{json.dumps({k: round(v, 4) for k, v in run['curve'][-1].items()})}")
-    out = {"config": vars(args), "run": run, "rows": check.rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    out = {"config": dataclasses.asdict(cfg), "run": run, "rows": check.rows}
+    write_json(args.json, out)
     return out
 
 
 if __name__ == "__main__":
-    rerun_with_huge_pages()
-    main(sys.argv[1:])
+    from scripts.launcher import launch
+
+    launch(main)

@@ -3,10 +3,8 @@ application (each of its matmuls, and the two products of their backward pass, t
 
 from __future__ import annotations
 
-import time
-
-from benchmarks.config import BenchConfig
 from benchmarks.flops import backward_einsums, einsum_flops, net_matmuls
+from benchmarks.harness import BenchConfig, best_time
 
 
 def matmul_peak(framework: str, n: int = 2048, reps: int = 5) -> float:
@@ -24,9 +22,7 @@ def matmul_peak(framework: str, n: int = 2048, reps: int = 5) -> float:
 
         ta, tb = torch.randn(n, n), torch.randn(n, n)
         run = lambda: ta @ tb  # noqa: E731
-    run()
-    return 2 * n ** 3 / min(timed(run)[0] for _ in range(reps)) / 1e9
-
+    return 2 * n ** 3 / best_time(run, reps) / 1e9
 
 
 def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float, dtype: str = "float32") -> float:
@@ -42,9 +38,7 @@ def _time_einsum(eq: str, lhs: tuple, rhs: tuple, seconds: float, dtype: str = "
         out = jnp.einsum(eq, a, b)
         return jax.lax.fori_loop(0, reps, lambda i, o: jnp.einsum(eq, a + o.ravel()[0] * 1e-30, b), out)
     f = jax.jit(loop).lower(a, b).compile()
-    run = lambda: jax.block_until_ready(f(a, b))  # noqa: E731
-    run()
-    return 1e3 * min(timed(run)[0] for _ in range(3)) / (reps + 1)
+    return 1e3 * best_time(lambda: jax.block_until_ready(f(a, b)), 3) / (reps + 1)
 
 
 def net_matmul_times(bc: BenchConfig, seconds: float = 0.2) -> dict:
@@ -57,9 +51,3 @@ def net_matmul_times(bc: BenchConfig, seconds: float = 0.2) -> dict:
         bwd += sum(_time_einsum(*prod, seconds, bc.dtype) for prod in backward_einsums(eq, lhs, rhs))
     return {"forward_ms": fwd, "backward_ms": bwd}
 
-
-def timed(fn) -> tuple[float, float]:
-    """(wall, process CPU) seconds of one call of `fn`."""
-    w, c = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w, time.process_time() - c

@@ -14,7 +14,7 @@ difficulty), with evaluations and periodic checkpoints pushed past the end. Time
   augmentation, sharding, transfers, dispatch, the wait on the step QUEUE_DEPTH behind, metric windows
   (log_every), the monitor and the callbacks.
 The arms alternate for `--rounds` rounds; the best time of each is printed, with the loop / bare ratio
-and the bare step's page faults (malloc on huge pages or not: trm_jax/huge_pages.py; run with
+and the bare step's page faults (malloc on huge pages or not: scripts/launcher.py; run with
 TRM_JAX_HUGE_PAGES=0 to compare).
 """
 
@@ -28,36 +28,15 @@ import time
 
 import jax
 
-from trm_jax.config import load_config
-from trm_jax.huge_pages import huge_pages_enabled
+from benchmarks.harness import REPO_ROOT, one_stage_config, time_training
+from scripts.launcher import huge_pages_enabled
+from trm_jax.training import create_trainer
 from trm_jax.training import distributed as dist
-from trm_jax.training import create_trainer, read_metrics
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAR = 10 ** 9  # an interval past any run's end
-
-
-def cut_config(path: str, steps: int, overrides=()):
-    """`path` as one stage of `steps` steps (its first stage's shapes), no evaluation or checkpoint inside."""
-    cfg = load_config(path, list(overrides))
-    first = cfg.curriculum.stages[0] if cfg.curriculum.stages else None
-    stage = {k: getattr(first, k) for k in ("seq_len", "batch_size", "dim", "difficulty", "learning_rate")
-             if first is not None and getattr(first, k) is not None}
-    stage = ", ".join(f"{k}: {v}" for k, v in dict(stage, steps=steps).items())
-    return load_config(path, [*overrides, f"curriculum.stages=[{{{stage}}}]", f"training.eval_every={FAR}",
-                              f"training.checkpoint_every={FAR}", "training.progress_bar=false"])
 
 
 def time_loop(config, run_dir: str, prefetch_batches: int) -> float:
     """Seconds per step of `train()`'s loop, from metrics.jsonl (first window and the end left out)."""
-    trainer = create_trainer(config.replace(run_dir=run_dir))
-    trainer.prefetch_batches = prefetch_batches
-    trainer.train()
-    records = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-    first, last = records[0], records[-1]
-    if last["step"] <= first["step"]:
-        raise SystemExit("--steps gives one training record; raise it above training.log_every")
-    return (last["timestamp"] - first["timestamp"]) / (last["step"] - first["step"])
+    return time_training(config, run_dir, prefetch_batches)["loop_s_per_step"]
 
 
 def page_faults() -> int:
@@ -94,7 +73,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set training.log_every=50 (repeatable)")
     args = ap.parse_args(argv)
-    config = cut_config(args.config, args.steps, args.overrides)
+    config = one_stage_config(args.config, args.steps, args.overrides)
     faults: list = []  # per step, of each bare-step run
 
     def run_bare(run_dir: str) -> float:
@@ -115,14 +94,13 @@ def main(argv=None) -> dict:
           f"{stage.batch_size or config.training.batch_size}), {args.rounds} round(s), best of each:")
     for name, seconds in best.items():
         print(f"{name:>18}: {seconds * 1e3:9.3f} ms/step  {seconds / bare:6.3f}x the bare step")
-    print(f"malloc huge pages {'on' if huge_pages_enabled() else 'off'} (trm_jax/huge_pages.py); bare step: "
+    print(f"malloc huge pages {'on' if huge_pages_enabled() else 'off'} (scripts/launcher.py); bare step: "
           f"{min(faults):,.0f} page faults per step")
     return dict(seconds_per_step=best, ratio={k: v / bare for k, v in best.items()},
                 malloc_hugepages=huge_pages_enabled(), page_faults_per_step=min(faults))
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

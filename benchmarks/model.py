@@ -4,7 +4,7 @@ and the same work, measured in the same run, with ratios.
     python scripts/benchmark.py model                      # reference configuration (minutes)
     python scripts/benchmark.py model --quick              # small configuration (about a minute)
     python scripts/benchmark.py model --suite              # reference + transformer + dim=512
-    python scripts/benchmark.py model --n 2 --T 2 --widths 64,128,256   # train/predict ratio per width
+    python scripts/benchmark.py model --num-latent-refinements 2 --num-refinement-blocks 2 --widths 64,128,256
 
 What is measured (each part can be chosen with --parts):
 - train:   one training supervision step = forward (T-1 no-grad cycles + 1 gradient cycle + heads +
@@ -23,7 +23,7 @@ What is measured (each part can be chosen with --parts):
            step's matmul-only floor (no elementwise work, no overheads), and PyTorch's time over it
            the best ratio trm_jax could reach with XLA's kernels.
 - compile: trace + lower + compile of the JAX train step in a fresh process, at (n, T), (2n, T) and
-           (n, 2T).
+           (n, 2T) (n = num_latent_refinements, T = num_refinement_blocks).
 - memory:  peak resident memory of one training step above the resident memory before it, in a
            fresh process per configuration: the kernel's high-water mark is reset
            (/proc/self/clear_refs) after a warm-up step, the step runs, and VmHWM - VmRSS(before)
@@ -50,36 +50,26 @@ import os
 import time
 from typing import Optional
 
-from benchmarks.config import QUICK, REFERENCE, BenchConfig
 from benchmarks.flops import jax_net_cost_flops, net_flops, predict_flops, train_step_flops
+from benchmarks.harness import (BenchConfig, add_config_arguments, add_malloc_hugepages_argument, config_from_args,
+                                run_worker, worker_env)
 from benchmarks.model_workers import COMPILE_STEP, TORCH_MEMORY, time_frameworks
-from benchmarks.workers import add_malloc_hugepages_argument, run_worker
-from trm_jax.huge_pages import with_huge_pages
+
+REFERENCE = BenchConfig()
+QUICK = BenchConfig(dim=64, batch_size=16, num_latent_refinements=2, num_refinement_blocks=2)
+ARCHITECTURE = ("network", "dim", "depth", "seq_len", "num_tokens", "num_latent_refinements", "num_refinement_blocks",
+                "batch_size", "num_heads", "gelu_approximate", "remat", "dtype", "threads")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    d = REFERENCE
-    p.add_argument("--network", choices=["mixer", "transformer"], default=d.network)
-    p.add_argument("--dim", type=int, default=d.dim)
-    p.add_argument("--depth", type=int, default=d.depth)
-    p.add_argument("--seq-len", type=int, default=d.seq_len)
-    p.add_argument("--vocab", type=int, default=d.vocab)
-    p.add_argument("--n", type=int, default=d.n, help="latent refinements per cycle")
-    p.add_argument("--T", type=int, default=d.T, help="cycles per supervision step")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--heads", type=int, default=0, help="transformer heads (default dim/64)")
-    p.add_argument("--gelu-approximate", action="store_true", help="tanh GELU in trm_jax (default exact)")
-    p.add_argument("--remat", default="auto", choices=["auto", "none", "dots", "full"],
-                   help="trm_jax model.remat for the gradient cycle (default auto)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="trm_jax compute dtype (params stay float32; for accelerators; PyTorch runs float32)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
+    add_config_arguments(p, REFERENCE, ARCHITECTURE)
     p.add_argument("--iters", type=int, default=6, help="timed training steps per framework (default 6)")
     p.add_argument("--predict-steps", type=int, default=16, help="supervision steps in predict (default 16)")
     p.add_argument("--predict-iters", type=int, default=2, help="timed predict calls per framework (default 2)")
     p.add_argument("--parts", default=None,
                    help="comma list of train,predict,compile,memory (default all; train,predict with --widths)")
-    p.add_argument("--quick", action="store_true", help=f"small configuration ({QUICK.label()})")
+    p.add_argument("--quick", action="store_true", help=f"small configuration ({QUICK.label()}; options given "
+                                                       "change it)")
     p.add_argument("--suite", action="store_true",
                    help="the reference configuration, the transformer network, and dim=512")
     p.add_argument("--widths", default=None, metavar="D1,D2,...",
@@ -91,27 +81,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker process")
 
 
-def _config_from_args(args) -> BenchConfig:
-    if args.quick:
-        return dataclasses.replace(QUICK, network=args.network, gelu_approximate=args.gelu_approximate,
-                                   remat=args.remat, dtype=args.dtype)
-    return BenchConfig(network=args.network, dim=args.dim, depth=args.depth, seq_len=args.seq_len,
-                       vocab=args.vocab, n=args.n, T=args.T, batch=args.batch, num_heads=args.heads,
-                       gelu_approximate=args.gelu_approximate, remat=args.remat, dtype=args.dtype)
-
-
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
 def _env(args, memory: bool = False) -> dict:
-    env = dict(os.environ)
-    if memory:
-        env.update(MEMORY_ENV)
-    if args.xla_flags is not None:
-        env["XLA_FLAGS"] = args.xla_flags
-    env = with_huge_pages(env, args.malloc_hugepages)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
+    return worker_env(args.malloc_hugepages, args.xla_flags, **(MEMORY_ENV if memory else {}))
 
 
 def _best(samples):
@@ -129,12 +103,12 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
         except ImportError:
             print("torch / tiny-recursive-model not installed (pip install 'trm_jax[torch]'): trm_jax only")
             use_torch = False
-    out: dict = {"config": dataclasses.asdict(bc), "label": bc.label(), "threads": args.threads,
+    out: dict = {"config": dataclasses.asdict(bc), "label": bc.label(), "threads": bc.threads,
                  "train_gflop": train_step_flops(bc) / 1e9,
                  "predict_gflop": predict_flops(bc, args.predict_steps) / 1e9,
                  "net_gflop_analytic": net_flops(bc) / 1e9}
-    print(f"\n== {bc.label()}, {args.threads} threads", flush=True)
-    base = {"config": dataclasses.asdict(bc), "threads": args.threads}
+    print(f"\n== {bc.label()}, {bc.threads} threads", flush=True)
+    base = {"config": dataclasses.asdict(bc), "threads": bc.threads}
     if parts & {"train", "predict"}:
         t0 = time.perf_counter()
         out["time"] = time_frameworks({**base, "iters": args.iters, "predict_iters": args.predict_iters,
@@ -144,18 +118,20 @@ def bench_one(bc: BenchConfig, args, parts: set[str], scaling: bool = True) -> d
     if parts & {"compile", "memory"}:
         # the reference configuration last: the first worker process pays for cold file caches, which
         # should not flatter the growth with n and T
-        runs = []
+        n, T, runs = bc.num_latent_refinements, bc.num_refinement_blocks, []
         if scaling and "compile" in parts:
-            runs += [("2n", dataclasses.replace(bc, n=2 * bc.n)), ("2T", dataclasses.replace(bc, T=2 * bc.T))]
+            runs += [("2n", dataclasses.replace(bc, num_latent_refinements=2 * n)),
+                     ("2T", dataclasses.replace(bc, num_refinement_blocks=2 * T))]
         if scaling and "memory" in parts:
-            runs += [("T2", dataclasses.replace(bc, T=2))] if bc.T != 2 else []
+            runs += [("T2", dataclasses.replace(bc, num_refinement_blocks=2))] if T != 2 else []
         runs.append(("ref", bc))
         out["compile"] = {}
         for name, c in runs:
             run = "memory" in parts and name in ("ref", "2T", "T2")
-            out["compile"][name] = run_worker(COMPILE_STEP, {"config": dataclasses.asdict(c), "threads": args.threads,
+            out["compile"][name] = run_worker(COMPILE_STEP, {"config": dataclasses.asdict(c), "threads": c.threads,
                                                           "run": run}, _env(args, memory=run), args.timeout)
-            out["compile"][name]["T"], out["compile"][name]["n"] = c.T, c.n
+            out["compile"][name].update(num_refinement_blocks=c.num_refinement_blocks,
+                                        num_latent_refinements=c.num_latent_refinements)
         if "memory" in parts and use_torch:
             out["torch_memory"] = run_worker(TORCH_MEMORY, base, _env(args, memory=True), args.timeout)
     try:
@@ -180,9 +156,9 @@ def _report(r: dict, args) -> None:
     floors = {}
     if "net_matmuls" in t:  # every matmul of the work at the speed it reaches alone, nothing else
         nm, c = t["net_matmuls"], r["config"]
-        apps = c["T"] * (c["n"] + 1)
-        floors = {"train": (apps * nm["forward_ms"] + (c["n"] + 1) * nm["backward_ms"]) / 1e3,
-                  "predict": args.predict_steps * apps * nm["forward_ms"] / 1e3}
+        n, T = c["num_latent_refinements"], c["num_refinement_blocks"]
+        floors = {"train": (T * (n + 1) * nm["forward_ms"] + (n + 1) * nm["backward_ms"]) / 1e3,
+                  "predict": args.predict_steps * T * (n + 1) * nm["forward_ms"] / 1e3}
     for key, label, flop in (("train", "train step (s)", r["train_gflop"]),
                              ("predict", f"predict, {args.predict_steps} steps (s)", r["predict_gflop"])):
         j, p = _best(t.get("jax_" + key, [])), _best(t.get("torch_" + key, []))
@@ -201,17 +177,18 @@ def _report(r: dict, args) -> None:
     if "jax_train_first_s" in t:
         rows.append(("first train step incl. compile (s)", f"{t['jax_train_first_s']:.1f}", "-", ""))
     comp = {k: r["compile"][k] for k in ("ref", "2n", "2T", "T2") if k in r.get("compile", {})}
+    nt = {name: f"n={c['num_latent_refinements']} T={c['num_refinement_blocks']}" for name, c in comp.items()}
     for name, c in comp.items():
         tag = {"ref": "", "2n": " (2n)", "2T": " (2T)", "T2": " (T=2)"}[name]
-        rows.append((f"compile n={c['n']} T={c['T']}{tag} (s) wall/cpu",
+        rows.append((f"compile {nt[name]}{tag} (s) wall/cpu",
                      f"{c['lower_s'] + c['compile_s']:.1f}/{c['lower_cpu_s'] + c['compile_cpu_s']:.1f}", "-", ""))
     for name, c in comp.items():
         if c.get("peak_mb") is not None:
             ref = r.get("torch_memory", {}).get("peak_mb") if name == "ref" else None
-            rows.append((f"step peak memory n={c['n']} T={c['T']} (MB)", f"{c['peak_mb']:.0f}",
+            rows.append((f"step peak memory {nt[name]} (MB)", f"{c['peak_mb']:.0f}",
                          f"{ref:.0f}" if ref else "-", _fmt_ratio(c["peak_mb"], ref) if ref else ""))
         if c.get("xla_temp_mb") is not None:
-            rows.append((f"  XLA temp buffer n={c['n']} T={c['T']} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
+            rows.append((f"  XLA temp buffer {nt[name]} (MB)", f"{c['xla_temp_mb']:.0f}", "-", ""))
     if "ref" in comp:
         tot = lambda c: c["lower_s"] + c["compile_s"]  # noqa: E731
         for name in ("2n", "2T"):
@@ -220,7 +197,8 @@ def _report(r: dict, args) -> None:
                              "-", ""))
     lo, hi = comp.get("T2", {}).get("peak_mb"), comp.get("2T", {}).get("peak_mb")
     if lo and hi:
-        rows.append((f"step peak memory T={comp['2T']['T']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%", "-", ""))
+        rows.append((f"step peak memory T={comp['2T']['num_refinement_blocks']} vs T=2", f"{100 * (hi / lo - 1):+.0f}%",
+                     "-", ""))
     width = max(len(x[0]) for x in rows) + 2
     print(f"{'':{width}s}{'trm_jax':>16s}{'PyTorch':>16s}{'ratio':>9s}")
     for name, a, b, c in rows:
@@ -235,8 +213,8 @@ def _report(r: dict, args) -> None:
           "iterations, one worker process per framework taking turns in blocks of back-to-back steps (ABAB)")
 
 
-# Train-step ratio (PyTorch / trm_jax) the mixer should reach at n=2..3, T=2 (issue 21): 1.5x at the
-# small widths CPU users train, and at dim 256 no lower than the 2.61x measured when it was filed.
+# Train-step ratio (PyTorch / trm_jax) the mixer should reach at n=2..3, T=2, by width (docs/performance.md,
+# "Small widths")
 TRAIN_STEP_TARGETS = {64: 1.5, 128: 1.5, 256: 2.61}
 
 
@@ -252,7 +230,8 @@ def width_summary(results: dict, bc: BenchConfig) -> list[dict]:
     for width, r in results.items():
         t = r.get("time", {})
         best = {k: _best(t.get(k, [])) for k in ("jax_train", "torch_train", "jax_predict", "torch_predict")}
-        target = TRAIN_STEP_TARGETS.get(width) if bc.network == "mixer" and bc.T == 2 and bc.n in (2, 3) else None
+        stated = bc.network == "mixer" and bc.num_refinement_blocks == 2 and bc.num_latent_refinements in (2, 3)
+        target = TRAIN_STEP_TARGETS.get(width) if stated else None
         ratio = _ratio(r, "train")
         rows.append(dict(dim=width, **{k: v[0] if v else None for k, v in best.items()}, train_ratio=ratio,
                          predict_ratio=_ratio(r, "predict"), target=target,
@@ -262,7 +241,8 @@ def width_summary(results: dict, bc: BenchConfig) -> list[dict]:
 
 def _print_width_summary(rows: list[dict], bc: BenchConfig) -> None:
     fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
-    print(f"\n== summary: {bc.network}, n={bc.n} T={bc.T} batch={bc.batch}; ratio = PyTorch / trm_jax, best of "
+    print(f"\n== summary: {bc.network}, n={bc.num_latent_refinements} T={bc.num_refinement_blocks} "
+          f"batch={bc.batch_size}; ratio = PyTorch / trm_jax, best of "
           "the timed steps, both frameworks in this run")
     print(f"{'dim':>5s}{'train trm_jax':>15s}{'PyTorch':>10s}{'ratio':>8s}{'target':>9s}{'':>9s}"
           f"{'predict trm_jax':>17s}{'PyTorch':>10s}{'ratio':>8s}")
@@ -280,7 +260,7 @@ def bench_model(args: argparse.Namespace) -> dict:
     bad = parts - {"train", "predict", "compile", "memory"}
     if bad:
         raise SystemExit(f"--parts: unknown {sorted(bad)}; choose from train,predict,compile,memory")
-    bc = _config_from_args(args)
+    bc = config_from_args(args, REFERENCE, QUICK)
     print(f"model benchmark: trm_jax vs tiny-recursive-model; {os.cpu_count()} CPUs; "
           f"XLA_FLAGS={_env(args).get('XLA_FLAGS', '')!r}; malloc hugepages {'on' if args.malloc_hugepages else 'off'}; "
           f"1-minute load average {os.getloadavg()[0]:.2f}")

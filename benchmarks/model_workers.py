@@ -1,7 +1,7 @@
 """The model benchmark's worker processes (one per framework) and the driver that times them in turns.
 
-Entries for `benchmarks.workers` (by their "module:function" names below): `session` (a timing
-server: train, predict, peak, net_matmuls), `compile_step` (trace, lower and compile time, XLA
+Worker entries (`benchmarks.harness.run_worker` / `WorkerServer`, by their "module:function" names
+below): `session` (a timing server: train, predict, peak, net_matmuls), `compile_step` (trace, lower and compile time, XLA
 memory analysis, peak RSS of a step) and `torch_memory` (peak RSS of a PyTorch step). JAX and
 torch are imported inside the functions: a PyTorch worker process must not load JAX's thread pools.
 """
@@ -12,11 +12,10 @@ import gc
 import time
 from typing import Optional
 
-from benchmarks.config import BenchConfig
+from benchmarks.harness import BenchConfig, WorkerServer, timed
 from benchmarks.jax_step import build_jax
-from benchmarks.kernels import matmul_peak, net_matmul_times, timed
+from benchmarks.kernels import matmul_peak, net_matmul_times
 from benchmarks.torch_reference import build_torch, torch_train_step
-from benchmarks.workers import WorkerServer
 
 SESSION = "benchmarks.model_workers:session"
 COMPILE_STEP = "benchmarks.model_workers:compile_step"

@@ -9,12 +9,12 @@ both give the same tokens and depths.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import numpy as np
 
 import trm_jax
+from benchmarks.harness import best_time
 from trm_jax.evaluation import dataset_for
 from trm_jax.models import predict
 
@@ -33,10 +33,9 @@ def main(argv=None) -> None:
     times, outs = {}, {}
     for compact in (False, True, False, True):  # alternate, after a warm-up call of each
         fn = lambda: jax.block_until_ready(predict(p.model, p.params, tokens, compact=compact, **kw))  # noqa: E731
-        out = fn()
-        best = min(_timed(fn) for _ in range(args.repeats))
+        outs[compact] = fn()
+        best = best_time(fn, args.repeats, warmup=False)
         times[compact] = min(times.get(compact, best), best)
-        outs[compact] = out
     same = (np.array_equal(outs[True].tokens, outs[False].tokens)
             and np.array_equal(outs[True].recursion_depth, outs[False].recursion_depth))
     depth = np.asarray(outs[True].recursion_depth)
@@ -46,14 +45,7 @@ def main(argv=None) -> None:
           f"speed-up {times[False] / times[True]:.2f}x; identical results: {same}")
 
 
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

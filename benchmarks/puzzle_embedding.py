@@ -63,10 +63,10 @@ def main(argv=None) -> None:
     ap.add_argument("--ndim", type=int, default=512)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args(argv)
-    kw = dict(dim=args.dim, seq_len=args.seq_len, batch=args.batch, steps=args.steps)
+    kw = dict(dim=args.dim, seq_len=args.seq_len, batch=args.batch_size, steps=args.steps)
     big = measure(args.rows, args.ndim, **kw)
     one = measure(1, args.ndim, **kw)
     none = measure(1, 0, **kw)
@@ -81,7 +81,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
+from benchmarks.harness import best_time
 from trm_jax.rag.store import MemoryVectorStore
 
 
 def add_rag_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=100_000, help="stored vectors (default 100000)")
+    parser.add_argument("--num-vectors", type=int, default=100_000, help="stored vectors (default 100000)")
     parser.add_argument("--dim", type=int, default=384, help="vector dimension (default 384)")
     parser.add_argument("--k", type=int, default=10, help="top-k (default 10)")
     parser.add_argument("--batch", type=int, default=1000, help="queries per batched search (default 1000)")
@@ -32,16 +32,6 @@ def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: BLAS thread pools, page faults, faiss init
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Mean fraction of the top-k ids two methods share (1.0 = identical sets)."""
     return float(np.mean([len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a, b)]))
@@ -50,15 +40,15 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 def bench_rag(args: argparse.Namespace) -> dict:
     """Time batched and single-query top-k search; print a table and return the numbers."""
     rng = np.random.default_rng(args.seed)
-    print(f"rag search benchmark: {args.n} x {args.dim} float32 unit vectors, k={args.k}, "
+    print(f"rag search benchmark: {args.num_vectors} x {args.dim} float32 unit vectors, k={args.k}, "
           f"batched {args.batch} queries, {args.single} single queries, best of {args.repeats}, "
           f"{os.cpu_count()} CPUs")
-    db = _unit(rng, args.n, args.dim)
+    db = _unit(rng, args.num_vectors, args.dim)
     queries = _unit(rng, max(args.batch, args.single), args.dim)
     batch_q, single_q = queries[: args.batch], queries[: args.single]
 
     store = MemoryVectorStore(args.dim)
-    store.add(db, [""] * args.n)  # texts unused by topk; empty strings keep memory low
+    store.add(db, [""] * args.num_vectors)  # texts unused by topk; empty strings keep memory low
 
     def ours_batched():
         return store.topk(batch_q, args.k)
@@ -67,9 +57,9 @@ def bench_rag(args: argparse.Namespace) -> dict:
         for q in single_q:
             store.topk(q[None, :], args.k)
 
-    results = {"n": args.n, "dim": args.dim, "k": args.k}
-    results["ours_batched_qps"] = args.batch / _best_time(ours_batched, args.repeats)
-    results["ours_single_qps"] = args.single / _best_time(ours_single, args.repeats)
+    results = {"num_vectors": args.num_vectors, "dim": args.dim, "k": args.k}
+    results["ours_batched_qps"] = args.batch / best_time(ours_batched, args.repeats)
+    results["ours_single_qps"] = args.single / best_time(ours_single, args.repeats)
 
     try:
         import faiss
@@ -88,8 +78,8 @@ def bench_rag(args: argparse.Namespace) -> dict:
             for q in single_q:
                 index.search(q[None, :], args.k)
 
-        results["faiss_batched_qps"] = args.batch / _best_time(faiss_batched, args.repeats)
-        results["faiss_single_qps"] = args.single / _best_time(faiss_single, args.repeats)
+        results["faiss_batched_qps"] = args.batch / best_time(faiss_batched, args.repeats)
+        results["faiss_single_qps"] = args.single / best_time(faiss_single, args.repeats)
         results["batched_ratio"] = results["ours_batched_qps"] / results["faiss_batched_qps"]
         results["single_ratio"] = results["ours_single_qps"] / results["faiss_single_qps"]
         results["topk_agreement"] = _agreement(store.topk(batch_q, args.k)[1], index.search(batch_q, args.k)[1])

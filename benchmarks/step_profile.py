@@ -1,7 +1,7 @@
 """Where a train step's time goes: per-op times of trm_jax's compiled step (XLA's profiler trace) and
 of the PyPI package's PyTorch step (torch.profiler), grouped by kind and by phase.
 
-    python -m benchmarks.step_profile [--dim 64 --n 2 --T 2 --batch 64] [--steps 5] [--top 12]
+    python -m benchmarks.step_profile [--dim 64 --num-latent-refinements 2 --num-refinement-blocks 2] [--steps 5]
 
 Same step as `scripts/benchmark.py model` times (benchmarks.jax_step / torch_reference), each
 framework in its own worker process pinned to `--threads` CPUs, one after the other, `--steps`
@@ -33,11 +33,12 @@ import time
 
 import numpy as np
 
-from benchmarks.config import BenchConfig
+from benchmarks.harness import (BenchConfig, add_config_arguments, config_from_args, run_worker, worker_env,
+                                write_json)
 from benchmarks.jax_step import build_jax
 from benchmarks.torch_reference import build_torch, torch_train_step
-from benchmarks.workers import run_worker
 
+DEFAULT = BenchConfig(dim=64, num_latent_refinements=2, num_refinement_blocks=2)
 KINDS = ("matmul", "GELU", "LayerNorm", "reduction", "elementwise", "layout copy", "loop control", "other")
 
 
@@ -142,7 +143,7 @@ def hlo_phase(op_name: str) -> str:
 
 # ---------------------------------------------------------------------------------- JAX worker
 
-def _self_times(events: list) -> dict:
+def self_times(events: list) -> dict:
     """{thunk name: summed self time (us)} from complete events of one thread (children subtracted)."""
     out: dict = collections.defaultdict(float)
     stack: list = []
@@ -182,7 +183,7 @@ def profile_jax(spec: dict) -> dict:
     times, calls = collections.defaultdict(float), collections.Counter()
     for evs in threads.values():
         calls.update(e["name"] for e in evs)
-        for name, us in _self_times(evs).items():
+        for name, us in self_times(evs).items():
             times[name] += us
     ops = [dict(name=name, kind=hlo_kind(hlo[name]), phase=hlo_phase(hlo[name]["op_name"]),
                 detail=f"{hlo[name]['opcode']} {hlo[name]['shape']}", ms=us / 1e3 / steps, calls=calls[name] / steps,
@@ -282,36 +283,29 @@ def report(res: dict, top: int) -> None:
 
 
 def main(argv=None) -> dict:
-    d = BenchConfig(dim=64, n=2, T=2)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("dim", "depth", "n", "T", "batch"):
-        ap.add_argument(f"--{name}", type=int, default=getattr(d, name))
-    ap.add_argument("--remat", default=d.remat, choices=["auto", "none", "dots", "full"])
+    add_config_arguments(ap, DEFAULT, ("dim", "depth", "num_latent_refinements", "num_refinement_blocks",
+                                       "batch_size", "remat", "threads"))
     ap.add_argument("--steps", type=int, default=5, help="profiled steps per framework")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=12, help="ops listed per framework")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", help="write the per-op results to this path")
     args = ap.parse_args(argv)
-    bc = dataclasses.replace(d, dim=args.dim, depth=args.depth, n=args.n, T=args.T, batch=args.batch,
-                             remat=args.remat)
-    spec = dict(config=dataclasses.asdict(bc), steps=args.steps, warmup=args.warmup, threads=args.threads)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    print(f"step profile: {bc.label()}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    bc = config_from_args(args, DEFAULT)
+    spec = dict(config=dataclasses.asdict(bc), steps=args.steps, warmup=args.warmup, threads=bc.threads)
+    env = worker_env()
+    print(f"step profile: {bc.label()}, {bc.threads} threads, load average {os.getloadavg()[0]:.2f}")
     runs = [run_worker("benchmarks.step_profile:profile_jax", spec, env, timeout=1800)]
     if not args.no_torch:
         runs.append(run_worker("benchmarks.step_profile:profile_torch", spec, env, timeout=1800))
     res = dict(config=dataclasses.asdict(bc), runs=runs)
     report(res, args.top)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    write_json(args.json, res)
     return res
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -11,12 +11,12 @@ agrees with the batched evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 
 import trm_jax
+from benchmarks.harness import write_json
 from trm_jax.evaluation import dataset_for, evaluate
 from trm_jax.tasks.sudoku import SAMPLE_CSV, generate_sudoku, givens_difficulty, grids_to_texts
 from trm_jax.tasks.sudoku.dataset import make_sudoku_dataset
@@ -59,14 +59,11 @@ def main(argv=None) -> dict:
     for name, r in results.items():
         print(f"{name:>28} {r['exact']:>7.3f} {r['cell']:>7.3f} {r['depth']:>6.2f}"
               + (f"   infer on {r['infer_k']}: exact {r['infer_exact_first_k']:.3f}" if "infer_k" in r else ""))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -22,7 +22,6 @@ the tuning (or at `--noise-std` / `--noise-on`; without `tune`: the package defa
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import trm_jax
+from benchmarks.harness import write_json
 from benchmarks.sudoku_accuracy import SAMPLE, held_out
 from trm_jax.evaluation import dataset_for
 from trm_jax.models import DEFAULT_NOISE_STD, Trajectories, predict_trajectories, token_matches
@@ -202,14 +202,11 @@ def main(argv=None) -> dict:
     for part, fn in (("main", main_table), ("depth", depth_table), ("time", time_table)):
         if part in parts:
             out[part] = fn(p, args, sets)
-        if args.json:  # after every part: a run cut short keeps what it measured
-            with open(args.json, "w") as f:
-                json.dump(out, f, indent=1)
+        write_json(args.json, out)  # after every part: a run cut short keeps what it measured
     return out
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -6,7 +6,7 @@
 
 Task: generated Sudoku puzzles with `--givens` givens (unique solution), one training and one
 held-out set, the same arrays for both frameworks. Model: `TinyRecursiveModel` with an `MLPMixer1D`
-network (dim, depth, n latent refinements, T cycles) in each package.
+network (dim, depth, num_latent_refinements, num_refinement_blocks) in each package.
 
 What each side runs:
 - trm_jax: `trm_jax.Trainer(model, (inputs, labels), eval_dataset=..., callbacks=[TimeBudget, HeldOutCurve])`:
@@ -15,11 +15,11 @@ What each side runs:
   (EMA weights, the model's predict) for the held-out points.
 - PyTorch: `tiny_recursive_model.Trainer(model, dataset, ...)()`: each batch runs up to
   `max_recurrent_steps` supervision steps, halted samples leave the batch; AdamW whose learning rate
-  the trainer divides by `batch_size * max_recurrent_steps` (so it is given `lr * batch * depth`),
+  the trainer divides by `batch_size * max_recurrent_steps` (so it is given `learning_rate * batch * depth`),
   linear warmup, `ema_pytorch.EMA`; the held-out points predict with the EMA model.
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
 warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
-sigmoid >= `--halt-threshold` or `--max-depth` supervision steps in training and in evaluation.
+sigmoid >= `--halt-threshold` or `--max-recursion-depth` supervision steps in training and in evaluation.
 Not equal, by each package's design: the batch schedule (above); the EMA (trm_jax: every step, its
 decay warmed up from 0 as min(decay, (1 + t) / (10 + t)), `training.ema_warmup`; ema_pytorch: copies
 for 100 steps, then every 10 steps with a decay ramping up to `--ema-decay`, and every 10,000 steps
@@ -38,14 +38,14 @@ between batches.
 Data generation is outside the clock. Each framework trains in its own worker process on the same
 `--threads` CPUs (PyTorch: `torch.set_num_threads`), one after the other, both with malloc on
 transparent huge pages as trm_jax's scripts run (`--no-malloc-hugepages`: both without;
-trm_jax/huge_pages.py). Run it on an otherwise
+scripts/launcher.py). Run it on an otherwise
 idle machine: PyTorch's OpenMP threads slow down many times over when other processes compete for
 the CPUs (XLA's much less), so the load average before each run and each run's CPU seconds per
 training second are printed.
 
 Printed: both curves (training seconds, optimizer steps, exact accuracy = whole puzzle right, token
 accuracy, mean recursion depth; and exact and token accuracy at full depth: the same weights with no
-early halting, every sample running `--max-depth` steps, as the official code evaluates) and, for
+early halting, every sample running `--max-recursion-depth` steps, as the official code evaluates) and, for
 exact and token accuracy (and exact at full depth), the training time each framework needed to reach
 the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5).
 The times are those of the first held-out point at or above the target, so their resolution is
@@ -64,96 +64,46 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from benchmarks.workers import add_malloc_hugepages_argument, run_worker
-from trm_jax.huge_pages import huge_pages_enabled, with_huge_pages
+from benchmarks.harness import (BenchConfig, add_config_arguments, add_malloc_hugepages_argument, config_from_args,
+                                run_worker, worker_env)
+from scripts.launcher import huge_pages_enabled
 from trm_jax.models import NO_EARLY_HALT
 from trm_jax.training import Callback, TimeBudget
 
-NUM_TOKENS = 11  # the grid tokenizer: pad, blank, digits 1-9
-SEQ_LEN = 81
 TRAIN_WORKER = "benchmarks.time_to_accuracy:train_worker"
+# architecture, data, hyperparameters and budget shared by both frameworks; Sudoku through the grid
+# tokenizer (pad, blank, digits 1-9): 81 tokens of 11
+DEFAULT = BenchConfig(dim=64, depth=2, seq_len=81, num_tokens=11, num_latent_refinements=2, num_refinement_blocks=2,
+                      max_recursion_depth=12,  # the PyPI Trainer's max_recurrent_steps default
+                      halt_threshold=0.5, batch_size=64, learning_rate=1e-3, warmup_steps=100, weight_decay=0.1,
+                      ema_decay=0.999, givens=40, num_train=4096, num_eval=512, eval_batch_size=256, budget_s=300.0,
+                      eval_every_s=30.0, threads=2, seed=0, halted_samples="refill")
+QUICK = dataclasses.replace(DEFAULT, dim=32, depth=1, num_latent_refinements=1, max_recursion_depth=4, batch_size=16,
+                            warmup_steps=10, num_train=256, num_eval=64, eval_batch_size=64, budget_s=3.0,
+                            eval_every_s=1.0)
+OPTIONS = ("budget_s", "eval_every_s", "dim", "depth", "num_latent_refinements", "num_refinement_blocks",
+           "max_recursion_depth", "halt_threshold", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
+           "ema_decay", "givens", "num_train", "num_eval", "threads", "seed", "halted_samples")
 
 
-@dataclasses.dataclass(frozen=True)
-class TTAConfig:
-    """Architecture, data, hyperparameters and budget shared by both frameworks."""
-
-    dim: int = 64
-    depth: int = 2
-    n: int = 2  # latent refinements per cycle
-    T: int = 2  # cycles per supervision step
-    max_depth: int = 12  # supervision steps at most (PyPI Trainer's max_recurrent_steps default)
-    halt_threshold: float = 0.5
-    batch_size: int = 64
-    lr: float = 1e-3  # the learning rate AdamW applies per step, after warmup
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    ema_decay: float = 0.999
-    givens: int = 40
-    num_train: int = 4096
-    num_eval: int = 512
-    eval_batch_size: int = 256
-    budget_s: float = 300.0  # training time per framework, evaluation pauses left out
-    eval_every_s: float = 30.0
-    threads: int = 2
-    seed: int = 0
-    halted_samples: str = "refill"  # trm_jax's training.halted_samples (PyPI's Trainer always drops)
-
-    def label(self) -> str:
-        return (f"mixer dim={self.dim} depth={self.depth} n={self.n} T={self.T} max_depth={self.max_depth} "
-                f"batch={self.batch_size} lr={self.lr:g} wd={self.weight_decay:g} warmup={self.warmup_steps} "
-                f"ema={self.ema_decay:g}; Sudoku {self.givens} givens, {self.num_train} train / "
-                f"{self.num_eval} held-out; {self.budget_s:g} s per framework, eval every {self.eval_every_s:g} s, "
-                f"{self.threads} threads; trm_jax halted samples: {self.halted_samples}")
-
-
-QUICK = TTAConfig(dim=32, depth=1, n=1, T=2, max_depth=4, batch_size=16, warmup_steps=10, num_train=256,
-                  num_eval=64, eval_batch_size=64, budget_s=3.0, eval_every_s=1.0)
+def label(cfg: BenchConfig) -> str:
+    return (f"{cfg.label()} max_recursion_depth={cfg.max_recursion_depth} lr={cfg.learning_rate:g} "
+            f"wd={cfg.weight_decay:g} warmup={cfg.warmup_steps} ema={cfg.ema_decay:g}; Sudoku {cfg.givens} givens, "
+            f"{cfg.num_train} train / {cfg.num_eval} held-out; {cfg.budget_s:g} s per framework, eval every "
+            f"{cfg.eval_every_s:g} s, {cfg.threads} threads; trm_jax halted samples: {cfg.halted_samples}")
 
 
 def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
-    d = TTAConfig()
-    p.add_argument("--budget-s", type=float, default=d.budget_s,
-                   help=f"training seconds per framework, evaluations left out (default {d.budget_s:g})")
-    p.add_argument("--eval-every-s", type=float, default=d.eval_every_s,
-                   help=f"training seconds between held-out evaluations (default {d.eval_every_s:g})")
-    p.add_argument("--dim", type=int, default=d.dim)
-    p.add_argument("--depth", type=int, default=d.depth, help="mixer layers")
-    p.add_argument("--n", type=int, default=d.n, help="latent refinements per cycle")
-    p.add_argument("--T", type=int, default=d.T, help="cycles per supervision step")
-    p.add_argument("--max-depth", type=int, default=d.max_depth,
-                   help="supervision steps at most, training and evaluation (default %(default)s)")
-    p.add_argument("--halt-threshold", type=float, default=d.halt_threshold)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate per step after warmup")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of both trainers (0: no EMA)")
-    p.add_argument("--givens", type=int, default=d.givens,
-                   help="givens per puzzle, 17-80; above 50 more solution cells are revealed (default %(default)s)")
-    p.add_argument("--num-train", type=int, default=d.num_train)
-    p.add_argument("--num-eval", type=int, default=d.num_eval)
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads for both frameworks")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--halted-samples", choices=["refill", "drop"], default=d.halted_samples,
-                   help="trm_jax's training.halted_samples: refill halted slots at once (the official recipe) or "
-                        "drop them until the whole batch halted (the PyPI Trainer's schedule) (default %(default)s)")
-    p.add_argument("--quick", action="store_true", help=f"tiny configuration ({QUICK.label()})")
+    add_config_arguments(p, DEFAULT, OPTIONS)
+    p.add_argument("--quick", action="store_true", help=f"tiny configuration ({label(QUICK)}; options given change it)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per worker process (default: 3 x budget + 600)")
     add_malloc_hugepages_argument(p)
 
 
-def _config_from_args(args) -> TTAConfig:
-    if args.quick:
-        return dataclasses.replace(QUICK, threads=args.threads, seed=args.seed, halted_samples=args.halted_samples)
-    fields = {f.name for f in dataclasses.fields(TTAConfig)}  # the options are named after the fields
-    return TTAConfig(**{k: v for k, v in vars(args).items() if k in fields})
-
-
 # ------------------------------------------------------------------------------------------- data
 
-def sudoku_arrays(cfg: TTAConfig) -> dict:
+def sudoku_arrays(cfg: BenchConfig) -> dict:
     """Training and held-out Sudoku as token arrays (int32 [N, 81]), distinct generator seeds.
     Above the generator's easiest setting (50 givens) puzzles get more of their solution revealed."""
     from trm_jax.data.tokenizers import load_tokenizer
@@ -168,7 +118,7 @@ def sudoku_arrays(cfg: TTAConfig) -> dict:
     for split, n, seed in (("train", cfg.num_train, 2 * cfg.seed), ("eval", cfg.num_eval, 2 * cfg.seed + 1)):
         puzzles, solutions = generate_sudoku(n, seed=seed, difficulty=difficulty)
         puzzles = reveal(puzzles, solutions, cfg.givens, np.random.default_rng(seed))
-        ds = make_sudoku_dataset(puzzles, solutions, tok, SEQ_LEN, keep_texts=False)
+        ds = make_sudoku_dataset(puzzles, solutions, tok, cfg.seq_len, keep_texts=False)
         out[f"{split}_inputs"], out[f"{split}_labels"] = ds.inputs, ds.labels
     return out
 
@@ -282,20 +232,21 @@ class HeldOutCurve(Callback):
                                **{k: float(results[k]) for k in POINT_KEYS}))
 
 
-def _train_jax(cfg: TTAConfig, data: dict, callbacks=()) -> dict:
+def train_jax(cfg: BenchConfig, data: dict, callbacks=()) -> dict:
     import trm_jax
 
     t_build = time.monotonic()
     budget = TimeBudget(cfg.budget_s / 60.0, count_evaluations=False)
     curve = HeldOutCurve(budget, cfg.eval_every_s)
     model = trm_jax.TinyRecursiveModel(
-        dim=cfg.dim, num_tokens=NUM_TOKENS, network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=SEQ_LEN),
-        num_refinement_blocks=cfg.T, num_latent_refinements=cfg.n, max_recursion_depth=cfg.max_depth,
-        halt_threshold=cfg.halt_threshold)
+        dim=cfg.dim, num_tokens=cfg.num_tokens,
+        network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
+        num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
+        max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold)
     trainer = trm_jax.Trainer(
         model, (data["train_inputs"], data["train_labels"]),
         eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
-        seed=cfg.seed, learning_rate=cfg.lr, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
+        seed=cfg.seed, learning_rate=cfg.learning_rate, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
         ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
         eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
@@ -311,7 +262,7 @@ class _BudgetSpent(Exception):
     pass
 
 
-def _train_torch(cfg: TTAConfig, data: dict) -> dict:
+def _train_torch(cfg: BenchConfig, data: dict) -> dict:
     import tiny_recursive_model as trm_pt
     import torch
 
@@ -327,7 +278,7 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
         preds, depths = [], []
         for i in range(0, len(eval_x), cfg.eval_batch_size):
             pred, depth = ema.predict(eval_x[i:i + cfg.eval_batch_size], halt_prob_thres=threshold,
-                                      max_deep_refinement_steps=cfg.max_depth)
+                                      max_deep_refinement_steps=cfg.max_recursion_depth)
             preds.append(pred.numpy())
             depths.append(depth.numpy())
         correct, count, exact = token_matches(np.concatenate(preds), eval_y)
@@ -358,15 +309,17 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
             return list(zip(self.inputs[idx], self.labels[idx]))
 
     clock = TrainClock(cfg.budget_s, cfg.eval_every_s, evaluate)
-    network = trm_pt.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=SEQ_LEN)
-    model = trm_pt.TinyRecursiveModel(dim=cfg.dim, num_tokens=NUM_TOKENS, network=network,
-                                      num_refinement_blocks=cfg.T, num_latent_refinements=cfg.n)
+    network = trm_pt.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len)
+    model = trm_pt.TinyRecursiveModel(dim=cfg.dim, num_tokens=cfg.num_tokens, network=network,
+                                      num_refinement_blocks=cfg.num_refinement_blocks,
+                                      num_latent_refinements=cfg.num_latent_refinements)
     # the PyPI Trainer divides the learning rate by batch_size * max_recurrent_steps
     holder["trainer"] = trainer = trm_pt.Trainer(
         model, ClockedDataset(data["train_inputs"], data["train_labels"]),
-        learning_rate=cfg.lr * cfg.batch_size * cfg.max_depth, weight_decay=cfg.weight_decay,
+        learning_rate=cfg.learning_rate * cfg.batch_size * cfg.max_recursion_depth, weight_decay=cfg.weight_decay,
         batch_size=cfg.batch_size, epochs=2 ** 30, halt_prob_thres=cfg.halt_threshold,
-        max_recurrent_steps=cfg.max_depth, warmup_steps=cfg.warmup_steps, ema_decay_rate=cfg.ema_decay, cpu=True)
+        max_recurrent_steps=cfg.max_recursion_depth, warmup_steps=cfg.warmup_steps, ema_decay_rate=cfg.ema_decay,
+        cpu=True)
     # the trainer prints a line per step: still formatted and written (its cost counts), to /dev/null
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
         try:
@@ -377,11 +330,11 @@ def _train_torch(cfg: TTAConfig, data: dict) -> dict:
 
 
 def train_worker(spec: dict) -> dict:
-    """Worker entry (TRAIN_WORKER, run by `benchmarks.workers`): train one framework, return its curve."""
-    cfg = TTAConfig(**spec["config"])
+    """Worker entry (TRAIN_WORKER, run by `benchmarks.harness.run_worker`): train one framework, return its curve."""
+    cfg = BenchConfig(**spec["config"])
     with np.load(spec["data"], allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
-    result = (_train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
+    result = (train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
     return dict(result, malloc_hugepages=huge_pages_enabled())
 
 
@@ -438,11 +391,10 @@ def _report(res: dict) -> None:
 
 
 def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
-    cfg = _config_from_args(args)
-    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {cfg.label()}; malloc huge pages "
+    cfg = config_from_args(args, DEFAULT, QUICK)
+    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {label(cfg)}; malloc huge pages "
           f"{'on' if args.malloc_hugepages else 'off'} for both", flush=True)
-    env = with_huge_pages(dict(os.environ), args.malloc_hugepages)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = worker_env(args.malloc_hugepages)
     timeout = args.timeout or 3 * cfg.budget_s + 600
     res: dict = {"config": dataclasses.asdict(cfg), "malloc_hugepages": args.malloc_hugepages}
     with tempfile.TemporaryDirectory(prefix="trm_tta_") as tmp:

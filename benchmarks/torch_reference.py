@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.config import BenchConfig
+from benchmarks.harness import BenchConfig
 
 
 def torch_transformer_network(bc: BenchConfig):
@@ -62,7 +62,7 @@ def transformer_params_from_torch(sd, bc: BenchConfig) -> dict:
             "to_pred": {"kernel": g("to_pred.weight").T}, "to_halt_pred": {"kernel": g("to_halt_pred.1.weight").T}}
 
 
-def build_torch(bc: BenchConfig, lr: float = 1e-4):
+def build_torch(bc: BenchConfig):
     """(model, optimizer, seq, labels) with the lucidrains TinyRecursiveModel."""
     import tiny_recursive_model as trm_pt
     import torch
@@ -72,12 +72,13 @@ def build_torch(bc: BenchConfig, lr: float = 1e-4):
         network = trm_pt.MLPMixer1D(dim=bc.dim, depth=bc.depth, seq_len=bc.seq_len)
     else:
         network = torch_transformer_network(bc)
-    model = trm_pt.TinyRecursiveModel(dim=bc.dim, num_tokens=bc.vocab, network=network,
-                                      num_refinement_blocks=bc.T, num_latent_refinements=bc.n)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model = trm_pt.TinyRecursiveModel(dim=bc.dim, num_tokens=bc.num_tokens, network=network,
+                                      num_refinement_blocks=bc.num_refinement_blocks,
+                                      num_latent_refinements=bc.num_latent_refinements)
+    opt = torch.optim.AdamW(model.parameters(), lr=bc.learning_rate, weight_decay=bc.weight_decay)
     rng = np.random.RandomState(0)
-    seq = torch.tensor(rng.randint(0, bc.vocab, (bc.batch, bc.seq_len)))
-    labels = torch.tensor(rng.randint(0, bc.vocab, (bc.batch, bc.seq_len)))
+    seq = torch.tensor(rng.randint(0, bc.num_tokens, (bc.batch_size, bc.seq_len)))
+    labels = torch.tensor(rng.randint(0, bc.num_tokens, (bc.batch_size, bc.seq_len)))
     return model, opt, seq, labels
 
 

@@ -2,8 +2,9 @@
 
     python -m benchmarks.trackers [--steps 300] [--rounds 2] [--wandb] [--config config.yaml]
 
-Each run is a fresh process training `--config` cut to one curriculum stage of `--steps` steps (the
-default config's first stage: same model, data, batch, retrieval, log_every and monitoring), with
+Each run is a fresh process training `--config` cut to one curriculum stage of `--steps` steps
+(`benchmarks.harness.one_stage_config`: the first stage's shapes, the same model, data, batch,
+retrieval, log_every and monitoring, no evaluation or checkpoint inside the run), with
 `logging.tensorboard` off or on (and, with `--wandb`, W&B in offline mode); the runs alternate (off,
 on, off, on, ...) so load drift on the machine hits every arm alike. The loop time is read from each
 run's metrics.jsonl, from its first training record to its last, so setup, the first window's
@@ -14,53 +15,31 @@ wall time (which includes them) is printed beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULT = "@@RESULT@@"
+from benchmarks.harness import REPO_ROOT, one_stage_config, run_worker, time_training, worker_env
+
+RUN_ARM = "benchmarks.trackers:run_arm"
 
 
-def run_training(config: str, steps: int, arm: str, run_dir: str) -> dict:
-    """Worker side: train one arm in this process; loop seconds per step and train() wall time."""
-    from trm_jax.training import as_config, create_trainer, read_metrics
-
-    overrides = [f"run_dir={run_dir}", f"curriculum.stages=[{{steps: {steps}, difficulty: 0.0}}]",
-                 f"logging.tensorboard={'true' if arm == 'tensorboard' else 'false'}"]
+def run_arm(spec: dict) -> dict:
+    """Worker entry: train one arm; its loop seconds per step and train() wall time."""
+    arm = spec["arm"]
+    overrides = [f"logging.tensorboard={'true' if arm == 'tensorboard' else 'false'}"]
     if arm == "wandb":
         overrides += ["logging.wandb.project=trm-jax-benchmark", "logging.wandb.mode=offline"]
-    trainer = create_trainer(as_config(config, overrides))
-    t = time.perf_counter()
-    try:
-        result = trainer.train()
-    finally:
-        trainer.close()
-    train_s = time.perf_counter() - t
-    train = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-    first, last = train[0], train[-1]
-    if last["step"] <= first["step"]:
-        raise SystemExit(f"--steps {steps} gives one training record; raise it above training.log_every")
-    return dict(arm=arm, step=result.step, train_s=train_s,
-                loop_s_per_step=(last["timestamp"] - first["timestamp"]) / (last["step"] - first["step"]))
+    return dict(arm=arm, **time_training(one_stage_config(spec["config"], spec["steps"], overrides), spec["run_dir"]))
 
 
 def _run_arm(args, arm: str, scratch: str, index: int) -> dict:
-    run_dir = os.path.join(scratch, f"{arm}-{index}")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    extra = {}
     if arm == "wandb":  # offline, every W&B file in the scratch directory
-        env.update(WANDB_MODE="offline", WANDB_SILENT="true", **{var: os.path.join(scratch, var.lower()) for var in
-                                                                 ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")})
-    spec = json.dumps(dict(config=args.config, steps=args.steps, arm=arm, run_dir=run_dir))
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.trackers", "--worker", spec], env=env,
-                          capture_output=True, text=True, timeout=args.timeout)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT):])
-    raise RuntimeError(f"benchmark run '{arm}' failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
+        extra = dict(WANDB_MODE="offline", WANDB_SILENT="true",
+                     **{var: os.path.join(scratch, var.lower()) for var in
+                        ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")})
+    spec = dict(config=args.config, steps=args.steps, arm=arm, run_dir=os.path.join(scratch, f"{arm}-{index}"))
+    return run_worker(RUN_ARM, spec, worker_env(**extra), args.timeout)
 
 
 def main(argv=None) -> dict:
@@ -70,13 +49,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=2, help="runs per arm, alternating between the arms")
     ap.add_argument("--wandb", action="store_true", help="also time W&B in offline mode")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a run counts as hung")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.config = os.path.abspath(args.config)
-    if args.worker:
-        spec = json.loads(args.worker)
-        print(RESULT + json.dumps(run_training(spec["config"], spec["steps"], spec["arm"], spec["run_dir"])))
-        return {}
     arms = ["off", "tensorboard"] + (["wandb"] if args.wandb else [])
     runs: dict = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="trm_jax_bench_trackers_") as scratch:
@@ -99,7 +73,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

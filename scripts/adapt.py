@@ -50,7 +50,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from launcher import launch
 
-    rerun_with_huge_pages()
-    main()
+    launch(main)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks that print ratios against a reference measured in the same run.
 
-    python scripts/benchmark.py rag [--n 100000 --dim 384 --k 10 --batch 1000 --single 200]
+    python scripts/benchmark.py rag [--num-vectors 100000 --dim 384 --k 10 --batch 1000 --single 200]
     python scripts/benchmark.py model [--quick | --suite] [--network transformer] [--parts train,predict]
     python scripts/benchmark.py time-to-accuracy [--quick] [--budget-s 300 --eval-every-s 30 --givens 40]
 
@@ -13,12 +13,13 @@ benchmarks written by different people do not touch each other's code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 # the benchmarks/ package sits next to scripts/ in the checkout and is not installed
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.harness import write_json  # noqa: E402
 
 
 def _register_rag(sub) -> None:
@@ -64,14 +65,11 @@ def main(argv=None) -> int:
         register(sub)
     args = parser.parse_args(argv)
     results = args.func(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from scripts.launcher import launch  # the repository root is on sys.path (above)
 
-    rerun_with_huge_pages()
-    sys.exit(main())
+    launch(main)

@@ -162,4 +162,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from launcher import launch
+
+    launch(main)

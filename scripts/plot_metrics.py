@@ -20,4 +20,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from launcher import launch
+
+    launch(main)

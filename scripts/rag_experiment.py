@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedder model is local; never reach for the hub
@@ -178,11 +177,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from trm_jax.huge_pages import rerun_with_huge_pages
+    from launcher import launch
 
-    rerun_with_huge_pages()
-    try:
-        sys.exit(main())
-    except TRMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    launch(main)

@@ -3,14 +3,14 @@
   python scripts/soak_infer.py --run RUN_DIR [--calls 1000] [--json out.json]
 
 Memory must stay flat: inputs are padded to the model's seq_len and batches to power-of-two
-buckets, so after warm-up no call compiles anything or keeps buffers alive.
+buckets, so after warm-up no call compiles anything or keeps buffers alive. Compilations are counted
+as JAX reports them (`jax.monitoring`: every program lowered for XLA, whatever the cache then does).
 """
 
 import argparse
 import json
 import os
 import random
-import sys
 
 
 def rss_mb() -> float:
@@ -18,7 +18,7 @@ def rss_mb() -> float:
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
-TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"  # jax.monitoring: a function traced to compile it
+LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # JAX's event for each program it lowers
 
 
 def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> dict:
@@ -35,15 +35,15 @@ def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> di
 
     for n in (1, 2, 4, 8, 16):  # warm-up: compile every bucket used below once
         infer(params, [text() for _ in range(n)])
-    traced = []
+    lowered = []
 
-    def count_traces(event, duration, **kwargs):
-        if event == TRACE_EVENT:
-            traced.append(kwargs.get("fun_name"))
+    def on_event(event, seconds, **info):
+        if event == LOWERING:
+            lowered.append(info.get("fun_name", "?"))
 
-    curve = [(0, rss_mb())]
-    jax.monitoring.register_event_duration_secs_listener(count_traces)
+    jax.monitoring.register_event_duration_secs_listener(on_event)
     try:
+        curve = [(0, rss_mb())]
         for i in range(1, calls + 1):
             batch = [text() for _ in range(rng.choice((1, 1, 1, 2, 3, 5, 8, 13)))]
             out = infer(params, batch if len(batch) > 1 else batch[0])
@@ -51,9 +51,9 @@ def soak(run_dir: str, calls: int, seed: int = 0, report_every: int = 100) -> di
             if i % report_every == 0:
                 curve.append((i, rss_mb()))
     finally:
-        jax.monitoring.unregister_event_duration_listener(count_traces)
-    return dict(calls=calls, rss_mb=curve, growth_mb=curve[-1][1] - curve[0][1], new_compilations=len(traced),
-                traced=sorted(set(traced)))
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    return dict(calls=calls, rss_mb=curve, growth_mb=curve[-1][1] - curve[0][1], new_compilations=len(lowered),
+                compiled_after_warmup=sorted(set(lowered)))
 
 
 def main(argv=None):
@@ -67,7 +67,8 @@ def main(argv=None):
     res = soak(args.run, args.calls, report_every=max(args.calls // 10, 1))
     for i, mb in res["rss_mb"]:
         print(f"after {i:5d} calls: RSS {mb:8.1f} MiB")
-    print(f"growth {res['growth_mb']:+.1f} MiB, new compilations after warm-up: {res['new_compilations']}")
+    print(f"growth {res['growth_mb']:+.1f} MiB, new compilations after warm-up: {res['new_compilations']}"
+          + (f" ({', '.join(res['compiled_after_warmup'])})" if res["new_compilations"] else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
@@ -75,4 +76,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from launcher import launch
+
+    launch(main)

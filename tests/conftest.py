@@ -1,13 +1,17 @@
-"""Shared fixtures: a tiny trained run directory (trained once per test process).
+"""Shared fixtures: a tiny trained run directory (trained once per test process), and `once` (a result
+computed once per session, whichever xdist worker asks first: the benchmarks' tiny runs).
 
 Tests compile many small XLA programs; backend optimisation level 0 halves compile time on CPU and
 changes no result beyond float tolerance. Subprocesses started by tests inherit it.
 """
 
 import atexit
+import fcntl
+import json
 import os
 import shutil
 import tempfile
+import traceback
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 # Many tests (and the scripts they start) compile the same small programs: one persistent compilation
@@ -39,3 +43,30 @@ def tiny_run(tmp_path_factory):
     result = trainer.train()
     trainer.close()
     return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def once(tmp_path_factory):
+    """once(name, produce) -> produce()'s result (JSON), computed once in the whole test session: the first
+    process to ask runs it while the others wait, then all read it back. Every test that checks a
+    benchmark's tiny run shares it, so no benchmark runs twice whichever worker its tests land on."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's base is a folder of the session's own
+        root = root.parent
+
+    def get(name: str, produce):
+        path = root / f"once-{name}.json"
+        with open(root / f"once-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not path.exists():
+                try:
+                    result = {"value": produce()}
+                except Exception:  # noqa: BLE001 (every test that shares it fails with this, none runs it again)
+                    result = {"error": traceback.format_exc()}
+                path.write_text(json.dumps(result))
+        result = json.loads(path.read_text())
+        if "error" in result:
+            pytest.fail(f"{name} failed:\n{result['error']}")
+        return result["value"]
+
+    return get

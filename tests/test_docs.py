@@ -1,5 +1,6 @@
 """The documentation matches the code: README.md and the docs/ pages build as a site with no broken link,
-the config reference page is exactly the config's keys with their defaults, and every
+the config reference page is exactly the config's keys with their defaults, the API reference documents
+every public name (with a docstring, under the anchor `trm_jax.<name>`), and every
 `python scripts/...` command shown parses with that script's own argument parser (train commands: their
 --config file and --set overrides load as a valid config)."""
 
@@ -16,6 +17,7 @@ import sys
 import pytest
 import yaml
 
+import trm_jax
 from trm_jax import config as C
 from trm_jax.tasks import BUILTIN_TASKS, get_task, task_class
 
@@ -34,6 +36,7 @@ README = _read(os.path.join(ROOT, "README.md"))
 PAGES = {"README.md": README, **{os.path.relpath(p, ROOT): _read(p) for p in sorted(glob.glob(os.path.join(DOCS, "*.md")))}}
 REFERENCE_PAGE = os.path.join("docs", "config-reference.md")
 CONFIG_REFERENCE = runpy.run_path(os.path.join(ROOT, "scripts", "config_reference.py"), run_name="config_reference")
+API_REFERENCE = runpy.run_path(os.path.join(ROOT, "scripts", "api_reference.py"), run_name="api_reference")
 
 
 def _config_defaults(cls, prefix=""):
@@ -186,15 +189,38 @@ def _nav_pages(nav) -> list[str]:
     return pages
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The site as `mkdocs build --strict` writes it (any warning: a broken link or anchor, a page not in
-    the nav, a nav entry without a page, fails the build)."""
-    out = tmp_path_factory.mktemp("site")
+def _built_page(site, page: str) -> str:
+    """The HTML file mkdocs writes for the docs page `page` (a path under docs/)."""
+    stem = page[:-len(".md")]
+    return os.path.join(site, os.path.dirname(stem) if os.path.basename(stem) == "index" else stem, "index.html")
+
+
+def _build_site(out) -> None:
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
                            os.path.join(ROOT, "mkdocs.yml"), "--site-dir", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The site as `mkdocs build --strict` writes it: any warning fails the build (a broken link or
+    anchor, a page not in the nav, a nav entry without a page, a docstring that documents a parameter the
+    signature does not have). Built once per test run (it takes seconds): under pytest-xdist the workers
+    share one build, made by the first that needs it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp("site")
+        _build_site(out)
+        return out
+    from filelock import FileLock  # a dependency of huggingface_hub
+
+    shared = tmp_path_factory.getbasetemp().parent  # this run's directory, above each worker's own
+    out, built = shared / "site", shared / "site.built"
+    with FileLock(str(shared / "site.lock")):
+        if not built.exists():
+            _build_site(out)
+            built.touch()
     return out
 
 
@@ -202,13 +228,56 @@ def test_site_builds_strict_with_every_page_in_the_nav(site):
     with open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8") as fh:
         settings = yaml.safe_load(fh)
     nav = _nav_pages(settings["nav"])
-    files = sorted(os.path.relpath(p, DOCS) for p in glob.glob(os.path.join(DOCS, "*.md")))
+    files = sorted(os.path.relpath(p, DOCS) for p in glob.glob(os.path.join(DOCS, "**", "*.md"), recursive=True))
     assert sorted(nav) == files and len(nav) == len(set(nav)), f"nav {sorted(nav)} != docs/ pages {files}"
     # the strictness the fixture relies on: omitted pages and unknown anchors are warnings, not info
     assert {settings["validation"][k] for k in ("omitted_files", "unrecognized_links", "anchors")} == {"warn"}
     for page in files:
-        html = os.path.join(site, "index.html" if page == "index.md" else os.path.join(page[:-3], "index.html"))
-        assert os.path.isfile(html), f"{page} was not built ({html})"
+        assert os.path.isfile(_built_page(site, page)), f"{page} was not built ({_built_page(site, page)})"
+
+
+def test_api_reference_places_every_public_name_and_is_up_to_date():
+    """Each name of trm_jax.__all__ is on exactly one page of docs/api/, and those pages are the generated
+    ones: a name added to trm_jax.__all__ fails here until scripts/api_reference.py places it."""
+    placed = API_REFERENCE["placement"]()  # a TRMError naming what is unplaced, placed twice or not public
+    assert set(placed) == set(trm_jax.__all__)
+    stale = API_REFERENCE["stale"]()
+    assert not stale, f"{stale} differ from what trm_jax.__all__ gives: run python scripts/api_reference.py"
+    for name, slug in placed.items():
+        assert f"::: trm_jax.{name}\n" in _read(os.path.join(DOCS, "api", f"{slug}.md")), name
+
+
+def test_the_test_extra_installs_what_the_docs_build_needs():
+    """CI installs the `test` extra only, and the suite builds the site: everything of `docs` is in `test`."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        extras = tomllib.load(fh)["project"]["optional-dependencies"]
+    assert {"mkdocs-material", "mkdocstrings[python]"} <= {re.split(r"[<>=!~ ]", r)[0] for r in extras["docs"]}
+    assert not set(extras["docs"]) - set(extras["test"]), f"add to the test extra: {set(extras['docs']) - set(extras['test'])}"
+
+
+def test_every_public_name_has_a_docstring():
+    missing = []
+    for name in trm_jax.__all__:
+        obj = getattr(trm_jax, name)  # resolves the lazily exported names too
+        doc = (obj.__doc__ or "").strip()  # a class's own docstring: __doc__ is not inherited
+        if dataclasses.is_dataclass(obj) and doc.startswith(f"{obj.__name__}("):
+            doc = ""  # the signature dataclasses writes when the class has no docstring
+        if not doc:
+            missing.append(name)
+    assert not missing, f"public names without a docstring (the API reference shows it): {missing}"
+
+
+def test_site_has_an_anchor_for_every_public_name(site):
+    """mkdocstrings' identifiers: `trm_jax.<name>` on the name's API page, the lazily resolved names too
+    (docs/griffe_lazy_exports.py)."""
+    missing = []
+    for name, slug in API_REFERENCE["placement"]().items():
+        html = _read(_built_page(site, f"api/{slug}.md"))
+        if f'id="trm_jax.{name}"' not in html:
+            missing.append(f"{name} (api/{slug}.md)")
+    assert not missing, f"no anchor id=\"trm_jax.<name>\" in the built API pages: {missing}"
 
 
 def test_readme_is_short_and_its_links_reach_built_pages(site):
@@ -223,6 +292,5 @@ def test_readme_is_short_and_its_links_reach_built_pages(site):
         assert os.path.exists(os.path.join(ROOT, path)), f"README link {link}: no file {path}"
         if anchor:
             assert path.startswith("docs/") and path.endswith(".md"), f"README link {link}: anchors only into docs pages"
-            page = path[len("docs/"):-len(".md")]
-            html = _read(os.path.join(site, "index.html" if page == "index" else os.path.join(page, "index.html")))
+            html = _read(_built_page(site, path[len("docs/"):]))
             assert f'id="{anchor}"' in html, f"README link {link}: {path} has no heading with anchor #{anchor}"

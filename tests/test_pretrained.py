@@ -301,7 +301,7 @@ def test_a_puzzle_dataset_model_loads_where_its_dataset_directory_does_not(tmp_p
     """The task declares data.dataset_dir machine-local: a pretrained directory drops it where it is missing,
     and the tokenizer comes from the directory's copy or, for a model saved without one (an imported
     checkpoint), from model.num_tokens."""
-    from tests.test_data_puzzle_dataset import SEQ, _write_split
+    from tests.tasks.test_puzzle_dataset import SEQ, _write_split
     from trm_jax.config import load_config
     from trm_jax.inference import as_trm_params
 

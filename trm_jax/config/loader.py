@@ -33,8 +33,24 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides=()) -> TRMConfig:
-    """Load a YAML config (None = built-in defaults) and apply `key=value` overrides. The keys every
-    task shares are checked here; a task's own keys when the task is built (`get_task(config)`)."""
+    """Load a YAML config and apply `key.path=value` overrides (the command line's `--set`).
+
+    The keys every task shares are checked here; a task's own `data` keys when the task is built
+    (`trm_jax.tasks.get_task(config)`).
+
+    Args:
+        path: A YAML file; None = the built-in defaults.
+        overrides: `"key.path=value"` strings, each value parsed as YAML (`"training.steps=100"`,
+            `"curriculum.stages=[]"`), applied in order.
+
+    Returns:
+        The validated `TRMConfig`.
+
+    Raises:
+        ConfigError: The file is missing or not valid YAML, an override is malformed, a key is unknown or
+            a value is bad (the message names the key path), or `training.steps` is overridden while
+            `curriculum.stages` set the run's length.
+    """
     raw: Any = {}
     if path is not None:
         if not os.path.isfile(path):

@@ -29,6 +29,17 @@ def check(cond: bool, path: str, msg: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The `model` section: the network, the recursion (`T`, `n`), halting, the variant's edges, dtypes.
+
+    `make_model(config)` (or `create_model` of a whole run config) turns it into a `TinyRecursiveModel`.
+    Every key, its default and its meaning: the config reference (docs/config-reference.md, the `model`
+    table).
+
+    Raises:
+        ConfigError: A value is out of range or keys contradict each other (e.g. `mlp_t` without the
+            transformer network); the message names the key path.
+    """
+
     variant: Literal["pypi", "official"] = "pypi"  # model edges: "pypi" (tiny-recursive-model: learned init, mean halt head) or "official" (TinyRecursiveModels repo: puzzle prefix, sqrt(dim) input scale, fixed H_init/L_init, q_head on position 0)
     network: Literal["mixer", "transformer"] = "mixer"  # "mixer" (MLPMixer1D, lucidrains-compatible) or "transformer" (the official block: post-norm RMSNorm, SwiGLU, attention or mlp_t)
     dim: int = 64  # hidden width
@@ -399,6 +410,19 @@ class DistributedConfig:
 
 @dataclass(frozen=True)
 class TRMConfig:
+    """A whole run's config: `seed`, `run_dir` and one frozen section per concern (`model`, `data`,
+    `training`, `curriculum`, `rag`, `monitoring`, `logging`, `distributed`), validated when built.
+
+    Build one with `load_config(path, overrides)` (YAML plus `key.path=value` overrides) or
+    `TRMConfig.from_dict(nested_dict)`; `TRMConfig()` is the defaults. It is frozen:
+    `config.replace(model=...)` returns a changed copy, validated again. `to_dict()` gives the nested
+    dict, `save(path)` writes it as YAML. Every key, its default and its meaning: docs/config-reference.md.
+
+    Raises:
+        ConfigError: A key is unknown (with a did-you-mean), a value has the wrong type or is out of
+            range; the message names the key path.
+    """
+
     seed: int = 0  # seeds params, data order, generated tasks and exploration
     run_dir: str = "runs/default"  # checkpoints, config, tokenizer, metrics, logs and the RAG store go here
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -422,15 +446,20 @@ class TRMConfig:
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "TRMConfig":
+        """The config of a nested dict (YAML's shape; None or {} = the defaults); ConfigError naming the
+        key path for an unknown key or a bad value."""
         return build(cls, raw or {}, "")
 
     def to_dict(self) -> dict:
+        """The config as a nested dict of plain values, the shape `from_dict` reads and YAML holds."""
         return to_plain(self)
 
     def replace(self, **sections) -> "TRMConfig":
+        """A copy with the given sections (or `seed`, `run_dir`) replaced, validated again."""
         return dataclasses.replace(self, **sections)
 
     def save(self, path: str) -> None:
+        """Write the config as YAML to `path` (atomically: a temporary file, then a rename)."""
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)

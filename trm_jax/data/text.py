@@ -39,8 +39,20 @@ def pad_sequence(sequence: Sequence[int], max_len: int, pad_value: int = 0, *, t
                  what: str = "sequence", warn: bool = True) -> list[int]:
     """`sequence` right-padded with `pad_value` to exactly `max_len` items.
 
-    Longer input is cut to `max_len` (with a warning unless warn=False) or, with
-    truncation='error', rejected with a TRMError.
+    Args:
+        sequence: Token ids.
+        max_len: The length of the result.
+        pad_value: The id appended.
+        truncation: For a longer sequence: "truncate" cuts it to `max_len`, "error" raises.
+        what: How a warning or error names the sequence.
+        warn: Log a warning when a sequence is cut.
+
+    Returns:
+        A list of exactly `max_len` ids.
+
+    Raises:
+        TRMError: The sequence is longer than `max_len` with `truncation="error"`, or a bad `truncation`
+            or `max_len`.
     """
     _check_mode(truncation)
     if max_len < 0:
@@ -55,7 +67,22 @@ def pad_sequence(sequence: Sequence[int], max_len: int, pad_value: int = 0, *, t
 
 def tokenize_and_pad(tokenizer, text: str, max_seq_len: int, *, truncation: str = "truncate",
                      add_eos: bool = False, pad_value: int | None = None) -> np.ndarray:
-    """Encode `text` with `tokenizer` (optionally + eos) and pad to `max_seq_len`: int32 [max_seq_len]."""
+    """Encode `text` with `tokenizer` (optionally + eos) and pad it to `max_seq_len`.
+
+    Args:
+        tokenizer: A tokenizer of `load_tokenizer`.
+        text: The text.
+        max_seq_len: The length of the result.
+        truncation: For a longer text: "truncate" (with a warning) or "error".
+        add_eos: Append the tokenizer's end-of-sequence id.
+        pad_value: The pad id; None = the tokenizer's.
+
+    Returns:
+        int32 [max_seq_len] token ids.
+
+    Raises:
+        TRMError: `text` is not a string, or it is too long with `truncation="error"`.
+    """
     if not isinstance(text, str):
         raise TRMError(f"expected text (str), got {type(text).__name__}")
     ids = tokenizer.encode(text)
@@ -67,7 +94,18 @@ def tokenize_and_pad(tokenizer, text: str, max_seq_len: int, *, truncation: str 
 
 
 def prepare_code_input(context: str | None, query: str, query_marker: str = QUERY_MARKER) -> str:
-    """The model's input text: `context`, the marker, then `query` (just `query` without context)."""
+    """The model's input text: `context`, the marker, then `query` (just `query` without context).
+
+    Training samples and `infer` build their inputs with it, so both look the same.
+
+    Args:
+        context: Retrieved or given context; None or "" = none.
+        query: The query text.
+        query_marker: Separates the context from the query.
+
+    Returns:
+        The input text.
+    """
     if not context:
         return query
     return f"{context}{query_marker}{query}"

@@ -236,12 +236,23 @@ def _load_hub(name: str):
 
 def load_tokenizer(name: str, *, corpus: Iterable[str] | None = None, save_dir: str | None = None,
                    vocab_size: int = 512):
-    """Return `(tokenizer, vocab_size, pad_token_id)` for `name`.
+    """The tokenizer `name` gives, with its vocabulary size and pad id.
 
-    name: "char", "grid" (or "sudoku"), "byte", "bpe" (trained on `corpus`, saved to
-    `save_dir` when given), a local tokenizer directory (also a run directory written by
-    `save_tokenizer`), or a hub name already in the local cache. Loading never touches
-    the network; if it fails, the "char" tokenizer is used and a warning says why.
+    Loading never touches the network; if it fails, the "char" tokenizer is used and a warning says why.
+
+    Args:
+        name: "char", "grid" (or "sudoku"), "byte", "bpe" (trained on `corpus`), a local tokenizer
+            directory (also a run directory written by `save_tokenizer`), or a Hugging Face hub name
+            already in the local cache.
+        corpus: The texts a "bpe" tokenizer is trained on.
+        save_dir: Where a trained "bpe" tokenizer is saved; one already saved there is reused.
+        vocab_size: Vocabulary size of a trained "bpe" tokenizer.
+
+    Returns:
+        `(tokenizer, vocab_size, pad_token_id)`.
+
+    Raises:
+        TRMError: `name` is empty, or "bpe" is asked for with neither a corpus nor a saved tokenizer.
     """
     if not isinstance(name, str) or not name:
         raise TRMError(f"tokenizer name must be a non-empty string, got {name!r}")

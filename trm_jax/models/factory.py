@@ -35,8 +35,19 @@ def make_model(config: ModelConfig, num_tokens: Optional[int] = None, seq_len: i
                dim: Optional[int] = None) -> TinyRecursiveModel:
     """The one place where a ModelConfig becomes a model.
 
-    `num_tokens` falls back to `config.num_tokens`; `seq_len` is tokens per sample (without prefix);
-    `dim` overrides `config.dim` (a curriculum stage's width; the changed config is validated)."""
+    Args:
+        config: The `model` section of a run config.
+        num_tokens: Vocabulary size; None = `config.num_tokens`.
+        seq_len: Tokens per sample, without the prefix (register tokens or puzzle embedding).
+        dim: Width overriding `config.dim` (a curriculum stage's width); the changed config is validated.
+
+    Returns:
+        The `TinyRecursiveModel` with the network the config names.
+
+    Raises:
+        ConfigError: The vocabulary size is unknown (neither `num_tokens` nor `config.num_tokens`), or the
+            config changed by `dim` is invalid.
+    """
     if dim is not None and int(dim) != config.dim:
         config = dataclasses.replace(config, dim=int(dim))
         config.validate("model")

@@ -53,8 +53,17 @@ def sigmoid_bce(logits, targets):
 def compute_loss(logits, halt_logits, labels, *, halt_loss_weight: float = 1.0, loss_type: str = "softmax"):
     """The reference loss, per sample: mean token CE + halt_loss_weight * BCE(halt, all tokens correct).
 
-    Returns (per_sample_loss [batch], aux) where aux holds per-sample `ce`, `halt_loss`,
-    `exact` (all unmasked tokens correct), `token_correct` and `token_count`.
+    Args:
+        logits: Token logits [batch, seq_len, num_tokens].
+        halt_logits: Halting logits [batch].
+        labels: Target token ids [batch, seq_len]; positions holding `IGNORE_LABEL` are masked out of the
+            loss and of exact-match.
+        halt_loss_weight: Weight of the halting BCE.
+        loss_type: "softmax" cross-entropy, or "stablemax" (the official recipe's).
+
+    Returns:
+        `(per_sample_loss, aux)`: the loss [batch], and a dict of per-sample `ce`, `halt_loss`, `exact`
+        (all unmasked tokens correct), `token_correct` and `token_count`.
     """
     correct, count, exact = token_matches(jnp.argmax(logits, -1), labels)
     ce = token_cross_entropy(logits, labels, loss_type).sum(-1) / jnp.maximum(count, 1)

@@ -94,7 +94,23 @@ class ChannelMixing(nn.Module):
 
 
 class MLPMixer1D(nn.Module):
-    """Maps [batch, seq_len, dim] -> [batch, seq_len, dim] ([seq_len, batch, dim] with seq_first=True)."""
+    """Maps [batch, seq_len, dim] -> [batch, seq_len, dim] ([seq_len, batch, dim] with seq_first=True).
+
+    The PyPI package's network (`tiny_recursive_model.MLPMixer1D`), numerically equal: `depth` blocks of
+    token mixing (across positions) and channel mixing (across features), each a pre-norm residual MLP,
+    then a final LayerNorm.
+
+    Args:
+        dim: Feature width (the model's `dim`).
+        depth: Blocks.
+        seq_len: Positions per sample, register tokens or puzzle prefix included (its token-mixing weights
+            are sized by it).
+        expansion_factor: Token-mixing hidden width = expansion_factor * dim.
+        expansion_factor_token: Channel-mixing hidden width = expansion_factor_token * dim.
+        dropout: Dropout rate in both mixings (training only).
+        approximate_gelu: The tanh GELU instead of the exact (erf) one PyTorch uses.
+        dtype: Compute dtype (the parameters stay float32).
+    """
 
     # declared to TinyRecursiveModel: it keeps the state sequence-first and calls with seq_first=True,
     # and the gradient cycle saves only these tagged activations (see recursion.py: remat_policy)

@@ -156,10 +156,44 @@ class TinyRecursiveModel(nn.Module):
     """A TRM around any network. Mirrors `tiny_recursive_model.TinyRecursiveModel(dim, num_tokens,
     network, num_refinement_blocks, num_latent_refinements, halt_loss_weight, num_register_tokens)`.
 
-    `seq_len` (tokens per sample, without prefix) defaults to the network's own `seq_len` minus the
-    prefix (the mixer's `seq_len` includes register tokens, as in the PyPI package); a network whose
-    parameters do not depend on the length needs neither. The remaining fields set the variant edges,
-    inference defaults and compute knobs; `make_model(ModelConfig)` sets them from a config.
+    The module holds no weights: `params = model.init_params(key)` makes them, and the pure functions
+    (`supervision_step`, `predict`, ...) take `(model, params, inputs)`. The fields after the PyPI
+    package's set the variant's edges, inference defaults and compute knobs; `make_model(ModelConfig)`
+    sets them all from a config.
+
+    Args:
+        dim: Width of the embeddings and of the answer and latent states.
+        num_tokens: Vocabulary size.
+        network: Any Flax module [batch, seq, dim] -> [batch, seq, dim] (`MLPMixer1D`,
+            `TransformerNetwork`, your own); it may take `deterministic` for dropout.
+        num_refinement_blocks: `T`, cycles per supervision step (at least 2: T-1 without gradient, one
+            with).
+        num_latent_refinements: `n`, latent updates per cycle.
+        halt_loss_weight: Weight of the halting BCE in the loss.
+        num_register_tokens: Learned prefix (register) tokens prepended to the input.
+        seq_len: Tokens per sample, without the prefix; None = the network's own `seq_len` minus the
+            prefix (the mixer's `seq_len` includes register tokens, as in the PyPI package). A network
+            whose parameters do not depend on the length needs neither.
+        max_recursion_depth: `predict`'s default cap on supervision steps.
+        halt_threshold: `predict`'s default: a sample halts when sigmoid(halt_logit) >= this.
+        loss: "softmax" cross-entropy, or "stablemax" (the official recipe's).
+        variant: The edges: "pypi" (learned initial states, halting head on the mean over positions) or
+            "official" (puzzle-embedding prefix, sqrt(dim) input scale, fixed initial states, halting
+            head on position 0).
+        num_puzzle_identifiers: Official variant: rows of the puzzle-embedding table (0 = no table).
+        puzzle_emb_ndim: Official variant: puzzle-embedding width (0 = no puzzle embedding).
+        puzzle_emb_len: Official variant: prefix positions the puzzle embedding fills; 0 =
+            ceil(puzzle_emb_ndim / dim).
+        pos_encodings: Official variant: "learned" adds a position table to the input; "none" adds none.
+        dtype: Compute dtype of the edges ("float32" or "bfloat16"); the network has its own.
+        scan_unroll: Unroll factor of the n-step latent scan (speed against compile time).
+        remat: What the gradient cycle keeps for the backward pass: "auto" (the measured best per
+            network), "none" (every intermediate), "dots" (matmul outputs) or "full" (only each network
+            application's input).
+
+    Raises:
+        ConfigError: `num_refinement_blocks` < 2, an unknown `variant`, or `puzzle_emb_ndim` without
+            `num_puzzle_identifiers`.
     """
 
     dim: int

@@ -201,8 +201,20 @@ def _set(tree: dict, path, value):
 
 
 def from_official_checkpoint(path_or_state_dict, arch: Union[None, Mapping, str, os.PathLike] = None):
-    """(model, params) from an official checkpoint file or state dict; `arch` is the official arch
-    dict or the path of its all_config.yaml (default: all_config.yaml beside the file)."""
+    """The model and parameters of an official TRM (TinyRecursiveModels repository) checkpoint.
+
+    Args:
+        path_or_state_dict: The checkpoint file (`torch.save`d) or its state dict.
+        arch: The official arch config: a dict, or the path of the run's all_config.yaml; None = the
+            all_config.yaml beside the checkpoint file.
+
+    Returns:
+        `(model, params)`: an official-variant `TinyRecursiveModel` and its float32 parameters.
+
+    Raises:
+        TRMError: No arch is found or it does not make a trm_jax model, or the checkpoint's keys or
+            shapes do not match the arch (the message names the key).
+    """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         where = os.fspath(path_or_state_dict)
         raw = load_torch_state_dict(where)

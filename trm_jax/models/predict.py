@@ -103,34 +103,60 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
     """Recursive inference with per-sample halting.
 
     A sample stops by its rule or at `max_recursion_depth` steps; its answer is frozen from then on, and
-    inference ends when every sample has stopped. The rule (`halting`, static; default the model's
-    `halting`, else "head"): "head" stops when sigmoid(halt_logit) >= halt_threshold; "settled" when the
-    decoded answer (argmax tokens) has not changed for `settle_steps` consecutive supervision steps: after
-    step t a counter grows by one if the answer equals step t-1's and is reset to 0 otherwise (so a sample
-    stops at step settle_steps + 1 at the earliest). `settled` reports per sample whether its rule stopped
-    it (at the cap too, when it fires there) rather than the cap. Threshold, settle_steps and depth may be
-    traced values: changing them does not recompile, and a depth above the one the model trained with
-    simply runs more steps; the loop's memory does not grow with the depth. A threshold above 1 never halts
-    early (every sample runs `max_recursion_depth` steps: the official repo's evaluation).
+    inference ends when every sample has stopped. Threshold, `settle_steps` and depth may be traced
+    values: changing them does not recompile, and a depth above the one the model trained with simply
+    runs more steps; the loop's memory does not grow with the depth.
 
-    `trajectories=K` runs each sample as K trajectories in the same batch, Gaussian noise of scale
-    `noise_std` (default `DEFAULT_NOISE_STD` when K > 1) added to the answer state y before every
-    supervision step (`predict_trajectories` can put it on the latent z); each halts on its own, and per
-    sample the answer is the trajectory with the highest final halt logit (`select="halt"`), the answer
-    most trajectories give (`select="vote"`, ties by their mean halt probability; the first such
-    trajectory's depth and halt probability are reported), the vote among the settled trajectories
-    (`select="settled"`) or among those `verifier` accepts (`select="verify"`); a sample with none of those
-    falls back to the vote among all. `verifier(input_tokens, answer_tokens) -> bool` (numpy rows) runs on
-    the host after the device loop, so it does not work under jit; given one, `verified` reports whether it
-    accepts each chosen answer. `rng` (an int seed, a PRNG key, or one key per sample; None = seed 0) keys
-    the noise: the same key gives the same answers. K and `select` are static; `noise_std` and `rng` may be
-    traced. K = 1 without `noise_std` is the plain computation (no noise, no keys).
+    With `trajectories=K` each sample runs as K trajectories in the same batch, Gaussian noise of scale
+    `noise_std` added to the answer state y before every supervision step (`predict_trajectories` can
+    put it on the latent z); each halts on its own, and `select` picks one answer per sample. K = 1
+    without `noise_std` is the plain computation (no noise, no keys).
 
     Called eagerly (not under jit) with `compact`, the loop leaves its `lax.while_loop` whenever half
     of the still-active rows have halted, and the host moves the active ones into a batch of the
     next power of two below (one sync per halving, one compilation per bucket size, cached), so halted
     rows stop costing compute. Each row's computation does not depend on the others, so the result
     equals the single-loop one; under jit it is that single `lax.while_loop`.
+
+    Args:
+        model: A `TinyRecursiveModel`.
+        params: Its parameters.
+        tokens: Input token ids [batch, seq_len].
+        puzzle_ids: Puzzle identifiers [batch] (official variant with a puzzle-embedding table).
+        halt_threshold: With `halting="head"`, a sample stops when sigmoid(halt_logit) >= this; None = the
+            model's. Above 1 it never halts early (every sample runs `max_recursion_depth` steps: the
+            official repo's evaluation).
+        max_recursion_depth: Cap on supervision steps; None = the model's. It may exceed the depth the
+            model trained with.
+        compact: Move the still-active rows into smaller batches as samples halt (eager calls only).
+        trajectories: K, noisy trajectories per sample (static).
+        noise_std: Scale of the noise; None = `DEFAULT_NOISE_STD` when K > 1, no noise when K = 1.
+        select: How a sample's answer is picked among its trajectories (static): "halt" (highest final
+            halt logit), "vote" (the answer most trajectories give, ties by their mean halt probability;
+            the first such trajectory's depth and halt probability are reported), "settled" (the vote
+            among the settled trajectories) or "verify" (the vote among those `verifier` accepts); a
+            sample with none of those falls back to the vote among all.
+        rng: Keys the noise: an int seed, a PRNG key, or one key per sample; None = seed 0. The same key
+            gives the same answers.
+        halting: The stopping rule (static): "head" (the halting head, by `halt_threshold`) or "settled"
+            (the decoded argmax answer unchanged for `settle_steps` consecutive supervision steps: after
+            step t a counter grows by one if the answer equals step t-1's and is reset to 0 otherwise, so
+            a sample stops at step settle_steps + 1 at the earliest); None = the model's `halting`, else
+            "head".
+        settle_steps: For `halting="settled"`; None = the model's, else 2.
+        verifier: `verifier(input_tokens, answer_tokens) -> bool` on numpy rows (a task's rule check),
+            for `select="verify"`; it runs on the host after the device loop, so not under jit.
+
+    Returns:
+        A `Prediction`: `tokens` [batch, seq_len] and `recursion_depth` [batch] (it unpacks as
+        `preds, depth`, like the PyPI package's `(preds, exited_steps)`), plus `halt_prob` [batch]
+        (sigmoid(halt_logit) at the halting step), `settled` [batch] (whether the rule stopped the
+        answer's trajectory, at the cap too when it fires there, rather than the cap) and `verified`
+        [batch] (whether `verifier` accepts the answer; None without one).
+
+    Raises:
+        TRMError: A bad `trajectories`, `noise_std`, `select`, `halting` or `settle_steps`, or
+            `select="verify"` without a `verifier`.
     """
     noise_std = check_options(trajectories, noise_std, select)
     if select == "verify" and verifier is None:

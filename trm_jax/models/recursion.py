@@ -40,9 +40,21 @@ PROBE_LENGTHS = (2, 3)  # sequence lengths at which a model without seq_len is i
 def init_params(model, rng, tokens=None) -> dict:
     """Random parameters as a plain nested dict of arrays.
 
-    The sample length is the model's `token_len`; for a model that sets none, that of `tokens` (a
-    sample input [batch, seq_len], as Flax's `init` takes), else a short one once the parameter shapes
-    are seen not to depend on the length (a network without a `seq_len`, as the PyPI package allows)."""
+    Args:
+        model: A `TinyRecursiveModel`.
+        rng: A PRNG key (`jax.random.key(0)`).
+        tokens: A sample input [batch, seq_len], as Flax's `init` takes; its length is used when the model
+            sets none (otherwise the model's `token_len` is). Without either, a short length is used once
+            the parameter shapes are seen not to depend on it (a network without a `seq_len`, as the PyPI
+            package allows).
+
+    Returns:
+        The parameter pytree (`{"params": ...}` of Flax's `init`, without that outer key).
+
+    Raises:
+        TRMError: The model has no length and its parameters' shapes depend on it, or `tokens` has another
+            length than the model's.
+    """
     if tokens is not None:
         model = model.sized_for(np.shape(tokens)[-1])
     elif not model.has_seq_len:
@@ -76,6 +88,16 @@ def apply_method(model, params, method: str, *args, rng=None, **kwargs):
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def initial_carry(model, params, batch_size: int) -> Carry:
+    """The carry every sample starts from, before its first supervision step.
+
+    Args:
+        model: A `TinyRecursiveModel`.
+        params: Its parameters (the learned initial states of the PyPI variant live there).
+        batch_size: Samples in the batch.
+
+    Returns:
+        `Carry(y, z)`: the answer and latent states, each [batch_size, prefix + seq_len, dim].
+    """
     return apply_method(model, params, "initial_carry", batch_size)
 
 
@@ -182,10 +204,23 @@ def _no_grad_cycles(model, params, x, carry, num_cycles, rng=None):
 def supervision_step(model, params, tokens, carry: Carry, rng=None, puzzle_ids=None, puzzle_delta=None) -> StepOutput:
     """One deep-supervision step: T-1 cycles without gradient, one with, then the heads.
 
-    The incoming carry and the outgoing carry are both cut from the gradient. `puzzle_ids` [batch]
-    selects puzzle-embedding rows (official variant with a table); `puzzle_delta` is added to them
-    (see `TinyRecursiveModel.embed`). Jitted (the model is static), so eager callers get compiled code
-    too; inside another jit/pmap it simply inlines.
+    The incoming carry and the outgoing carry are both cut from the gradient. Jitted (the model is static),
+    so eager callers get compiled code too; inside another jit/pmap it simply inlines.
+
+    Args:
+        model: A `TinyRecursiveModel`.
+        params: Its parameters.
+        tokens: Input token ids [batch, seq_len].
+        carry: The carry from `initial_carry` or from the previous step's output.
+        rng: A PRNG key for dropout; None = no dropout.
+        puzzle_ids: Puzzle identifiers [batch] selecting puzzle-embedding rows (official variant with a
+            table).
+        puzzle_delta: Added to the gathered puzzle-embedding rows [batch, ndim]; the train step
+            differentiates it (see `TinyRecursiveModel.embed`).
+
+    Returns:
+        `StepOutput(carry, logits, halt_logits)`: the new carry (cut from the gradient), logits
+        [batch, seq_len, num_tokens] and halting logits [batch].
     """
     T = model.num_refinement_blocks
     x = embed_native(model, params, tokens, puzzle_ids, puzzle_delta)

@@ -74,7 +74,23 @@ def _mixer_depth(sd: Mapping[str, Any]) -> int:
 
 
 def config_from_torch_state_dict(state_dict: Mapping[str, Any], **overrides) -> tuple[ModelConfig, int]:
-    """Infer (ModelConfig, seq_len) from a PyTorch state dict; seq_len excludes register tokens."""
+    """The model config of a `tiny-recursive-model` (PyTorch) state dict, read from its tensors' shapes.
+
+    Dimensions, depth, vocabulary, register tokens and expansion factors are read; `n` and `T` are not
+    stored in a state dict, so pass the values the model was trained with as overrides.
+
+    Args:
+        state_dict: A `TinyRecursiveModel(MLPMixer1D)` state dict (`torch.load(...)`; wrapper prefixes
+            such as DDP's `module.` are accepted).
+        **overrides: `ModelConfig` fields to set, e.g. `num_refinement_blocks=3, num_latent_refinements=6`.
+
+    Returns:
+        `(model_config, seq_len)`: `make_model(model_config, seq_len=seq_len)` builds the model;
+        `seq_len` excludes register tokens.
+
+    Raises:
+        TRMError: The state dict is not a `tiny-recursive-model` TinyRecursiveModel's.
+    """
     sd = _strip_wrapper_prefix(state_dict)
     try:
         depth = _mixer_depth(sd)
@@ -92,7 +108,19 @@ def config_from_torch_state_dict(state_dict: Mapping[str, Any], **overrides) -> 
 
 
 def from_torch_state_dict(state_dict: Mapping[str, Any]) -> dict:
-    """Convert a PyTorch TinyRecursiveModel(MLPMixer1D) state dict to our params pytree."""
+    """The parameters of a `tiny-recursive-model` (PyTorch) state dict, for the model
+    `config_from_torch_state_dict` describes (numerically equal to the PyTorch model).
+
+    Args:
+        state_dict: A `TinyRecursiveModel(MLPMixer1D)` state dict (tensors or arrays; wrapper prefixes
+            such as DDP's `module.` are accepted).
+
+    Returns:
+        The parameter pytree, float32 arrays.
+
+    Raises:
+        TRMError: A tensor the model needs is missing.
+    """
     sd = _strip_wrapper_prefix(state_dict)
     depth = _mixer_depth(sd)
     get = lambda k: to_numpy(sd[k])  # noqa: E731

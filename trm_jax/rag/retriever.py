@@ -16,7 +16,19 @@ logger = logging.getLogger(__name__)
 
 
 class RAGRetriever:
-    """Retrieves the stored texts most similar (cosine) to a query text."""
+    """Retrieves the stored texts most similar (cosine) to a query text.
+
+    `build_rag(config)` builds and fills one from a config; `RAGRetriever.load(directory)` restores a
+    saved one (a run directory's `rag/`).
+
+    Args:
+        embedder: Embeds the stored texts and the queries.
+        store: The vectors and texts; None = a new, empty store of the embedder's width.
+        min_score: Hits scoring below this cosine similarity are dropped.
+
+    Raises:
+        TRMError: The store's vector width is not the embedder's.
+    """
 
     def __init__(self, embedder: TextEmbedder, store: Optional[MemoryVectorStore] = None, *,
                  min_score: float = -1.0):
@@ -64,6 +76,7 @@ class RAGRetriever:
         return [list(by_query[q]) for q in queries]
 
     def search(self, query: str, k: int) -> list[SearchHit]:
+        """Top-k hits (index, score, text, metadata) for one query text, best first."""
         if not isinstance(query, str):
             raise TRMError(f"query must be a string, got {type(query).__name__}")
         return self.search_many([query], k)[0]

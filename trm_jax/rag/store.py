@@ -48,7 +48,17 @@ def _as_float_matrix(x: Any, what: str) -> np.ndarray:
 
 
 class MemoryVectorStore:
-    """Exact cosine top-k search over unit vectors kept in one float32 matrix."""
+    """Exact cosine top-k search over unit vectors kept in one float32 matrix.
+
+    Cosine similarity is one matrix product; top-k by `argpartition`. Saved as `store.npz` (the
+    vectors) and `store.json` (texts, metadata), never pickle.
+
+    Args:
+        dim: Vector width.
+
+    Raises:
+        TRMError: `dim` is not a positive integer.
+    """
 
     def __init__(self, dim: int):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
@@ -73,10 +83,12 @@ class MemoryVectorStore:
 
     @property
     def texts(self) -> list[str]:
+        """The stored texts, in insertion order (a copy)."""
         return list(self._texts)
 
     @property
     def metadata(self) -> list[dict]:
+        """The stored metadata dicts, in insertion order (copies)."""
         return [dict(m) for m in self._metadata]
 
     def add(self, vectors, texts: Sequence[str], metadata: Optional[Sequence[dict]] = None) -> None:
@@ -252,6 +264,7 @@ class MemoryVectorStore:
 
     @classmethod
     def load(cls, directory) -> "MemoryVectorStore":
+        """The store `save` wrote into `directory`; TRMError when a file is missing, corrupt or modified."""
         d = Path(directory)
         manifest = cls.read_manifest(d)
         path = d / VECTORS_FILE

@@ -21,12 +21,22 @@ class RAGDatasetWrapper:
 
     Samples are dicts {"context", "query", "answer"} (context optional) or
     {"input", "output"}. The query text is `sample["query"]` (or `sample["input"]`).
-    - {"context","query","answer"}: "context" becomes the retrieved text; a non-empty
+
+    - {"context", "query", "answer"}: "context" becomes the retrieved text; a non-empty
       context the sample already had is kept in front of it.
-    - {"input","output"}: "input" becomes `prepare_code_input(retrieved, input)`.
+    - {"input", "output"}: "input" becomes `prepare_code_input(retrieved, input)`.
+
     Samples are copied, never modified in place; other keys (e.g. "fact") are kept.
     Calling the wrapper on a list of samples returns the new list, so it plugs in as
-    `samples_transform`.
+    `samples_transform`; `prepare(query)` builds one input at inference the same way.
+
+    Args:
+        retriever: Finds the texts.
+        top_k: Texts retrieved per sample.
+        separator: Joins the retrieved texts (and a context the sample already had).
+
+    Raises:
+        TRMError: `top_k` is not a positive integer, or `retriever` is not a `RAGRetriever`.
     """
 
     def __init__(self, retriever: RAGRetriever, top_k: int = 1, *, separator: str = "\n"):
@@ -41,6 +51,7 @@ class RAGDatasetWrapper:
 
     @classmethod
     def from_config(cls, retriever: RAGRetriever, config) -> "RAGDatasetWrapper":
+        """A wrapper with `rag.top_k` and `rag.separator` of `config` (a `TRMConfig` or `RAGConfig`)."""
         cfg = getattr(config, "rag", config)
         return cls(retriever, cfg.top_k, separator=cfg.separator)
 
@@ -52,6 +63,7 @@ class RAGDatasetWrapper:
         return [self.separator.join(text for text, _ in hits) for hits in results]
 
     def context(self, query: str) -> str:
+        """The joined retrieved context for one query."""
         if not isinstance(query, str):
             raise TRMError(f"query must be a string, got {type(query).__name__}")
         return self.contexts([query])[0]

@@ -14,7 +14,18 @@ from trm_jax.tasks.registry import BUILTIN_TASKS, DEFAULT_TASK, ENTRY_POINT_GROU
 
 
 def task_class(name: str) -> type:
-    """The Task class `data.task` names; ConfigError (with a did-you-mean) when there is none."""
+    """The Task class `data.task` names.
+
+    Args:
+        name: A built-in task name, an import path "package.module:TaskClass", or the name of an entry
+            point of the `trm_jax.tasks` group.
+
+    Returns:
+        The `Task` subclass.
+
+    Raises:
+        ConfigError: No task has that name (with a did-you-mean), or the class is not a `Task`.
+    """
     cls = resolve(name)
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ConfigError(f"{KEY}: {name!r} is not a subclass of trm_jax.tasks.base.Task")
@@ -22,9 +33,19 @@ def task_class(name: str) -> type:
 
 
 def get_task(config) -> Task:
-    """The Task of a TRMConfig (what generic code asks instead of reading the task name). Building it
-    parses and checks the task's own keys: one ConfigError naming the key for a bad one, a warning for
-    keys of another task; `.config` is the config with just the task's own keys, parsed."""
+    """The Task of a run config: what generic code asks instead of reading the task name.
+
+    Building it parses and checks the task's own keys (a warning for keys of another task).
+
+    Args:
+        config: A `TRMConfig`; `data.task` names the task.
+
+    Returns:
+        The `Task`; its `.config` is the config with just the task's own keys, parsed.
+
+    Raises:
+        ConfigError: No such task, or a bad key of the task (the message names the key).
+    """
     return task_class(config.data.task)(config)
 
 

@@ -49,14 +49,29 @@ class NoOptions:
 
 
 class Task:
-    """A task family. A subclass sets `Options` (a frozen dataclass of its own `data.*` keys, written flat
-    in YAML, each with a default and a trailing `# meaning` comment), `uses_retrieval` and, for keys that
-    name files, `machine_local_keys`, and overrides what differs from a text task. `get_task(config)`
-    makes one instance per config.
+    """A task family: everything that differs between tasks, with the defaults of text tasks.
+
+    A subclass sets `Options`, `uses_retrieval` and, for keys that name files, `machine_local_keys`, and
+    overrides what differs from a text task. `get_task(config)` makes one instance per config.
 
     Building one parses the config's `data.options` into `self.options` (an `Options` instance) and
     checks them (`validate`); `self.config` is the config with just the task's own keys, parsed (another
-    task's keys, which run configs saved before tasks had their own keys hold, are dropped)."""
+    task's keys, which run configs saved before tasks had their own keys hold, are dropped).
+
+    Attributes:
+        Options: A frozen dataclass of the task's own `data.*` keys, written flat in YAML, each with a
+            default and a trailing `# meaning` comment (the config reference shows them).
+        uses_retrieval: Retrieved context goes into its samples (`rag.enabled` is allowed).
+        machine_local_keys: Keys naming files of the machine a model was trained on, which inference never
+            reads; a pretrained directory drops those missing where it loads.
+
+    Args:
+        config: The run's `TRMConfig`.
+
+    Raises:
+        ConfigError: A key of the task is bad (the message names it), or `rag.enabled` for a task
+            without retrieval.
+    """
 
     Options: type = NoOptions
     uses_retrieval: bool = False  # retrieved context goes into its samples (rag.enabled is allowed)
