@@ -48,12 +48,11 @@ def run_step(fn, state, carry, batch, key):
     return dist.unreplicate(rs), TrainCarry(*dist.unshard(tuple(rc))), dist.unreplicate(m)
 
 
-def reference_loss(model, params, inputs, labels, transition):
+def reference_loss(model, params, inputs, labels, transition, net):
     """Final-step supervision written out: T cycles from the initial carry, each network use by hand;
     stop_gradient on everything before the last cycle, except (with `transition`) the answer update of
     the cycle before it, which sees detached inputs but differentiable weights."""
     apply = lambda p, *a, **k: model.apply({"params": p}, *a, **k)  # noqa: E731
-    net = lambda p, h: apply(p, h, method="net")  # noqa: E731
     sg = jax.lax.stop_gradient
     frozen = sg(params)
     x = apply(params, jnp.asarray(inputs), method="embed")
@@ -81,8 +80,7 @@ def reference_update(params, grads, training):
     return jax.tree.map(lambda p, u: p - training.learning_rate * u, params, updates)
 
 
-@pytest.fixture(scope="module")
-def mixer():
+def mixer_model():
     model = make_model(ModelConfig(network="mixer", dim=16, depth=1, num_latent_refinements=N,
                                    num_refinement_blocks=T), V, L)
     return model, jax.device_get(init_params(model, jax.random.PRNGKey(0)))
@@ -103,26 +101,27 @@ def transition_drawn(key, p):
     return bool(jax.random.uniform(jax.random.split(key, 3)[0]) < p)
 
 
-@pytest.mark.parametrize("p", [0.0, 0.5])
-def test_final_step_matches_hand_written_reference(mixer, p):
+def test_final_step_matches_hand_written_reference():
     """One optimizer step: the update of a gradient through the last cycle only (and, when the step's draw
-    says so, the previous cycle's answer update), from the initial carry whatever the incoming carry."""
-    model, params = mixer
+    says so, the previous cycle's answer update), from the initial carry whatever the incoming carry.
+    With 0 < transition_grad_prob < 1 the step holds both branches (one program): a step key that draws the
+    transition and one that does not check each. (Probability 0, the default, compiles only the first
+    branch: the curriculum runs of test_stages.py train with it.)"""
+    model, params = mixer_model()
+    p = 0.5
     training = tcfg(transition_grad_prob=p)
     fn = compiled_step(model, training)
     state = jax.device_get(make_train_state(params, make_optimizer(training)))
     old, fresh = make_batch(1), make_batch(2)
-    keys = [jax.random.PRNGKey(i) for i in range(40)]
-    if p == 0:
-        cases = [(keys[0], False)]
-    else:  # one step key that draws the transition and one that does not (the traced branch, both ways)
-        draws = [transition_drawn(k, p) for k in keys]
-        cases = [(keys[draws.index(True)], True), (keys[draws.index(False)], False)]
+    draws = [transition_drawn(jax.random.PRNGKey(i), p) for i in range(40)]
+    cases = [(jax.random.PRNGKey(draws.index(True)), True), (jax.random.PRNGKey(draws.index(False)), False)]
 
+    # one network use, compiled once (eager op-by-op dispatch compiles every primitive: slower)
+    net = jax.jit(lambda q, h: model.apply({"params": q}, h, method="net"))
     ref = {}
     for transition in (False, True):
         ref[transition] = jax.value_and_grad(
-            lambda q: reference_loss(model, q, fresh["inputs"], fresh["labels"], transition))(params)
+            lambda q: reference_loss(model, q, fresh["inputs"], fresh["labels"], transition, net))(params)
     # the transition path changes the gradient (so this test tells the two apart)
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
                zip(jax.tree.leaves(ref[True][1]), jax.tree.leaves(ref[False][1]))) > 1e-5

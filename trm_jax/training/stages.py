@@ -24,6 +24,7 @@ from the fresh initialisation; the optimizer state is rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Callable, Optional, Union
 
@@ -39,6 +40,8 @@ from trm_jax.training import distributed as dist
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state, split_table
 from trm_jax.training.step import (StepSpec, TrainCarry, empty_train_carry, make_eval_step, make_train_step,
                                   pmap_eval_step, pmap_train_step)
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +238,7 @@ class StageBuilder:
         for spec, key in zip(self.scheduler.stages, self.scheduler.batch_keys):
             dist.check_batch(spec.batch_size, key)
         self.tx = make_optimizer(config.training)
+        warn_untrained_halting(config)
 
     def datasets(self, seq_len: int, difficulty: float):
         if self._fixed is not None:
@@ -312,6 +316,17 @@ class StageBuilder:
         note = (f"trained weights embedded into a freshly initialised model (dim {prev.spec.dim}->{stage.spec.dim}, "
                 f"seq_len {prev.spec.seq_len}->{stage.spec.seq_len}); optimizer state rebuilt")
         return dist.replicate(host), note
+
+
+def warn_untrained_halting(config: TRMConfig) -> None:
+    """Final-step supervision trains no halting head: say so when the model still stops by it."""
+    m = config.model
+    threshold = config.training.eval_halt_threshold or m.halt_threshold
+    if config.training.supervision == "final" and getattr(m, "halting", "head") == "head" and threshold <= 1:
+        log.warning("training.supervision: final trains no halting head, but the model stops by it (model.halting "
+                    "'head', threshold %g): held-out evaluation and inference stop where the untrained head says "
+                    "(the PyPI variant's zero head: after the first supervision step). Set model.halting: settled, "
+                    "or model.halt_threshold above 1 (every sample runs model.max_recursion_depth steps)", threshold)
 
 
 def shapes_equal(a, b) -> bool:
