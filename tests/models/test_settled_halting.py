@@ -1,7 +1,9 @@
 """Settled halting in predict: a sample stops when its answer has not changed for settle_steps steps (a
 reference loop over supervision_step), the settled flag with either rule, a depth cap in the thousands at
-no memory cost, selection among settled or verified trajectories, and bad options."""
+no memory cost, selection among settled or verified trajectories, bad options; the model.halting and
+model.settle_steps config keys (round trip, defaults, errors naming the key) reaching the model."""
 
+import dataclasses
 import time
 
 import jax
@@ -10,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trm_jax.config import ModelConfig
-from trm_jax.errors import TRMError
-from trm_jax.models import NO_EARLY_HALT, Trajectories, init_params, initial_carry, make_model, predict, \
-    predict_trajectories, supervision_step
+from trm_jax.config import ModelConfig, TRMConfig, load_config
+from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models import NO_EARLY_HALT, TinyRecursiveModel, Trajectories, init_params, initial_carry, make_model, \
+    model_config, predict, predict_trajectories, supervision_step
+from trm_jax.models.predict import DEFAULT_SETTLE_STEPS
 from trm_jax.models.trajectories import chosen_index
 
 SEQ, VOCAB, IDS = 8, 7, 5
@@ -98,16 +101,14 @@ def test_head_halting_reports_settled_when_the_head_stopped_the_sample():
     np.testing.assert_array_equal(pred.settled, ref[3])
     assert 0 < ref[3].sum() < len(ref[3])  # some halted by the head, some at the cap
     assert not np.asarray(predict(model, params, toks, halt_threshold=NO_EARLY_HALT).settled).any()
-    # the model's own halting / settle_steps are the defaults when it has them (set by its config)
-    object.__setattr__(model, "halting", "settled")
-    object.__setattr__(model, "settle_steps", 3)
-    try:
-        default = predict(model, params, toks, max_recursion_depth=12)
-    finally:
-        object.__delattr__(model, "halting")
-        object.__delattr__(model, "settle_steps")
+    # the model's own halting / settle_steps are the defaults (set by its config: model.halting, settle_steps)
+    configured = make_model(dataclasses.replace(model_config(model), halting="settled", settle_steps=3), VOCAB, SEQ)
+    assert (configured.halting, configured.settle_steps) == ("settled", 3)
+    default = predict(configured, params, toks, max_recursion_depth=12)
     explicit = predict(model, params, toks, max_recursion_depth=12, halting="settled", settle_steps=3)
     np.testing.assert_array_equal(default.recursion_depth, explicit.recursion_depth)
+    np.testing.assert_array_equal(default.settled, explicit.settled)
+    np.testing.assert_array_equal(configured.predict(params, toks, max_recursion_depth=12).tokens, explicit.tokens)
 
 
 def test_a_depth_cap_in_the_thousands_costs_no_memory_and_stops_when_settled():
@@ -220,3 +221,39 @@ def test_bad_options(kwargs, match):
     for fn in (predict, predict_steps):
         with pytest.raises(TRMError, match=match):
             fn(model, params, toks, **kwargs)
+
+
+def test_halting_config_keys_round_trip_and_reach_the_model(tmp_path):
+    cfg = TRMConfig.from_dict(dict(model=dict(halting="settled", settle_steps=4)))
+    cfg.save(str(tmp_path / "c.yaml"))
+    assert load_config(str(tmp_path / "c.yaml")) == cfg == TRMConfig.from_dict(cfg.to_dict())
+    model = make_model(cfg.model, VOCAB, SEQ)
+    assert (model.halting, model.settle_steps) == ("settled", 4)
+    assert model_config(model).halting == "settled" and model_config(model).settle_steps == 4
+    # a config without the keys (a run saved before them) loads with the defaults: the head, and the models
+    # layer's settle_steps
+    raw = cfg.to_dict()
+    del raw["model"]["halting"], raw["model"]["settle_steps"]
+    old = TRMConfig.from_dict(raw)
+    assert (old.model.halting, old.model.settle_steps) == ("head", DEFAULT_SETTLE_STEPS)
+    assert make_model(old.model, VOCAB, SEQ).halting == "head"
+
+
+@pytest.mark.parametrize("model, match", [
+    (dict(halting="ACT"), r"config key 'model.halting': 'ACT' is not one of \['head', 'settled'\]"),
+    (dict(settle_steps=0), "config key 'model.settle_steps': must be an int >= 1"),
+    (dict(halting="settled", settle_steps=-1), "config key 'model.settle_steps'"),
+    (dict(settle_steps=1.5), "config key 'model.settle_steps': expected an integer"),
+])
+def test_bad_halting_config_names_the_key(model, match):
+    with pytest.raises(ConfigError, match=match):
+        TRMConfig.from_dict(dict(model=model))
+
+
+def test_bad_halting_on_the_module_and_a_config_built_by_hand():
+    with pytest.raises(ConfigError, match="config key 'model.halting'"):
+        TRMConfig(model=ModelConfig(halting="ACT"))
+    with pytest.raises(ConfigError, match="halting must be one of"):
+        make_model(ModelConfig(halting="ACT"), VOCAB, SEQ)
+    with pytest.raises(ConfigError, match="settle_steps must be an int >= 1"):
+        TinyRecursiveModel(16, VOCAB, None, seq_len=SEQ, settle_steps=0)

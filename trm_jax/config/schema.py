@@ -63,6 +63,8 @@ class ModelConfig:
     num_register_tokens: int = 0  # learned prefix (register) tokens prepended to the input
     max_recursion_depth: int = 16  # cap on supervision steps
     halt_threshold: float = 0.5  # a sample halts when sigmoid(halt_logit) >= this
+    halting: Literal["head", "settled"] = "head"  # test-time stop rule (predict, infer, evaluate, held-out eval): "head" (the halting head, by halt_threshold) or "settled" (a sample stops once its decoded answer has not changed for settle_steps consecutive supervision steps); both stop at max_recursion_depth
+    settle_steps: int = 2  # halting "settled": consecutive unchanged supervision steps before a sample stops (>= 1; 2 is trm_jax.models.predict.DEFAULT_SETTLE_STEPS, not tuned)
     loss: Literal["softmax", "stablemax"] = "softmax"  # "softmax" cross-entropy, or "stablemax" (official recipe)
     gelu_approximate: bool = False  # exact (erf) GELU matches PyTorch
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
@@ -84,6 +86,11 @@ class ModelConfig:
         check(self.num_tokens is None or self.num_tokens >= 2, f"{p}.num_tokens", "must be >= 2 or null")
         check(self.halt_loss_weight >= 0, f"{p}.halt_loss_weight", "must be >= 0")
         check(self.scan_unroll >= 1, f"{p}.scan_unroll", "must be >= 1")
+        check(self.halting in ("head", "settled"), f"{p}.halting",
+              f"{self.halting!r} is not one of ['head', 'settled'] (the halting head, or an answer that stopped "
+              "changing)")
+        check(not isinstance(self.settle_steps, bool) and self.settle_steps >= 1, f"{p}.settle_steps",
+              f"must be an int >= 1 (unchanged supervision steps before a sample stops), got {self.settle_steps}")
         check(self.rms_norm_eps > 0, f"{p}.rms_norm_eps", "must be > 0")
         for key in ("num_puzzle_identifiers", "puzzle_emb_ndim", "puzzle_emb_len"):
             check(getattr(self, key) >= 0, f"{p}.{key}", f"must be >= 0, got {getattr(self, key)}")

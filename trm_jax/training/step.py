@@ -317,7 +317,8 @@ def eval_metrics(pred, batch) -> dict:
     correct, count, exact = token_matches(pred.tokens, batch["labels"])
     v = batch["valid"]
     return dict(exact=exact & v, token_correct=jnp.where(v, correct, 0), token_count=jnp.where(v, count, 0),
-                recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens)
+                recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens,
+                settled=pred.settled & v)
 
 
 def make_eval_step(model: TinyRecursiveModel, trajectories: int = 1, select: str = "halt") -> Callable:
