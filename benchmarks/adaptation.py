@@ -38,7 +38,8 @@ from benchmarks.flops import (PEAK_TFLOPS, backward_einsums, device_peak, einsum
 from benchmarks.harness import CONFIGS, BenchConfig, write_json
 from benchmarks.kernels import matmul_peak
 from trm_jax.config import ModelConfig, TrainingConfig
-from trm_jax.models import PUZZLE_EMB, make_model
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.models import PUZZLE_EMB, make_model, predict, token_matches
 from trm_jax.training.adapt import adapt_puzzle_embeddings
 
 ARC_CONFIG = pathlib.Path(os.path.join(CONFIGS, "arc_agi_1.yaml"))
@@ -136,6 +137,81 @@ def gpu_estimates(cfg_dim: int, args, mfu: float) -> list[dict]:
         out.append(dict(gpu=gpu, batch=batch, step_gflop=flops / 1e9, mfu=mfu, steps_per_s=steps_per_s,
                         tasks_per_min=tasks))
     return out
+
+
+# ------------------------------------------------- accuracy: forgetting (replay) and rows-only adaptation
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A task family whose rule per identifier only the demonstrations tell: each puzzle identifier owns a
+    token map over the symbols 1..num_symbols (token 0 unused, mapped to itself); an input is a random string
+    of `seq_len` symbols, its label the string mapped symbol by symbol. Nothing in an input says which map
+    applies: a model learns it from the identifier's row of its puzzle table.
+
+    `permutation`: the maps are permutations of the symbols (3 symbols: 6 maps, so 24 trained identifiers hold
+    every rule a new one can have); else lookup tables, each symbol's image drawn on its own (8 symbols:
+    8^8 = 16.8 million rules, so a new identifier's rule is one the run never saw)."""
+
+    name: str
+    num_symbols: int
+    permutation: bool
+    seq_len: int = 8
+
+    @property
+    def vocab(self) -> int:
+        return self.num_symbols + 1
+
+    def maps(self, identifiers, seed: int) -> dict:
+        """identifier -> token map [vocab] (0 -> 0), drawn per identifier."""
+        out = {}
+        for pid in identifiers:
+            rng = np.random.default_rng([seed, int(pid)])
+            image = (rng.permutation(self.num_symbols) if self.permutation
+                     else rng.integers(0, self.num_symbols, self.num_symbols))
+            out[int(pid)] = np.concatenate([[0], 1 + image]).astype(np.int32)
+        return out
+
+    def samples(self, maps: dict, per_identifier: int, seed: int) -> dict:
+        """`per_identifier` (input, label) pairs for every identifier of `maps`: inputs, labels, puzzle_ids."""
+        rng = np.random.default_rng(seed)
+        ids = np.repeat(np.asarray(sorted(maps), np.int32), per_identifier)
+        inputs = rng.integers(1, self.vocab, (len(ids), self.seq_len)).astype(np.int32)
+        labels = np.stack([maps[int(p)][x] for p, x in zip(ids, inputs)])
+        return dict(inputs=inputs, labels=labels, puzzle_ids=ids)
+
+    def model(self, num_identifiers: int, **overrides):
+        """A small official-variant transformer with a puzzle table of `num_identifiers` rows."""
+        cfg = dict(variant="official", network="transformer", dim=32, depth=1, num_heads=2, puzzle_emb_ndim=32,
+                   puzzle_emb_len=1, num_puzzle_identifiers=num_identifiers, num_refinement_blocks=2,
+                   num_latent_refinements=1, max_recursion_depth=2, pos_encodings="rope")
+        cfg.update(overrides)
+        if "dim" in overrides and "puzzle_emb_ndim" not in overrides:
+            cfg["puzzle_emb_ndim"] = cfg["dim"]
+        return make_model(ModelConfig(**cfg), self.vocab, self.seq_len)
+
+
+FAMILIES = {"permutation": Family("permutation", 3, True),  # the toy family of tests/training/test_adapt.py
+            "lookup": Family("lookup", 8, False)}
+
+
+def train_family(family: Family, identifiers: int, *, steps: int, per_identifier: int = 32, dim: int = 32,
+                 batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0):
+    """(model, params, train ArrayDataset) of a run trained on identifiers 1..`identifiers` (0 stays blank)."""
+    from trm_jax.training import Trainer
+
+    data = family.samples(family.maps(range(1, identifiers + 1), seed=seed), per_identifier, seed=seed + 1)
+    dataset = ArrayDataset(inputs=data["inputs"], labels=data["labels"], difficulty=np.zeros(len(data["inputs"])),
+                           puzzle_ids=data["puzzle_ids"])
+    result = Trainer(family.model(identifiers + 1, dim=dim), dataset, steps=steps, batch_size=batch_size,
+                     learning_rate=learning_rate, warmup_steps=20, ema_decay=0.0, progress_bar=False, seed=seed)()
+    return result.model, result.params, dataset
+
+
+def family_accuracy(model, params, data: dict) -> dict:
+    """Token and exact accuracy of `model` on `data` (its own puzzle identifiers)."""
+    tokens = np.asarray(predict(model, params, data["inputs"], puzzle_ids=data["puzzle_ids"]).tokens)
+    correct, count, exact = token_matches(tokens, data["labels"])
+    return dict(token=float(np.sum(correct) / np.sum(count)), exact=float(np.mean(exact)))
 
 
 def main(argv=None) -> None:
