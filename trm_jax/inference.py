@@ -23,7 +23,7 @@ from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
 from trm_jax.models.predict import HALTING, check_halting
 from trm_jax.models.trajectories import SELECT_MODES
-from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained
+from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained, resolve_model
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoints import Checkpointer
@@ -80,8 +80,10 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
 
     `run_dir` may also be a pretrained directory (`trm_jax.save_pretrained`) or `hf://user/repo[@revision]`,
     one resolved through the Hugging Face cache (HF_HUB_OFFLINE=1: the cache only); it holds one set of
-    weights, loaded as float32.
+    weights, loaded as float32. Or the name of a model shipped with trm_jax (`trm_jax.pretrained_models()`:
+    "sudoku", ...), read from the installed package; an existing path of that name wins.
     """
+    run_dir = resolve_model(run_dir)
     if which not in ("latest", "best"):
         raise TRMError(f"load(which={which!r}): use 'latest' (the newest checkpoint) or 'best' (run_dir/best)")
     if is_pretrained(run_dir):
