@@ -4,7 +4,6 @@ the official transformer with a puzzle table, and bad options."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from trm_jax.config import ModelConfig, TrainingConfig, TRMConfig
