@@ -257,3 +257,51 @@ def test_bad_halting_on_the_module_and_a_config_built_by_hand():
         make_model(ModelConfig(halting="ACT"), VOCAB, SEQ)
     with pytest.raises(ConfigError, match="settle_steps must be an int >= 1"):
         TinyRecursiveModel(16, VOCAB, None, seq_len=SEQ, settle_steps=0)
+
+
+TWO_DEVICES = """
+import json, sys
+import numpy as np
+sys.path[:0] = [{here!r}, {tests!r}]
+import jax
+from test_settled_halting import tiny_model, inputs
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.models import predict
+from trm_jax.training.evaluation import evaluate_samples
+
+assert jax.local_device_count() == 2
+model, params = tiny_model()
+toks, _ = inputs(batch=11)
+data = ArrayDataset(np.asarray(toks), np.asarray(toks), np.zeros(11, np.float32))
+opts = dict(halting="settled", settle_steps=2, max_recursion_depth=4)  # some settle, some reach the cap
+res = evaluate_samples(model, params, data, 4, **opts)  # pmapped over the two devices
+one = predict(model, params, toks, **opts)
+accept = lambda q, a: int(a[0]) % 2 == 0
+chosen = evaluate_samples(model, params, data, 4, trajectories=3, noise_std=1.0, select="verify", verifier=accept,
+                          **opts)
+print("RESULT" + json.dumps(dict(
+    settled=np.asarray(res["settled"]).tolist(), expected=np.asarray(one.settled).tolist(),
+    depth=np.asarray(res["recursion_depth"]).tolist(), expected_depth=np.asarray(one.recursion_depth).tolist(),
+    verified=np.asarray(chosen["verified"]).tolist(),
+    even=(np.asarray(chosen["tokens"])[:, 0] % 2 == 0).tolist())))
+"""
+
+
+def test_held_out_evaluation_on_two_devices_reports_settled_and_verifies_on_the_host():
+    """The pmapped eval step reports predict's settled flags; select="verify" (a verifier on the host) runs
+    there too, and `verified` is the verifier's verdict on each chosen answer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES.format(here=here, tests=os.path.dirname(here))],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT")[-1])
+    assert out["settled"] == out["expected"] and 0 < sum(out["settled"]) < 11
+    assert out["depth"] == out["expected_depth"]
+    assert out["verified"] == out["even"] and sum(out["verified"]) > 0

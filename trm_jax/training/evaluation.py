@@ -135,12 +135,14 @@ def evaluate_samples(model: TinyRecursiveModel, params, dataset, batch_size: int
     n_local = jax.local_device_count()
     threshold = jnp.float32(model.halt_threshold if halt_threshold is None else halt_threshold)
     depth = jnp.int32(model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth)
-    options = dict(trajectories=trajectories, select=select, verifier=verifier if select == "verify" else None)
+    options = dict(trajectories=trajectories, select=select)
     if n_local == 1 or select == "verify":  # one device: predict compacts the batch as samples halt
         params = dist.unreplicate(params) if replicated else params
+        chooser = verifier if select == "verify" else None
         run = lambda arrays: eval_metrics(predict(model, params, arrays["inputs"], puzzle_ids=arrays["puzzle_ids"],  # noqa: E731
                                                   halt_threshold=threshold, max_recursion_depth=depth,
-                                                  noise_std=noise_std, rng=arrays.get("rng"), **options), arrays)
+                                                  noise_std=noise_std, rng=arrays.get("rng"), verifier=chooser,
+                                                  **options), arrays)
     else:
         rep = params if replicated else dist.replicate(jax.device_get(params))
         step = eval_step or pmap_eval_step(make_eval_step(model, **options))
