@@ -84,11 +84,21 @@ def trace(params, query, *, max_recursion_depth: Optional[int] = None, halting: 
     Args:
         params: What `trm_jax.load` returns (or raw params with `config=`, as `infer`).
         query: One query as `infer` takes it: a text, an 81-character Sudoku, a maze grid, an ARC task.
-        max_recursion_depth, halting, settle_steps, halt_threshold, trajectories, noise_std, select, seed:
-            `infer`'s options (same defaults, same noise keys): the trace's last answer is `infer`'s answer.
+        max_recursion_depth: Supervision steps at most (default: the model's); as `infer`.
+        halting: "head" (the halting head) or "settled" (the answer unchanged for `settle_steps` steps);
+            default: the model's.
+        settle_steps: For `halting="settled"`.
+        halt_threshold: The halting head's threshold (default: the model's; ARC: no early halting, as `infer`).
+        trajectories: Noisy trajectories to run; the trace is of the one `infer` answers with.
+        noise_std: Their noise scale (default with trajectories > 1: `trm_jax.models.DEFAULT_NOISE_STD`).
+        select: How `infer` picks a trajectory: "halt", "vote", "settled".
+        seed: Key of the noise, as `infer`'s: with the same options the trace's last answer is `infer`'s.
         solution: The right answer, for marking wrong cells (Sudoku digits, the maze with its path); an
             ARC task's test output is used when the task gives it. Nothing is looked up otherwise.
         test_index: Which test input of an ARC task to follow.
+        config: With raw params: the config they were trained with (as `infer`).
+        tokenizer: With raw params: their tokenizer (default: the task's).
+        retriever: With raw params of a model that retrieves: its retriever.
 
     Returns:
         A `Trace` of the trajectory `infer` answers with; `trace.trajectories[k]` is trajectory k's. An ARC
