@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from trm_jax.errors import TRMError
 from trm_jax.inference import as_trm_params
 from trm_jax.models import predict_steps
 from trm_jax.models.trajectories import check_options, indexed_keys
+from trm_jax.plotting import trace_png  # matplotlib itself loads only when a trace is drawn
 from trm_jax.tasks import get_task
 
 
@@ -70,8 +70,6 @@ class Trace:
                 f", halt_prob=[{probs}]{more}, answer={_short(self.answer)})")
 
     def _repr_png_(self) -> bytes:
-        from trm_jax.plotting import trace_png  # matplotlib loads only when a notebook draws a trace
-
         return trace_png(self)
 
 
