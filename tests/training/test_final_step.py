@@ -187,3 +187,16 @@ def test_bad_supervision_options_are_config_errors():
         TRMConfig.from_dict({"curriculum": {"stages": [{"steps": 1, "num_latent_refinements": 0}]}})
     ok = TRMConfig.from_dict({"training": {"supervision": "final", "transition_grad_prob": 0.01}})
     assert ok.training.supervision == "final" and TrainingConfig().supervision == "deep"
+
+
+def test_final_step_run_warns_when_the_untrained_head_would_stop_inference(caplog):
+    from trm_jax.training.stages import warn_untrained_halting
+    final = {"training": {"supervision": "final"}}
+    with caplog.at_level("WARNING", logger="trm_jax.training.stages"):
+        warn_untrained_halting(TRMConfig.from_dict(final))
+        assert "trains no halting head" in caplog.text and "model.halting: settled" in caplog.text
+        caplog.clear()
+        for quiet in ({"model": {"halting": "settled"}}, {"model": {"halt_threshold": 2.0}},
+                      {"training": {"supervision": "deep"}}):
+            warn_untrained_halting(TRMConfig.from_dict({**final, **quiet}))
+        assert not caplog.text

@@ -322,7 +322,7 @@ def warn_untrained_halting(config: TRMConfig) -> None:
     """Final-step supervision trains no halting head: say so when the model still stops by it."""
     m = config.model
     threshold = config.training.eval_halt_threshold or m.halt_threshold
-    if config.training.supervision == "final" and getattr(m, "halting", "head") == "head" and threshold <= 1:
+    if config.training.supervision == "final" and m.halting == "head" and threshold <= 1:
         log.warning("training.supervision: final trains no halting head, but the model stops by it (model.halting "
                     "'head', threshold %g): held-out evaluation and inference stop where the untrained head says "
                     "(the PyPI variant's zero head: after the first supervision step). Set model.halting: settled, "
