@@ -9,6 +9,8 @@ import io
 import os
 from typing import Optional
 
+import numpy as np
+
 from trm_jax.errors import TRMError
 from trm_jax.training.run_dir import METRICS_FILE, read_metrics
 
@@ -134,9 +136,8 @@ def trace_png(trace, columns: int = 8) -> bytes:
 
 
 def _check_trace(trace) -> None:
-    from trm_jax.tracing import Trace
-
-    if not isinstance(trace, Trace):
+    # by its fields, not its class: trm_jax.tracing imports this module to draw a Trace in a notebook
+    if not all(hasattr(trace, name) for name in ("kind", "start", "answers", "halt_prob", "changed", "stopped_by")):
         raise TRMError(f"plot_trace draws what trm_jax.trace(params, query) returns, got {type(trace).__name__}")
     if not trace.answers:
         raise TRMError("plot_trace: the trace has no steps")
@@ -246,7 +247,6 @@ def _cell_marks(ax, positions, width: int, colour: str, *, fill: bool, alpha: fl
 
 
 def _draw_sudoku(ax, start: str, answer: str, changed, wrong) -> None:
-    import numpy as np
 
     cells = (answer + "?" * 81)[:81]  # an answer that decoded short (untrained tokens) still fills the board
     given = np.array([ch not in ".0" for ch in start[:81]]).reshape(9, 9)
@@ -270,7 +270,6 @@ def _draw_sudoku(ax, start: str, answer: str, changed, wrong) -> None:
 
 
 def _draw_maze(ax, start: str, answer: str, changed, wrong) -> None:
-    import numpy as np
     from matplotlib.colors import to_rgb
 
     side = max(1, int(round(len(start) ** 0.5)))
@@ -290,7 +289,6 @@ def _draw_maze(ax, start: str, answer: str, changed, wrong) -> None:
 
 
 def _draw_arc(ax, grid, changed, wrong) -> None:
-    import numpy as np
     from matplotlib.colors import ListedColormap
 
     g = np.asarray(grid, dtype=np.int64)
