@@ -244,7 +244,8 @@ def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int 
         score = np.full(len(new_ids), -1.0)
         candidates = np.nonzero(np.any(table != 0, axis=1))[0]
         for c in candidates:  # every demonstration answered through trained row c
-            tokens = np.asarray(predict(model, params, demos["inputs"], puzzle_ids=np.full(len(demos["inputs"]), c)).tokens)
+            ids = np.full(len(demos["inputs"]), c)
+            tokens = np.asarray(predict(model, params, demos["inputs"], puzzle_ids=ids).tokens)
             correct, count, _ = token_matches(tokens, demos["labels"])
             for j, pid in enumerate(new_ids):
                 own = demos["puzzle_ids"] == pid
@@ -258,8 +259,9 @@ def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int 
 
 
 def adapt_and_score(family: Family, model, params, demos: dict, held_out: dict, old: dict, *, steps: int,
-                    train: str = "embeddings", replay: Optional[float] = None, replay_data=None, lr: Optional[float] = None,
-                    schedule: str = "cosine", init: str = "mean", batch_size: int = 64) -> dict:
+                    train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
+                    lr: Optional[float] = None, schedule: str = "cosine", init: str = "mean",
+                    batch_size: int = 64) -> dict:
     """One adaptation to `demos`; accuracy on the new identifiers' held-out pairs and on the trained ones'."""
     start = start_table(params, np.unique(demos["puzzle_ids"]), init, demos, model) if init != "mean" else params
     training = TrainingConfig(batch_size=batch_size, lr_schedule=schedule)
@@ -286,7 +288,8 @@ def accuracy_setup(family: Family, identifiers: int, args) -> dict:
     blank = family_accuracy(model, params, dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"])))
     return dict(model=model, params=params, dataset=dataset, old=old, demos=demos, held_out=held_out,
                 info=dict(family=family.name, identifiers=identifiers, train_steps=args.train_steps, dim=args.dim,
-                          train_batch=args.train_batch, per_identifier=args.per_identifier, train_s=train_s, trained=family_accuracy(model, params, old), blank=blank))
+                          train_batch=args.train_batch, per_identifier=args.per_identifier, train_s=train_s,
+                          trained=family_accuracy(model, params, old), blank=blank))
 
 
 def parse_variant(text: str) -> dict:
@@ -370,7 +373,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     args.dtype = args.dtype or yaml.safe_load(ARC_CONFIG.read_text())["model"]["dtype"]
     r = measure(args)
-    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch_size']}, {r['dtype']}, "
+    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch']}, {r['dtype']}, "
           f"train={r['train']}")
     print(f"compile + first {r['steps']} steps: {r['compile_and_first_run_s']:.1f} s")
     print(f"step {r['step_ms']:.1f} ms | {r['steps_per_s']:.3f} steps/s | {r['step_gflop']:.0f} GFLOP/step | "

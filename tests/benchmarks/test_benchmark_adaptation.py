@@ -40,7 +40,8 @@ def test_the_families_of_the_accuracy_modes():
 
     maps = lookup.maps(range(1, 101), seed=0)
     tables = np.stack(list(maps.values()))
-    assert tables.shape == (100, 9) and (tables[:, 0] == 0).all() and ((tables[:, 1:] >= 1) & (tables[:, 1:] <= 8)).all()
+    assert tables.shape == (100, 9) and (tables[:, 0] == 0).all()
+    assert ((tables[:, 1:] >= 1) & (tables[:, 1:] <= 8)).all()
     assert len({t.tobytes() for t in tables}) == 100  # a rule of its own per identifier
     assert np.mean([len(set(t[1:])) < 8 for t in tables]) > 0.9  # images repeat: lookup tables, not permutations
     data = lookup.samples(maps, 3, seed=2)
