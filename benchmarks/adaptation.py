@@ -244,7 +244,8 @@ def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int 
         score = np.full(len(new_ids), -1.0)
         candidates = np.nonzero(np.any(table != 0, axis=1))[0]
         for c in candidates:  # every demonstration answered through trained row c
-            tokens = np.asarray(predict(model, params, demos["inputs"], puzzle_ids=np.full(len(demos["inputs"]), c)).tokens)
+            ids = np.full(len(demos["inputs"]), c)
+            tokens = np.asarray(predict(model, params, demos["inputs"], puzzle_ids=ids).tokens)
             correct, count, _ = token_matches(tokens, demos["labels"])
             for j, pid in enumerate(new_ids):
                 own = demos["puzzle_ids"] == pid
@@ -258,8 +259,9 @@ def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int 
 
 
 def adapt_and_score(family: Family, model, params, demos: dict, held_out: dict, old: dict, *, steps: int,
-                    train: str = "embeddings", replay: Optional[float] = None, replay_data=None, lr: Optional[float] = None,
-                    schedule: str = "cosine", init: str = "mean", batch_size: int = 64) -> dict:
+                    train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
+                    lr: Optional[float] = None, schedule: str = "cosine", init: str = "mean",
+                    batch_size: int = 64) -> dict:
     """One adaptation to `demos`; accuracy on the new identifiers' held-out pairs and on the trained ones'."""
     start = start_table(params, np.unique(demos["puzzle_ids"]), init, demos, model) if init != "mean" else params
     training = TrainingConfig(batch_size=batch_size, lr_schedule=schedule)
@@ -278,7 +280,7 @@ def accuracy_setup(family: Family, identifiers: int, args) -> dict:
     and held-out pairs."""
     t0 = time.perf_counter()
     model, params, dataset = train_family(family, identifiers, steps=args.train_steps, dim=args.dim,
-                                          per_identifier=args.per_identifier)
+                                          per_identifier=args.per_identifier, batch_size=args.train_batch)
     train_s = time.perf_counter() - t0
     old = family.samples(family.maps(range(1, identifiers + 1), seed=0), 8, seed=11)  # pairs training never saw
     maps = new_identifiers(family, identifiers, args.new, known=args.known)
@@ -286,7 +288,8 @@ def accuracy_setup(family: Family, identifiers: int, args) -> dict:
     blank = family_accuracy(model, params, dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"])))
     return dict(model=model, params=params, dataset=dataset, old=old, demos=demos, held_out=held_out,
                 info=dict(family=family.name, identifiers=identifiers, train_steps=args.train_steps, dim=args.dim,
-                          train_s=train_s, trained=family_accuracy(model, params, old), blank=blank))
+                          train_batch=args.train_batch, per_identifier=args.per_identifier, train_s=train_s,
+                          trained=family_accuracy(model, params, old), blank=blank))
 
 
 def parse_variant(text: str) -> dict:
@@ -318,6 +321,7 @@ def accuracy_main(mode: str, argv) -> None:
     ap.add_argument("--family", choices=sorted(FAMILIES), default="lookup")
     ap.add_argument("--identifiers", type=int, nargs="+", default=[24], help="identifiers the run trains on")
     ap.add_argument("--train-steps", type=int, default=400)
+    ap.add_argument("--train-batch", type=int, default=64, help="the run's batch size")
     ap.add_argument("--per-identifier", type=int, default=32, help="training pairs per trained identifier")
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--new", type=int, default=12, help="new identifiers to adapt to")
@@ -335,7 +339,8 @@ def accuracy_main(mode: str, argv) -> None:
     for n in args.identifiers:
         s = accuracy_setup(family, n, args)
         info = s["info"]
-        print(f"{family.name}, {n} trained identifiers, {args.train_steps} steps, dim {args.dim} ({info['train_s']:.0f} s):"
+        print(f"{family.name}, {n} trained identifiers, {args.train_steps} steps of {args.train_batch}, dim {args.dim} "
+              f"({info['train_s']:.0f} s):"
               f" trained identifiers {info['trained']['exact']:.3f} exact ({info['trained']['token']:.3f} token); "
               f"new ones with the blank identifier {info['blank']['exact']:.3f} ({info['blank']['token']:.3f})")
         for text in variants:
@@ -368,7 +373,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     args.dtype = args.dtype or yaml.safe_load(ARC_CONFIG.read_text())["model"]["dtype"]
     r = measure(args)
-    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch_size']}, {r['dtype']}, "
+    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch']}, {r['dtype']}, "
           f"train={r['train']}")
     print(f"compile + first {r['steps']} steps: {r['compile_and_first_run_s']:.1f} s")
     print(f"step {r['step_ms']:.1f} ms | {r['steps_per_s']:.3f} steps/s | {r['step_gflop']:.0f} GFLOP/step | "

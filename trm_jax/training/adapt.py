@@ -109,7 +109,8 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
     if replay_rows is not None:
         share = REPLAY_DEFAULT if replay is None else float(replay)
         if batch < 2:
-            raise TRMError(f"replay needs batch_size >= 2 (slots for adaptation rows and replayed samples), got {batch}")
+            raise TRMError(f"replay needs batch_size >= 2 (slots for adaptation rows and for replayed samples), got "
+                           f"{batch}")
         replay_slots = min(batch - 1, max(1, round(share * batch)))
     elif dense:
         logger.warning("adapting every weight (train='all') without replay: the identifiers the run trained on will "
