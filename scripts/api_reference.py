@@ -49,6 +49,10 @@ AREAS = (
          "[Adaptation](../adaptation.md).",
          ("load", "infer", "TRMParams", "predict", "evaluate", "adapt", "adapt_puzzle_embeddings",
           "save_adapted_run")),
+    Area("visualization", "Traces and pictures",
+         "The recursion of one query step by step and its pictures (PNG strip, GIF, inline in notebooks); "
+         "guide: [Watching the recursion](../visualization.md).",
+         ("trace", "Trace", "plot_trace")),
     Area("tasks", "Tasks and data",
          "What differs between tasks (code with retrieval, Sudoku, mazes, ARC, JSONL), found through one "
          "registry, and the text helpers every task shares; guide: [Tasks and data](../tasks-and-data.md).",
@@ -59,10 +63,11 @@ AREAS = (
          "context; guide: [Retrieval (RAG)](../rag.md).",
          ("build_rag", "TextEmbedder", "MemoryVectorStore", "RAGRetriever", "RAGDatasetWrapper")),
     Area("checkpoints", "Checkpoints and pretrained weights",
-         "Saving a model to share, and importing PyTorch (`tiny-recursive-model`) and official TRM "
-         "checkpoints; loading is `trm_jax.load` ([Inference](inference.md)); guides: "
+         "Saving a model to share, the models shipped with the package, and importing PyTorch "
+         "(`tiny-recursive-model`) and official TRM checkpoints; loading is `trm_jax.load` ([Inference](inference.md)); guides: "
          "[After training](../after-training.md), [Official model and recipe](../official.md).",
-         ("save_pretrained", "from_torch_state_dict", "config_from_torch_state_dict", "from_official_checkpoint")),
+         ("save_pretrained", "pretrained_models", "from_torch_state_dict", "config_from_torch_state_dict",
+          "from_official_checkpoint")),
     Area("config", "Config and errors",
          "The config tree, its YAML loader with `--set` overrides, and the exceptions a user's mistake raises; "
          "every key with its default: [Config reference](../config-reference.md).",

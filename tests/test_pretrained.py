@@ -20,6 +20,7 @@ import pytest
 
 import trm_jax
 from trm_jax.errors import TRMError
+from trm_jax.pretrained import SHIPPED_DIR, held_out_metrics, shipped_models
 from trm_jax.tasks import get_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -460,3 +461,133 @@ def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(t
     trm_jax.save_pretrained(p, out)
     assert trm_jax.load(out).adaptation is None
     assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors", "tokenizer"]
+
+
+# ------------------------------------------------------------------------------------------- shipped models
+
+HELD_OUT_SEED = 7777  # not ship_pretrained's default (1000): samples the card was not measured on
+HELD_OUT_SAMPLES = 128
+NO_MODEL = pytest.param(None, marks=pytest.mark.skip(reason="no model is shipped yet (trm_jax/pretrained/ is empty)"))
+
+
+@pytest.mark.parametrize("name", shipped_models() or [NO_MODEL])
+def test_a_shipped_model_matches_its_card_on_new_held_out_data(name, tmp_path):
+    """The card's exact accuracy (N_card samples) and this test's (128 newly generated samples) estimate one
+    accuracy p: they may differ by 3 standard errors of the difference, sqrt(p(1-p)(1/128 + 1/N_card)), with
+    p(1-p) at least 0.02 (a card at 100% still allows a few misses out of 128)."""
+    import math
+
+    card = trm_jax.pretrained_models()[name]
+    p = trm_jax.load(name)
+    assert p.run_dir == os.path.join(SHIPPED_DIR, name)
+    got = held_out_metrics(p, HELD_OUT_SAMPLES, HELD_OUT_SEED, cache_dir=str(tmp_path))
+    want = card["exact_accuracy"]
+    se = math.sqrt(max(want * (1 - want), 0.02) * (1 / HELD_OUT_SAMPLES + 1 / card["num_samples"]))
+    assert abs(got["exact_accuracy"] - want) <= 3 * se, (name, got, card)
+    # re-trainable by one command from a config of the repository, with its step budget on the card
+    meta = json.load(open(os.path.join(SHIPPED_DIR, name, "config.json")))
+    training = meta["training"]
+    assert training["name"] == name and os.path.isfile(os.path.join(REPO, training["config"]))
+    assert training["command"].startswith("python scripts/train.py --config ") and training["steps"] == p.step
+    card_text = open(os.path.join(SHIPPED_DIR, name, "README.md")).read()
+    assert training["command"] in card_text and f'trm_jax.load("{name}")' in card_text
+
+
+def test_the_shipped_models_are_small_and_the_module_keeps_its_name():
+    import trm_jax.pretrained as module
+
+    assert module.__file__.endswith("pretrained.py")  # the data folder beside it has no __init__.py
+    assert not os.path.exists(os.path.join(SHIPPED_DIR, "__init__.py"))
+    sizes = [os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(SHIPPED_DIR) for f in files]
+    assert sum(sizes) < 20e6
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_run, tmp_path_factory):
+    """A folder of shipped models holding the tiny run as "tiny", written by scripts/ship_pretrained.py."""
+    from _scripts import load_script
+
+    folder = tmp_path_factory.mktemp("shipped")
+    load_script("ship_pretrained").main(["--run", tiny_run[0], "--name", "tiny", "--config", "configs/tiny.yaml",
+                                         "--out", str(folder), "--num-samples", "16", "--seed", "3"])
+    return folder
+
+
+def test_ship_pretrained_writes_a_card_of_new_held_out_metrics(shipped, tiny_run, tmp_path):
+    d = shipped / "tiny"
+    meta = json.load(open(d / "config.json"))
+    values = meta["metrics"]["values"]
+    assert set(values) == {"exact_accuracy", "mean_recursion_depth", "num_samples"} and values["num_samples"] == 16
+    assert meta["training"]["command"] == "python scripts/train.py --config configs/tiny.yaml"
+    assert meta["training"]["steps"] == 6 and meta["training"]["wall_time_s"] > 0
+    card = open(d / "README.md").read()
+    assert "16 newly generated held-out samples" in card and "--seed 3" in card
+    assert "```bash\npython scripts/train.py --config configs/tiny.yaml\n```" in card and "| steps | 6 |" in card
+    assert 'trm_jax.load("tiny")' in card
+    # the numbers are what held_out_metrics measures on the same samples, through infer
+    p = trm_jax.load(tiny_run[0])
+    assert held_out_metrics(p, 16, 3) == pytest.approx(values)
+    queries, answers = trm_jax.pretrained.held_out_samples(p.config, 16, 3)
+    assert values["exact_accuracy"] == np.mean([a == b for a, b in zip(trm_jax.infer(p, queries), answers)])
+
+
+def test_a_shipped_model_loads_by_name_and_a_path_wins(shipped, saved, tmp_path, monkeypatch):
+    from _scripts import load_script
+
+    monkeypatch.setattr(trm_jax.pretrained, "SHIPPED_DIR", str(shipped))
+    assert trm_jax.pretrained_models() == {"tiny": json.load(open(shipped / "tiny" / "config.json"))["metrics"]["values"]}
+    p = trm_jax.load("tiny")
+    assert p.run_dir == str(shipped / "tiny") and p.step == 6
+    q = queries(p, 1)[0]
+    assert trm_jax.infer(p, q) == trm_jax.infer(saved[0], q)
+    # an existing path of that name wins over the shipped model
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(saved[1], tmp_path / "tiny")
+    assert trm_jax.load("tiny").run_dir == str(tmp_path / "tiny")
+    for name in ("sudok", "nope"):
+        with pytest.raises(TRMError, match="shipped models: 'tiny'"):
+            trm_jax.load(name)
+    with pytest.raises(TRMError, match="not a trm_jax run directory"):  # a path, not a name: the usual message
+        trm_jax.load("runs/none")
+    # the scripts' --model: a shipped name only
+    script = load_script("infer")
+    script.main(["--model", "tiny", "--text", q])
+    with pytest.raises(SystemExit, match="no shipped model named 'sudok'.*'tiny'"):
+        script.main(["--model", "sudok", "--text", q])
+    out = tmp_path / "t.gif"
+    load_script("visualize").main(["--model", "tiny", "--text", q, "--out", str(out)])
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.n_frames == trm_jax.trace(p, q).recursion_depth
+    with pytest.raises(SystemExit, match=r"\.png, \.gif"):
+        load_script("visualize").main(["--model", "tiny", "--text", q, "--out", str(tmp_path / "t.jpeg")])
+
+
+def test_the_wheel_holds_the_shipped_models(shipped, tmp_path):
+    """`pip wheel` of a copy of the package with a shipped model: its files are in the wheel, next to
+    trm_jax/pretrained.py, and the installed copy loads it by name from another directory."""
+    import zipfile
+
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(REPO, "trm_jax"), src / "trm_jax",
+                    ignore=shutil.ignore_patterns("__pycache__", "pretrained"))
+    shutil.copytree(shipped / "tiny", src / "trm_jax" / "pretrained" / "tiny")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO, name), src / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", str(src), "-w",
+                            str(tmp_path / "wheel")], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").iterdir()
+    names = zipfile.ZipFile(wheel).namelist()
+    for f in ("README.md", "config.json", "model.safetensors", "tokenizer/char_tokenizer.json"):
+        assert f"trm_jax/pretrained/tiny/{f}" in names
+    assert "trm_jax/pretrained.py" in names and "trm_jax/pretrained/__init__.py" not in names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages
+    code = ("import trm_jax, trm_jax.pretrained as m; assert m.__file__.endswith('pretrained.py'); "
+            "print(trm_jax.load('tiny').run_dir, sorted(trm_jax.pretrained_models()))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(site / "trm_jax" / "pretrained" / "tiny"), "['tiny']"]

@@ -4,6 +4,7 @@
     result = trm_jax.create_trainer(cfg).train()
     params = trm_jax.load(cfg.run_dir)
     trm_jax.infer(params, "mus(5)")  # the default code task: retrieval supplies "def mus(x): return x+2"
+    trm_jax.plot_trace(trm_jax.trace(trm_jax.load("sudoku"), puzzle), "trace.gif")  # a shipped model, step by step
 """
 
 import importlib
@@ -31,7 +32,8 @@ __version__ = "0.1.0"
 # or matplotlib: resolved on first use so `import trm_jax` stays light.
 _LAZY = {
     "load": "trm_jax.inference", "infer": "trm_jax.inference", "TRMParams": "trm_jax.inference",
-    "save_pretrained": "trm_jax.pretrained",
+    "save_pretrained": "trm_jax.pretrained", "pretrained_models": "trm_jax.pretrained",
+    "trace": "trm_jax.tracing", "Trace": "trm_jax.tracing", "plot_trace": "trm_jax.plotting",
     "Trainer": "trm_jax.training", "TrainResult": "trm_jax.training", "create_model": "trm_jax.training",
     "create_trainer": "trm_jax.training", "create_tokenizer": "trm_jax.training", "Callback": "trm_jax.training",
     "CurriculumScheduler": "trm_jax.training",

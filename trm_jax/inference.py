@@ -23,12 +23,12 @@ from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
 from trm_jax.models.predict import HALTING, check_halting
 from trm_jax.models.trajectories import SELECT_MODES
-from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained
+from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained, resolve_model
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoints import Checkpointer
 from trm_jax.training.run_dir import BEST_DIR, CHECKPOINT_DIR, RUN_CONFIG_FILE, TOKENIZER_DIR
-from trm_jax.training.stages import model_shape
+from trm_jax.training.stages import stage_config
 
 
 @jax.tree_util.register_pytree_node_class
@@ -80,8 +80,10 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
 
     `run_dir` may also be a pretrained directory (`trm_jax.save_pretrained`) or `hf://user/repo[@revision]`,
     one resolved through the Hugging Face cache (HF_HUB_OFFLINE=1: the cache only); it holds one set of
-    weights, loaded as float32.
+    weights, loaded as float32. Or the name of a model shipped with trm_jax (`trm_jax.pretrained_models()`:
+    "sudoku", ...), read from the installed package; an existing path of that name wins.
     """
+    run_dir = resolve_model(run_dir)
     if which not in ("latest", "best"):
         raise TRMError(f"load(which={which!r}): use 'latest' (the newest checkpoint) or 'best' (run_dir/best)")
     if is_pretrained(run_dir):
@@ -113,9 +115,9 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         num_tokens = config.model.num_tokens or vocab
         if not num_tokens:
             raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
-        seq_len, dim = model_shape(config, _saved_stage(checkpoints, newest))
-        config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
-                                data=dataclasses.replace(config.data, seq_len=seq_len))
+        config = stage_config(config, _saved_stage(checkpoints, newest))  # its width, seq_len, T and n
+        seq_len = config.data.seq_len
+        config = config.replace(model=dataclasses.replace(config.model, num_tokens=int(num_tokens)))
         model = make_model(config.model, int(num_tokens), seq_len)
         shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         # only the weights (not optimizer state or carry), as host NumPy arrays
@@ -202,9 +204,8 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
     else:
         vocab = tokenizer.vocab_size
     num_tokens = config.model.num_tokens or vocab
-    seq_len, dim = model_shape(config)
-    config = config.replace(model=dataclasses.replace(config.model, dim=dim),
-                            data=dataclasses.replace(config.data, seq_len=seq_len))
+    config = stage_config(config)  # the last curriculum stage's width, seq_len, T and n
+    seq_len = config.data.seq_len
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(params, shapes, "params")
     if retriever is None and config.rag.enabled:

@@ -1,13 +1,15 @@
 """Pretrained directories, the shareable form of a trained model: `save_pretrained` writes one (safetensors
 weights, config.json, tokenizer, RAG store, a model card) and `read_pretrained` reads one back, local or
-`hf://user/repo[@revision]` through the Hugging Face cache, for `trm_jax.load`.
+`hf://user/repo[@revision]` through the Hugging Face cache, for `trm_jax.load`. The models shipped with the
+package live in trm_jax/pretrained/<name>/ (package data, no `__init__.py`: `trm_jax.pretrained` stays this
+module), loaded by name (`trm_jax.load("sudoku")`, `pretrained_models()`).
 
 Layout (format "trm_jax.pretrained", version 1):
 
     model.safetensors   the weights, named by their parameter path joined with "." (float32 or bfloat16)
     config.json         {"format", "format_version", "weights": {file, dtype, sha256, num_parameters}, "step",
-                        "metrics", "files" (what the save wrote), "config": the run's TRMConfig with the final
-                        model (dim, num_tokens, seq_len)}
+                        "metrics", "training" (how to train it again, or null), "files" (what the save wrote),
+                        "config": the run's TRMConfig with the final model (dim, num_tokens, seq_len)}
     tokenizer/          the run's tokenizer (trm_jax.data.save_tokenizer), when it has one
     rag/                the run's retrieval store, when it retrieves
     README.md           the model card
@@ -50,6 +52,8 @@ CARD_FILE = "README.md"
 HUB_PREFIX = "hf://"
 DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 _HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")  # the shipped models
+TRAINING_KEYS = ("name", "command", "config", "steps", "wall_time_s")  # save_pretrained(training=...)
 
 
 @dataclasses.dataclass
@@ -67,14 +71,17 @@ class Pretrained:
 
 # ------------------------------------------------------------------------------------------------- save
 
-def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optional[Mapping] = None) -> str:
+def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optional[Mapping] = None,
+                    metrics_source: Optional[str] = None, training: Optional[Mapping] = None) -> str:
     """Write a trained model as a pretrained directory that `trm_jax.load(directory)` reads back and
     `hf upload user/repo directory` shares; returns its absolute path.
 
     params: a TRMParams (`trm_jax.load(run_dir)`) or a TrainResult (`Trainer.train()`).
     dtype: "float32" (exact) or "bfloat16" (half the file; every weight rounded once, loaded as float32).
     metrics: the held-out numbers for the model card; default: the run's `eval_results.json`, else its last
-    evaluation in `metrics.jsonl`.
+    evaluation in `metrics.jsonl`. metrics_source: how they were measured (the card says it).
+    training: how to train the model again, for the card: any of "name" (a shipped model's name), "command",
+    "config" (its config file), "steps", "wall_time_s" (scripts/ship_pretrained.py fills them).
     Files of ours already in `directory` are replaced; anything else there (e.g. a clone's .git) is kept.
     """
     if dtype not in DTYPES:
@@ -88,7 +95,11 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         raise TRMError(f"{directory} is a file; pass a directory to save_pretrained")
     if metrics is not None and not isinstance(metrics, Mapping):
         raise TRMError(f"save_pretrained: metrics must be a dict of held-out numbers, got {type(metrics).__name__}")
-    card_metrics = metrics_record(metrics, "save_pretrained(metrics=...)") if metrics is not None else src.metrics
+    card_metrics = (metrics_record(metrics, metrics_source or "save_pretrained(metrics=...)", src.step)
+                    if metrics is not None else src.metrics)
+    if training is not None and (not isinstance(training, Mapping) or set(training) - set(TRAINING_KEYS)):
+        raise TRMError(f"save_pretrained: training must be a dict with keys among {TRAINING_KEYS}, got {training!r}")
+    training = dict(training) if training is not None else None
     if src.config.rag.enabled and src.retriever is None:
         raise TRMError("save_pretrained: the model was trained with retrieval (rag.enabled) but has no retriever to "
                        "save; load it with trm_jax.load(run_dir), which restores the run's store")
@@ -110,13 +121,14 @@ def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optio
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(weights),
                             "num_parameters": num_parameters},
-                "step": src.step, "metrics": card_metrics,
+                "step": src.step, "metrics": card_metrics, "training": training,
                 "files": sorted(set(os.listdir(staging)) | {PRETRAINED_CONFIG_FILE, CARD_FILE}),
                 "config": src.config.to_dict()}
         _write_text(os.path.join(staging, PRETRAINED_CONFIG_FILE), json.dumps(meta, indent=1) + "\n")
         table = int(np.size(src.params[PUZZLE_EMB])) if PUZZLE_EMB in src.params else 0
         _write_text(os.path.join(staging, CARD_FILE),
-                    model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever))
+                    model_card(src.config, num_parameters, table, dtype, src.step, card_metrics, src.retriever,
+                               training))
         _remove_earlier_save(directory)  # a model saved over another must not keep its tokenizer, store or adaptation
         for name in os.listdir(staging):
             os.replace(os.path.join(staging, name), os.path.join(directory, name))
@@ -264,9 +276,10 @@ def _run_metrics(run_dir: Optional[str], step: Optional[int]) -> Optional[dict]:
 # ------------------------------------------------------------------------------------------- model card
 
 def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: str, step: Optional[int],
-               metrics: Optional[dict], retriever=None) -> str:
+               metrics: Optional[dict], retriever=None, training: Optional[Mapping] = None) -> str:
     """README.md of a pretrained directory: front matter as Hugging Face model cards have, the architecture,
-    the task, the held-out metrics and how to load it."""
+    the task, the held-out metrics, how it was trained (when `training` says) and how to load it. The
+    numbers are also in config.json ("metrics"), which `pretrained_models()` reads."""
     m, task = config.model, config.data.task
     tags = ["trm_jax", "jax", "flax", "tiny-recursive-model", _tag(task)]
     lines = ["---", "library_name: trm_jax", "tags:", *[f"- {t}" for t in tags], "---", "",
@@ -298,9 +311,22 @@ def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: s
                     for k, v in metrics["values"].items()]]
     else:
         lines.append("None recorded: evaluate it with `python scripts/evaluate.py --run DIR` on a run directory.")
-    lines += ["", "## Use", "", "```python", "import trm_jax", "",
-              'params = trm_jax.load("hf://USER/REPO")   # or the local directory; hf://USER/REPO@REVISION pins one',
-              "answer = trm_jax.infer(params, query)", "```", "",
+    training = training or {}
+    if any(training.get(k) is not None for k in ("command", "config", "steps", "wall_time_s")):
+        lines += ["", "## Training", ""]
+        if training.get("command"):
+            lines += ["Train it again with one command:", "", "```bash", str(training["command"]), "```", ""]
+        rows = [("config", f"`{training['config']}`" if training.get("config") else None),
+                ("steps", training.get("steps")),
+                ("wall time", _duration(training["wall_time_s"]) if training.get("wall_time_s") else None)]
+        lines += ["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows if v is not None]]
+    load_line = (f'params = trm_jax.load("{training["name"]}")   # shipped with trm_jax: no download'
+                 if training.get("name") else
+                 'params = trm_jax.load("hf://USER/REPO")   # or the local directory; hf://USER/REPO@REVISION pins one')
+    lines += ["", "## Use", "", "```python", "import trm_jax", "", load_line,
+              "answer = trm_jax.infer(params, query)",
+              "trm_jax.plot_trace(trm_jax.trace(params, query), \"trace.gif\")   # the recursion, step by step",
+              "```", "",
               "`trm_jax.infer` encodes the query as the task does, runs the recursion with halting and decodes the "
               "answer; `trm_jax.predict(params.model, params.params, tokens)` works on token ids.",
               "With `HF_HUB_OFFLINE=1` only the local Hugging Face cache is read "
@@ -308,6 +334,11 @@ def model_card(config: TRMConfig, num_parameters: int, table_size: int, dtype: s
               "## Model config", "", "| key | value |", "|---|---|",
               *[f"| `model.{f.name}` | `{getattr(m, f.name)}` |" for f in dataclasses.fields(m)], ""]
     return "\n".join(lines)
+
+
+def _duration(seconds) -> str:
+    seconds = float(seconds)
+    return f"{seconds / 60:.1f} minutes" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def _tag(task: str) -> str:
@@ -322,6 +353,82 @@ def _task_summary(config: TRMConfig) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- read
+
+def shipped_models() -> list[str]:
+    """The names of the models shipped with the package (trm_jax/pretrained/<name>/), sorted."""
+    if not os.path.isdir(SHIPPED_DIR):
+        return []
+    return sorted(n for n in os.listdir(SHIPPED_DIR)
+                  if os.path.isfile(os.path.join(SHIPPED_DIR, n, PRETRAINED_CONFIG_FILE)))
+
+
+def shipped_model(name: str) -> str:
+    """The directory of the shipped model `name`; TRMError listing the shipped names for another name."""
+    if name in shipped_models():
+        return os.path.join(SHIPPED_DIR, name)
+    names = ", ".join(repr(n) for n in shipped_models()) or "none (this install ships no models)"
+    raise TRMError(f"no shipped model named {name!r}; the shipped models are: {names} "
+                   "(trm_jax.pretrained_models() lists them with their held-out metrics)")
+
+
+def resolve_model(path) -> str:
+    """What `trm_jax.load` reads for `path`: an existing path (it wins over a shipped model's name),
+    `hf://...`, or a shipped model's directory; TRMError listing the shipped names for a name that is neither
+    an existing path nor a shipped model."""
+    text = os.fspath(path)
+    if text.startswith(HUB_PREFIX) or os.path.exists(text):
+        return text
+    if text in shipped_models():
+        return shipped_model(text)
+    if os.sep not in text and "/" not in text:  # a bare name: the user meant a shipped model
+        raise TRMError(f"{text!r} is neither a directory here nor the name of a shipped model; shipped models: "
+                       f"{', '.join(repr(n) for n in shipped_models()) or 'none'}; or pass a run directory "
+                       "(scripts/train.py), a pretrained directory or hf://USER/REPO")
+    return text
+
+
+def pretrained_models() -> dict:
+    """The models shipped with trm_jax: {name: its card's held-out metrics}, e.g. {"sudoku": {"exact_accuracy":
+    0.9, "num_samples": 1000, ...}}. Load one with `trm_jax.load(name)`; its card (README.md in its directory)
+    says how the numbers were measured and how to train it again."""
+    out = {}
+    for name in shipped_models():
+        meta = _read_meta(os.path.join(SHIPPED_DIR, name))
+        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+        out[name] = dict(metrics.get("values") or {})
+    return out
+
+
+def held_out_samples(config: TRMConfig, num_samples: int, seed: int, *,
+                     cache_dir: Optional[str] = None) -> tuple[list, list]:
+    """(queries, answers): `num_samples` samples of the task's eval split generated anew, as `infer` takes
+    and answers them, for checking a model against its card.
+
+    The split is generated with config seed `seed`, so the samples are new (training used the model's own
+    seed). A model that retrieves keeps its own seed: its knowledge base is the store it ships with, and its
+    eval split asks about facts held out of training.
+    """
+    if num_samples < 1:
+        raise TRMError(f"held-out samples: num_samples must be >= 1, got {num_samples}")
+    data = config.data.replace(num_eval=int(num_samples), train_path=None, eval_path=None,
+                               cache_dir=cache_dir or config.data.cache_dir)
+    fresh = config.replace(seed=config.seed if config.rag.enabled else int(seed), data=data)
+    samples = get_task(fresh).samples("eval")
+    queries = [s["query"] if "query" in s else s["input"] for s in samples]
+    answers = [s["answer"] if "answer" in s else s["output"] for s in samples]
+    return queries, answers
+
+
+def held_out_metrics(params, num_samples: int, seed: int, *, cache_dir: Optional[str] = None) -> dict:
+    """{"exact_accuracy", "mean_recursion_depth", "num_samples"} of `params` (a TRMParams) on `num_samples`
+    new held-out samples (`held_out_samples`), answered as `trm_jax.infer` answers them (with the model's
+    own halting and depth): the numbers a shipped model's card states."""
+    queries, answers = held_out_samples(params.config, num_samples, seed, cache_dir=cache_dir)
+    details = get_task(params.config).infer(params, queries, return_details=True)  # what trm_jax.infer runs
+    return {"exact_accuracy": float(np.mean([d["answer"] == a for d, a in zip(details, answers)])),
+            "mean_recursion_depth": float(np.mean([d["recursion_depth"] for d in details])),
+            "num_samples": len(answers)}
+
 
 def is_pretrained(path) -> bool:
     """True for `hf://...` and for a directory holding a pretrained model's files rather than a run's."""

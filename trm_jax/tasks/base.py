@@ -13,7 +13,7 @@ import difflib
 import logging
 import os
 import typing
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 
 MAX_BUCKET = 64  # largest batch `infer` compiles; longer lists run in chunks of this size
 TEXT_FIELDS = ("input", "output", "context", "query", "answer")  # the text of a sample (BPE corpus)
+
+
+class TraceInput(NamedTuple):
+    """The one row `trm_jax.trace` follows for a query (`Task.trace_input`)."""
+
+    tokens: np.ndarray  # int32 [1, seq_len] the model's input, encoded as infer encodes the query
+    puzzle_ids: Optional[np.ndarray]  # int32 [1] its puzzle identifier; None: the task has none
+    decode: Callable  # predicted tokens [seq_len] -> the answer, as infer decodes it
+    solution: Any = None  # the answer, where the query carries it (an ARC task's test output)
+    predict_options: Optional[dict] = None  # predict's defaults where the task's differ from the model's
 
 
 def require(cond: bool, key: str, msg: str) -> None:
@@ -75,6 +85,8 @@ class Task:
 
     Options: type = NoOptions
     uses_retrieval: bool = False  # retrieved context goes into its samples (rag.enabled is allowed)
+    # how trm_jax.plot_trace draws an answer: "text" (a table of steps), "sudoku", "maze" or "arc" (colour grids)
+    answer_kind: str = "text"
     # keys naming files of the machine a model was trained on, which inference never reads (the tokenizer
     # and the RAG store travel with the model): a pretrained directory drops those missing where it loads
     machine_local_keys: tuple[str, ...] = ("data.train_path", "data.eval_path", "rag.corpus_path")
@@ -300,6 +312,19 @@ class Task:
     def _no_verifier(self, what: str) -> str:
         return (f"{what}: the {self.name!r} task has no verifier (a check of an answer by the task's rules; "
                 "Sudoku and maze have one)")
+    def trace_input(self, params, query, *, test_index: int = 0) -> TraceInput:
+        """The row `trm_jax.trace` follows for `query` (one string, encoded as `infer` encodes it) and how its
+        answers decode. `test_index` picks an input of a query that holds several (an ARC task's tests)."""
+        if not isinstance(query, str) or not query.strip():
+            raise TRMError(f"trace() takes one non-empty query string for the {self.name!r} task, got "
+                           f"{type(query).__name__} {str(query)[:40]!r}")
+        if test_index != 0:
+            raise TRMError(f"test_index={test_index}: a query of the {self.name!r} task holds one input (test_index=0)")
+        if params.tokenizer is None:
+            raise TRMError("this model has no tokenizer (none was saved with it and its task builds one from data); "
+                           "pass tokenizer=, or save the model with its tokenizer")
+        ids, _ = self.encode([query], params.tokenizer, params.seq_len, params.retriever)
+        return TraceInput(np.asarray(ids, np.int32), None, lambda tokens: self.decode(tokens, params.tokenizer, query))
 
     # ----------------------------------------------------------------------------------- evaluation
 

@@ -285,7 +285,7 @@ def demo_key(task: dict) -> str:
     return json.dumps([[ex["input"], ex["output"]] for ex in task["train"]])
 
 
-def _task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
+def task_identifiers(build, task: dict) -> tuple[Optional[str], list[int]]:
     """(task id, its puzzle identifiers) of the build's task with the same demonstration pairs."""
     key = demo_key(task)
     task_id = next((tid for tid, t in build.eval_tasks.items() if demo_key(t) == key), None)
@@ -313,7 +313,7 @@ def infer_arc_task(model, params, build, task, *, halt_threshold: float = NO_EAR
     `trajectory_options` (trajectories, noise_std, select, seed): see `model_predict_fn`.
     """
     task = read_task(task)
-    task_id, ids = _task_identifiers(build, task)
+    task_id, ids = task_identifiers(build, task)
     predict_fn = model_predict_fn(model, params, halt_threshold, max_recursion_depth, **trajectory_options)
     identifiers = build.identifiers
     if task_id is None:

@@ -7,14 +7,18 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.errors import TRMError
 from trm_jax.models import NO_EARLY_HALT
 from trm_jax.tasks.arc.adapt import ADAPT_NUM_AUG, ArcAdaptation, adaptation_data, evaluate_adapted, infer_adapted_task
 from trm_jax.tasks.arc.build import ARC_NUM_AUG, ARC_SEQ_LEN, ArcBuild, arc_datasets, build_arc, parse_source
-from trm_jax.tasks.arc.encoding import ARC_VOCAB_SIZE
-from trm_jax.tasks.arc.evaluation import ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn, read_task
-from trm_jax.tasks.base import GridTask, require
+from trm_jax.tasks.arc.augment import IDENTITY, parse_puzzle_identifier
+from trm_jax.tasks.arc.encoding import ARC_VOCAB_SIZE, decode_grid, encode_grids
+from trm_jax.tasks.arc.evaluation import (ARC_PASS_KS, evaluate_arc_build, infer_arc_task, model_predict_fn, read_task,
+                                          task_identifiers)
+from trm_jax.tasks.base import GridTask, TraceInput, require
 from trm_jax.tasks.puzzle_dataset.files import puzzle_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ def build_arc_for(config) -> ArcBuild:
 
 class ArcTask(GridTask):
     Options = ArcOptions
+    answer_kind = "arc"
 
     def validate(self) -> None:
         o = self.options
@@ -84,6 +89,32 @@ class ArcTask(GridTask):
             else:  # the build is made (or read from its cache) only for a task the adaptation does not hold
                 out.append(infer_arc_task(params.model, params.params, build_arc_for(self.config), task, **options))
         return out[0] if single else out
+
+    def trace_input(self, params, query, *, test_index: int = 0) -> TraceInput:
+        """Test input `test_index` of a task (as `infer` takes it) under the original augmentation's identifier
+        (its adapted one for an adapted run; the blank one for a task the run never saw), no early halting as
+        `infer`; its answers are colour grids and the task's test output, where given, is the solution."""
+        task = read_task(query)
+        tests = task["test"]
+        if not 0 <= test_index < len(tests):
+            raise TRMError(f"test_index={test_index}: the task has {len(tests)} test input(s)")
+        adapted = params.adaptation.find(task) if params.adaptation is not None else None
+        if adapted is not None:
+            identifiers, ids = params.adaptation.identifiers, params.adaptation.local_ids(adapted)
+            table_ids = params.adaptation.table_ids
+        else:
+            build = build_arc_for(self.config)
+            (_, ids), identifiers, table_ids = task_identifiers(build, task), build.identifiers, np.asarray
+            if not ids:
+                logger.warning("ARC trace: this task is not in the run's training data, so it has no trained puzzle "
+                               "embedding; tracing it with the blank identifier (adapt the run to it first: "
+                               "trm_jax.adapt)")
+        augmented = [(i, parse_puzzle_identifier(identifiers[i])[1]) for i in ids]
+        pid, aug = next(((i, a) for i, a in augmented if a.is_identity), augmented[0] if augmented else (0, IDENTITY))
+        tokens = encode_grids(aug.apply(np.asarray(tests[test_index]["input"], np.uint8))[None]).astype(np.int32)
+        return TraceInput(tokens, np.asarray(table_ids([pid]), np.int32),
+                          lambda t: aug.invert(decode_grid(t)).tolist(), tests[test_index].get("output"),
+                          {"halt_threshold": NO_EARLY_HALT})
 
     def evaluate(self, params, *, data: Optional[str] = None, batch_size: int = 64,
                  halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,

@@ -24,6 +24,7 @@ class MazeOptions:
 
 class MazeTask(GridTask):
     Options = MazeOptions
+    answer_kind = "maze"
 
     def validate(self) -> None:
         o = self.options

@@ -29,6 +29,7 @@ class SudokuOptions:
 
 class SudokuTask(GridTask):
     Options = SudokuOptions
+    answer_kind = "sudoku"
 
     def validate(self) -> None:
         n = self.options.num_aug
