@@ -30,7 +30,7 @@ class Trace:
     In a notebook a trace shows itself as the picture `trm_jax.plot_trace` draws.
     """
 
-    kind: str  # how the answers are drawn: "text", "sudoku", "maze" or "arc" (the task's answer_kind)
+    kind: str  # how the answers are drawn (the task's answer_kind): "text", "sudoku_grid", "maze_grid", "colour_grid"
     task: str  # the run's data.task
     query: Any  # the query as given
     start: Any  # the query read as an answer (the input decoded): Sudoku givens, the maze, ARC's test input
