@@ -27,7 +27,9 @@ import argparse
 import dataclasses
 import os
 import pathlib
+import sys
 import time
+from typing import Optional
 
 import jax
 import numpy as np
@@ -38,7 +40,8 @@ from benchmarks.flops import (PEAK_TFLOPS, backward_einsums, device_peak, einsum
 from benchmarks.harness import CONFIGS, BenchConfig, write_json
 from benchmarks.kernels import matmul_peak
 from trm_jax.config import ModelConfig, TrainingConfig
-from trm_jax.models import PUZZLE_EMB, make_model
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.models import PUZZLE_EMB, make_model, predict, token_matches
 from trm_jax.training.adapt import adapt_puzzle_embeddings
 
 ARC_CONFIG = pathlib.Path(os.path.join(CONFIGS, "arc_agi_1.yaml"))
@@ -138,7 +141,223 @@ def gpu_estimates(cfg_dim: int, args, mfu: float) -> list[dict]:
     return out
 
 
+# ------------------------------------------------- accuracy: forgetting (replay) and rows-only adaptation
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A task family whose rule per identifier only the demonstrations tell: each puzzle identifier owns a
+    token map over the symbols 1..num_symbols (token 0 unused, mapped to itself); an input is a random string
+    of `seq_len` symbols, its label the string mapped symbol by symbol. Nothing in an input says which map
+    applies: a model learns it from the identifier's row of its puzzle table.
+
+    `permutation`: the maps are permutations of the symbols (3 symbols: 6 maps, so 24 trained identifiers hold
+    every rule a new one can have); else lookup tables, each symbol's image drawn on its own (8 symbols:
+    8^8 = 16.8 million rules, so a new identifier's rule is one the run never saw)."""
+
+    name: str
+    num_symbols: int
+    permutation: bool
+    seq_len: int = 8
+
+    @property
+    def vocab(self) -> int:
+        return self.num_symbols + 1
+
+    def maps(self, identifiers, seed: int) -> dict:
+        """identifier -> token map [vocab] (0 -> 0), drawn per identifier."""
+        out = {}
+        for pid in identifiers:
+            rng = np.random.default_rng([seed, int(pid)])
+            image = (rng.permutation(self.num_symbols) if self.permutation
+                     else rng.integers(0, self.num_symbols, self.num_symbols))
+            out[int(pid)] = np.concatenate([[0], 1 + image]).astype(np.int32)
+        return out
+
+    def samples(self, maps: dict, per_identifier: int, seed: int) -> dict:
+        """`per_identifier` (input, label) pairs for every identifier of `maps`: inputs, labels, puzzle_ids."""
+        rng = np.random.default_rng(seed)
+        ids = np.repeat(np.asarray(sorted(maps), np.int32), per_identifier)
+        inputs = rng.integers(1, self.vocab, (len(ids), self.seq_len)).astype(np.int32)
+        labels = np.stack([maps[int(p)][x] for p, x in zip(ids, inputs)])
+        return dict(inputs=inputs, labels=labels, puzzle_ids=ids)
+
+    def model(self, num_identifiers: int, **overrides):
+        """A small official-variant transformer with a puzzle table of `num_identifiers` rows."""
+        cfg = dict(variant="official", network="transformer", dim=32, depth=1, num_heads=2, puzzle_emb_ndim=32,
+                   puzzle_emb_len=1, num_puzzle_identifiers=num_identifiers, num_refinement_blocks=2,
+                   num_latent_refinements=1, max_recursion_depth=2, pos_encodings="rope")
+        cfg.update(overrides)
+        if "dim" in overrides and "puzzle_emb_ndim" not in overrides:
+            cfg["puzzle_emb_ndim"] = cfg["dim"]
+        return make_model(ModelConfig(**cfg), self.vocab, self.seq_len)
+
+
+FAMILIES = {"permutation": Family("permutation", 3, True),  # the toy family of tests/training/test_adapt.py
+            "lookup": Family("lookup", 8, False)}
+
+
+def train_family(family: Family, identifiers: int, *, steps: int, per_identifier: int = 32, dim: int = 32,
+                 batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0):
+    """(model, params, train ArrayDataset) of a run trained on identifiers 1..`identifiers` (0 stays blank)."""
+    from trm_jax.training import Trainer
+
+    data = family.samples(family.maps(range(1, identifiers + 1), seed=seed), per_identifier, seed=seed + 1)
+    dataset = ArrayDataset(inputs=data["inputs"], labels=data["labels"], difficulty=np.zeros(len(data["inputs"])),
+                           puzzle_ids=data["puzzle_ids"])
+    result = Trainer(family.model(identifiers + 1, dim=dim), dataset, steps=steps, batch_size=batch_size,
+                     learning_rate=learning_rate, warmup_steps=20, ema_decay=0.0, progress_bar=False, seed=seed)()
+    return result.model, result.params, dataset
+
+
+def family_accuracy(model, params, data: dict) -> dict:
+    """Token and exact accuracy of `model` on `data` (its own puzzle identifiers)."""
+    tokens = np.asarray(predict(model, params, data["inputs"], puzzle_ids=data["puzzle_ids"]).tokens)
+    correct, count, exact = token_matches(tokens, data["labels"])
+    return dict(token=float(np.sum(correct) / np.sum(count)), exact=float(np.mean(exact)))
+
+
+def new_identifiers(family: Family, trained: int, count: int, *, known: bool = False, seed: int = 100):
+    """(first id, maps) of `count` identifiers after the `trained` ones: rules drawn afresh, or with `known`
+    the rules of trained identifiers 1..count (a rule the run learned, under an identifier it never saw)."""
+    first = trained + 1
+    if known:
+        rules = family.maps(range(1, count + 1), seed=0)
+        return {first + i: rules[1 + i] for i in range(count)}
+    return family.maps(range(first, first + count), seed=seed)
+
+
+def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int = 0) -> dict:
+    """`params` with the table grown to `new_ids` and their rows set as `init` says: "mean" leaves them zero
+    (adapt_puzzle_embeddings starts them at the mean of the trained rows); "random": the mean plus Gaussian
+    noise of each coordinate's spread over the trained rows; "nearest": the trained row that answers the
+    identifier's demonstrations best."""
+    table = np.asarray(params[PUZZLE_EMB])
+    trained = table[np.any(table != 0, axis=1)]
+    rows = max(new_ids) + 1
+    grown = np.concatenate([table, np.zeros((rows - len(table), table.shape[1]), table.dtype)])
+    new_ids = np.asarray(sorted(new_ids))
+    if init == "random":
+        noise = np.random.default_rng(seed).normal(size=(len(new_ids), table.shape[1]))
+        grown[new_ids] = trained.mean(0) + noise * trained.std(0)
+    elif init == "nearest":
+        best = np.zeros(len(new_ids), int)
+        score = np.full(len(new_ids), -1.0)
+        candidates = np.nonzero(np.any(table != 0, axis=1))[0]
+        for c in candidates:  # every demonstration answered through trained row c
+            ids = np.full(len(demos["inputs"]), c)
+            tokens = np.asarray(predict(model, params, demos["inputs"], puzzle_ids=ids).tokens)
+            correct, count, _ = token_matches(tokens, demos["labels"])
+            for j, pid in enumerate(new_ids):
+                own = demos["puzzle_ids"] == pid
+                s = correct[own].sum() / count[own].sum()
+                if s > score[j]:
+                    score[j], best[j] = s, c
+        grown[new_ids] = table[best]
+    elif init != "mean":
+        raise ValueError(f"init must be mean, random or nearest, got {init!r}")
+    return {**params, PUZZLE_EMB: grown}
+
+
+def adapt_and_score(family: Family, model, params, demos: dict, held_out: dict, old: dict, *, steps: int,
+                    train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
+                    lr: Optional[float] = None, schedule: str = "cosine", init: str = "mean",
+                    batch_size: int = 64) -> dict:
+    """One adaptation to `demos`; accuracy on the new identifiers' held-out pairs and on the trained ones'."""
+    start = start_table(params, np.unique(demos["puzzle_ids"]), init, demos, model) if init != "mean" else params
+    training = TrainingConfig(batch_size=batch_size, lr_schedule=schedule)
+    t0 = time.perf_counter()
+    adapted_model, adapted = adapt_puzzle_embeddings(model, start, demos, steps=steps, learning_rate=lr, train=train,
+                                                     replay=replay, replay_data=replay_data, rng=0, training=training,
+                                                     progress=False)
+    seconds = time.perf_counter() - t0
+    new, kept = family_accuracy(adapted_model, adapted, held_out), family_accuracy(adapted_model, adapted, old)
+    return dict(new_exact=new["exact"], new_token=new["token"], old_exact=kept["exact"], old_token=kept["token"],
+                seconds=seconds)
+
+
+def accuracy_setup(family: Family, identifiers: int, args) -> dict:
+    """A run trained on `identifiers` identifiers, its held-out pairs, and the new identifiers' demonstrations
+    and held-out pairs."""
+    t0 = time.perf_counter()
+    model, params, dataset = train_family(family, identifiers, steps=args.train_steps, dim=args.dim,
+                                          per_identifier=args.per_identifier, batch_size=args.train_batch)
+    train_s = time.perf_counter() - t0
+    old = family.samples(family.maps(range(1, identifiers + 1), seed=0), 8, seed=11)  # pairs training never saw
+    maps = new_identifiers(family, identifiers, args.new, known=args.known)
+    demos, held_out = family.samples(maps, args.demos, seed=3), family.samples(maps, 16, seed=4)
+    blank = family_accuracy(model, params, dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"])))
+    return dict(model=model, params=params, dataset=dataset, old=old, demos=demos, held_out=held_out,
+                info=dict(family=family.name, identifiers=identifiers, train_steps=args.train_steps, dim=args.dim,
+                          train_batch=args.train_batch, per_identifier=args.per_identifier, train_s=train_s,
+                          trained=family_accuracy(model, params, old), blank=blank))
+
+
+def parse_variant(text: str) -> dict:
+    """"train=all,replay=0.5,lr=3e-2,steps=1000,schedule=constant,init=random" -> adapt_and_score keywords."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key in ("replay", "lr"):
+            out[key] = float(value)
+        elif key in ("steps", "batch_size"):
+            out[key] = int(value)
+        elif key in ("train", "schedule", "init"):
+            out[key] = value
+        else:
+            raise SystemExit(f"unknown variant key {key!r} in {text!r} (train, replay, lr, steps, schedule, init, "
+                             "batch_size)")
+    return out
+
+
+REPLAY_VARIANTS = ("train=embeddings", "train=all,replay=0", "train=all,replay=0.25", "train=all,replay=0.5")
+ROWS_VARIANTS = ("lr=1e-2", "lr=3e-3", "lr=3e-2", "lr=1e-1", "lr=1e-2,schedule=constant", "lr=1e-2,steps=1000",
+                 "lr=3e-3,steps=1000", "lr=1e-2,init=random", "lr=1e-2,init=nearest")
+
+
+def accuracy_main(mode: str, argv) -> None:
+    ap = argparse.ArgumentParser(prog=f"python -m benchmarks.adaptation {mode}",
+                                 description="adaptation accuracy on a toy family: new identifiers' held-out pairs "
+                                             "and the trained identifiers' (before and after)")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="lookup")
+    ap.add_argument("--identifiers", type=int, nargs="+", default=[24], help="identifiers the run trains on")
+    ap.add_argument("--train-steps", type=int, default=400)
+    ap.add_argument("--train-batch", type=int, default=64, help="the run's batch size")
+    ap.add_argument("--per-identifier", type=int, default=32, help="training pairs per trained identifier")
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--new", type=int, default=12, help="new identifiers to adapt to")
+    ap.add_argument("--demos", type=int, default=8, help="demonstration pairs per new identifier")
+    ap.add_argument("--known", action="store_true", help="the new identifiers take trained identifiers' rules")
+    ap.add_argument("--steps", type=int, default=300, help="adaptation steps (a variant's steps= overrides)")
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help="adaptations to run, each 'key=value,...' (train, replay, lr, steps, schedule, init, "
+                         f"batch_size); default {' '.join(REPLAY_VARIANTS if mode == 'replay' else ROWS_VARIANTS)}")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    variants = args.variants or (REPLAY_VARIANTS if mode == "replay" else ROWS_VARIANTS)
+    family = FAMILIES[args.family]
+    results = []
+    for n in args.identifiers:
+        s = accuracy_setup(family, n, args)
+        info = s["info"]
+        print(f"{family.name}, {n} trained identifiers, {args.train_steps} steps of {args.train_batch}, dim {args.dim} "
+              f"({info['train_s']:.0f} s):"
+              f" trained identifiers {info['trained']['exact']:.3f} exact ({info['trained']['token']:.3f} token); "
+              f"new ones with the blank identifier {info['blank']['exact']:.3f} ({info['blank']['token']:.3f})")
+        for text in variants:
+            kw = {"steps": args.steps, **parse_variant(text)}
+            if kw.get("train") == "all" and kw.get("replay", 1) > 0:
+                kw["replay_data"] = s["dataset"]
+            r = adapt_and_score(family, s["model"], s["params"], s["demos"], s["held_out"], s["old"], **kw)
+            print(f"  {text:<32} new {r['new_exact']:.3f} exact ({r['new_token']:.3f} token) | trained "
+                  f"{r['old_exact']:.3f} ({r['old_token']:.3f}) | {r['seconds']:.0f} s")
+            results.append(dict(info, variant=text, known=args.known, **r))
+    write_json(args.json, results)
+
+
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("replay", "rows"):
+        return accuracy_main(argv[0], argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, default=512, help="model width (official 512)")
     ap.add_argument("--batch-size", type=int, default=768, help="slots per step, all local devices (official 768)")
@@ -154,7 +373,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     args.dtype = args.dtype or yaml.safe_load(ARC_CONFIG.read_text())["model"]["dtype"]
     r = measure(args)
-    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch_size']}, {r['dtype']}, "
+    print(f"{r['device']} x{r['devices']} | dim {r['dim']} ({r['heads']} heads), batch {r['batch']}, {r['dtype']}, "
           f"train={r['train']}")
     print(f"compile + first {r['steps']} steps: {r['compile_and_first_run_s']:.1f} s")
     print(f"step {r['step_ms']:.1f} ms | {r['steps_per_s']:.3f} steps/s | {r['step_gflop']:.0f} GFLOP/step | "

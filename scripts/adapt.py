@@ -33,6 +33,10 @@ def main(argv=None):
                     help="sign-SGD rate of the new embedding rows (default: the run's training.puzzle_emb_lr)")
     ap.add_argument("--train", choices=("embeddings", "all"), default="embeddings",
                     help="embeddings: only the new identifiers' rows train; all: every weight as well")
+    ap.add_argument("--replay", type=float, default=None,
+                    help="--train all: share of every batch's slots that replay the run's own training samples, so "
+                         "the puzzles it trained on keep their answers (default 0.5 where its training set can be "
+                         "built; 0: off)")
     ap.add_argument("--seed", type=int, default=None, help="seed of the task data and batches (default: the run's)")
     args = ap.parse_args(argv)
     try:
@@ -42,7 +46,7 @@ def main(argv=None):
         params = load(args.run, step=args.step, use_ema=not args.no_ema)
         options = {} if args.num_aug is None else {"num_aug": args.num_aug}
         adapted = adapt(params, args.tasks, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                        train=args.train, seed=args.seed, **options)
+                        train=args.train, replay=args.replay, seed=args.seed, **options)
         out = save_adapted_run(adapted, args.out)
     except TRMError as e:
         sys.exit(f"error: {e}")

@@ -5,7 +5,10 @@ tasks: exact and token accuracy, mean recursion depth and accuracy by difficulty
 are also evaluated as the official code does, every supervision step for every sample (JSON key
 "all_steps"), unless --halt-threshold is given. ARC runs: pass@K of the voting over augmentations, and
 with --submission the Kaggle submission file. --trajectories K answers each sample with K noisy
-trajectories (--noise-std, --select, --seed; ARC: their answers join the augmentation vote). With
+trajectories (--noise-std, --select, --seed; ARC: their answers join the augmentation vote);
+--halting settled stops a sample once its answer has not changed for --settle-steps steps, and the report
+gives the share of settled answers and their accuracy (and, for Sudoku and maze, the share the task's
+verifier accepts). With
 --adapt-steps N the run is first adapted to puzzles it never trained on (ARC: --tasks, e.g. a Kaggle
 *_challenges.json), which are then evaluated: one command from a trained run and a challenges file to
 submission.json.

@@ -3,7 +3,11 @@
   python scripts/infer.py --run RUN_DIR --text "what is f(3)?" [--text ...] [--details]
   cat queries.txt | python scripts/infer.py --run RUN_DIR          (one query per line)
   python scripts/infer.py --run RUN_DIR --text QUERY --trajectories 16 [--noise-std S --select vote --seed N]
+  python scripts/infer.py --run RUN_DIR --text QUERY --halting settled --max-recursion-depth 1024 --details
   python scripts/infer.py --model sudoku --text "..3.8...1..."     (a model shipped with trm_jax)
+
+--details prints each answer as JSON with its recursion depth, halt probability, `settled` (it stopped by
+the stop rule, not at the depth cap) and, for tasks with a verifier (Sudoku, maze), `verified`.
 """
 
 import argparse
@@ -28,7 +32,8 @@ def main(argv=None):
     ap.add_argument("--max-recursion-depth", type=int, default=None,
                     help="supervision steps at most (default: the run's; more than it trained with is allowed)")
     add_trajectory_arguments(ap)
-    ap.add_argument("--details", action="store_true", help="print JSON with depth, halt prob and contexts")
+    ap.add_argument("--details", action="store_true",
+                    help="print JSON with depth, halt prob, settled, verified and contexts")
     args = ap.parse_args(argv)
     texts = args.text if args.text else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
     if not texts:

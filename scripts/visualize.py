@@ -43,9 +43,6 @@ def main(argv=None):
     ap.add_argument("--halt-threshold", type=float, default=None)
     ap.add_argument("--max-recursion-depth", type=int, default=None,
                     help="supervision steps at most (default: the run's; more than it trained with is allowed)")
-    ap.add_argument("--halting", choices=("head", "settled"), default=None,
-                    help="stop by the halting head or when the answer settles (default: the model's)")
-    ap.add_argument("--settle-steps", type=int, default=None, help="with --halting settled: unchanged steps")
     add_trajectory_arguments(ap)
     ap.add_argument("--trajectory", type=int, default=None, help="draw trajectory K (default: the one infer picks)")
     ap.add_argument("--test-index", type=int, default=0, help="which test input of an ARC task")

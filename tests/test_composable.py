@@ -143,6 +143,20 @@ def test_training_returns_the_weights_and_leaves_the_model_as_it_was():
         first.predict(x[:4])
 
 
+def test_one_factory_name_each():
+    """create_model takes a run config (its data.seq_len, model.num_tokens) or a ModelConfig with num_tokens and
+    seq_len (make_model's route); create_tokenizer gives the run's task tokenizer; the make_* twins are gone."""
+    cfg = trm_jax.TRMConfig.from_dict({"model": {"dim": 16, "depth": 1, "num_tokens": V}, "data": {"seq_len": L}})
+    assert trm_jax.create_model(cfg) == make_model(cfg.model, V, L)
+    assert trm_jax.create_model(cfg.model, V, L) == make_model(cfg.model, V, L)
+    with pytest.raises(ConfigError, match="seq_len="):
+        trm_jax.create_model(cfg.model, V)
+    tokenizer, vocab, _ = trm_jax.create_tokenizer(trm_jax.TRMConfig())
+    assert vocab == tokenizer.vocab_size
+    for gone in ("make_model_from_config", "make_trainer", "make_tokenizer", "create_train_state"):
+        assert not hasattr(trm_jax, gone) and not hasattr(trm_jax.training, gone), gone
+
+
 @pytest.mark.parametrize("network", ["mixer", "transformer"])
 def test_make_model_and_model_config_round_trip(network):
     cfg = ModelConfig(network=network, dim=16, depth=1, num_heads=2, num_register_tokens=2, num_tokens=V,

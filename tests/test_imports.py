@@ -16,7 +16,6 @@ data: its dataset wrapper builds model inputs with trm_jax.data.text.
 import ast
 import os
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("trm_jax", "benchmarks")

@@ -1,4 +1,5 @@
-"""load/infer/evaluate on a tiny trained run dir, and the infer/evaluate CLIs."""
+"""load/infer/evaluate on a tiny trained run dir, and the infer/evaluate CLIs; settled halting and the task's
+verifier through infer and evaluate."""
 
 import json
 import os
@@ -11,8 +12,8 @@ import pytest
 
 from trm_jax.data.text import decode_prediction
 from trm_jax.errors import TRMError
-from trm_jax.inference import TRMParams, infer, load
-from trm_jax.models import predict
+from trm_jax.inference import TRMParams, as_trm_params, infer, load, with_halting
+from trm_jax.models import init_params, make_model, predict, predict_trajectories
 from trm_jax.tasks import get_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +116,113 @@ def test_evaluate_matches_direct_computation(run):
     assert sum(b["count"] for b in res["by_difficulty"]) == 40
 
 
+def encoded(p, qs, rows=8):
+    ids = np.zeros((rows, p.seq_len), np.int32)
+    for i, q in enumerate(qs):
+        enc = p.tokenizer.encode(q)
+        ids[i, :len(enc)] = enc
+    return ids
+
+
+def test_settled_halting_through_infer_and_evaluate(run):
+    """infer and evaluate with halting="settled" give predict's answers, depths and settled flags; the model's
+    own `halting` (its config) is the default."""
+    from trm_jax.evaluation import dataset_for, evaluate
+
+    p = load(run[0])
+    qs = queries(p, 5)
+    opts = dict(halting="settled", settle_steps=2, max_recursion_depth=8)
+    details = infer(p, qs, return_details=True, **opts)
+    pred = predict(p.model, p.params, encoded(p, qs), **opts)
+    assert int(np.max(pred.recursion_depth)) > 3  # beyond the trained cap of 3: the head does not stop them
+    for i, d in enumerate(details):
+        assert d["answer"] == decode_prediction(p.tokenizer, np.asarray(pred.tokens[i]))
+        assert d["recursion_depth"] == int(pred.recursion_depth[i]) and d["settled"] is bool(pred.settled[i])
+        assert "verified" not in d  # the code task has no verifier
+    # the run's model.halting / model.settle_steps are infer's defaults
+    configured = with_halting(p, "settled", 2)
+    assert configured.model.halting == "settled" and configured.model.settle_steps == 2
+    assert infer(configured, qs, max_recursion_depth=8) == [d["answer"] for d in details]
+    assert infer(configured, qs, max_recursion_depth=8, halting="head") == infer(p, qs, max_recursion_depth=8)
+    # with the head, settled = the head stopped the sample before the cap
+    head = infer(p, qs, return_details=True)
+    head_pred = predict(p.model, p.params, encoded(p, qs))
+    assert [d["settled"] for d in head] == [bool(s) for s in np.asarray(head_pred.settled)[:5]]
+
+    ds = dataset_for(p)
+    res = evaluate(p, ds, batch_size=16, **opts)
+    pred = predict(p.model, p.params, ds.inputs, **opts)
+    valid = ds.labels != -100
+    exact = ((np.asarray(pred.tokens) == ds.labels) | ~valid).all(-1)
+    settled = np.asarray(pred.settled)
+    assert 0 < settled.sum() < len(settled)  # some samples settle, others run to the cap
+    np.testing.assert_allclose(res["recursion_depth"], np.mean(np.asarray(pred.recursion_depth)))
+    np.testing.assert_allclose(res["settled_fraction"], settled.mean())
+    np.testing.assert_allclose(res["settled_exact_accuracy"], exact[settled].mean())
+    np.testing.assert_allclose(res["exact_accuracy"], exact.mean())
+    assert "verified_fraction" not in res
+    assert evaluate(configured, ds, batch_size=16, max_recursion_depth=8) == res
+    # a depth cap in the thousands: every sample settles long before it (the loop keeps no per-step history)
+    deep = evaluate(p, ds, batch_size=16, halting="settled", settle_steps=2, max_recursion_depth=5000)
+    assert deep["settled_fraction"] == 1.0 and deep["recursion_depth"] < 20
+
+
+def test_bad_halting_and_selection_options_are_clear_errors(run):
+    from trm_jax.evaluation import evaluate
+
+    p = load(run[0])
+    q = queries(p, 1)
+    for kwargs, match in [(dict(halting="ACT"), r"halting must be one of \('head', 'settled'\)"),
+                          (dict(halting="settled", settle_steps=0), "settle_steps must be an int >= 1"),
+                          (dict(select="verify"), "select='verify': the 'code' task has no verifier")]:
+        with pytest.raises(TRMError, match=match):
+            infer(p, q, **kwargs)
+        with pytest.raises(TRMError, match=match):
+            evaluate(p, **kwargs)
+
+
+def sudoku_params(max_recursion_depth=12):
+    """TRMParams of an untrained Sudoku model with a random halting head (mixed halting steps)."""
+    from trm_jax.config import TRMConfig
+
+    cfg = TRMConfig.from_dict(dict(model=dict(dim=16, depth=1, num_refinement_blocks=2, num_latent_refinements=1,
+                                              max_recursion_depth=max_recursion_depth),
+                                   data=dict(task="sudoku", seq_len=81, num_train=8, num_eval=16)))
+    tok, vocab, _ = get_task(cfg).tokenizer()
+    weights = init_params(make_model(cfg.model, vocab, 81), jax.random.key(0))
+    weights["to_halt_pred"]["kernel"] = 2.0 * jax.random.normal(jax.random.key(1), (16, 1))
+    return as_trm_params(weights, config=cfg, tokenizer=tok)
+
+
+def test_verify_selection_through_infer_and_evaluate(monkeypatch):
+    """select="verify" hands the task's verifier to predict, which picks a trajectory it accepts; every answer's
+    `verified` is the verifier's verdict (the real Sudoku one: an untrained model solves nothing)."""
+    from trm_jax.evaluation import evaluate
+    from trm_jax.tasks.sudoku.task import SudokuTask
+
+    p = sudoku_params()
+    task = get_task(p.config)
+    puzzles = [s["input"] for s in task.samples("eval")]  # the rows of the eval split, in order
+    details = infer(p, puzzles[:6], halting="settled", return_details=True)
+    assert all(d["verified"] is task.verify(q, d["answer"]) is False for q, d in zip(puzzles, details))
+    assert all(isinstance(d["settled"], bool) for d in details)
+
+    opts = dict(trajectories=4, noise_std=1.0, max_recursion_depth=6)
+    ids = task.encode(puzzles, p.tokenizer, 81)[0]
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(0), np.arange(len(ids)))  # infer's, seed 0
+    every = np.asarray(predict_trajectories(p.model, p.params, ids, rng=keys, **opts).tokens)
+    target = {ids[b].tobytes(): every[3, b, 0] for b in range(len(ids))}  # the first cell trajectory 3 ends on
+    # a stand-in verifier: accepts the answers whose first cell is trajectory 3's
+    monkeypatch.setattr(SudokuTask, "verifier", lambda self, tok: lambda q, a: a[0] == target.get(q.tobytes()))
+    chosen = infer(p, puzzles[:6], select="verify", return_details=True, **opts)
+    assert all(d["verified"] for d in chosen)
+    assert [p.tokenizer.encode(d["answer"][0])[0] for d in chosen] == list(every[3, :6, 0])
+    voted = infer(p, puzzles[:6], select="vote", return_details=True, **opts)
+    assert not all(d["verified"] for d in voted)  # the vote alone picks another trajectory somewhere
+    res = evaluate(p, select="verify", batch_size=16, **opts)
+    assert res["verified_fraction"] == 1.0 and res["num_samples"] == len(puzzles) == 16
+
+
 def _cli(*args, stdin=None):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, input=stdin,
                           timeout=300)
@@ -130,6 +238,11 @@ def test_infer_and_evaluate_cli(run, tmp_path):
     out = _cli("scripts/infer.py", "--run", run_dir, "--details", stdin="\n".join(qs) + "\n")
     rows = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert [r["text"] for r in rows] == qs and all("recursion_depth" in r for r in rows)
+    out = _cli("scripts/infer.py", "--run", run_dir, "--text", qs[0], "--details", "--halting", "settled",
+               "--settle-steps", "2", "--max-recursion-depth", "8")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == dict(text=qs[0], **infer(p, qs[0], return_details=True, halting="settled",
+                                                              settle_steps=2, max_recursion_depth=8))
     out = _cli("scripts/infer.py", "--run", str(tmp_path), "--text", "x")
     assert out.returncode != 0 and "not a trm_jax run directory" in out.stderr and "Traceback" not in out.stderr
 
@@ -137,6 +250,23 @@ def test_infer_and_evaluate_cli(run, tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["num_samples"] == 40 and f"exact {res['exact_accuracy']:.4f}" in out.stdout
+    assert f"settled {res['settled_fraction']:.4f}" in out.stdout
+
+
+def test_the_scripts_share_the_test_time_flags():
+    import argparse
+
+    from trm_jax.inference import add_trajectory_arguments, trajectory_options
+
+    ap = argparse.ArgumentParser()
+    add_trajectory_arguments(ap)
+    args = ap.parse_args(["--halting", "settled", "--settle-steps", "3", "--select", "verify"])
+    assert trajectory_options(args) == dict(trajectories=1, noise_std=None, select="verify", seed=0,
+                                            halting="settled", settle_steps=3)
+    assert trajectory_options(ap.parse_args([]))["halting"] is None  # the run's model.halting
+    for bad in (["--halting", "ACT"], ["--select", "best"]):
+        with pytest.raises(SystemExit):
+            ap.parse_args(bad)
 
 
 def test_read_only_checkpointer_reads_weights_and_changes_nothing(run, tmp_path):

@@ -4,12 +4,14 @@ The run's task turns the puzzles into rows with new puzzle identifiers and says 
 answers with (`Task.adaptation_data`; ARC: each task's augmentations, as its build makes them); the rows
 train those identifiers' rows of the grown table (`adapt_puzzle_embeddings`, embeddings only by
 default); the TRMParams that comes back carries the grown config and the task's adaptation, so `infer`
-and `evaluate_run` use the new identifiers.
+and `evaluate_run` use the new identifiers. With `train="all"` the run's own training set (its task's
+train split) is replayed by default, so the puzzles it trained on keep their answers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Optional, Union
 
@@ -24,28 +26,56 @@ from trm_jax.training.state import split_table
 
 __all__ = ["adapt", "save_adapted_run"]
 
+logger = logging.getLogger(__name__)
+
 
 def adapt(params: TRMParams, puzzles=None, *, steps: int, learning_rate: Optional[float] = None,
-          batch_size: Optional[int] = None, train: str = "embeddings", seed: Optional[int] = None,
-          progress: bool = True, **task_options) -> TRMParams:
+          batch_size: Optional[int] = None, train: str = "embeddings", replay: Optional[float] = None,
+          replay_data=None, seed: Optional[int] = None, progress: bool = True, **task_options) -> TRMParams:
     """`params` (a run's TRMParams, `trm_jax.load(run_dir)`) adapted to `puzzles` it never trained on.
 
     ARC runs: `puzzles` is a dict {task_id: task} or a source ("arc-agi-1:evaluation", a Kaggle
     *_challenges.json file, a folder of task JSONs; default the run's evaluation set); `num_aug`
-    augmentations per task (default 100). `steps`, `learning_rate`, `batch_size`, `train`: see
+    augmentations per task (default 100). `steps`, `learning_rate`, `batch_size`, `train`, `replay`: see
     `adapt_puzzle_embeddings`; `seed` (default the run's) draws the task's data and the batches. Returns a
-    TRMParams with the grown table; `save_adapted_run` writes it as a run directory."""
+    TRMParams with the grown table; `save_adapted_run` writes it as a run directory.
+
+    With `train="all"`, `replay_data` defaults to the run's own training set as its task builds it (ARC:
+    the run's build, from its cache or its source), replayed at `replay` (default 0.5); where the task
+    cannot build it, adaptation goes on without replay and says so (with `replay` given, that is an
+    error). `replay=0` turns replay off."""
     if not isinstance(params, TRMParams):
         raise TRMError("adapt() takes a run's TRMParams (trm_jax.load(run_dir)); for a model and a params dict use "
                        "trm_jax.adapt_puzzle_embeddings(model, params, (inputs, labels, puzzle_ids), steps=N)")
-    data, adaptation = get_task(params.config).adaptation_data(params, puzzles, seed=seed, **task_options)
+    task = get_task(params.config)
+    data, adaptation = task.adaptation_data(params, puzzles, seed=seed, **task_options)
+    if train == "all" and replay_data is None and replay != 0:
+        replay_data = _run_training_set(task, params, required=replay is not None)
     model, trained = adapt_puzzle_embeddings(
         params.model, params.params, data, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
-        train=train, rng=params.config.seed if seed is None else seed, training=params.config.training,
-        progress=progress)
+        train=train, replay=replay, replay_data=replay_data, rng=params.config.seed if seed is None else seed,
+        training=params.config.training, progress=progress)
     model_cfg = dataclasses.replace(params.config.model, num_puzzle_identifiers=model.num_puzzle_identifiers)
     return dataclasses.replace(params, params=trained, config=params.config.replace(model=model_cfg),
                                adaptation=adaptation)
+
+
+def _run_training_set(task, params: TRMParams, *, required: bool):
+    """The run's training set with its puzzle identifiers, as its task builds it, or None (with a warning)
+    where the task cannot build it or its samples carry no identifiers; `required`: a TRMError instead."""
+    try:
+        train = task.datasets(params.tokenizer, seq_len=params.seq_len)[0]
+        why = None if getattr(train, "puzzle_ids", None) is not None else "its samples carry no puzzle identifiers"
+    except (TRMError, OSError) as e:
+        train, why = None, f"it could not be built ({e})"
+    if why is None:
+        return train
+    if required:
+        raise TRMError(f"replay needs the run's training set, but {why}; pass replay_data= (an ArrayDataset with "
+                       "puzzle_ids) or replay=0")
+    logger.warning("adapting every weight without replay, since the run's training set is not at hand: %s; the "
+                   "puzzles the run trained on will lose their answers (pass replay_data=)", why)
+    return None
 
 
 def save_adapted_run(params: TRMParams, directory: Union[str, os.PathLike]) -> str:

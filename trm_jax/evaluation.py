@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from trm_jax.errors import TRMError
-from trm_jax.inference import TRMParams, as_trm_params
+from trm_jax.inference import TRMParams, as_trm_params, with_halting
 from trm_jax.models import NO_EARLY_HALT
 from trm_jax.models.predict import power_of_two_at_least
 from trm_jax.tasks import get_task
@@ -28,14 +28,22 @@ def dataset_for(p: TRMParams, path: Optional[str] = None):
 
 def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_threshold: Optional[float] = None,
              max_recursion_depth: Optional[int] = None, num_bins: int = 4, trajectories: int = 1,
-             noise_std: Optional[float] = None, select: str = "halt", seed: int = 0) -> dict:
+             noise_std: Optional[float] = None, select: str = "halt", seed: int = 0, halting: Optional[str] = None,
+             settle_steps: Optional[int] = None) -> dict:
     """Metrics of `params` (TRMParams or raw dict + config) on `dataset` (default: the run's eval split).
 
-    Returns exact_accuracy, token_accuracy, recursion_depth (mean), num_samples and `by_difficulty`: a list of
-    {difficulty range, count, exact_accuracy, token_accuracy, recursion_depth} over equal-width bins.
+    Returns exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction (the
+    share of answers whose trajectory stopped by the stop rule rather than at the depth cap),
+    settled_exact_accuracy (exact accuracy of those; NaN when none settled), where the task has a verifier
+    verified_fraction and settled_verified_fraction (answers the verifier accepts, of all and of the settled
+    ones), num_samples, and `by_difficulty`: a list of {difficulty range, count, and the same metrics} over
+    equal-width bins. `halting` and `settle_steps` set the stop rule (None: the run's, `model.halting`);
     `trajectories`, `noise_std`, `select` and `seed` (the noise key) are those of `trm_jax.models.predict`.
+
+    Raises:
+        TRMError: A bad option (e.g. an unknown `halting`, `select="verify"` for a task without a verifier).
     """
-    p = as_trm_params(params, config=config)
+    p = with_halting(as_trm_params(params, config=config), halting, settle_steps)
     return accuracy_report(p, dataset_for(p) if dataset is None else dataset, batch_size=batch_size,
                            halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth, num_bins=num_bins,
                            trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
@@ -44,13 +52,16 @@ def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_th
 def evaluate_run(params: TRMParams, *, data: Optional[str] = None, batch_size: int = 64,
                  halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
                  trajectories: int = 1, noise_std: Optional[float] = None, select: str = "halt",
-                 seed: int = 0) -> dict:
+                 seed: int = 0, halting: Optional[str] = None, settle_steps: Optional[int] = None) -> dict:
     """What `scripts/evaluate.py` reports for a run on `data` (default: its eval split): its task's own
     evaluation, else the accuracy report, and for official-variant runs without a halt threshold also
     every supervision step run for every sample (key "all_steps", as the published numbers were).
-    `trajectories`, `noise_std`, `select` and `seed`: see `evaluate`."""
+    `trajectories`, `noise_std`, `select`, `seed`, `halting` and `settle_steps`: see `evaluate`."""
+    params = with_halting(params, halting, settle_steps)
+    task = get_task(params.config)
+    task.select_verifier(params.tokenizer, select)  # verify on a task without a verifier: one clear error
     trajectory_options = dict(trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
-    own = get_task(params.config).evaluate(params, data=data, batch_size=batch_size, halt_threshold=halt_threshold,
+    own = task.evaluate(params, data=data, batch_size=batch_size, halt_threshold=halt_threshold,
                                            max_recursion_depth=max_recursion_depth, **trajectory_options)
     if own is not None:
         return own
@@ -59,7 +70,8 @@ def evaluate_run(params: TRMParams, *, data: Optional[str] = None, batch_size: i
                               max_recursion_depth=max_recursion_depth, **trajectory_options)
     if params.model.variant == "official" and halt_threshold is None:
         depth = max_recursion_depth or params.model.max_recursion_depth
-        results["all_steps"] = dict(accuracy_report(params, dataset, batch_size=batch_size,
+        # every step for every sample: the halting head with a threshold it never reaches, whatever the run's rule
+        results["all_steps"] = dict(accuracy_report(with_halting(params, "head"), dataset, batch_size=batch_size,
                                                     halt_threshold=NO_EARLY_HALT, max_recursion_depth=depth,
                                                     **trajectory_options),
                                     max_recursion_depth=depth)
@@ -74,9 +86,12 @@ def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_th
         raise TRMError("the evaluation set is empty; pass --data or set data.num_eval > 0")
     if dataset.inputs.shape[1] != params.seq_len:
         raise TRMError(f"evaluation inputs have length {dataset.inputs.shape[1]} but the model takes {params.seq_len}")
+    # the verifier reports which answers pass (and chooses with select="verify"), where the task has one
+    verifier = get_task(params.config).select_verifier(params.tokenizer, select, details=True)
     res = evaluate_samples(params.model, params.params, dataset, min(batch_size, power_of_two_at_least(len(dataset))),
                            halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
-                           trajectories=trajectories, noise_std=noise_std, select=select, seed=seed)
+                           trajectories=trajectories, noise_std=noise_std, select=select, seed=seed,
+                           verifier=verifier)
     diff = res["difficulty"]
     out = dict(sample_summary(res), num_samples=len(diff))
     bins = []
@@ -93,14 +108,22 @@ def accuracy_report(params: TRMParams, dataset, *, batch_size: int = 64, halt_th
 
 
 def format_table(results: dict) -> str:
-    """An accuracy report as text: totals, then one line per difficulty bin."""
+    """An accuracy report as text: totals, the settled (and verified) shares, then one line per difficulty bin."""
     lines = [f"samples {results['num_samples']}   exact {results['exact_accuracy']:.4f}   "
-             f"token {results['token_accuracy']:.4f}   recursion depth {results['recursion_depth']:.2f}",
-             f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'depth':>7}"]
+             f"token {results['token_accuracy']:.4f}   recursion depth {results['recursion_depth']:.2f}"]
+    if "settled_fraction" in results:
+        line = (f"settled {results['settled_fraction']:.4f} (exact {results['settled_exact_accuracy']:.4f} of "
+                "them)")
+        if "verified_fraction" in results:
+            line += (f"   verified {results['verified_fraction']:.4f} ({results['settled_verified_fraction']:.4f} "
+                     "of the settled)")
+        lines.append(line)
+    lines.append(f"{'difficulty':>16} {'count':>7} {'exact':>8} {'token':>8} {'depth':>7} {'settled':>8}")
     for b in results["by_difficulty"]:
         lo, hi = b["difficulty"]
         lines.append(f"{f'{lo:.2f}-{hi:.2f}':>16} {b['count']:>7} {b['exact_accuracy']:>8.4f} "
-                     f"{b['token_accuracy']:>8.4f} {b['recursion_depth']:>7.2f}")
+                     f"{b['token_accuracy']:>8.4f} {b['recursion_depth']:>7.2f} "
+                     f"{b.get('settled_fraction', float('nan')):>8.4f}")
     return "\n".join(lines)
 
 

@@ -21,12 +21,14 @@ from trm_jax.config import TRMConfig, load_config
 from trm_jax.data.tokenizers import load_tokenizer
 from trm_jax.errors import TRMError
 from trm_jax.models import init_params, make_model
+from trm_jax.models.predict import HALTING, check_halting
+from trm_jax.models.trajectories import SELECT_MODES
 from trm_jax.pretrained import PRETRAINED_CONFIG_FILE, is_pretrained, read_pretrained, resolve_model
 from trm_jax.rag import load_run_retriever
 from trm_jax.tasks import get_task
 from trm_jax.training.checkpoints import Checkpointer
 from trm_jax.training.run_dir import BEST_DIR, CHECKPOINT_DIR, RUN_CONFIG_FILE, TOKENIZER_DIR
-from trm_jax.training.stages import model_shape
+from trm_jax.training.stages import stage_config
 
 
 @jax.tree_util.register_pytree_node_class
@@ -113,9 +115,9 @@ def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_em
         num_tokens = config.model.num_tokens or vocab
         if not num_tokens:
             raise TRMError(f"{run_dir}: neither model.num_tokens nor a saved tokenizer gives the vocabulary size")
-        seq_len, dim = model_shape(config, _saved_stage(checkpoints, newest))
-        config = config.replace(model=dataclasses.replace(config.model, dim=dim, num_tokens=int(num_tokens)),
-                                data=dataclasses.replace(config.data, seq_len=seq_len))
+        config = stage_config(config, _saved_stage(checkpoints, newest))  # its width, seq_len, T and n
+        seq_len = config.data.seq_len
+        config = config.replace(model=dataclasses.replace(config.model, num_tokens=int(num_tokens)))
         model = make_model(config.model, int(num_tokens), seq_len)
         shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         # only the weights (not optimizer state or carry), as host NumPy arrays
@@ -202,9 +204,8 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
     else:
         vocab = tokenizer.vocab_size
     num_tokens = config.model.num_tokens or vocab
-    seq_len, dim = model_shape(config)
-    config = config.replace(model=dataclasses.replace(config.model, dim=dim),
-                            data=dataclasses.replace(config.data, seq_len=seq_len))
+    config = stage_config(config)  # the last curriculum stage's width, seq_len, T and n
+    seq_len = config.data.seq_len
     shapes = jax.eval_shape(lambda: init_params(make_model(config.model, num_tokens, seq_len), jax.random.key(0)))
     _check_params(params, shapes, "params")
     if retriever is None and config.rag.enabled:
@@ -215,10 +216,12 @@ def as_trm_params(params, *, config: Optional[TRMConfig] = None, tokenizer=None,
 def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig] = None, tokenizer=None,
           retriever=None, halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
           return_details: bool = False, trajectories: int = 1, noise_std: Optional[float] = None,
-          select: str = "halt", seed: int = 0):
+          select: str = "halt", seed: int = 0, halting: Optional[str] = None, settle_steps: Optional[int] = None):
     """Answer one text (returns a string) or a list of texts (returns a list).
 
-    With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, contexts
+    With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, settled (its
+    trajectory stopped by the stop rule, settling or the halting head, rather than at the depth cap),
+    verified (where the task has a verifier: the answer passes the task's rules, `Task.verify`), contexts
     (retrieved (text, score) pairs when RAG is on). Sudoku runs take an 81-character grid ('.' or '0'
     for blanks) and return the solved grid as 81 digits; maze runs take the question grid (row-major
     `# SG` characters) and return it with the path marked `o`. ARC runs take a task (a dict, its JSON
@@ -226,31 +229,69 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
     `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
     default every supervision step runs, as the official evaluation).
 
+    Stop rule: `halting="head"` (the halting head at `halt_threshold`) or `"settled"` (a query stops once
+    its answer has not changed for `settle_steps` consecutive supervision steps); None = the run's
+    (`model.halting`, `model.settle_steps`). Either way a query stops at `max_recursion_depth` at the
+    latest, which may exceed the depth the run trained with, by thousands, at no memory cost.
+
     Test-time compute: `trajectories=K` answers each query with K noisy trajectories (noise of scale
     `noise_std` on the recursion's state, default `trm_jax.models.DEFAULT_NOISE_STD`), the one the
-    halting head rates highest (`select="halt"`) or the most frequent answer (`select="vote"`); `seed`
-    keys the noise (the same seed gives the same answers). `max_recursion_depth` may exceed the depth the
-    run trained with (docs/test-time-compute.md).
+    halting head rates highest (`select="halt"`), the most frequent answer (`select="vote"`), the most
+    frequent settled answer (`"settled"`) or one the task's verifier accepts (`"verify"`; Sudoku and maze;
+    the vote among all where none passes); `seed` keys the noise (the same seed gives the same answers).
+    See docs/test-time-compute.md.
+
+    Raises:
+        TRMError: A bad query or option, e.g. an unknown `halting`, `settle_steps` < 1, or `select="verify"`
+            for a task without a verifier.
     """
     p = as_trm_params(params, config=config, tokenizer=tokenizer, retriever=retriever)
-    return get_task(p.config).infer(p, text, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
-                                    return_details=return_details, trajectories=trajectories, noise_std=noise_std,
-                                    select=select, seed=seed)
+    p = with_halting(p, halting, settle_steps)
+    task = get_task(p.config)
+    task.select_verifier(p.tokenizer, select)  # one clear error for verify on a task without a verifier
+    return task.infer(p, text, halt_threshold=halt_threshold, max_recursion_depth=max_recursion_depth,
+                      return_details=return_details, trajectories=trajectories, noise_std=noise_std, select=select,
+                      seed=seed)
+
+
+def with_halting(params: TRMParams, halting: Optional[str] = None, settle_steps: Optional[int] = None) -> TRMParams:
+    """`params` whose model stops by `halting` / `settle_steps` (None: as its config says, `model.halting`,
+    `model.settle_steps`): every task's inference and evaluation then use them, through `params.model`.
+
+    Raises:
+        TRMError: An unknown `halting` or a `settle_steps` that is not an int >= 1.
+    """
+    if halting is None and settle_steps is None:
+        return params
+    model = params.config.model
+    halting, settle_steps = check_halting(model, halting, settle_steps)
+    model = dataclasses.replace(model, halting=halting, settle_steps=int(settle_steps))
+    return dataclasses.replace(params, config=params.config.replace(model=model))
 
 
 def add_trajectory_arguments(parser: argparse.ArgumentParser) -> None:
     """The test-time compute flags `infer` and `evaluate` share (scripts/infer.py, scripts/evaluate.py):
-    --trajectories, --noise-std, --select, --seed; `trajectory_options(args)` reads them back."""
+    --trajectories, --noise-std, --select, --seed, --halting, --settle-steps; `trajectory_options(args)`
+    reads them back."""
     parser.add_argument("--trajectories", type=int, default=1, metavar="K",
                         help="noisy trajectories per sample, one of which answers (docs/test-time-compute.md)")
     parser.add_argument("--noise-std", type=float, default=None, metavar="S",
                         help="scale of the Gaussian noise on the answer state (default with K > 1: "
                         "trm_jax.models.DEFAULT_NOISE_STD)")
-    parser.add_argument("--select", choices=("halt", "vote"), default="halt",
-                        help="the trajectory the halting head rates highest, or the most frequent answer")
+    parser.add_argument("--select", choices=SELECT_MODES, default="halt",
+                        help="the trajectory the halting head rates highest (halt), the most frequent answer "
+                        "(vote), the most frequent settled answer (settled), or one the task's verifier accepts "
+                        "(verify: Sudoku, maze)")
     parser.add_argument("--seed", type=int, default=0, help="key of the trajectories' noise")
+    parser.add_argument("--halting", choices=HALTING, default=None,
+                        help="stop rule: the halting head (head) or an answer unchanged for --settle-steps "
+                        "supervision steps (settled); default: the run's model.halting")
+    parser.add_argument("--settle-steps", type=int, default=None, metavar="N",
+                        help="with --halting settled: unchanged steps before a sample stops (default: the run's "
+                        "model.settle_steps)")
 
 
 def trajectory_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of `infer` / `evaluate` from the flags of `add_trajectory_arguments`."""
-    return dict(trajectories=args.trajectories, noise_std=args.noise_std, select=args.select, seed=args.seed)
+    return dict(trajectories=args.trajectories, noise_std=args.noise_std, select=args.select, seed=args.seed,
+                halting=args.halting, settle_steps=args.settle_steps)

@@ -12,11 +12,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from trm_jax.errors import TRMError
 from trm_jax.inference import as_trm_params
 from trm_jax.models import predict_steps
 from trm_jax.models.trajectories import check_options, indexed_keys
-from trm_jax.plotting import trace_png
+from trm_jax.plotting import trace_png  # matplotlib itself loads only when a trace is drawn
 from trm_jax.tasks import get_task
 
 
@@ -71,7 +70,7 @@ class Trace:
                 f", halt_prob=[{probs}]{more}, answer={_short(self.answer)})")
 
     def _repr_png_(self) -> bytes:
-        return trace_png(self)  # matplotlib loads only when a notebook draws a trace
+        return trace_png(self)
 
 
 def trace(params, query, *, max_recursion_depth: Optional[int] = None, halting: Optional[str] = None,

@@ -19,3 +19,31 @@ def test_adaptation_flops_match_the_train_step_formula():
                   if not any(k in name for k in ("scores", "weighted sum")))
     skipped = (cfg.num_latent_refinements + 1) * weights + head_flops(bc)
     assert step_flops(cfg, 8, dense=False) == pytest.approx(train_step_flops(bc) - skipped)
+
+
+def test_the_families_of_the_accuracy_modes():
+    """The permutation family is the tests' toy family (tests/_adapt_family.py) draw for draw; the lookup family's
+    rules are lookup tables over 8 symbols (repeated images, so not permutations), one per identifier, and every
+    label is its identifier's table applied to the input."""
+    import _adapt_family as toy
+
+    from benchmarks.adaptation import FAMILIES
+
+    perm, lookup = FAMILIES["permutation"], FAMILIES["lookup"]
+    assert (perm.vocab, perm.seq_len) == (toy.VOCAB, toy.SEQ_LEN)
+    ids = range(1, 9)
+    for a, b in zip(perm.maps(ids, seed=0).values(), toy.permutations(ids, seed=0).values()):
+        np.testing.assert_array_equal(a, b)
+    for key, value in perm.samples(perm.maps(ids, seed=0), 4, seed=1).items():
+        np.testing.assert_array_equal(value, toy.samples(toy.permutations(ids, seed=0), 4, seed=1)[key])
+    assert perm.model(9) == toy.model(9)
+
+    maps = lookup.maps(range(1, 101), seed=0)
+    tables = np.stack(list(maps.values()))
+    assert tables.shape == (100, 9) and (tables[:, 0] == 0).all()
+    assert ((tables[:, 1:] >= 1) & (tables[:, 1:] <= 8)).all()
+    assert len({t.tobytes() for t in tables}) == 100  # a rule of its own per identifier
+    assert np.mean([len(set(t[1:])) < 8 for t in tables]) > 0.9  # images repeat: lookup tables, not permutations
+    data = lookup.samples(maps, 3, seed=2)
+    for x, y, pid in zip(data["inputs"], data["labels"], data["puzzle_ids"]):
+        np.testing.assert_array_equal(y, maps[int(pid)][x])

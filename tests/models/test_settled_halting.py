@@ -1,7 +1,9 @@
 """Settled halting in predict: a sample stops when its answer has not changed for settle_steps steps (a
 reference loop over supervision_step), the settled flag with either rule, a depth cap in the thousands at
-no memory cost, selection among settled or verified trajectories, and bad options."""
+no memory cost, selection among settled or verified trajectories, bad options; the model.halting and
+model.settle_steps config keys (round trip, defaults, errors naming the key) reaching the model."""
 
+import dataclasses
 import time
 
 import jax
@@ -10,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trm_jax.config import ModelConfig
-from trm_jax.errors import TRMError
-from trm_jax.models import NO_EARLY_HALT, Trajectories, init_params, initial_carry, make_model, predict, \
-    predict_trajectories, supervision_step
+from trm_jax.config import ModelConfig, TRMConfig, load_config
+from trm_jax.errors import ConfigError, TRMError
+from trm_jax.models import NO_EARLY_HALT, TinyRecursiveModel, Trajectories, init_params, initial_carry, make_model, \
+    model_config, predict, predict_trajectories, supervision_step
+from trm_jax.models.predict import DEFAULT_SETTLE_STEPS
 from trm_jax.models.trajectories import chosen_index
 
 SEQ, VOCAB, IDS = 8, 7, 5
@@ -98,16 +101,14 @@ def test_head_halting_reports_settled_when_the_head_stopped_the_sample():
     np.testing.assert_array_equal(pred.settled, ref[3])
     assert 0 < ref[3].sum() < len(ref[3])  # some halted by the head, some at the cap
     assert not np.asarray(predict(model, params, toks, halt_threshold=NO_EARLY_HALT).settled).any()
-    # the model's own halting / settle_steps are the defaults when it has them (set by its config)
-    object.__setattr__(model, "halting", "settled")
-    object.__setattr__(model, "settle_steps", 3)
-    try:
-        default = predict(model, params, toks, max_recursion_depth=12)
-    finally:
-        object.__delattr__(model, "halting")
-        object.__delattr__(model, "settle_steps")
+    # the model's own halting / settle_steps are the defaults (set by its config: model.halting, settle_steps)
+    configured = make_model(dataclasses.replace(model_config(model), halting="settled", settle_steps=3), VOCAB, SEQ)
+    assert (configured.halting, configured.settle_steps) == ("settled", 3)
+    default = predict(configured, params, toks, max_recursion_depth=12)
     explicit = predict(model, params, toks, max_recursion_depth=12, halting="settled", settle_steps=3)
     np.testing.assert_array_equal(default.recursion_depth, explicit.recursion_depth)
+    np.testing.assert_array_equal(default.settled, explicit.settled)
+    np.testing.assert_array_equal(configured.predict(params, toks, max_recursion_depth=12).tokens, explicit.tokens)
 
 
 def test_a_depth_cap_in_the_thousands_costs_no_memory_and_stops_when_settled():
@@ -220,3 +221,87 @@ def test_bad_options(kwargs, match):
     for fn in (predict, predict_steps):
         with pytest.raises(TRMError, match=match):
             fn(model, params, toks, **kwargs)
+
+
+def test_halting_config_keys_round_trip_and_reach_the_model(tmp_path):
+    cfg = TRMConfig.from_dict(dict(model=dict(halting="settled", settle_steps=4)))
+    cfg.save(str(tmp_path / "c.yaml"))
+    assert load_config(str(tmp_path / "c.yaml")) == cfg == TRMConfig.from_dict(cfg.to_dict())
+    model = make_model(cfg.model, VOCAB, SEQ)
+    assert (model.halting, model.settle_steps) == ("settled", 4)
+    assert model_config(model).halting == "settled" and model_config(model).settle_steps == 4
+    # a config without the keys (a run saved before them) loads with the defaults: the head, and the models
+    # layer's settle_steps
+    raw = cfg.to_dict()
+    del raw["model"]["halting"], raw["model"]["settle_steps"]
+    old = TRMConfig.from_dict(raw)
+    assert (old.model.halting, old.model.settle_steps) == ("head", DEFAULT_SETTLE_STEPS)
+    assert make_model(old.model, VOCAB, SEQ).halting == "head"
+
+
+@pytest.mark.parametrize("model, match", [
+    (dict(halting="ACT"), r"config key 'model.halting': 'ACT' is not one of \['head', 'settled'\]"),
+    (dict(settle_steps=0), "config key 'model.settle_steps': must be an int >= 1"),
+    (dict(halting="settled", settle_steps=-1), "config key 'model.settle_steps'"),
+    (dict(settle_steps=1.5), "config key 'model.settle_steps': expected an integer"),
+])
+def test_bad_halting_config_names_the_key(model, match):
+    with pytest.raises(ConfigError, match=match):
+        TRMConfig.from_dict(dict(model=model))
+
+
+def test_bad_halting_on_the_module_and_a_config_built_by_hand():
+    with pytest.raises(ConfigError, match="config key 'model.halting'"):
+        TRMConfig(model=ModelConfig(halting="ACT"))
+    with pytest.raises(ConfigError, match="halting must be one of"):
+        make_model(ModelConfig(halting="ACT"), VOCAB, SEQ)
+    with pytest.raises(ConfigError, match="settle_steps must be an int >= 1"):
+        TinyRecursiveModel(16, VOCAB, None, seq_len=SEQ, settle_steps=0)
+
+
+TWO_DEVICES = """
+import json, sys
+import numpy as np
+sys.path[:0] = [{here!r}, {tests!r}]
+import jax
+from test_settled_halting import tiny_model, inputs
+from trm_jax.data.datasets import ArrayDataset
+from trm_jax.models import predict
+from trm_jax.training.evaluation import evaluate_samples
+
+assert jax.local_device_count() == 2
+model, params = tiny_model()
+toks, _ = inputs(batch=11)
+data = ArrayDataset(np.asarray(toks), np.asarray(toks), np.zeros(11, np.float32))
+opts = dict(halting="settled", settle_steps=2, max_recursion_depth=4)  # some settle, some reach the cap
+res = evaluate_samples(model, params, data, 4, **opts)  # pmapped over the two devices
+one = predict(model, params, toks, **opts)
+accept = lambda q, a: int(a[0]) % 2 == 0
+chosen = evaluate_samples(model, params, data, 4, trajectories=3, noise_std=1.0, select="verify", verifier=accept,
+                          **opts)
+print("RESULT" + json.dumps(dict(
+    settled=np.asarray(res["settled"]).tolist(), expected=np.asarray(one.settled).tolist(),
+    depth=np.asarray(res["recursion_depth"]).tolist(), expected_depth=np.asarray(one.recursion_depth).tolist(),
+    verified=np.asarray(chosen["verified"]).tolist(),
+    even=(np.asarray(chosen["tokens"])[:, 0] % 2 == 0).tolist())))
+"""
+
+
+def test_held_out_evaluation_on_two_devices_reports_settled_and_verifies_on_the_host():
+    """The pmapped eval step reports predict's settled flags; select="verify" (a verifier on the host) runs
+    there too, and `verified` is the verifier's verdict on each chosen answer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES.format(here=here, tests=os.path.dirname(here))],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT")[-1])
+    assert out["settled"] == out["expected"] and 0 < sum(out["settled"]) < 11
+    assert out["depth"] == out["expected_depth"]
+    assert out["verified"] == out["even"] and sum(out["verified"]) > 0

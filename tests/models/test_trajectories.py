@@ -298,7 +298,7 @@ def test_deeper_recursion_than_trained(variant):
 TWO_DEVICES = r"""
 import json, sys
 import jax, numpy as np
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {tests!r}]
 from test_trajectories import tiny_model, inputs
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.models import predict
@@ -325,7 +325,7 @@ print("RESULT" + json.dumps(out))
 def test_evaluation_on_two_devices_matches_one_device_predict():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES.format(here=HERE)], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES.format(here=HERE, tests=os.path.dirname(HERE))], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT")[-1])

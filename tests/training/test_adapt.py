@@ -14,17 +14,31 @@ from _paths import TESTS
 
 TRAINED = range(1, 25)  # identifiers the run trains on (0 is the blank identifier)
 NEW = range(25, 37)  # identifiers it never saw: beyond its table's 25 rows
+# train="all" for REPLAY_STEPS steps: without replay the trained identifiers fall to 0.43 exact (measured), with
+# half of the slots replaying the run's samples they stay at 1.0
+REPLAY_STEPS = 50
+FORGOTTEN = 0.8
+
+
+def training_data():
+    return fam.samples(fam.permutations(TRAINED, seed=0), 32, seed=1)
 
 
 @pytest.fixture(scope="module")
-def run():
-    """(model, params) of a small official-variant model trained on the TRAINED identifiers."""
+def trained():
+    """(model, params, the Trainer) of a small official-variant model trained on the TRAINED identifiers."""
     from trm_jax.training import Trainer
 
-    data = fam.samples(fam.permutations(TRAINED, seed=0), 32, seed=1)
-    result = Trainer(fam.model(len(TRAINED) + 1), data, steps=400, batch_size=64, learning_rate=3e-3,
-                     warmup_steps=20, ema_decay=0.0, progress_bar=False)()
-    return result.model, result.params
+    trainer = Trainer(fam.model(len(TRAINED) + 1), training_data(), steps=400, batch_size=64, learning_rate=3e-3,
+                      warmup_steps=20, ema_decay=0.0, progress_bar=False)
+    result = trainer()
+    return result.model, result.params, trainer
+
+
+@pytest.fixture(scope="module")
+def run(trained):
+    """(model, params) of the trained run."""
+    return trained[:2]
 
 
 def accuracy(model, params, data):
@@ -118,6 +132,61 @@ def test_train_all_fine_tunes_every_weight(run):
     assert tokens.shape == demos["inputs"].shape
 
 
+
+def test_replay_slots_hold_the_runs_own_samples_with_their_identifiers(trained, monkeypatch):
+    """With replay, a fixed share of every step's slots (by default half) takes the run's own training samples
+    (here the Trainer's training set), each with its own identifier (a trained row, which trains as well); the
+    other slots take adaptation rows."""
+    from trm_jax.training import adapt as adapt_module
+
+    model, params, trainer = trained
+    new = fam.samples(fam.permutations(NEW, seed=0), 4, seed=3)
+    old = training_data()
+    batches = []
+    make = adapt_module.make_train_step
+
+    def recording(model, spec):
+        step = make(model, spec)
+
+        def wrapped(state, carry, batch, key):
+            jax.debug.callback(lambda b: batches.append(jax.tree.map(np.asarray, b)), batch)
+            return step(state, carry, batch, key)
+
+        return wrapped
+
+    monkeypatch.setattr(adapt_module, "make_train_step", recording)
+    steps = 3
+    _, adapted = trm_jax.adapt_puzzle_embeddings(model, params, new, steps=steps, train="all", replay_data=trainer,
+                                                 batch_size=16, rng=1, progress=False)
+    assert len(batches) == steps
+
+    def row_set(d, mask):
+        return {(int(p),) + tuple(x) + tuple(y)
+                for x, y, p in zip(d["inputs"][mask], d["labels"][mask], d["puzzle_ids"][mask])}
+
+    everything = np.ones(len(old["inputs"]), bool)
+    replayed = [np.isin(b["puzzle_ids"], list(TRAINED)) for b in batches]
+    for b, mask in zip(batches, replayed):
+        np.testing.assert_array_equal(mask, replayed[0])  # the same slots replay at every step
+        assert mask.sum() == 8  # the default share, 0.5 of 16
+        assert row_set(b, mask) <= row_set(old, everything)
+        assert row_set(b, ~mask) <= row_set(new, np.ones(len(new["inputs"]), bool))
+    # the replayed identifiers' rows trained like the new ones (every slot takes its first step's row); trained
+    # rows never drawn kept theirs
+    first = np.unique(batches[0]["puzzle_ids"][replayed[0]])
+    drawn = np.unique(np.concatenate([b["puzzle_ids"][m] for b, m in zip(batches, replayed)]))
+    assert len(first) > 1
+    table, before = np.asarray(adapted[PUZZLE_EMB]), np.asarray(params[PUZZLE_EMB])
+    assert all(not np.array_equal(table[i], before[i]) for i in first)
+    untouched = np.setdiff1d(np.arange(len(before)), np.concatenate([drawn, [0]]))
+    np.testing.assert_array_equal(table[untouched], before[untouched])
+
+    # embeddings-only adaptation replays nothing (it changes no trained identifier's answers)
+    batches.clear()
+    trm_jax.adapt_puzzle_embeddings(model, params, new, steps=1, replay_data=old, batch_size=16, progress=False)
+    assert not np.isin(batches[0]["puzzle_ids"], list(TRAINED)).any()
+
+
 def test_bad_input_is_one_clear_error(run):
     model, params = run
     demos = fam.samples(fam.permutations(NEW, seed=0), 2, seed=3)
@@ -143,6 +212,21 @@ def test_bad_input_is_one_clear_error(run):
         adapt(model, params, (demos["inputs"], demos["labels"]), steps=5)
     with pytest.raises(TRMError, match="learning_rate must be > 0"):
         adapt(model, params, data, steps=5, learning_rate=0.0)
+    old = fam.samples(fam.permutations(TRAINED, seed=0), 2, seed=5)
+    for share in (1.0, -0.1, True, "half"):
+        with pytest.raises(TRMError, match=r"replay must be the share .* in \[0, 1\)"):
+            adapt(model, params, data, steps=5, train="all", replay=share, replay_data=old)
+    with pytest.raises(TRMError, match="replay applies to train='all'"):
+        adapt(model, params, data, steps=5, replay=0.5, replay_data=old)
+    with pytest.raises(TRMError, match="replay needs the run's own training samples"):
+        adapt(model, params, data, steps=5, train="all", replay=0.5)
+    with pytest.raises(TRMError, match="replay data: puzzle identifiers up to 36, but the model's table has 25 rows"):
+        adapt(model, params, data, steps=5, train="all", replay_data=demos)
+    with pytest.raises(TRMError, match="replay data: inputs must be"):
+        adapt(model, params, data, steps=5, train="all", replay_data=(old["inputs"][:, :5], old["labels"][:, :5],
+                                                                      old["puzzle_ids"]))
+    with pytest.raises(TRMError, match="replay needs batch_size >= 2"):
+        adapt(model, params, data, steps=5, train="all", replay_data=old, batch_size=1)
 
 
 ON_DEVICES = """
@@ -177,3 +261,67 @@ def test_two_devices_adapt_as_one(tmp_path):
     one, two = tables
     assert not np.allclose(one[5], one[6])  # the new rows start equal (the mean) and trained apart
     np.testing.assert_allclose(two, one, atol=1e-6)
+
+
+def test_adapt_replays_the_runs_training_set_with_train_all(monkeypatch, caplog):
+    """trm_jax.adapt (a run's TRMParams): train="all" replays the run's training set as its task builds it;
+    replay=0, embeddings-only adaptation or a training set the task cannot build replay nothing (the last with a
+    warning, or an error where replay was asked for); scripts/adapt.py passes --replay through."""
+    import logging
+
+    from trm_jax import adaptation
+    from trm_jax.config import TRMConfig
+    from trm_jax.data import ArrayDataset
+    from trm_jax.inference import TRMParams
+
+    demos = fam.samples(fam.permutations(NEW, seed=0), 2, seed=3)
+    own = ArrayDataset(difficulty=np.zeros(len(demos["inputs"])), **demos)
+    model = fam.model(len(TRAINED) + 1)
+    params = TRMParams(params={}, config=TRMConfig(), num_tokens=fam.VOCAB, seq_len=fam.SEQ_LEN)
+    monkeypatch.setattr(TRMParams, "model", property(lambda self: model))
+
+    class Task:
+        train_set = own
+        built = 0
+
+        def adaptation_data(self, params, puzzles, seed=None):
+            return demos, "adapted tasks"
+
+        def datasets(self, tokenizer, *, seq_len):
+            Task.built += 1
+            if isinstance(self.train_set, Exception):
+                raise self.train_set
+            return self.train_set, None
+
+    calls = []
+    monkeypatch.setattr(adaptation, "get_task", lambda config: Task())
+    monkeypatch.setattr(adaptation, "adapt_puzzle_embeddings",
+                        lambda model, params, data, **kw: calls.append(kw) or (model, params))
+
+    adapted = trm_jax.adapt(params, None, steps=3, train="all")
+    assert calls[-1]["replay_data"] is own and calls[-1]["replay"] is None and adapted.adaptation == "adapted tasks"
+    trm_jax.adapt(params, None, steps=3, train="all", replay=0.25)
+    assert calls[-1]["replay_data"] is own and calls[-1]["replay"] == 0.25
+    built = Task.built
+    trm_jax.adapt(params, None, steps=3, train="all", replay=0)
+    trm_jax.adapt(params, None, steps=3)
+    assert Task.built == built and calls[-1]["replay_data"] is None and calls[-2]["replay_data"] is None
+
+    Task.train_set = TRMError("the run's build is not in data.cache_dir")
+    with caplog.at_level(logging.WARNING, logger="trm_jax.adaptation"):
+        trm_jax.adapt(params, None, steps=3, train="all")
+    assert calls[-1]["replay_data"] is None and "without replay" in caplog.text and "cache_dir" in caplog.text
+    with pytest.raises(TRMError, match="replay needs the run's training set, but it could not be built"):
+        trm_jax.adapt(params, None, steps=3, train="all", replay=0.5)
+    Task.train_set = ArrayDataset(inputs=demos["inputs"], labels=demos["labels"], difficulty=np.zeros(len(own)))
+    with pytest.raises(TRMError, match="its samples carry no puzzle identifiers"):
+        trm_jax.adapt(params, None, steps=3, train="all", replay=0.5)
+
+    from _scripts import load_script
+    from trm_jax import inference
+
+    Task.train_set = own
+    monkeypatch.setattr(inference, "load", lambda run, **kw: params)
+    monkeypatch.setattr(adaptation, "save_adapted_run", lambda p, out: out)
+    load_script("adapt").main(["--run", "r", "--out", "o", "--train", "all", "--replay", "0.3", "--steps", "2"])
+    assert calls[-1]["replay"] == 0.3 and calls[-1]["replay_data"] is own and calls[-1]["train"] == "all"

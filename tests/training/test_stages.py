@@ -10,11 +10,11 @@ from trm_jax.errors import ConfigError
 from trm_jax.models import init_params, make_model
 from trm_jax.training import CurriculumScheduler, embed_params, read_metrics
 from trm_jax.training import distributed as dist
-from trm_jax.training.stages import model_shape
+from trm_jax.training.stages import model_shape, stage_config
 
 
 def cfg_with(stages, **top):
-    raw = dict(top)
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in top.items()}
     raw["curriculum"] = {"stages": stages}
     raw.setdefault("training", {}).update(batch_size=16, learning_rate=1e-3)
     raw.setdefault("data", {}).update(seq_len=32, difficulty=0.2)
@@ -115,3 +115,60 @@ def test_batch_key_named_when_stage_batch_does_not_split(tmp_path, monkeypatch):
     stages = [{"steps": 2, "batch_size": 6}, {"steps": 2, "batch_size": 8}]
     with pytest.raises(ConfigError, match=r"curriculum.stages\[1\].batch_size.*not divisible by the 3 devices"):
         tiny_trainer(tiny_config(tmp_path, curriculum={"stages": stages}))
+
+
+def test_stages_set_recursion_depth_and_load_resolves_the_last():
+    cfg = cfg_with([{"steps": 2}, {"steps": 2, "num_refinement_blocks": 4},
+                    {"steps": 2, "num_latent_refinements": 3, "dim": 96}],
+                   model={"num_refinement_blocks": 2, "num_latent_refinements": 1})
+    s = CurriculumScheduler(cfg)
+    assert [(x.num_refinement_blocks, x.num_latent_refinements) for x in s.stages] == [(2, 1), (4, 1), (4, 3)]
+    assert "T=4, n=3" in s.stages[2].describe()
+    last = stage_config(cfg)  # what trm_jax.load builds the model from (default: the last stage)
+    assert (last.model.num_refinement_blocks, last.model.num_latent_refinements, last.model.dim,
+            last.data.seq_len) == (4, 3, 96, 32)
+    first = stage_config(cfg, 0)
+    assert (first.model.num_refinement_blocks, first.model.num_latent_refinements, first.model.dim) == (2, 1, 64)
+
+
+# final-step supervision with T and n growing at step 2; SIGTERM at step 3 (inside the deeper stage)
+DEPTH_STAGES = [{"steps": 2}, {"steps": 3, "num_refinement_blocks": 3, "num_latent_refinements": 2}]
+DEPTH_SECTIONS = dict(curriculum={"stages": DEPTH_STAGES}, training=dict(supervision="final", eval_every=1000),
+                      model=dict(num_refinement_blocks=2, num_latent_refinements=1))
+
+
+def test_depth_stages_resume_in_between_matches_uninterrupted_run(tmp_path):
+    import os
+    import signal
+
+    from _train_helpers import train_losses
+
+    from trm_jax.inference import load
+
+    full = tiny_trainer(tiny_config(tmp_path / "full", **DEPTH_SECTIONS))
+    full_result = full.train()
+    assert (full_result.model.num_refinement_blocks, full_result.model.num_latent_refinements) == (3, 2)
+    cur = [r for r in read_metrics(tmp_path / "full" / "metrics.jsonl", split="curriculum")]
+    assert len(cur) == 1 and cur[0]["note"] == "params carried over"  # no shape change: nothing re-initialised
+
+    cut = tiny_trainer(tiny_config(tmp_path / "cut", **DEPTH_SECTIONS))
+    flush = cut._flush
+
+    def flush_and_signal(window, step, *a):
+        out = flush(window, step, *a)
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    cut._flush = flush_and_signal
+    assert cut.train().step == 3
+    resumed = tiny_trainer(tiny_config(tmp_path / "cut", **DEPTH_SECTIONS), resume=True).train()
+    assert resumed.step == 5 and not resumed.interrupted
+    np.testing.assert_allclose(train_losses(tmp_path / "cut"), train_losses(tmp_path / "full"), rtol=1e-6)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), resumed.params,
+                 full_result.params)
+    train = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    assert all(r["recursion_depth"] == 1 and r["halt_loss"] == 0 for r in train)  # one step per sample
+
+    loaded = load(tmp_path / "full")  # the run ended in the deeper stage: inference recurses as it trained
+    assert (loaded.model.num_refinement_blocks, loaded.model.num_latent_refinements) == (3, 2)

@@ -63,6 +63,8 @@ class ModelConfig:
     num_register_tokens: int = 0  # learned prefix (register) tokens prepended to the input
     max_recursion_depth: int = 16  # cap on supervision steps
     halt_threshold: float = 0.5  # a sample halts when sigmoid(halt_logit) >= this
+    halting: Literal["head", "settled"] = "head"  # test-time stop rule (predict, infer, evaluate, held-out eval): "head" (the halting head, by halt_threshold) or "settled" (a sample stops once its decoded answer has not changed for settle_steps consecutive supervision steps); both stop at max_recursion_depth
+    settle_steps: int = 2  # halting "settled": consecutive unchanged supervision steps before a sample stops (>= 1; 2 is trm_jax.models.predict.DEFAULT_SETTLE_STEPS, not tuned)
     loss: Literal["softmax", "stablemax"] = "softmax"  # "softmax" cross-entropy, or "stablemax" (official recipe)
     gelu_approximate: bool = False  # exact (erf) GELU matches PyTorch
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
@@ -84,6 +86,11 @@ class ModelConfig:
         check(self.num_tokens is None or self.num_tokens >= 2, f"{p}.num_tokens", "must be >= 2 or null")
         check(self.halt_loss_weight >= 0, f"{p}.halt_loss_weight", "must be >= 0")
         check(self.scan_unroll >= 1, f"{p}.scan_unroll", "must be >= 1")
+        check(self.halting in ("head", "settled"), f"{p}.halting",
+              f"{self.halting!r} is not one of ['head', 'settled'] (the halting head, or an answer that stopped "
+              "changing)")
+        check(not isinstance(self.settle_steps, bool) and self.settle_steps >= 1, f"{p}.settle_steps",
+              f"must be an int >= 1 (unchanged supervision steps before a sample stops), got {self.settle_steps}")
         check(self.rms_norm_eps > 0, f"{p}.rms_norm_eps", "must be > 0")
         for key in ("num_puzzle_identifiers", "puzzle_emb_ndim", "puzzle_emb_len"):
             check(getattr(self, key) >= 0, f"{p}.{key}", f"must be >= 0, got {getattr(self, key)}")
@@ -210,6 +217,8 @@ class CurriculumStage:
     dim: Optional[int] = None  # model width (may only grow; weights are copied into the wider model)
     difficulty: Optional[float] = None  # task difficulty of generated data
     learning_rate: Optional[float] = None  # peak learning rate for this stage
+    num_refinement_blocks: Optional[int] = None  # T, cycles per supervision step, for this stage (>= 2; weights carry over unchanged)
+    num_latent_refinements: Optional[int] = None  # n, latent updates per cycle, for this stage (weights carry over unchanged)
 
     def validate(self, p: str) -> None:
         check((self.steps is None) != (self.epochs is None), p, "give exactly one of 'steps' or 'epochs'")
@@ -220,6 +229,10 @@ class CurriculumStage:
             check(val is None or val > 0, f"{p}.{key}", f"must be > 0, got {val}")
         check(self.difficulty is None or 0 <= self.difficulty <= 1, f"{p}.difficulty", "must be in [0, 1]")
         check(self.learning_rate is None or self.learning_rate > 0, f"{p}.learning_rate", "must be > 0")
+        check(self.num_refinement_blocks is None or self.num_refinement_blocks >= 2, f"{p}.num_refinement_blocks",
+               f"T must be >= 2 (one no-grad cycle plus the gradient cycle), got {self.num_refinement_blocks}")
+        check(self.num_latent_refinements is None or self.num_latent_refinements > 0, f"{p}.num_latent_refinements",
+               f"must be > 0, got {self.num_latent_refinements}")
 
 
 @dataclass(frozen=True)
@@ -273,8 +286,15 @@ class TrainingConfig:
     # true: the EMA decay warms up, min(ema_decay, (1 + step) / (10 + step)), so short runs evaluate
     # near-current weights; false: constant ema_decay from the first step (the official recipes)
     ema_warmup: bool = True
-    halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting
-    halted_samples: Literal["refill", "drop"] = "refill"  # a halted sample's slot: "refill" it at once (official recipe) or "drop" it until the whole batch halted (PyPI Trainer)
+    halt_exploration_prob: float = 0.1  # probability a slot must reach a random minimum depth before halting (supervision "deep"; "final" has no halting)
+    halted_samples: Literal["refill", "drop"] = "refill"  # a halted sample's slot: "refill" it at once (official recipe) or "drop" it until the whole batch halted (PyPI Trainer); supervision "deep" only
+    # "deep": deep supervision with a persistent carry and halting loss (the TRM recipe); "final": final-step
+    # supervision (Recursive Stem Model): every batch starts from the initial carry, T-1 cycles run without
+    # gradient and the loss (token cross-entropy only, no halting loss) is taken at the last cycle
+    supervision: Literal["deep", "final"] = "deep"
+    # supervision "final": the probability, drawn once per optimizer step, that the gradient also flows through
+    # the answer update of the cycle before the last (RSM's 1 - prob_detach_prev_H: 0.01 for Sudoku, 0 for mazes)
+    transition_grad_prob: float = 0.0
     puzzle_emb_lr: float = 1e-2  # puzzle-embedding table: sign-SGD learning rate (official puzzle_emb_lr), same warmup/decay shape
     puzzle_emb_weight_decay: float = 0.1  # puzzle-embedding table: decoupled weight decay of the rows a step touches
     eval_every: int = 500  # held-out evaluation interval in steps (and at the end)
@@ -302,6 +322,13 @@ class TrainingConfig:
         check(self.grad_clip_norm >= 0, f"{p}.grad_clip_norm", "must be >= 0")
         check(0 <= self.ema_decay < 1, f"{p}.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         check(0 <= self.halt_exploration_prob <= 1, f"{p}.halt_exploration_prob", "must be in [0, 1]")
+        check(0 <= self.transition_grad_prob <= 1, f"{p}.transition_grad_prob",
+               f"must be a probability in [0, 1], got {self.transition_grad_prob}")
+        check(self.supervision == "final" or self.transition_grad_prob == 0, f"{p}.transition_grad_prob",
+               "applies to final-step supervision only: set training.supervision: final, or leave it at 0")
+        check(self.supervision == "deep" or self.halted_samples == "refill", f"{p}.halted_samples",
+               "'drop' needs training.supervision: deep; with final-step supervision every sample runs one step and "
+               "every slot is refilled each step, so use refill (the default)")
         check(self.eval_halt_threshold is None or self.eval_halt_threshold > 0, f"{p}.eval_halt_threshold",
                f"must be > 0 (above 1: no early halting), or null for model.halt_threshold; got {self.eval_halt_threshold}")
         check(self.puzzle_emb_lr >= 0, f"{p}.puzzle_emb_lr", "must be >= 0")

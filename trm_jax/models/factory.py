@@ -16,8 +16,9 @@ from trm_jax.models.transformer import TransformerNetwork
 
 # ModelConfig fields that are TinyRecursiveModel fields of the same name
 MODEL_FIELDS = ("num_refinement_blocks", "num_latent_refinements", "halt_loss_weight", "num_register_tokens",
-                "max_recursion_depth", "halt_threshold", "loss", "variant", "num_puzzle_identifiers",
-                "puzzle_emb_ndim", "puzzle_emb_len", "pos_encodings", "dtype", "scan_unroll", "remat")
+                "max_recursion_depth", "halt_threshold", "halting", "settle_steps", "loss", "variant",
+                "num_puzzle_identifiers", "puzzle_emb_ndim", "puzzle_emb_len", "pos_encodings", "dtype", "scan_unroll",
+                "remat")
 
 
 def make_network(config: ModelConfig, total_len: int) -> nn.Module:

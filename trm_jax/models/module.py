@@ -28,7 +28,7 @@ from flax import linen as nn
 
 from trm_jax.errors import ConfigError, TRMError
 from trm_jax.models.layers import truncated_normal_init
-from trm_jax.models.predict import Prediction, predict
+from trm_jax.models.predict import DEFAULT_HALTING, DEFAULT_SETTLE_STEPS, HALTING, Prediction, predict
 from trm_jax.models.recursion import Carry, init_params
 
 PUZZLE_EMB = "puzzle_emb"  # top-level param name of the puzzle-embedding table (sparse updates)
@@ -176,6 +176,10 @@ class TinyRecursiveModel(nn.Module):
             whose parameters do not depend on the length needs neither.
         max_recursion_depth: `predict`'s default cap on supervision steps.
         halt_threshold: `predict`'s default: a sample halts when sigmoid(halt_logit) >= this.
+        halting: `predict`'s default stop rule: "head" (the halting head, by `halt_threshold`) or
+            "settled" (the decoded answer unchanged for `settle_steps` consecutive supervision steps).
+            Training is the same either way (the halting head is trained by deep supervision).
+        settle_steps: `predict`'s default for `halting="settled"`, >= 1.
         loss: "softmax" cross-entropy, or "stablemax" (the official recipe's).
         variant: The edges: "pypi" (learned initial states, halting head on the mean over positions) or
             "official" (puzzle-embedding prefix, sqrt(dim) input scale, fixed initial states, halting
@@ -192,8 +196,8 @@ class TinyRecursiveModel(nn.Module):
             application's input).
 
     Raises:
-        ConfigError: `num_refinement_blocks` < 2, an unknown `variant`, or `puzzle_emb_ndim` without
-            `num_puzzle_identifiers`.
+        ConfigError: `num_refinement_blocks` < 2, an unknown `variant` or `halting`, `settle_steps` < 1, or
+            `puzzle_emb_ndim` without `num_puzzle_identifiers`.
     """
 
     dim: int
@@ -206,6 +210,8 @@ class TinyRecursiveModel(nn.Module):
     seq_len: Optional[int] = None
     max_recursion_depth: int = 16
     halt_threshold: float = 0.5
+    halting: str = DEFAULT_HALTING
+    settle_steps: int = DEFAULT_SETTLE_STEPS
     loss: str = "softmax"
     variant: str = "pypi"
     num_puzzle_identifiers: int = 0
@@ -222,6 +228,11 @@ class TinyRecursiveModel(nn.Module):
             raise ConfigError(f"num_refinement_blocks (T) must be >= 2, got {self.num_refinement_blocks}")
         if self.variant not in EDGES:
             raise ConfigError(f"variant must be one of {sorted(EDGES)}, got {self.variant!r}")
+        if self.halting not in HALTING:
+            raise ConfigError(f"halting must be one of {HALTING} (the halting head, or an answer that stopped "
+                              f"changing), got {self.halting!r}")
+        if isinstance(self.settle_steps, bool) or not isinstance(self.settle_steps, int) or self.settle_steps < 1:
+            raise ConfigError(f"settle_steps must be an int >= 1, got {self.settle_steps!r}")
         if self.puzzle_emb_ndim and not self.num_puzzle_identifiers:
             raise ConfigError("puzzle_emb_ndim > 0 needs num_puzzle_identifiers > 0 (the table's rows)")
 
@@ -323,8 +334,9 @@ class TinyRecursiveModel(nn.Module):
 
     @nn.nowrap
     def predict(self, params, tokens=None, *, puzzle_ids=None, halt_threshold=None, max_recursion_depth=None,
-                halt_prob_thres=None, max_deep_refinement_steps=None) -> Prediction:
-        """`model.predict(params, tokens)`; the PyPI package's keyword names are accepted too.
+                halting=None, settle_steps=None, halt_prob_thres=None, max_deep_refinement_steps=None) -> Prediction:
+        """`model.predict(params, tokens)`; the PyPI package's keyword names are accepted too. `halting` and
+        `settle_steps` default to the model's (see `trm_jax.models.predict`).
 
         The weights are always passed in (the module holds none): `result = Trainer(model, data)()` then
         `model.predict(result.params, tokens)`, where the PyPI package's module owned its weights."""
@@ -335,4 +347,4 @@ class TinyRecursiveModel(nn.Module):
         return predict(self, params, tokens, puzzle_ids=puzzle_ids,
                        halt_threshold=halt_prob_thres if halt_threshold is None else halt_threshold,
                        max_recursion_depth=(max_deep_refinement_steps if max_recursion_depth is None
-                                            else max_recursion_depth))
+                                            else max_recursion_depth), halting=halting, settle_steps=settle_steps)

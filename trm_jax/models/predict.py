@@ -73,8 +73,39 @@ jax.tree_util.register_pytree_node(
     lambda _, children: Prediction(*children))
 
 
-def _is_traced(*values) -> bool:
+def is_traced(*values) -> bool:
+    """Whether any leaf of `values` is a JAX tracer (the caller runs under jit/vmap/grad)."""
     return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(values))
+
+
+def check_verifier(select: str, verifier) -> None:
+    """One TRMError when select='verify' has no verifier to run."""
+    if select == "verify" and verifier is None:
+        raise TRMError("select='verify' needs verifier=fn(input_tokens, answer_tokens) -> bool (the task's "
+                       "verifier); use select='vote' or 'settled' for a task without one")
+
+
+def resolve_inputs(model, tokens, puzzle_ids, halt_threshold, max_recursion_depth, halting, settle_steps, noise_std,
+                   rng, noise_on: str) -> tuple:
+    """predict's options checked and made device values, the model's defaults filled in: `(model sized for
+    the tokens, tokens, puzzle ids, StopRule, halting, noise_std, per-sample noise keys)` (shared by predict
+    and predict_steps, so both stop by the same rule)."""
+    if noise_on not in NOISE_ON:
+        raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
+    halting, settle_steps = check_halting(model, halting, settle_steps)
+    threshold = model.halt_threshold if halt_threshold is None else halt_threshold
+    max_recursion_depth = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
+    check_depth(max_recursion_depth)
+    tokens = jnp.asarray(tokens, jnp.int32)
+    if tokens.ndim != 2:
+        raise TRMError(f"predict expects tokens of shape [batch, seq_len], got {tokens.shape}")
+    model = model.sized_for(tokens.shape[1])
+    ids = None if puzzle_ids is None else jnp.asarray(puzzle_ids, jnp.int32)
+    rule = StopRule(jnp.float32(threshold), jnp.int32(max_recursion_depth), jnp.int32(settle_steps))
+    keys = None
+    if noise_std is not None:
+        noise_std, keys = jnp.float32(noise_std), sample_keys(rng, tokens.shape[0])
+    return model, tokens, ids, rule, halting, noise_std, keys
 
 
 def check_halting(model, halting, settle_steps) -> tuple:
@@ -159,9 +190,7 @@ def predict(model, params, tokens, *, puzzle_ids=None, halt_threshold=None, max_
             `select="verify"` without a `verifier`.
     """
     noise_std = check_options(trajectories, noise_std, select)
-    if select == "verify" and verifier is None:
-        raise TRMError("select='verify' needs verifier=fn(input_tokens, answer_tokens) -> bool (the task's "
-                       "verifier); use select='vote' or 'settled' for a task without one")
+    check_verifier(select, verifier)
     result = predict_trajectories(model, params, tokens, puzzle_ids=puzzle_ids, halt_threshold=halt_threshold,
                                   max_recursion_depth=max_recursion_depth, compact=compact,
                                   trajectories=trajectories, noise_std=noise_std, rng=rng, halting=halting,
@@ -184,23 +213,11 @@ def predict_trajectories(model, params, tokens, *, puzzle_ids=None, halt_thresho
     or compare choices. `noise_std=None` adds no noise (K identical trajectories); `noise_on` is the carry
     state the noise is added to: "y" (the answer state), "z" (the latent) or "both"; the rest: see `predict`."""
     check_options(trajectories, noise_std, "halt")
-    if noise_on not in NOISE_ON:
-        raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
-    halting, settle_steps = check_halting(model, halting, settle_steps)
-    threshold = model.halt_threshold if halt_threshold is None else halt_threshold
-    max_recursion_depth = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
-    check_depth(max_recursion_depth)
-    tokens = jnp.asarray(tokens, jnp.int32)
-    if tokens.ndim != 2:
-        raise TRMError(f"predict expects tokens of shape [batch, seq_len], got {tokens.shape}")
-    model = model.sized_for(tokens.shape[1])
-    ids = None if puzzle_ids is None else jnp.asarray(puzzle_ids, jnp.int32)
-    rule = StopRule(jnp.float32(threshold), jnp.int32(max_recursion_depth), jnp.int32(settle_steps))
-    keys = None
-    if noise_std is not None:
-        noise_std, keys = jnp.float32(noise_std), sample_keys(rng, tokens.shape[0])
+    model, tokens, ids, rule, halting, noise_std, keys = resolve_inputs(
+        model, tokens, puzzle_ids, halt_threshold, max_recursion_depth, halting, settle_steps, noise_std, rng,
+        noise_on)
     args = (model, params, tokens, ids, rule, halting, trajectories, noise_std, keys, noise_on)
-    traced = _is_traced(params, tokens, ids, rule, noise_std, keys)
+    traced = is_traced(params, tokens, ids, rule, noise_std, keys)
     if traced or not compact or trajectories * tokens.shape[0] < 2 * MIN_BUCKET:
         rows = _predict_jit(*args)
     else:
@@ -213,7 +230,7 @@ def verdicts(result: Trajectories, inputs, verifier: Optional[Callable]) -> Opti
     host, after the device loop."""
     if verifier is None:
         return None
-    if _is_traced(result.tokens):
+    if is_traced(result.tokens):
         raise TRMError("a verifier runs on the host after the recursion: call predict outside jax.jit, or "
                        "select among predict_trajectories' answers yourself")
     return verify_trajectories(verifier, jax.device_get(inputs), jax.device_get(result.tokens))
@@ -262,7 +279,7 @@ def initial_rows(carry: Carry, rows: int, seq_len: int) -> Rows:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys):
+def start_rows(model, params, tokens, puzzle_ids, trajectories, noise_std, keys):
     """(x, initial carry, noise or None) for K trajectories of every sample, in the network's native layout."""
     tokens, puzzle_ids = tile_rows(tokens, trajectories), tile_rows(puzzle_ids, trajectories)
     x = embed_native(model, params, tokens, puzzle_ids)
@@ -330,7 +347,7 @@ def _run(model, params, x, rows: Rows, step, rule: StopRule, min_active, halting
 def _predict_jit(model, params, tokens, puzzle_ids, rule, halting, trajectories, noise_std, keys, noise_on):
     """(tokens, recursion_depth, halt_logit, settled) of every row from one while_loop over all supervision
     steps."""
-    x, carry, noise = _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
+    x, carry, noise = start_rows(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
     rows = initial_rows(carry, trajectories * tokens.shape[0], tokens.shape[1])
     _, rows = _run(model, params, x, rows, jnp.int32(0), rule, jnp.int32(0), halting, noise, noise_on)
     return rows.outputs()
@@ -354,7 +371,7 @@ def _predict_compacting(model, params, tokens, puzzle_ids, rule, halting, trajec
     out = [np.zeros((batch, seq), np.int32), np.zeros(batch, np.int32), np.zeros(batch, np.float32),
            np.zeros(batch, bool)]
     slots = np.arange(batch)  # original row of each slot; -1 = padding
-    x, carry, noise = _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
+    x, carry, noise = start_rows(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
     rows = initial_rows(carry, batch, seq)
     step = jnp.int32(0)
     cap = int(rule.max_recursion_depth)

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from trm_jax.errors import TRMError
-from trm_jax.models.predict import (StopRule, _is_traced, _start, check_depth, check_halting, initial_rows,
-                                    power_of_two_at_least, predict_step, verdicts)
-from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, NOISE_ON, Trajectories, as_trajectories, check_options,
-                                         chosen_index, sample_keys)
+from trm_jax.models.predict import (StopRule, check_verifier, initial_rows, is_traced, power_of_two_at_least,
+                                    predict_step, resolve_inputs, start_rows, verdicts)
+from trm_jax.models.trajectories import (DEFAULT_NOISE_ON, Trajectories, as_trajectories, check_options,
+                                         chosen_index)
 
 STOP_REASONS = ("halted", "settled", "cap")  # the halting head, a settled answer, the depth cap
 
@@ -56,28 +56,15 @@ def predict_steps(model, params, tokens, *, puzzle_ids=None, halt_threshold=None
     rules, same noise keys): its answer at the stop step equals predict's. Eager only (it returns numpy
     arrays of the length the recursion ran)."""
     noise_std = check_options(trajectories, noise_std, select)
-    if noise_on not in NOISE_ON:
-        raise TRMError(f"noise_on must be one of {NOISE_ON} (the state the noise is added to), got {noise_on!r}")
-    if select == "verify" and verifier is None:
-        raise TRMError("select='verify' needs verifier=fn(input_tokens, answer_tokens) -> bool (the task's "
-                       "verifier); use select='vote' or 'settled' for a task without one")
-    halting, settle_steps = check_halting(model, halting, settle_steps)
-    threshold = model.halt_threshold if halt_threshold is None else halt_threshold
-    cap = model.max_recursion_depth if max_recursion_depth is None else max_recursion_depth
-    check_depth(cap)
-    if _is_traced(params, tokens, puzzle_ids, threshold, cap, settle_steps, noise_std, rng):
+    check_verifier(select, verifier)
+    if is_traced(params, tokens, puzzle_ids, halt_threshold, max_recursion_depth, settle_steps, noise_std, rng):
         raise TRMError("predict_steps records a trace on the host: call it outside jax.jit")
-    tokens = jnp.asarray(tokens, jnp.int32)
-    if tokens.ndim != 2:
-        raise TRMError(f"predict_steps expects tokens of shape [batch, seq_len], got {tokens.shape}")
-    model = model.sized_for(tokens.shape[1])
-    ids = None if puzzle_ids is None else jnp.asarray(puzzle_ids, jnp.int32)
-    rule = StopRule(jnp.float32(threshold), jnp.int32(cap), jnp.int32(settle_steps))
-    keys = None
-    if noise_std is not None:
-        noise_std, keys = jnp.float32(noise_std), sample_keys(rng, tokens.shape[0])
+    model, tokens, ids, rule, halting, noise_std, keys = resolve_inputs(
+        model, tokens, puzzle_ids, halt_threshold, max_recursion_depth, halting, settle_steps, noise_std, rng,
+        noise_on)
+    cap = int(rule.max_recursion_depth)
     out = _record(model, params, tokens, ids, rule, halting, trajectories, noise_std, keys, noise_on,
-                  power_of_two_at_least(int(cap)))
+                  power_of_two_at_least(cap))
     steps, answers, probs, final = jax.device_get(out)
     answers = answers[:steps].reshape((steps, trajectories, -1, tokens.shape[1]))
     probs = probs[:steps].reshape((steps, trajectories, -1))
@@ -96,7 +83,7 @@ def _record(model, params, tokens, puzzle_ids, rule: StopRule, halting: str, tra
             noise_on: str, length: int):
     """(steps run, answers [length, rows, seq], halt probs [length, rows], (tokens, depth, halt_logit, settled)
     of every row): predict's loop, writing each step's row state into the buffers."""
-    x, carry, noise = _start(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
+    x, carry, noise = start_rows(model, params, tokens, puzzle_ids, trajectories, noise_std, keys)
     rows = initial_rows(carry, trajectories * tokens.shape[0], tokens.shape[1])
     answers = jnp.zeros((length,) + rows.tokens.shape, jnp.int32)
     probs = jnp.zeros((length,) + rows.halt_logit.shape, jnp.float32)

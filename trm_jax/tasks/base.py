@@ -232,8 +232,9 @@ class Task:
               noise_std: Optional[float] = None, select: str = "halt", seed: int = 0):
         """Answer one query (a string) or a list of them: encode, predict (batch padded to a power-of-two
         bucket, so repeated calls reuse a few compiled programs), decode. `params` is a TRMParams.
-        `trajectories`, `noise_std` and `select` are predict's; query i's noise is keyed by
-        `fold_in(key(seed), i)`, as sample i of `trm_jax.evaluation.evaluate`."""
+        `trajectories`, `noise_std` and `select` are predict's (`select="verify"` with the task's `verifier`);
+        query i's noise is keyed by `fold_in(key(seed), i)`, as sample i of `trm_jax.evaluation.evaluate`.
+        The stop rule is the model's (`model.halting`, `model.settle_steps`: `trm_jax.infer` sets them)."""
         single = isinstance(queries, str)
         texts = [queries] if single else list(queries)
         for i, t in enumerate(texts):
@@ -247,7 +248,9 @@ class Task:
         if params.tokenizer is None:
             raise TRMError("this model has no tokenizer (none was saved with it and its task builds one from data); "
                            "pass tokenizer= to trm_jax.infer, or save the model with its tokenizer")
-        model = params.model  # its halt_threshold / max_recursion_depth (from the config) are predict's defaults
+        # its halt_threshold, max_recursion_depth, halting and settle_steps (from the config) are predict's defaults
+        model = params.model
+        verifier = self.select_verifier(params.tokenizer, select, details=return_details)
         results = []
         for start in range(0, len(texts), MAX_BUCKET):
             chunk = texts[start:start + MAX_BUCKET]
@@ -257,17 +260,59 @@ class Task:
             keys = None if noise_std is None else indexed_keys(seed, np.arange(start, start + len(padded)))
             pred = predict(model, params.params, padded, halt_threshold=halt_threshold,
                            max_recursion_depth=max_recursion_depth, trajectories=trajectories, noise_std=noise_std,
-                           select=select, rng=keys)
-            tokens, depths, halt_probs = jax.device_get((pred.tokens, pred.recursion_depth, pred.halt_prob))
+                           select=select, rng=keys, verifier=verifier)
+            tokens, depths, halt_probs, settled, verified = jax.device_get(
+                (pred.tokens, pred.recursion_depth, pred.halt_prob, pred.settled, pred.verified))
             for i, query in enumerate(chunk):
                 answer = self.decode(tokens[i], params.tokenizer, query)
                 if return_details:
-                    results.append(dict(answer=answer, recursion_depth=int(depths[i]),
-                                        halt_prob=float(halt_probs[i]), contexts=contexts[i]))
+                    details = dict(answer=answer, recursion_depth=int(depths[i]), halt_prob=float(halt_probs[i]),
+                                   settled=bool(settled[i]))
+                    if verified is not None:
+                        details["verified"] = bool(verified[i])
+                    results.append(dict(details, contexts=contexts[i]))
                 else:
                     results.append(answer)
         return results[0] if single else results
 
+    # ------------------------------------------------------------------------------------- verifier
+
+    def verify(self, query, answer) -> bool:
+        """Whether `answer` (an answer as `infer` returns it) is a valid answer to `query` by the task's own
+        rules, checked without a reference answer (Sudoku: a complete grid obeying the rules that keeps the
+        givens; maze: a path from S to G over open cells). Tasks without such a check (text, ARC) have no
+        verifier: TRMError. A task with one overrides this and `verifier` (its token form) together.
+
+        Raises:
+            TRMError: The task has no verifier, or `query` is not a valid query of the task.
+        """
+        raise TRMError(self._no_verifier("verify()"))
+
+    def verifier(self, tokenizer) -> Optional[Callable]:
+        """`verify` on token rows: `fn(input_row, answer_row) -> bool` for numpy int rows [seq_len] as the
+        model reads and writes them (`tokenizer` is the run's), what `predict(select="verify")` runs on the
+        host for every trajectory. None: the task has no verifier (the default). It must return False, not
+        raise, for any row, since it also sees padding rows and untrained models' answers."""
+        return None
+
+    def select_verifier(self, tokenizer, select: str, *, details: bool = False) -> Optional[Callable]:
+        """The verifier `predict` takes for `select` (and for reporting each answer's `verified` when `details`),
+        or None where it needs none or the task has none.
+
+        Raises:
+            TRMError: `select="verify"` on a task without a verifier.
+        """
+        if select != "verify" and not details:
+            return None
+        fn = self.verifier(tokenizer)
+        if fn is None and select == "verify":
+            raise TRMError(self._no_verifier("select='verify'") + "; choose a trajectory by select='halt', 'vote' "
+                           "or 'settled'")
+        return fn
+
+    def _no_verifier(self, what: str) -> str:
+        return (f"{what}: the {self.name!r} task has no verifier (a check of an answer by the task's rules; "
+                "Sudoku and maze have one)")
     def trace_input(self, params, query, *, test_index: int = 0) -> TraceInput:
         """The row `trm_jax.trace` follows for `query` (one string, encoded as `infer` encodes it) and how its
         answers decode. `test_index` picks an input of a query that holds several (an ARC task's tests)."""

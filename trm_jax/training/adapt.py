@@ -5,7 +5,9 @@ run never trained on has none. `adapt_puzzle_embeddings` grows the table to the 
 their rows from the mean of the trained rows, and trains them with the train step itself (deep
 supervision with a persistent carry, halting, the same loss and sparse sign-SGD), its dense update
 switched off (`StepSpec.train_dense`): the rest of the model is left bit for bit, and so are the rows
-of identifiers not in the adaptation data, so those keep their answers.
+of identifiers not in the adaptation data, so those keep their answers. `train="all"` fine-tunes every
+weight as well; replay (a share of every batch's slots drawn from the run's own training samples, with
+their own identifiers) keeps it from erasing what the run learned.
 
 The whole adaptation is one compiled program called once per step: a fixed batch of slots, the
 adaptation rows held on every device, each step's rows drawn on device from the step's key, metrics
@@ -31,17 +33,21 @@ from trm_jax.training import distributed as dist
 from trm_jax.training.evaluation import summarize
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state
 from trm_jax.training.step import AXIS, StepSpec, empty_train_carry, make_train_step
+from trm_jax.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 ADAPT_MODES = ("embeddings", "all")  # what trains: the data's table rows, or those and every dense weight
+REPLAY_DEFAULT = 0.5  # train="all" with replay data: half of every batch's slots replay the run's own samples
+REPLAY_MAX_ROWS = 1 << 16  # replay rows held on the device: a random subset of a larger training set
 PROGRESS_WINDOW = 20  # steps per progress-bar reading (metrics are read one window behind)
 
 
 def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, steps: int,
                             learning_rate: Optional[float] = None, batch_size: Optional[int] = None,
-                            train: str = "embeddings", rng=None,
-                            training: Union[TrainingConfig, TRMConfig, None] = None, progress: bool = True):
+                            train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
+                            rng=None, training: Union[TrainingConfig, TRMConfig, None] = None,
+                            progress: bool = True):
     """Adapt `model`/`params` to the puzzles of `data`; returns `(model, params)`.
 
     `data` is `(inputs, labels, puzzle_ids)`: int arrays [N, seq_len], [N, seq_len] (IGNORE_LABEL
@@ -56,6 +62,12 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
       `learning_rate` (default `training.puzzle_emb_lr`) with `training.puzzle_emb_weight_decay`; every
       other weight and row comes back unchanged. `train="all"`: every dense weight fine-tunes too, by the
       run's optimizer at `training.learning_rate` (the returned weights are the final ones, no EMA).
+    - Replay (`train="all"` only): `replay_data` is the run's own training samples (the forms of `data`, or
+      the Trainer that trained the run: its training set); `replay` (default 0.5 when `replay_data` is given,
+      else 0) is the share of every step's slots that take a replayed sample instead of an adaptation row,
+      so the identifiers the run trained on keep their answers. Replayed samples keep their identifiers
+      (rows of the trained table) and train like the adaptation rows (their rows by sign-SGD as well). At
+      most REPLAY_MAX_ROWS of them, drawn at random with `rng`, are held on the device.
     - `steps` optimizer steps (one supervision step for every slot each) over a fixed batch of
       `batch_size` slots (default: `training.batch_size`, at most the number of rows; rounded up to a
       multiple of the local devices), the run's learning-rate schedule without warmup; rows are drawn
@@ -81,6 +93,7 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
     if jax.process_count() > 1:
         raise TRMError("adaptation runs on one host's devices; run it in a single process")
     inputs, labels, puzzle_ids, ignore = _check_data(model, data)
+    replay_rows = _replay_rows(model, train, replay, replay_data, rng)
 
     rows = max(model.num_puzzle_identifiers, int(puzzle_ids.max()) + 1)
     grown = model if rows == model.num_puzzle_identifiers else model.clone(num_puzzle_identifiers=rows)
@@ -92,6 +105,16 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         raise TRMError(f"batch_size must be >= 1, got {batch_size}")
     batch = -(-batch // n_local) * n_local
     dense = train == "all"
+    replay_slots = 0
+    if replay_rows is not None:
+        share = REPLAY_DEFAULT if replay is None else float(replay)
+        if batch < 2:
+            raise TRMError(f"replay needs batch_size >= 2 (slots for adaptation rows and for replayed samples), got "
+                           f"{batch}")
+        replay_slots = min(batch - 1, max(1, round(share * batch)))
+    elif dense:
+        logger.warning("adapting every weight (train='all') without replay: the identifiers the run trained on will "
+                       "lose their answers; pass replay_data= (the run's training samples) to keep them")
     # this loop feeds a fresh batch every step: slots refill (the drop schedule is the Trainer's loop)
     tr = dataclasses.replace(training, warmup_steps=0, ema_decay=0.0, halted_samples="refill",
                              puzzle_emb_lr=float(learning_rate or training.puzzle_emb_lr))
@@ -101,8 +124,11 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
              TrainState(step=jnp.int32(0), params=start, ema_params=None, opt_state=None, nonfinite=jnp.int32(0)))
     state = dist.replicate(jax.device_get(state))
     carry = dist.put_sharded(dist.shard(empty_train_carry(batch, grown)))
-    rows_on_device = dist.replicate(_compact_rows(inputs, labels, puzzle_ids, ignore, model.num_tokens))
-    step_fn = pmap_adapt_step(grown, spec)  # this adaptation's own: compiled on its first step
+    held = _compact_rows(inputs, labels, puzzle_ids, ignore, model.num_tokens)
+    if replay_slots:
+        held["replay"] = _compact_rows(*replay_rows, model.num_tokens)
+    rows_on_device = dist.replicate(held)
+    step_fn = pmap_adapt_step(grown, spec, replay_slots)  # this adaptation's own: compiled on its first step
     key = np.asarray(_key_data(rng))
 
     bar = tqdm(total=int(steps), desc=f"adapt ({train})", dynamic_ncols=True, mininterval=1.0, disable=not progress)
@@ -119,9 +145,9 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
         summary = _show(bar, previous)
     finally:
         bar.close()
-    logger.info("adapted %d identifier(s) on %d rows in %d steps (%s): loss %.4f, exact %.3f over the last %d steps",
-                len(np.unique(puzzle_ids)), len(inputs), steps, train, summary["loss"], summary["exact_accuracy"],
-                len(previous))
+    logger.info("adapted %d identifier(s) on %d rows in %d steps (%s, %d of %d slots replayed): loss %.4f, exact %.3f "
+                "over the last %d steps", len(np.unique(puzzle_ids)), len(inputs), steps, train, replay_slots, batch,
+                summary["loss"], summary["exact_accuracy"], len(previous))
     if summary["nonfinite"]:  # such steps change nothing (the train step skips them)
         logger.warning("adaptation: the last %d step(s) had a non-finite loss or gradient and were skipped; lower "
                        "learning_rate", summary["nonfinite"])
@@ -147,37 +173,73 @@ def _key_data(rng):
     return rng
 
 
-def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(inputs, labels, puzzle_ids int32, the masked label value), checked against the model. Token arrays
-    keep their integer dtype (uint8 rows of a large ARC adaptation are not copied into int32)."""
+def _replay_rows(model: TinyRecursiveModel, train: str, replay, replay_data, rng):
+    """(inputs, labels, puzzle_ids, masked label) of the samples to replay (at most REPLAY_MAX_ROWS, drawn by
+    `rng`), or None when nothing replays: `replay` 0, or neither `replay` nor `replay_data` given, or
+    `replay_data` with `train="embeddings"` and `replay` left at its default."""
+    if replay is not None and (isinstance(replay, bool) or not isinstance(replay, (int, float, np.integer, np.floating))
+                               or not 0 <= replay < 1):
+        raise TRMError(f"replay must be the share of every batch's slots that replay the run's own samples, in "
+                       f"[0, 1), got {replay!r}")
+    if replay == 0 or (replay is None and (replay_data is None or train != "all")):
+        return None
+    if train != "all":
+        raise TRMError("replay applies to train='all': adapting only the new identifiers' rows (train='embeddings') "
+                       "leaves every trained identifier's answers as they were; drop replay")
+    if replay_data is None:
+        raise TRMError("replay needs the run's own training samples: pass replay_data= (an ArrayDataset with "
+                       "puzzle_ids, (inputs, labels, puzzle_ids), such a dict, or the Trainer that trained the run)")
+    if isinstance(replay_data, Trainer):
+        if replay_data.stage is None:
+            raise TRMError("replay_data: the Trainer has not trained yet (no training set); train it first or pass its "
+                           "dataset")
+        replay_data = replay_data.stage.train_set
+    seed = np.asarray(_key_data(rng)).ravel().astype(np.uint64)
+    inputs, labels, ids, ignore = _check_data(model, replay_data, "replay data", REPLAY_MAX_ROWS,
+                                              np.random.default_rng(seed))
+    if ids.max() >= model.num_puzzle_identifiers:
+        raise TRMError(f"replay data: puzzle identifiers up to {int(ids.max())}, but the model's table has "
+                       f"{model.num_puzzle_identifiers} rows; replay the samples the run trained on (their identifiers "
+                       "are rows of its table)")
+    return inputs, labels, ids, ignore
+
+
+def _check_data(model: TinyRecursiveModel, data, what: str = "adaptation data", max_rows: Optional[int] = None,
+                rng=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(inputs, labels, puzzle_ids int32, the masked label value), checked against the model (`what` names the
+    data in errors). Token arrays keep their integer dtype (uint8 rows of a large ARC adaptation are not copied
+    into int32). With `max_rows`, at most that many rows, drawn at random by `rng` (np.random.Generator)
+    before the arrays are read, so a memory-mapped training set is read only where drawn."""
     ignore = IGNORE_LABEL
     if isinstance(data, ArrayDataset):
         if data.puzzle_ids is None:
-            raise TRMError("adaptation data: the ArrayDataset has no puzzle_ids; adaptation trains identifiers' rows")
+            raise TRMError(f"{what}: the ArrayDataset has no puzzle_ids; adaptation trains identifiers' rows")
         ignore = IGNORE_LABEL if data.ignore_label_id is None else int(data.ignore_label_id)
         data = (data.inputs, data.labels, data.puzzle_ids)
     elif isinstance(data, dict):
         missing = {"inputs", "labels", "puzzle_ids"} - set(data)
         if missing:
-            raise TRMError(f"adaptation data: the dict needs keys 'inputs', 'labels', 'puzzle_ids' (missing "
-                           f"{sorted(missing)})")
+            raise TRMError(f"{what}: the dict needs keys 'inputs', 'labels', 'puzzle_ids' (missing {sorted(missing)})")
         data = (data["inputs"], data["labels"], data["puzzle_ids"])
     if not isinstance(data, (tuple, list)) or len(data) != 3:
-        raise TRMError("adaptation data must be (inputs, labels, puzzle_ids): arrays [N, seq_len], [N, seq_len], [N]")
+        raise TRMError(f"{what} must be (inputs, labels, puzzle_ids): arrays [N, seq_len], [N, seq_len], [N]")
+    if max_rows is not None and len(data[0]) > max_rows and all(len(a) == len(data[0]) for a in data):
+        pick = np.sort(rng.choice(len(data[0]), max_rows, replace=False))
+        data = [a[pick] for a in data]
     arrays = [np.asarray(a) for a in data]
     for name, a in zip(("inputs", "labels", "puzzle_ids"), arrays):
         if a.size and not np.issubdtype(a.dtype, np.integer):
-            raise TRMError(f"adaptation data: {name} must hold integers, got {a.dtype}")
+            raise TRMError(f"{what}: {name} must hold integers, got {a.dtype}")
     inputs, labels, ids = arrays[0], arrays[1], arrays[2].astype(np.int32)
     seq = model.token_len
     if inputs.ndim != 2 or inputs.shape[1] != seq or len(inputs) == 0:
-        raise TRMError(f"adaptation data: inputs must be [N >= 1, {seq}] (the model's seq_len), got {inputs.shape}")
+        raise TRMError(f"{what}: inputs must be [N >= 1, {seq}] (the model's seq_len), got {inputs.shape}")
     if labels.shape != inputs.shape:
-        raise TRMError(f"adaptation data: labels must have the inputs' shape {inputs.shape}, got {labels.shape}")
+        raise TRMError(f"{what}: labels must have the inputs' shape {inputs.shape}, got {labels.shape}")
     if ids.shape != (len(inputs),):
-        raise TRMError(f"adaptation data: puzzle_ids must be [{len(inputs)}] (one per row), got {ids.shape}")
+        raise TRMError(f"{what}: puzzle_ids must be [{len(inputs)}] (one per row), got {ids.shape}")
     if ids.min() < 0:
-        raise TRMError(f"adaptation data: puzzle_ids must be >= 0, got {int(ids.min())}")
+        raise TRMError(f"{what}: puzzle_ids must be >= 0, got {int(ids.min())}")
     vocab = model.num_tokens
     for name, a, masked in (("inputs", inputs, None), ("labels", labels, ignore)):
         bad = (a < 0) | (a >= vocab)
@@ -185,7 +247,7 @@ def _check_data(model: TinyRecursiveModel, data) -> tuple[np.ndarray, np.ndarray
             bad &= a != masked
         if bad.any():
             note = "" if masked is None else f" (masked labels are {masked})"
-            raise TRMError(f"adaptation data: {name} row {int(np.nonzero(bad)[0][0])} holds tokens outside the "
+            raise TRMError(f"{what}: {name} row {int(np.nonzero(bad)[0][0])} holds tokens outside the "
                            f"vocabulary [0, {vocab}){note}")
     return inputs, labels, ids, ignore
 
@@ -228,21 +290,32 @@ def _start_rows(table: np.ndarray, rows: int, adapted_ids: np.ndarray) -> np.nda
     return out
 
 
-def pmap_adapt_step(model: TinyRecursiveModel, spec: StepSpec):
+def pmap_adapt_step(model: TinyRecursiveModel, spec: StepSpec, replay_slots: int = 0):
     """The pmapped adaptation step for `(model, spec)`: `(state, carry, rows, key, step) -> (state, carry,
     metrics)`; each step draws its batch from `rows` (every device holds them all) with the step's key, then
-    runs the train step."""
+    runs the train step. With `replay_slots`, that many of the global batch's slots (spread evenly over it,
+    fixed for the whole adaptation) take their rows from `rows["replay"]` instead."""
     train_step = make_train_step(model, spec)
     global_batch = spec.global_batch
+    g = np.arange(global_batch)
+    # slot g replays when the running count of replay slots steps up at g: exactly replay_slots of them, evenly spread
+    replayed = (g + 1) * replay_slots // global_batch > g * replay_slots // global_batch
+
+    def draw(rows, key, offset, b):
+        # drawn for the whole global batch and sliced: the rows do not depend on the device split
+        picks = jax.random.randint(key, (global_batch,), 0, rows["inputs"].shape[0])
+        picks = jax.lax.dynamic_slice_in_dim(picks, offset, b)
+        return _expand_rows({k: rows[k][picks] for k in ("inputs", "labels", "puzzle_ids")})
 
     def adapt_step(state, carry, rows, key, step):
         b = carry.halted.shape[0]
         offset = jax.lax.axis_index(AXIS) * b
         k_rows, k_step = jax.random.split(jax.random.fold_in(key, step))
-        # drawn for the whole global batch and sliced: the rows do not depend on the device split
-        picks = jax.random.randint(k_rows, (global_batch,), 0, rows["inputs"].shape[0])
-        picks = jax.lax.dynamic_slice_in_dim(picks, offset, b)
-        batch = _expand_rows({k: v[picks] for k, v in rows.items()})
+        batch = draw(rows, k_rows, offset, b)
+        if replay_slots:
+            old = draw(rows["replay"], jax.random.fold_in(k_rows, 1), offset, b)
+            slot = jax.lax.dynamic_slice_in_dim(jnp.asarray(replayed), offset, b)
+            batch = {k: jnp.where(slot.reshape((b,) + (1,) * (v.ndim - 1)), old[k], v) for k, v in batch.items()}
         batch["difficulty"] = jnp.zeros((b,), jnp.float32)
         return train_step(state, carry, batch, k_step)
 

@@ -1,10 +1,12 @@
 """Curriculum stages: resolved from the config, and at run time each one's model, data and compiled step.
 
 `CurriculumStage` (the config dataclass) gives a stage's length in steps or epochs plus optional
-seq_len, batch_size, dim, difficulty and learning rate; unset fields inherit from the previous stage
-(the first stage from the base config). Without stages the run is one stage built from the base
-config. `stage_settings` is that inheritance, the one place it is done (training, `trm_jax.load`);
-`CurriculumScheduler` adds start/end steps (`ResolvedStage`).
+seq_len, batch_size, dim, difficulty, learning rate and recursion depth (`num_refinement_blocks` T,
+`num_latent_refinements` n); unset fields inherit from the previous stage (the first stage from the
+base config). Without stages the run is one stage built from the base config. `stage_settings` is that
+inheritance, the one place it is done (training; `stage_config` for `trm_jax.load`);
+`CurriculumScheduler` adds start/end steps (`ResolvedStage`). T and n change no parameter shape: a stage
+that changes only them keeps the weights and optimizer state as they are and compiles its own step.
 
 At run time (`StageBuilder`) a stage's model comes from the one config -> model route
 (`trm_jax.models.make_model`, at the stage's width and sequence length), its data from the run's task
@@ -22,6 +24,7 @@ from the fresh initialisation; the optimizer state is rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Callable, Optional, Union
 
@@ -38,6 +41,8 @@ from trm_jax.training.state import TrainState, make_optimizer, make_train_state,
 from trm_jax.training.step import (StepSpec, TrainCarry, empty_train_carry, make_eval_step, make_train_step,
                                   pmap_eval_step, pmap_train_step)
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedStage:
@@ -49,6 +54,8 @@ class ResolvedStage:
     dim: int
     difficulty: float
     learning_rate: float
+    num_refinement_blocks: int  # T
+    num_latent_refinements: int  # n
 
     @property
     def end(self) -> int:
@@ -56,21 +63,24 @@ class ResolvedStage:
 
     def describe(self) -> str:
         return (f"stage {self.index}: steps [{self.start}, {self.end}), seq_len={self.seq_len}, "
-                f"batch_size={self.batch_size}, dim={self.dim}, difficulty={self.difficulty:g}, "
-                f"lr={self.learning_rate:g}")
+                f"batch_size={self.batch_size}, dim={self.dim}, T={self.num_refinement_blocks}, "
+                f"n={self.num_latent_refinements}, difficulty={self.difficulty:g}, lr={self.learning_rate:g}")
 
 
 def stage_settings(config: TRMConfig) -> list[tuple[str, CurriculumStage, dict]]:
     """`(config key, stage as configured, its settings)` of every curriculum stage, in order (one stage of
     `training.steps` without a curriculum). The settings are what a stage may change (seq_len, batch_size,
-    dim, difficulty, learning_rate), unset ones inherited; widths may only grow."""
+    dim, difficulty, learning_rate, num_refinement_blocks, num_latent_refinements), unset ones inherited;
+    widths may only grow."""
     stages = config.curriculum.stages
     if not stages:
         stages, keys = (CurriculumStage(steps=config.training.steps),), ["training.steps"]
     else:
         keys = [f"curriculum.stages[{i}]" for i in range(len(stages))]
     prev = dict(seq_len=config.data.seq_len, batch_size=config.training.batch_size, dim=config.model.dim,
-                difficulty=config.data.difficulty, learning_rate=config.training.learning_rate)
+                difficulty=config.data.difficulty, learning_rate=config.training.learning_rate,
+                num_refinement_blocks=config.model.num_refinement_blocks,
+                num_latent_refinements=config.model.num_latent_refinements)
     out = []
     for stage, key in zip(stages, keys):
         cur = {k: (getattr(stage, k) if getattr(stage, k) is not None else v) for k, v in prev.items()}
@@ -85,11 +95,33 @@ def stage_settings(config: TRMConfig) -> list[tuple[str, CurriculumStage, dict]]
     return out
 
 
+def _settings_of(config: TRMConfig, stage: Optional[int]) -> dict:
+    settings = stage_settings(config)
+    return settings[-1 if stage is None else min(int(stage), len(settings) - 1)][2]
+
+
 def model_shape(config: TRMConfig, stage: Optional[int] = None) -> tuple[int, int]:
     """(seq_len, dim) of the model in curriculum stage `stage` (default: the last, where training ends)."""
-    settings = stage_settings(config)
-    _, _, cur = settings[-1 if stage is None else min(int(stage), len(settings) - 1)]
+    cur = _settings_of(config, stage)
     return cur["seq_len"], cur["dim"]
+
+
+def stage_model_config(model: ModelConfig, settings) -> ModelConfig:
+    """`model` with the width and recursion depth (dim, T, n) of a stage's settings (a `stage_settings` dict
+    or a ResolvedStage)."""
+    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k)
+    changes = {k: int(get(k)) for k in ("dim", "num_refinement_blocks", "num_latent_refinements")
+               if int(get(k)) != getattr(model, k)}
+    return dataclasses.replace(model, **changes) if changes else model
+
+
+def stage_config(config: TRMConfig, stage: Optional[int] = None) -> TRMConfig:
+    """The run config as curriculum stage `stage` (default: the last, where training ends) trains: its
+    `data.seq_len` and its model's width and recursion depth (`dim`, `num_refinement_blocks`,
+    `num_latent_refinements`). What `trm_jax.load` builds the model of a run directory from."""
+    cur = _settings_of(config, stage)
+    return config.replace(model=stage_model_config(config.model, cur),
+                          data=dataclasses.replace(config.data, seq_len=int(cur["seq_len"])))
 
 
 class CurriculumScheduler:
@@ -206,6 +238,7 @@ class StageBuilder:
         for spec, key in zip(self.scheduler.stages, self.scheduler.batch_keys):
             dist.check_batch(spec.batch_size, key)
         self.tx = make_optimizer(config.training)
+        warn_untrained_halting(config)
 
     def datasets(self, seq_len: int, difficulty: float):
         if self._fixed is not None:
@@ -225,13 +258,19 @@ class StageBuilder:
         return self._cache[key]
 
     def model(self, spec: ResolvedStage) -> TinyRecursiveModel:
+        """The stage's model: its width, sequence length and recursion depth (T, n)."""
+        depth = dict(num_refinement_blocks=spec.num_refinement_blocks,
+                     num_latent_refinements=spec.num_latent_refinements)
         if self._fixed_model is not None:
             model = self._fixed_model
             if (spec.seq_len, spec.dim) != (model.token_len, model.dim):
                 raise ConfigError(f"curriculum stage {spec.index} asks for seq_len {spec.seq_len}, dim {spec.dim}, "
                                   f"but the given model has {model.token_len}, {model.dim}")
-            return model
-        return make_model(self.config.model, self.config.model.num_tokens, spec.seq_len, dim=spec.dim)
+            changed = {k: v for k, v in depth.items() if getattr(model, k) != v}
+            return model.clone(**changed) if changed else model
+        cfg = stage_model_config(self.config.model, spec)
+        cfg.validate("model")
+        return make_model(cfg, self.config.model.num_tokens, spec.seq_len)
 
     def build(self, spec: ResolvedStage) -> Stage:
         model = self.model(spec)
@@ -277,6 +316,17 @@ class StageBuilder:
         note = (f"trained weights embedded into a freshly initialised model (dim {prev.spec.dim}->{stage.spec.dim}, "
                 f"seq_len {prev.spec.seq_len}->{stage.spec.seq_len}); optimizer state rebuilt")
         return dist.replicate(host), note
+
+
+def warn_untrained_halting(config: TRMConfig) -> None:
+    """Final-step supervision trains no halting head: say so when the model still stops by it."""
+    m = config.model
+    threshold = config.training.eval_halt_threshold or m.halt_threshold
+    if config.training.supervision == "final" and m.halting == "head" and threshold <= 1:
+        log.warning("training.supervision: final trains no halting head, but the model stops by it (model.halting "
+                    "'head', threshold %g): held-out evaluation and inference stop where the untrained head says "
+                    "(the PyPI variant's zero head: after the first supervision step). Set model.halting: settled, "
+                    "or model.halt_threshold above 1 (every sample runs model.max_recursion_depth steps)", threshold)
 
 
 def shapes_equal(a, b) -> bool:

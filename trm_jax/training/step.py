@@ -11,6 +11,13 @@ Randomness (halt exploration, dropout) is drawn for the whole *global* batch fro
 sliced by the device's position, so the trajectory does not depend on how many devices share the
 batch.
 
+Final-step supervision (`training.supervision: final`, after the Recursive Stem Model) uses the same
+slots without a carry across steps: every slot is refilled every step and starts from the initial
+carry, the forward is `trm_jax.models.final_step` (T-1 cycles without gradient, the loss on the last;
+with probability `transition_grad_prob`, one draw per step from the step key, also through the
+previous cycle's answer update), the loss is token cross-entropy only, and each sample halts after its
+one step (recursion_depth 1).
+
 A puzzle-embedding table (official variant) is never differentiated densely: the step gathers the
 rows of its slots, differentiates those, and updates the touched rows by sign-SGD with decoupled
 weight decay (official sparse_embedding.py), combined over all devices with `all_gather`.
@@ -28,8 +35,8 @@ import optax
 
 from trm_jax.config import TrainingConfig
 from trm_jax.errors import TRMError
-from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, initial_carry, model_loss,
-                            predict, supervision_step, token_matches)
+from trm_jax.models import (IGNORE_LABEL, PUZZLE_EMB, Carry, StepOutput, TinyRecursiveModel, compute_loss, final_step,
+                            initial_carry, model_loss, predict, supervision_step, token_matches)
 from trm_jax.models.trajectories import indexed_keys
 from trm_jax.training.state import LRSchedule, TrainState, ema_decay_at, ema_update, make_optimizer, split_table
 
@@ -80,6 +87,8 @@ class StepSpec:
     puzzle_emb_weight_decay: float
     ema_warmup: bool = True  # the EMA decay ramps up from 0 (state.ema_decay_at)
     halted_samples: str = "refill"  # TrainingConfig.halted_samples
+    supervision: str = "deep"  # TrainingConfig.supervision: "deep" or "final"
+    transition_grad_prob: float = 0.0  # TrainingConfig.transition_grad_prob (supervision "final")
     # False: only the puzzle-table rows train (test-time adaptation); the dense weights, their optimizer
     # state and EMA are left as they are, and no gradient of them is computed
     train_dense: bool = True
@@ -128,6 +137,9 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
     `state.ema_params` are passed through untouched (they may be None).
     """
     train_dense = spec.train_dense
+    final = spec.supervision == "final"
+    if spec.supervision not in ("deep", "final"):
+        raise TRMError(f"unknown supervision {spec.supervision!r}: use deep or final")
     tx = make_optimizer(spec)
     lr_fn = LRSchedule(spec, spec.total_steps)
     max_recursion_depth = int(model.max_recursion_depth)
@@ -141,17 +153,43 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         raise TRMError("a train step without dense updates trains only the puzzle-embedding table, and this model "
                        "has none (official variant with puzzle_emb_ndim > 0)")
 
-    def forward(params, tokens, carry: Carry, keys, puzzle_ids, delta) -> StepOutput:
+    def model_step(params, tokens, carry: Carry, rng, puzzle_ids, delta, transition) -> StepOutput:
+        if final:  # from the initial carry: `carry` is not read
+            return final_step(model, params, tokens, rng=rng, puzzle_ids=puzzle_ids, puzzle_delta=delta,
+                              transition=transition)
+        return supervision_step(model, params, tokens, carry, rng=rng, puzzle_ids=puzzle_ids, puzzle_delta=delta)
+
+    def forward(params, tokens, carry: Carry, keys, puzzle_ids, delta, transition) -> StepOutput:
         if not use_dropout:
-            return supervision_step(model, params, tokens, carry, puzzle_ids=puzzle_ids, puzzle_delta=delta)
+            return model_step(params, tokens, carry, None, puzzle_ids, delta, transition)
 
         # One dropout key per global sample: masks do not depend on the device split.
         def one(tok, y, z, key, pid, d):
-            out = supervision_step(model, params, tok[None], Carry(y[None], z[None]), rng=key, puzzle_ids=pid[None],
-                                   puzzle_delta=None if d is None else d[None])
+            out = model_step(params, tok[None], Carry(y[None], z[None]), key, pid[None],
+                             None if d is None else d[None], transition)
             return jax.tree.map(lambda a: a[0], out)
 
         return jax.vmap(one)(tokens, carry.y, carry.z, keys, puzzle_ids, delta)
+
+    def loss_parts(out: StepOutput, labels):
+        """(per-sample loss, aux). Final-step supervision: token cross-entropy only (the halting head is not
+        trained; its loss is reported as 0)."""
+        if not final:
+            return model_loss(model, out, labels)
+        _, aux = compute_loss(out.logits, out.halt_logits, labels, halt_loss_weight=0.0, loss_type=model.loss)
+        aux = {**aux, "halt_loss": jnp.zeros_like(aux["halt_loss"])}
+        return aux["ce"], aux
+
+    def draw_transition(key):
+        """Whether the gradient also flows through the cycle before the last (final-step supervision): a
+        Python bool where the probability is 0 or 1 (one program without the branch), else one draw from
+        the step key, the same on every device."""
+        p = float(spec.transition_grad_prob)
+        if not final or p <= 0.0:
+            return False
+        if p >= 1.0:
+            return True
+        return jax.random.uniform(key) < p
 
     def train_step(state: TrainState, carry: TrainCarry, batch: dict, rng):
         b = carry.halted.shape[0]
@@ -159,8 +197,11 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         k_explore, k_min, k_drop = jax.random.split(rng, 3)
 
         # 1. refill halted slots with fresh samples and reset their recursion state; dropping halted
-        # samples, only once every slot (all devices) halted, and halted slots then train nothing
-        if drop:
+        # samples, only once every slot (all devices) halted, and halted slots then train nothing;
+        # final-step supervision refills every slot
+        if final:
+            fresh = live = jnp.ones_like(carry.halted)
+        elif drop:
             everyone = jax.lax.pmin(jnp.all(carry.halted).astype(jnp.int32), AXIS).astype(bool)
             fresh = jnp.broadcast_to(everyone, carry.halted.shape)
             live = fresh | ~carry.halted
@@ -171,9 +212,14 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
         batch_ids = batch.get("puzzle_ids", jnp.zeros((b,), jnp.int32))  # datasets without a table may omit it
         puzzle_ids = _where_rows(fresh, batch_ids.astype(jnp.int32), carry.puzzle_ids)
         difficulty = _where_rows(fresh, batch["difficulty"].astype(jnp.float32), carry.difficulty)
-        init = initial_carry(model, state.params, b)
-        rec = Carry(_where_rows(fresh, init.y, carry.y), _where_rows(fresh, init.z, carry.z))
+        if final:  # final_step starts from the initial carry itself
+            rec = Carry(carry.y, carry.z)
+        else:
+            init = initial_carry(model, state.params, b)
+            rec = Carry(_where_rows(fresh, init.y, carry.y), _where_rows(fresh, init.z, carry.z))
         depth = jnp.where(fresh, 0, carry.recursion_depth)
+        # final-step supervision: the exploration keys are unused, the transition draw takes k_explore
+        transition = draw_transition(k_explore)
         drop_keys = _slice_global(jax.random.split(k_drop, global_batch), offset, b) if use_dropout else None
 
         # 2. one supervision step; loss = mean over this device's slots (pmean below -> global mean).
@@ -188,8 +234,8 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
 
         def loss_fn(dense, delta):
             params = dense if table is None else {**dense, PUZZLE_EMB: table}
-            out = forward(params, inputs, rec, drop_keys, puzzle_ids, delta)
-            per_sample, aux = model_loss(model, out, labels)
+            out = forward(params, inputs, rec, drop_keys, puzzle_ids, delta, transition)
+            per_sample, aux = loss_parts(out, labels)
             return (per_sample * weight).sum() * loss_scale, (out, per_sample, aux)
 
         (loss, (out, per_sample, aux)), grads = jax.value_and_grad(
@@ -233,11 +279,12 @@ def make_train_step(model: TinyRecursiveModel, spec: StepSpec) -> Callable:
             nonfinite=jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32),
         )
 
-        # 4. halting: halt head or step cap; exploration forces a random minimum depth on some slots
+        # 4. halting: halt head or step cap; exploration forces a random minimum depth on some slots.
+        # Final-step supervision: every sample ends after its one step.
         depth = depth + 1
         halt_prob = jax.nn.sigmoid(jax.lax.stop_gradient(out.halt_logits).astype(jnp.float32))
-        halted = (depth >= max_recursion_depth) | (halt_prob >= threshold)
-        if explore > 0 and max_recursion_depth > 1:
+        halted = (depth >= max_recursion_depth) | (halt_prob >= threshold) | final
+        if explore > 0 and max_recursion_depth > 1 and not final:
             u = _slice_global(jax.random.uniform(k_explore, (global_batch,)), offset, b)
             min_depth = jax.random.randint(k_min, (global_batch,), 2, max_recursion_depth + 1)
             min_depth = _slice_global(min_depth, offset, b)
@@ -270,7 +317,8 @@ def eval_metrics(pred, batch) -> dict:
     correct, count, exact = token_matches(pred.tokens, batch["labels"])
     v = batch["valid"]
     return dict(exact=exact & v, token_correct=jnp.where(v, correct, 0), token_count=jnp.where(v, count, 0),
-                recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens)
+                recursion_depth=jnp.where(v, pred.recursion_depth, 0), halt_prob=pred.halt_prob, tokens=pred.tokens,
+                settled=pred.settled & v)
 
 
 def make_eval_step(model: TinyRecursiveModel, trajectories: int = 1, select: str = "halt") -> Callable:

@@ -179,12 +179,14 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- evaluation
 
-    def evaluate(self, params=None, *, stage: Optional[Stage] = None, halt_threshold: Optional[float] = None) -> dict:
+    def evaluate(self, params=None, *, stage: Optional[Stage] = None, halt_threshold: Optional[float] = None,
+                 halting: Optional[str] = None, settle_steps: Optional[int] = None) -> dict:
         """Held-out metrics with `params` (default: the current EMA params) via the model's predict:
-        exact_accuracy, token_accuracy, recursion_depth (mean supervision steps) and num_samples.
-        Samples halt at `halt_threshold` (default `training.eval_halt_threshold`, else the model's;
-        `NO_EARLY_HALT`: every sample runs max_recursion_depth steps). Every host evaluates the whole
-        eval set on its local devices."""
+        exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction,
+        settled_exact_accuracy and num_samples. Samples stop by `halting` / `settle_steps` (default the
+        model's, `model.halting`) and with the halting head at `halt_threshold` (default
+        `training.eval_halt_threshold`, else the model's; `NO_EARLY_HALT`: every sample runs
+        max_recursion_depth steps). Every host evaluates the whole eval set on its local devices."""
         stage = stage or self.stage
         if stage is None:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
@@ -193,7 +195,8 @@ class Trainer:
         if halt_threshold is None:
             halt_threshold = self.config.training.eval_halt_threshold
         return held_out_metrics(stage.model, params, stage.eval_set, self.config.training.eval_batch_size,
-                                replicated=replicated, halt_threshold=halt_threshold, eval_step=stage.p_eval)
+                                replicated=replicated, halt_threshold=halt_threshold, eval_step=stage.p_eval,
+                                halting=halting, settle_steps=settle_steps)
 
     def _run_eval(self, step: int) -> dict:
         self.block_until_ready()  # eval_time_s is the evaluation's own time, not the steps still in flight

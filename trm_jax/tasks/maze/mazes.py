@@ -309,6 +309,20 @@ def check_mazes(questions: np.ndarray, answers: np.ndarray, size: int) -> list[t
     return sorted(reasons.items())
 
 
+def solves_maze(question, answer) -> bool:
+    """True if `answer` solves the maze `question` (token rows of one square grid, row-major; the maze task's
+    verifier): the question is a valid maze (only '#', ' ', 'S', 'G', exactly one S and one G), the answer
+    keeps its walls, S and G and differs only by 'o' on open cells, and the 'o' cells with S and G form one
+    simple path of 4-neighbour steps from S to G (S and G have one path neighbour each, every 'o' two, all
+    connected): `check_mazes`' rule, which every pair of a Maze-Hard file obeys. Any path qualifies, not
+    only a shortest one. False, never an error, for anything else (other lengths, a non-square grid)."""
+    q, a = np.asarray(question).reshape(-1), np.asarray(answer).reshape(-1)
+    side = int(round(q.size ** 0.5))
+    if q.size != a.size or side < 2 or side * side != q.size or not np.isin(q, (WALL, OPEN, START, GOAL)).all():
+        return False
+    return not check_mazes(q[None], a[None], side)
+
+
 # ----------------------------------------------------------------------------- CSV
 
 @dataclass

@@ -4,7 +4,7 @@ generated mazes or a Maze-Hard CSV (generator, charset and CSV format: trm_jax.t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -78,3 +78,25 @@ class MazeTask(GridTask):
     def decode(self, tokens: np.ndarray, tokenizer, query) -> str:
         """The question's cells with the path marked 'o'."""
         return maze.maze_texts(np.asarray(tokens)[None, :len(query)])[0]
+
+    def verify(self, query, answer) -> bool:
+        """Whether `answer` (the grid `infer` returns) solves the maze `query` (the question grid, row-major
+        '# SG' characters): it keeps the walls, S and G, and its 'o' cells with S and G form a simple path
+        from S to G through 4-neighbours over open cells (`mazes.solves_maze`)."""
+        question = maze.maze_ids([query], where="maze text")[0]
+        try:
+            grid = maze.maze_ids([answer], where="maze answer")[0]
+        except (TRMError, TypeError):  # characters outside the charset, or not a string: not a solution
+            return False
+        return maze.solves_maze(question, grid)
+
+    def verifier(self, tokenizer) -> Callable:
+        """`verify` on token rows (the official ids, whatever the tokenizer): the maze is the row's leading
+        non-pad cells, as the task pads its inputs with 0 after the grid."""
+
+        def check(input_row, answer_row) -> bool:
+            row = np.asarray(input_row)
+            cells = int(np.argmax(row == 0)) if (row == 0).any() else row.size
+            return maze.solves_maze(row[:cells], np.asarray(answer_row)[:cells])
+
+        return check

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -13,7 +13,9 @@ from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.files import read_cached
 from trm_jax.tasks import sudoku
 from trm_jax.tasks.base import GridTask, require
-from trm_jax.tasks.sudoku.dataset import encode_sudoku_string, make_sudoku_dataset
+from trm_jax.errors import TRMError
+from trm_jax.tasks.sudoku.dataset import encode_sudoku_string, make_sudoku_dataset, sudoku_token_table
+from trm_jax.tasks.sudoku.validity import solves
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +86,26 @@ class SudokuTask(GridTask):
     def decode(self, tokens: np.ndarray, tokenizer, query) -> str:
         """The solved grid as 81 digits."""
         return tokenizer.decode(tokens[:81]).replace(".", "0")
+
+    def verify(self, query, answer) -> bool:
+        """Whether `answer` (81 digits, as `infer` returns it) solves the puzzle `query` (81 cells, '.' or '0'
+        for blanks): a complete grid obeying the rules that keeps every given."""
+        puzzle = sudoku.text_to_sudoku(query)
+        try:
+            grid = sudoku.text_to_sudoku(answer)
+        except TRMError:  # not 81 cells of digits: not a solution
+            return False
+        return solves(puzzle, grid)
+
+    def verifier(self, tokenizer) -> Callable:
+        """`verify` on token rows: cells are the first 81 tokens, read back through the tokenizer's cell table."""
+        table = sudoku_token_table(tokenizer)
+        value = np.full(max(int(table.max()) + 1, int(tokenizer.vocab_size)), -1, np.int64)  # token -> cell value
+        value[table] = np.arange(10)
+
+        def cells(row) -> np.ndarray:
+            row = np.asarray(row)[:81]
+            ok = (row >= 0) & (row < len(value))
+            return np.where(ok, value[np.where(ok, row, 0)], -1) if row.size == 81 else np.full(81, -1)
+
+        return lambda input_row, answer_row: solves(cells(input_row), cells(answer_row))

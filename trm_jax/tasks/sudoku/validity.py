@@ -1,4 +1,5 @@
-"""Checks of a Sudoku solution against the rules and against its puzzle's givens."""
+"""Checks of a Sudoku solution against the rules and against its puzzle's givens (`solves`: both, the
+Sudoku task's verifier)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def matches_givens(puzzle, solution) -> bool:
     """True if `solution` keeps every given (non-zero cell) of `puzzle`."""
     p = np.asarray(puzzle).reshape(-1)
     return bool((np.asarray(solution).reshape(-1)[p > 0] == p[p > 0]).all())
+
+
+def solves(puzzle, answer) -> bool:
+    """True if `answer` solves `puzzle` (int grids of 81 cells, puzzle 0 = blank): a complete grid of digits
+    1-9 obeying the rules (`is_valid_solution`) that keeps every given (`matches_givens`). False, never an
+    error, for anything else (wrong sizes, values out of range)."""
+    p, a = np.asarray(puzzle).reshape(-1), np.asarray(answer).reshape(-1)
+    if p.size != 81 or p.min() < 0 or p.max() > 9:
+        return False
+    return is_valid_solution(a) and matches_givens(p, a)
