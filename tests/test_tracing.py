@@ -99,6 +99,8 @@ def test_a_settled_answer_stops_the_trace_and_votes_pick_a_trajectory():
     assert voted.answer == trm_jax.infer(p, q, trajectories=3, select="vote", max_recursion_depth=4)
     answers = [tr.answer for tr in voted.trajectories]
     assert answers.count(voted.answer) == max(answers.count(a) for a in answers)
+    verified = trm_jax.trace(p, q, trajectories=3, select="verify", max_recursion_depth=4)
+    assert verified.answer == trm_jax.infer(p, q, trajectories=3, select="verify", max_recursion_depth=4)
     t = trm_jax.trace(p, q, halting="settled", settle_steps=1, max_recursion_depth=6)
     assert t.stopped_by in ("settled", "cap")
     if t.stopped_by == "settled":
