@@ -51,16 +51,16 @@ def synthetic_trace(kind, steps=3, solution=True):
     """A Trace built by hand (no model): grids of each kind, answers that change step by step."""
     from trm_jax.tracing import Trace, _differences
 
-    if kind == "sudoku":
+    if kind == "sudoku_grid":
         start = "0" * 40 + "123456789" * 3 + "0" * 14
         answers = [start.replace("0", str(1 + (s + i) % 9), 20 + 20 * s)[:81] for s, i in enumerate(range(steps))]
         right = answers[-1]
-    elif kind == "maze":
+    elif kind == "maze_grid":
         start = "#######" + "#S    #" + "# ### #" + "#   # #" + "### # #" + "#    G#" + "#######"
         path = [8 + 1 + 1, 8 + 2 + 1, 8 + 3 + 1]
         answers = ["".join("o" if i in path[:s + 1] else c for i, c in enumerate(start)) for s in range(steps)]
         right = answers[-1]
-    elif kind == "arc":
+    elif kind == "colour_grid":
         start = [[0, 1, 2], [3, 4, 5]]
         answers = [[[(c + s) % 10 for c in row] for row in start] for s in range(steps)]
         answers[0] = [[1, 2]]  # a grid of another size at step 1
@@ -73,7 +73,7 @@ def synthetic_trace(kind, steps=3, solution=True):
                  solution=right if solution else None)
 
 
-KINDS = ["sudoku", "maze", "arc", "text"]
+KINDS = ["sudoku_grid", "maze_grid", "colour_grid", "text"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -108,7 +108,7 @@ def test_a_trace_shows_itself_in_a_notebook_and_leaves_pyplot_alone():
 def test_bad_trace_arguments_are_clear_errors(tmp_path):
     from trm_jax.plotting import plot_trace
 
-    t = synthetic_trace("sudoku")
+    t = synthetic_trace("sudoku_grid")
     for name in ("t.jpg", "t", "t.gif.txt"):
         with pytest.raises(TRMError, match=r"\.png, \.gif"):
             plot_trace(t, tmp_path / name)

@@ -28,6 +28,9 @@ TASKS = {
 }
 
 
+KIND = {"text": "text", "sudoku": "sudoku_grid", "maze": "maze_grid"}
+
+
 def tiny_params(kind, extra=()):
     """Untrained weights, shaken so the halting head's probabilities differ by step and by query."""
     cfg = load_config(None, [*TINY, *TASKS[kind], *extra])
@@ -61,7 +64,7 @@ def test_the_last_answer_is_infers_answer(case, options):
     kind, p, qs = case
     for q in qs:
         t = trm_jax.trace(p, q, **options)
-        assert t.kind == kind and t.query == q
+        assert t.kind == KIND[kind] and t.query == q
         assert t.answer == t.answers[-1] == trm_jax.infer(p, q, **options)
         assert len(t.answers) == len(t.halt_prob) == len(t.changed) == t.recursion_depth
         assert all(0.0 <= h <= 1.0 for h in t.halt_prob)
@@ -96,6 +99,8 @@ def test_a_settled_answer_stops_the_trace_and_votes_pick_a_trajectory():
     assert voted.answer == trm_jax.infer(p, q, trajectories=3, select="vote", max_recursion_depth=4)
     answers = [tr.answer for tr in voted.trajectories]
     assert answers.count(voted.answer) == max(answers.count(a) for a in answers)
+    verified = trm_jax.trace(p, q, trajectories=3, select="verify", max_recursion_depth=4)
+    assert verified.answer == trm_jax.infer(p, q, trajectories=3, select="verify", max_recursion_depth=4)
     t = trm_jax.trace(p, q, halting="settled", settle_steps=1, max_recursion_depth=6)
     assert t.stopped_by in ("settled", "cap")
     if t.stopped_by == "settled":
@@ -150,7 +155,7 @@ def test_arc_traces_a_test_input_under_its_trained_identifier(tmp_path):
     p = as_trm_params(init_params(model, jax.random.key(0)), config=cfg, tokenizer=tok)
     task_id, task = next(iter(load_tasks("arc-agi-1", "evaluation").items()))
     t = trm_jax.trace(p, task)
-    assert t.kind == "arc" and t.start == task["test"][0]["input"] and t.solution == task["test"][0]["output"]
+    assert t.kind == "colour_grid" and t.start == task["test"][0]["input"] and t.solution == task["test"][0]["output"]
     assert t.recursion_depth == 3 and t.stopped_by == "cap"  # ARC runs every step, as infer
     pid = build_arc_for(p.config).identifiers.index(task_id)  # the original (not augmented) task's identifier
     row = encode_grids(np.asarray(task["test"][0]["input"], np.uint8)[None]).astype(np.int32)

@@ -154,12 +154,12 @@ def _panels(trace) -> list:
     another layout than the answers (ARC's test input) and before the solution of an ARC task."""
     n = len(trace.answers)
     out = []
-    if trace.kind == "arc":
+    if trace.kind == "colour_grid":
         out.append(("test input", trace.start, [], []))
     for s in range(n):
         title = f"step {s + 1}  halt {trace.halt_prob[s]:.2f}" + (f"\n{trace.stopped_by}" if s == n - 1 else "")
         out.append((title, trace.answers[s], trace.changed[s], trace.wrong(s) or []))
-    if trace.kind == "arc" and trace.solution is not None:
+    if trace.kind == "colour_grid" and trace.solution is not None:
         out.append(("solution", trace.solution, [], []))
     return out
 
@@ -200,7 +200,7 @@ def _strip_figure(trace, columns: int):
 def _frame_figure(trace):
     if trace.kind == "text":
         return _figure(9.0, 1.3 + 0.3 * (len(trace.answers) + 1))
-    panels = 1 + (trace.kind == "arc") + (trace.kind == "arc" and trace.solution is not None)
+    panels = 1 + (trace.kind == "colour_grid") + (trace.kind == "colour_grid" and trace.solution is not None)
     return _figure(3.2 * panels, 3.7)
 
 
@@ -213,7 +213,7 @@ def _draw_frame(fig, trace, step: int) -> None:
         fig.tight_layout()
         return
     panels = [(None, trace.answers[step], trace.changed[step], trace.wrong(step) or [])]
-    if trace.kind == "arc":
+    if trace.kind == "colour_grid":
         panels.insert(0, ("test input", trace.start, [], []))
         if trace.solution is not None:
             panels.append(("solution", trace.solution, [], []))
@@ -228,9 +228,9 @@ def _draw_frame(fig, trace, step: int) -> None:
 def _draw_grid(ax, trace, answer, changed, wrong) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
-    if trace.kind == "sudoku":
+    if trace.kind == "sudoku_grid":
         _draw_sudoku(ax, trace.start, answer, changed, wrong)
-    elif trace.kind == "maze":
+    elif trace.kind == "maze_grid":
         _draw_maze(ax, trace.start, answer, changed, wrong)
     else:
         _draw_arc(ax, answer, changed, wrong)

@@ -29,7 +29,7 @@ class Trace:
     In a notebook a trace shows itself as the picture `trm_jax.plot_trace` draws.
     """
 
-    kind: str  # how the answers are drawn: "text", "sudoku", "maze" or "arc" (the task's answer_kind)
+    kind: str  # how the answers are drawn (the task's answer_kind): "text", "sudoku_grid", "maze_grid", "colour_grid"
     task: str  # the run's data.task
     query: Any  # the query as given
     start: Any  # the query read as an answer (the input decoded): Sudoku givens, the maze, ARC's test input
@@ -89,7 +89,7 @@ def trace(params, query, *, max_recursion_depth: Optional[int] = None, halting: 
         halt_threshold: The halting head's threshold (default: the model's; ARC: no early halting, as `infer`).
         trajectories: Noisy trajectories to run; the trace is of the one `infer` answers with.
         noise_std: Their noise scale (default with trajectories > 1: `trm_jax.models.DEFAULT_NOISE_STD`).
-        select: How `infer` picks a trajectory: "halt", "vote", "settled".
+        select: How `infer` picks a trajectory: "halt", "vote", "settled" or "verify" (the task's verifier).
         seed: Key of the noise, as `infer`'s: with the same options the trace's last answer is `infer`'s.
         solution: The right answer, for marking wrong cells (Sudoku digits, the maze with its path); an
             ARC task's test output is used when the task gives it. Nothing is looked up otherwise.
@@ -116,7 +116,8 @@ def trace(params, query, *, max_recursion_depth: Optional[int] = None, halting: 
     keys = None if noise_std is None else indexed_keys(seed, np.arange(1))
     record = predict_steps(p.model, p.params, row.tokens, puzzle_ids=row.puzzle_ids,
                            max_recursion_depth=max_recursion_depth, halting=halting, settle_steps=settle_steps,
-                           trajectories=trajectories, noise_std=noise_std, select=select, rng=keys, **options)
+                           trajectories=trajectories, noise_std=noise_std, select=select, rng=keys,
+                           verifier=task.select_verifier(p.tokenizer, select), **options)
     start = row.decode(row.tokens[0])
     if solution is None:
         solution = row.solution

@@ -85,7 +85,8 @@ class Task:
 
     Options: type = NoOptions
     uses_retrieval: bool = False  # retrieved context goes into its samples (rag.enabled is allowed)
-    # how trm_jax.plot_trace draws an answer: "text" (a table of steps), "sudoku", "maze" or "arc" (colour grids)
+    # how trm_jax.plot_trace draws an answer: "text" (a table of steps), "sudoku_grid" (81 digits), "maze_grid"
+    # (a square of "# SGo") or "colour_grid" (ARC's colours 0-9, a grid of its own size)
     answer_kind: str = "text"
     # keys naming files of the machine a model was trained on, which inference never reads (the tokenizer
     # and the RAG store travel with the model): a pretrained directory drops those missing where it loads

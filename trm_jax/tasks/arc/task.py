@@ -45,7 +45,7 @@ def build_arc_for(config) -> ArcBuild:
 
 class ArcTask(GridTask):
     Options = ArcOptions
-    answer_kind = "arc"
+    answer_kind = "colour_grid"
 
     def validate(self) -> None:
         o = self.options

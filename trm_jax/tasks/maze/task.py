@@ -24,7 +24,7 @@ class MazeOptions:
 
 class MazeTask(GridTask):
     Options = MazeOptions
-    answer_kind = "maze"
+    answer_kind = "maze_grid"
 
     def validate(self) -> None:
         o = self.options

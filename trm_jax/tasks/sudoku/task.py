@@ -29,7 +29,7 @@ class SudokuOptions:
 
 class SudokuTask(GridTask):
     Options = SudokuOptions
-    answer_kind = "sudoku"
+    answer_kind = "sudoku_grid"
 
     def validate(self) -> None:
         n = self.options.num_aug
