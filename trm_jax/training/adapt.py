@@ -33,7 +33,6 @@ from trm_jax.training import distributed as dist
 from trm_jax.training.evaluation import summarize
 from trm_jax.training.state import TrainState, make_optimizer, make_train_state
 from trm_jax.training.step import AXIS, StepSpec, empty_train_carry, make_train_step
-from trm_jax.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ def _replay_rows(model: TinyRecursiveModel, train: str, replay, replay_data, rng
     if replay_data is None:
         raise TRMError("replay needs the run's own training samples: pass replay_data= (an ArrayDataset with "
                        "puzzle_ids, (inputs, labels, puzzle_ids), such a dict, or the Trainer that trained the run)")
-    if isinstance(replay_data, Trainer):
+    if hasattr(replay_data, "stage") and hasattr(replay_data, "train"):  # a Trainer (trainer.py sits above)
         if replay_data.stage is None:
             raise TRMError("replay_data: the Trainer has not trained yet (no training set); train it first or pass its "
                            "dataset")
