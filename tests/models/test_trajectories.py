@@ -351,9 +351,9 @@ def test_infer_and_evaluate_take_the_options(tiny_run):
     with pytest.raises(TRMError, match="select must be one of"):
         trm_jax.infer(p, queries, trajectories=4, select="best")
     base = evaluate(p, batch_size=16)
-    assert evaluate(p, batch_size=16, trajectories=1) == base
+    np.testing.assert_equal(evaluate(p, batch_size=16, trajectories=1), base)  # NaN where nothing settled
     noisy = evaluate(p, batch_size=16, trajectories=3, noise_std=0.5, seed=1)
-    assert evaluate(p, batch_size=8, trajectories=3, noise_std=0.5, seed=1) == noisy  # batch size does not matter
+    np.testing.assert_equal(evaluate(p, batch_size=8, trajectories=3, noise_std=0.5, seed=1), noisy)  # batch size does not matter
     assert noisy["num_samples"] == base["num_samples"]
 
 

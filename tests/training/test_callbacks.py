@@ -332,7 +332,7 @@ def test_evaluate_at_a_halt_threshold_matches_predict(best_run):
     trainer.run.config = dataclasses.replace(config, training=dataclasses.replace(config.training,
                                                                                  eval_halt_threshold=NO_EARLY_HALT))
     try:
-        assert trainer.evaluate() == trainer.evaluate(halt_threshold=NO_EARLY_HALT)
+        np.testing.assert_equal(trainer.evaluate(), trainer.evaluate(halt_threshold=NO_EARLY_HALT))
     finally:
         trainer.run.config = config
 
