@@ -71,5 +71,5 @@ def test_remat_modes_give_the_same_gradients(network):
     ref, temp_none = _grads_and_temp(dataclasses.replace(base, remat="none"))
     for mode in ("auto", "dots", "full"):
         g, temp = _grads_and_temp(dataclasses.replace(base, remat=mode))
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g, ref)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g, ref)
         assert temp <= temp_none, (mode, temp, temp_none)
