@@ -100,8 +100,16 @@ class RAGRetriever:
     def load(cls, directory, config=None) -> "RAGRetriever":
         """Restore a saved retriever; the embedder is rebuilt from the saved description.
 
-        `config` (`TRMConfig` or `RAGConfig`, optional) supplies runtime settings only
-        (batch size, device); the embedder itself always matches the saved vectors.
+        Args:
+            directory: What `save` wrote (a run directory's `rag/`).
+            config: A `TRMConfig` or `RAGConfig` supplying runtime settings only (batch size, device); the
+                embedder itself always matches the saved vectors. None = batch size 64 on the CPU.
+
+        Returns:
+            The `RAGRetriever`.
+
+        Raises:
+            TRMError: The store is missing, damaged or records no embedder, or its embedder cannot be rebuilt.
         """
         cfg = getattr(config, "rag", config)
         manifest = MemoryVectorStore.read_manifest(directory)

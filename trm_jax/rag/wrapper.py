@@ -71,7 +71,13 @@ class RAGDatasetWrapper:
     def prepare(self, query: str, context: Optional[str] = None) -> str:
         """Model input text for one query at inference: `prepare_code_input(retrieved, query)`.
 
-        A given `context` is kept in front of the retrieved text, as for training samples.
+        Args:
+            query: The query text.
+            context: Context of the query's own, kept in front of the retrieved text (as for training
+                samples); None = none.
+
+        Returns:
+            The input text.
         """
         return prepare_code_input(self._merge(context or "", self.context(query)), query)
 
