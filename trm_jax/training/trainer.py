@@ -296,8 +296,9 @@ class Trainer:
 
         Starts the run (restoring it with `resume`), then steps, logs every `training.log_every` steps,
         evaluates every `training.eval_every` steps and at the end (after a stop request only with its
-        `final_eval`), and checkpoints every `training.checkpoint_every` steps and at the end. SIGTERM/SIGINT (in the main thread) and
-        `request_stop` stop it after the current step, with a checkpoint. Ends with `close()`.
+        `final_eval`), and checkpoints every `training.checkpoint_every` steps and at the end.
+        SIGTERM/SIGINT (in the main thread) and `request_stop` stop it after the current step, with a
+        checkpoint. Ends with `close()`.
 
         Returns:
             The `TrainResult`: the weights to predict with, the final evaluation, the metric history.
