@@ -216,13 +216,29 @@ class MemoryVectorStore:
         return out_s, out_i
 
     def search_many(self, queries, k: int) -> list[list[SearchHit]]:
-        """Top-k hits (index, score, text, metadata) for each query vector; [] per query on an empty store."""
+        """The top-k hits of each query vector.
+
+        Args:
+            queries: (m, dim) query vectors.
+            k: Hits per query at most.
+
+        Returns:
+            Per query, its hits (index, score, text, metadata), best first; [] on an empty store.
+        """
         scores, idx = self.topk(queries, k)
         return [[SearchHit(int(j), float(s), self._texts[j], dict(self._metadata[j]))
                  for s, j in zip(srow, irow)] for srow, irow in zip(scores, idx)]
 
     def search(self, query, k: int) -> list[SearchHit]:
-        """Top-k hits for one query vector (dim,)."""
+        """The top-k hits of one query vector.
+
+        Args:
+            query: A (dim,) vector.
+            k: Hits at most.
+
+        Returns:
+            Its hits (index, score, text, metadata), best first.
+        """
         q = _as_float_matrix(query, "query")
         if q.ndim != 1:
             raise TRMError(f"search takes one query vector of shape ({self.dim},), got {q.shape}; "
