@@ -76,6 +76,14 @@ class ModelConfig:
     remat: Literal["auto", "none", "dots", "full"] = "auto"
 
     def validate(self, p: str = "model") -> None:
+        """Check the section's values (a `TRMConfig` does so when built).
+
+        Args:
+            p: The section's key path, which messages name.
+
+        Raises:
+            ConfigError: A value is out of range or keys contradict each other.
+        """
         for key in ("dim", "depth", "num_heads", "num_latent_refinements", "max_recursion_depth"):
             check(getattr(self, key) > 0, f"{p}.{key}", f"must be > 0, got {getattr(self, key)}")
         check(self.num_refinement_blocks >= 2, f"{p}.num_refinement_blocks",
@@ -242,6 +250,14 @@ class CurriculumStage:
     num_latent_refinements: Optional[int] = None  # n, latent updates per cycle, for this stage (weights carry over unchanged)
 
     def validate(self, p: str) -> None:
+        """Check the stage's values (a `TRMConfig` does so when built).
+
+        Args:
+            p: The stage's key path (`curriculum.stages[i]`), which messages name.
+
+        Raises:
+            ConfigError: Not exactly one of `steps` and `epochs`, or a value out of range.
+        """
         check((self.steps is None) != (self.epochs is None), p, "give exactly one of 'steps' or 'epochs'")
         check(self.steps is None or self.steps > 0, f"{p}.steps", "must be > 0")
         check(self.epochs is None or self.epochs > 0, f"{p}.epochs", "must be > 0")
@@ -498,6 +514,11 @@ class TRMConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check every section's values and the top-level keys (done when the config is built).
+
+        Raises:
+            ConfigError: A value is out of range or keys contradict each other; the message names the key path.
+        """
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
