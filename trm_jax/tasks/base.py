@@ -181,7 +181,17 @@ class Task:
         return out[0], out[1]
 
     def dataset_from_file(self, path: str, tokenizer, seq_len: int, samples_transform=None) -> ArrayDataset:
-        """The samples of a file in the task's format (text tasks: JSONL), as training builds its inputs."""
+        """The samples of a file in the task's format (text tasks: JSONL), as training builds its inputs.
+
+        Args:
+            path: The file.
+            tokenizer: The run's tokenizer.
+            seq_len: Tokens per sample.
+            samples_transform: As in `datasets`.
+
+        Returns:
+            An ArrayDataset.
+        """
         samples = read_jsonl(path)
         if samples_transform is not None:
             samples = samples_transform(samples)
@@ -335,10 +345,16 @@ class Task:
         raise TRMError(self._no_verifier("verify()"))
 
     def verifier(self, tokenizer) -> Optional[Callable]:
-        """`verify` on token rows: `fn(input_row, answer_row) -> bool` for numpy int rows [seq_len] as the
-        model reads and writes them (`tokenizer` is the run's), what `predict(select="verify")` runs on the
-        host for every trajectory. None: the task has no verifier (the default). It must return False, not
-        raise, for any row, since it also sees padding rows and untrained models' answers."""
+        """`verify` on token rows, what `predict(select="verify")` runs on the host for every trajectory.
+
+        Args:
+            tokenizer: The run's tokenizer.
+
+        Returns:
+            `fn(input_row, answer_row) -> bool` for numpy int rows [seq_len] as the model reads and writes
+            them, or None: the task has no verifier (the default). It must return False, not raise, for any
+            row, since it also sees padding rows and untrained models' answers.
+        """
         return None
 
     def select_verifier(self, tokenizer, select: str, *, details: bool = False) -> Optional[Callable]:
@@ -360,8 +376,20 @@ class Task:
         return (f"{what}: the {self.name!r} task has no verifier (a check of an answer by the task's rules; "
                 "Sudoku and maze have one)")
     def trace_input(self, params, query, *, test_index: int = 0) -> TraceInput:
-        """The row `trm_jax.trace` follows for `query` (one string, encoded as `infer` encodes it) and how its
-        answers decode. `test_index` picks an input of a query that holds several (an ARC task's tests)."""
+        """The row `trm_jax.trace` follows for a query, and how its answers decode.
+
+        Args:
+            params: A `TRMParams`.
+            query: One query string, encoded as `infer` encodes it.
+            test_index: Which input of a query that holds several (an ARC task's tests); 0 otherwise.
+
+        Returns:
+            A `TraceInput`.
+
+        Raises:
+            TRMError: Not one non-empty query string, a `test_index` the query does not have, or a model
+                without a tokenizer.
+        """
         if not isinstance(query, str) or not query.strip():
             raise TRMError(f"trace() takes one non-empty query string for the {self.name!r} task, got "
                            f"{type(query).__name__} {str(query)[:40]!r}")
@@ -376,8 +404,18 @@ class Task:
     # ----------------------------------------------------------------------------------- evaluation
 
     def eval_dataset(self, params, path: Optional[str] = None) -> ArrayDataset:
-        """The run's own eval split, or the samples of the file `path`, built exactly as training built its
-        inputs (same tokenizer, seq_len and RAG context)."""
+        """Held-out samples built exactly as training built its inputs (same tokenizer, seq_len and RAG context).
+
+        Args:
+            params: The run's `TRMParams`.
+            path: A file in the task's format; None = the run's own eval split.
+
+        Returns:
+            An ArrayDataset.
+
+        Raises:
+            TRMError: `path` does not exist.
+        """
         transform = self.retrieval_transform(params.retriever)
         if path is None:
             return self.datasets(params.tokenizer, seq_len=params.seq_len, samples_transform=transform)[1]

@@ -232,7 +232,12 @@ class TRMTrainingLogger:
             self._f = open(self.path, "a", buffering=1)
 
     def start_trackers(self, config, run_dir: str) -> None:
-        """Start the trackers `config.logging` turns on (main process only; one that cannot start warns)."""
+        """Start the trackers `config.logging` turns on (main process only; one that cannot start warns).
+
+        Args:
+            config: The run's `TRMConfig`.
+            run_dir: The run directory (TensorBoard writes under it).
+        """
         if self.enabled:
             self.trackers.active += make_trackers(config, run_dir)
 
@@ -273,7 +278,15 @@ class TRMTrainingLogger:
                              tokens_per_sec=tokens_per_sec, **readings), system_keys=readings.keys())
 
     def log_curriculum(self, spec, note: str) -> dict:
-        """A stage change (`spec`: the new stage's ResolvedStage)."""
+        """Write a stage change's record (split "curriculum").
+
+        Args:
+            spec: The new stage's `ResolvedStage`.
+            note: What changed, in words.
+
+        Returns:
+            The record as written.
+        """
         return self.log(dict(step=spec.start, stage=spec.index, seq_len=spec.seq_len, batch_size=spec.batch_size,
                              dim=spec.dim, difficulty=spec.difficulty, learning_rate=spec.learning_rate, note=note),
                         split="curriculum")
@@ -283,7 +296,11 @@ class TRMTrainingLogger:
         return self.log(dict(step=int(step), stage=int(stage), **results), split="eval")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records with step > `step` (written after the checkpoint a run resumes from)."""
+        """Drop the records written after the checkpoint a run resumes from.
+
+        Args:
+            step: The checkpoint's step; records with a larger step are dropped.
+        """
         if not self.enabled:
             return
         self.trackers.restart(step)
