@@ -7,6 +7,7 @@ every public name (with a docstring, under the anchor `trm_jax.<name>`), and eve
 import argparse
 import dataclasses
 import glob
+import inspect
 import os
 import re
 import runpy
@@ -267,6 +268,47 @@ def test_every_public_name_has_a_docstring():
         if not doc:
             missing.append(name)
     assert not missing, f"public names without a docstring (the API reference shows it): {missing}"
+
+
+def _sections(doc) -> set:
+    """The Google-style section titles of a docstring: the lines `Title:` at its base indentation."""
+    return set(re.findall(r"^([A-Z][A-Za-z ]*):$", inspect.cleandoc(doc or ""), re.M))
+
+
+def test_public_names_taking_arguments_document_them_in_google_style():
+    """mkdocs.yml parses the docstrings as Google style, so a public function or class that takes
+    arguments documents them in an `Args:` section (the API reference's parameter table). A dataclass
+    may document its fields as `Attributes:` instead (what the library returns, e.g. TrainResult); a
+    config section whose every field is a key of the config reference page (checked complete above)
+    may point there."""
+    with open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8") as fh:
+        plugins = yaml.safe_load(fh)["plugins"]
+    handler = next(p["mkdocstrings"] for p in plugins if isinstance(p, dict) and "mkdocstrings" in p)
+    assert handler["handlers"]["python"]["options"]["docstring_style"] == "google"
+    rows = _reference_rows()
+    sections = {type(f.default_factory()): f.name for f in dataclasses.fields(C.TRMConfig)
+                if f.default_factory is not dataclasses.MISSING}  # {section class: its key}
+    undocumented = []
+    for name in trm_jax.__all__:
+        obj = getattr(trm_jax, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            continue  # raised, not called
+        try:
+            signature = inspect.signature(obj)
+        except (TypeError, ValueError):  # a wrapper without a signature of its own (e.g. jax.jit's)
+            signature = inspect.signature(obj.__wrapped__)
+        params = [p for p in signature.parameters if p != "self"]
+        if not params:
+            continue
+        titles = _sections(obj.__doc__)
+        if isinstance(obj, type) and "__init__" in vars(obj):
+            titles |= _sections(vars(obj)["__init__"].__doc__)
+        if "Args" in titles or (dataclasses.is_dataclass(obj) and "Attributes" in titles):
+            continue
+        if obj in sections and all(f"{sections[obj]}.{p}" in rows for p in params):
+            continue
+        undocumented.append(f"{name}{signature}")
+    assert not undocumented, f"public names taking arguments without an Args: section: {undocumented}"
 
 
 def test_site_has_an_anchor_for_every_public_name(site):

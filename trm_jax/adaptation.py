@@ -32,18 +32,40 @@ logger = logging.getLogger(__name__)
 def adapt(params: TRMParams, puzzles=None, *, steps: int, learning_rate: Optional[float] = None,
           batch_size: Optional[int] = None, train: str = "embeddings", replay: Optional[float] = None,
           replay_data=None, seed: Optional[int] = None, progress: bool = True, **task_options) -> TRMParams:
-    """`params` (a run's TRMParams, `trm_jax.load(run_dir)`) adapted to `puzzles` it never trained on.
+    """A run adapted to puzzles it never trained on.
 
-    ARC runs: `puzzles` is a dict {task_id: task} or a source ("arc-agi-1:evaluation", a Kaggle
-    *_challenges.json file, a folder of task JSONs; default the run's evaluation set); `num_aug`
-    augmentations per task (default 100). `steps`, `learning_rate`, `batch_size`, `train`, `replay`: see
-    `adapt_puzzle_embeddings`; `seed` (default the run's) draws the task's data and the batches. Returns a
-    TRMParams with the grown table; `save_adapted_run` writes it as a run directory.
+    The run's task turns the puzzles into rows with new puzzle identifiers, which train the new rows of
+    the run's puzzle-embedding table (`adapt_puzzle_embeddings`); `save_adapted_run` writes the result
+    as a run directory.
 
-    With `train="all"`, `replay_data` defaults to the run's own training set as its task builds it (ARC:
-    the run's build, from its cache or its source), replayed at `replay` (default 0.5); where the task
-    cannot build it, adaptation goes on without replay and says so (with `replay` given, that is an
-    error). `replay=0` turns replay off."""
+    Args:
+        params: A run's `TRMParams` (`trm_jax.load(run_dir)`).
+        puzzles: The puzzles, in the task's form. ARC: a dict {task_id: task} or a source
+            ("arc-agi-1:evaluation", a Kaggle *_challenges.json file, a folder of task JSONs); None = the
+            run's evaluation set.
+        steps: Optimizer steps (see `adapt_puzzle_embeddings`).
+        learning_rate: See `adapt_puzzle_embeddings`.
+        batch_size: See `adapt_puzzle_embeddings`.
+        train: "embeddings" (only the new rows) or "all" (every weight as well); see
+            `adapt_puzzle_embeddings`.
+        replay: With `train="all"`: the share of every batch that replays `replay_data` (default 0.5);
+            0 turns replay off.
+        replay_data: With `train="all"`: the run's own training samples; None = the run's training set as
+            its task builds it (ARC: the run's build, from its cache or its source). Where the task cannot
+            build it, adaptation goes on without replay and says so (with `replay` given, that is an
+            error).
+        seed: Draws the task's data and the batches; None = the run's seed.
+        progress: Show a progress bar.
+        **task_options: The task's own options. ARC: `num_aug`, augmentations per task (default 100).
+
+    Returns:
+        A `TRMParams` with the grown table and the task's adaptation, which `infer` and
+        `scripts/evaluate.py` use.
+
+    Raises:
+        TRMError: `params` is not a TRMParams, the task has no test-time adaptation, a bad option, or
+            replay is asked for (`replay` given) but the run's training set cannot be built.
+    """
     if not isinstance(params, TRMParams):
         raise TRMError("adapt() takes a run's TRMParams (trm_jax.load(run_dir)); for a model and a params dict use "
                        "trm_jax.adapt_puzzle_embeddings(model, params, (inputs, labels, puzzle_ids), steps=N)")
@@ -79,9 +101,21 @@ def _run_training_set(task, params: TRMParams, *, required: bool):
 
 
 def save_adapted_run(params: TRMParams, directory: Union[str, os.PathLike]) -> str:
-    """Write `params` as a new run directory (config with the grown table, tokenizer, RAG store, one
-    checkpoint, the task's adaptation) that `trm_jax.load`, `infer` and `scripts/evaluate.py` use; returns
-    its absolute path. A directory that already holds checkpoints is refused."""
+    """Write an adapted run (`adapt`'s result) as a new run directory.
+
+    The directory gets the config with the grown table, the tokenizer, the RAG store, one checkpoint
+    and the task's adaptation; `trm_jax.load`, `infer` and `scripts/evaluate.py` use it.
+
+    Args:
+        params: The `TRMParams` to write (what `adapt` returns).
+        directory: The new run directory.
+
+    Returns:
+        The directory's absolute path.
+
+    Raises:
+        TRMError: `directory` already holds checkpoints, or it cannot be written.
+    """
     out = os.path.abspath(os.fspath(directory))
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):

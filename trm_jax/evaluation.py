@@ -30,18 +30,35 @@ def evaluate(params, dataset=None, *, config=None, batch_size: int = 64, halt_th
              max_recursion_depth: Optional[int] = None, num_bins: int = 4, trajectories: int = 1,
              noise_std: Optional[float] = None, select: str = "halt", seed: int = 0, halting: Optional[str] = None,
              settle_steps: Optional[int] = None) -> dict:
-    """Metrics of `params` (TRMParams or raw dict + config) on `dataset` (default: the run's eval split).
+    """Held-out metrics of trained params on a dataset.
 
-    Returns exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction (the
-    share of answers whose trajectory stopped by the stop rule rather than at the depth cap),
-    settled_exact_accuracy (exact accuracy of those; NaN when none settled), where the task has a verifier
-    verified_fraction and settled_verified_fraction (answers the verifier accepts, of all and of the settled
-    ones), num_samples, and `by_difficulty`: a list of {difficulty range, count, and the same metrics} over
-    equal-width bins. `halting` and `settle_steps` set the stop rule (None: the run's, `model.halting`);
-    `trajectories`, `noise_std`, `select` and `seed` (the noise key) are those of `trm_jax.models.predict`.
+    Args:
+        params: What `trm_jax.load` returns, or a raw params dict with `config=`.
+        dataset: An ArrayDataset built as training built its inputs; None = the run's eval split.
+        config: With raw params: the `TRMConfig` they were trained with.
+        batch_size: Samples per predict call.
+        halt_threshold: With `halting="head"`, a sample stops when its halting probability reaches this;
+            None = the model's.
+        max_recursion_depth: Supervision steps at most; None = the model's.
+        num_bins: Equal-width difficulty bins of `by_difficulty`.
+        trajectories: K, noisy trajectories per sample (as `trm_jax.models.predict`).
+        noise_std: Their noise scale (as `trm_jax.models.predict`).
+        select: How a sample's answer is picked among its trajectories (as `trm_jax.models.predict`).
+        seed: Keys the noise: sample i's by `fold_in(key(seed), i)`.
+        halting: The stop rule, "head" or "settled"; None = the run's `model.halting`.
+        settle_steps: For `halting="settled"`; None = the run's `model.settle_steps`.
+
+    Returns:
+        A dict: exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction
+        (the share of answers whose trajectory stopped by the stop rule rather than at the depth cap),
+        settled_exact_accuracy (exact accuracy of those; NaN when none settled), where the task has a
+        verifier verified_fraction and settled_verified_fraction (answers the verifier accepts, of all and
+        of the settled ones), num_samples, and `by_difficulty`: a list of {difficulty range, count, and
+        the same metrics} over equal-width bins.
 
     Raises:
-        TRMError: A bad option (e.g. an unknown `halting`, `select="verify"` for a task without a verifier).
+        TRMError: A bad option (e.g. an unknown `halting`, `select="verify"` for a task without a verifier),
+            an empty dataset, or inputs of another length than the model's.
     """
     p = with_halting(as_trm_params(params, config=config), halting, settle_steps)
     return accuracy_report(p, dataset_for(p) if dataset is None else dataset, batch_size=batch_size,

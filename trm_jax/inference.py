@@ -34,7 +34,23 @@ from trm_jax.training.stages import stage_config
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(eq=False)
 class TRMParams:
-    """Model weights plus what inference needs. A pytree: its only leaves are the weights."""
+    """Model weights plus what inference needs. A pytree: its only leaves are the weights.
+
+    `trm_jax.load` returns one; `jax.tree.map` and `jax.device_put` act on the weights alone, the rest
+    is static. `params.model` is the `TinyRecursiveModel` the config describes.
+
+    Attributes:
+        params: The model weights (a nested dict of arrays).
+        config: The run's `TRMConfig`, at the width, `seq_len`, `T` and `n` the weights have.
+        tokenizer: The run's tokenizer; None where the task builds its vocabulary from data.
+        retriever: The run's `RAGRetriever`, or None for a model that does not retrieve.
+        num_tokens: Vocabulary size.
+        seq_len: Tokens per sample.
+        step: The training step the weights are from; None when unknown.
+        run_dir: The directory they were loaded from; None for weights wrapped in memory.
+        adaptation: What test-time adaptation added (the task's object, e.g. ARC's adapted tasks and
+            their identifiers; `trm_jax.adapt`); None for a run as trained.
+    """
 
     params: Any
     config: TRMConfig
@@ -44,8 +60,6 @@ class TRMParams:
     seq_len: int = 0
     step: Optional[int] = None
     run_dir: Optional[str] = None
-    # what test-time adaptation added (the task's object, e.g. ARC's adapted tasks and their identifiers;
-    # trm_jax.adapt), None for a run as trained
     adaptation: Any = None
 
     def tree_flatten(self):
@@ -72,16 +86,30 @@ class TRMParams:
 
 def load(run_dir: Union[str, os.PathLike], *, step: Optional[int] = None, use_ema: bool = True,
          which: str = "latest") -> TRMParams:
-    """Load a trained run: weights (EMA by default) from its Orbax checkpoints, config, tokenizer, RAG store.
+    """Load a trained run: weights (EMA by default), config, tokenizer and RAG store.
 
-    With `step=None` the newest checkpoint whose weights read back intact (a damaged one is reported
-    and the one before it is loaded); the run directory is only read. `which="best"`: the checkpoint
-    with the best held-out metric, kept in run_dir/best by a run with `training.keep_best`.
+    The run directory is only read.
 
-    `run_dir` may also be a pretrained directory (`trm_jax.save_pretrained`) or `hf://user/repo[@revision]`,
-    one resolved through the Hugging Face cache (HF_HUB_OFFLINE=1: the cache only); it holds one set of
-    weights, loaded as float32. Or the name of a model shipped with trm_jax (`trm_jax.pretrained_models()`:
-    "sudoku", ...), read from the installed package; an existing path of that name wins.
+    Args:
+        run_dir: A run directory (scripts/train.py's), a pretrained directory (`trm_jax.save_pretrained`),
+            `hf://user/repo[@revision]` (resolved through the Hugging Face cache; HF_HUB_OFFLINE=1: the
+            cache only), or the name of a model shipped with trm_jax (`trm_jax.pretrained_models()`:
+            "sudoku", ...), read from the installed package; an existing path of that name wins. A
+            pretrained directory holds one set of weights, loaded as float32.
+        step: The checkpoint to load; None = the newest whose weights read back intact (a damaged one is
+            reported and the one before it is loaded). For a pretrained directory it must be the step
+            it holds.
+        use_ema: Load the EMA weights; False = the raw optimizer weights (run directories only).
+        which: "latest" (the checkpoints) or "best" (the checkpoint with the best held-out metric, kept
+            in run_dir/best by a run with `training.keep_best`; run directories only).
+
+    Returns:
+        The `TRMParams` that `infer`, `evaluate` and `trace` take.
+
+    Raises:
+        TRMError: An unknown `which`; `run_dir` is not a run or pretrained directory, or has no such
+            checkpoint (or no best one); an option does not apply to a pretrained directory; or the
+            weights do not fit the saved config.
     """
     run_dir = resolve_model(run_dir)
     if which not in ("latest", "best"):
@@ -217,29 +245,45 @@ def infer(params, text: Union[str, Sequence[str]], *, config: Optional[TRMConfig
           retriever=None, halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
           return_details: bool = False, trajectories: int = 1, noise_std: Optional[float] = None,
           select: str = "halt", seed: int = 0, halting: Optional[str] = None, settle_steps: Optional[int] = None):
-    """Answer one text (returns a string) or a list of texts (returns a list).
+    """Answer one query (returns one answer) or a list of queries (returns a list).
 
-    With `return_details=True` each answer is a dict: answer, recursion_depth, halt_prob, settled (its
-    trajectory stopped by the stop rule, settling or the halting head, rather than at the depth cap),
-    verified (where the task has a verifier: the answer passes the task's rules, `Task.verify`), contexts
-    (retrieved (text, score) pairs when RAG is on). Sudoku runs take an 81-character grid ('.' or '0'
-    for blanks) and return the solved grid as 81 digits; maze runs take the question grid (row-major
-    `# SG` characters) and return it with the path marked `o`. ARC runs take a task (a dict, its JSON
-    text or a task file; or a list of them) and return two attempts per test input,
-    `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained augmentations; by
-    default every supervision step runs, as the official evaluation).
+    The run's task encodes each query, the model predicts, the task decodes the answer. Sudoku runs
+    take an 81-character grid ('.' or '0' for blanks) and return the solved grid as 81 digits; maze runs
+    take the question grid (row-major `# SG` characters) and return it with the path marked `o`. ARC runs
+    take a task (a dict, its JSON text or a task file; or a list of them) and return two attempts per
+    test input, `[{"attempt_1": grid, "attempt_2": grid}, ...]` (voting over the task's trained
+    augmentations; by default every supervision step runs, as the official evaluation). Text tasks take
+    and return strings. Test-time compute: docs/test-time-compute.md.
 
-    Stop rule: `halting="head"` (the halting head at `halt_threshold`) or `"settled"` (a query stops once
-    its answer has not changed for `settle_steps` consecutive supervision steps); None = the run's
-    (`model.halting`, `model.settle_steps`). Either way a query stops at `max_recursion_depth` at the
-    latest, which may exceed the depth the run trained with, by thousands, at no memory cost.
+    Args:
+        params: What `trm_jax.load` returns, or a raw Flax params dict with `config=`.
+        text: One query or a list of queries, in the task's format (above).
+        config: With raw params: the `TRMConfig` they were trained with.
+        tokenizer: With raw params: their tokenizer; None = the task's.
+        retriever: With raw params of a model that retrieves (`rag.enabled`): its `RAGRetriever`.
+        halt_threshold: With `halting="head"`, a query stops when its halting probability reaches this;
+            None = the model's.
+        max_recursion_depth: Supervision steps at most; None = the model's. It may exceed the depth the
+            run trained with, by thousands, at no memory cost.
+        return_details: Return each answer as a dict: answer, recursion_depth, halt_prob, settled (its
+            trajectory stopped by the stop rule, settling or the halting head, rather than at the depth
+            cap), verified (where the task has a verifier: the answer passes the task's rules,
+            `Task.verify`), contexts (retrieved (text, score) pairs when RAG is on).
+        trajectories: K, noisy trajectories per query, one of which answers.
+        noise_std: Scale of the noise on the recursion's state; None = `trm_jax.models.DEFAULT_NOISE_STD`
+            when K > 1.
+        select: Which trajectory answers: the one the halting head rates highest ("halt"), the most
+            frequent answer ("vote"), the most frequent settled answer ("settled") or one the task's
+            verifier accepts ("verify"; Sudoku and maze; the vote among all where none passes).
+        seed: Keys the noise: the same seed gives the same answers.
+        halting: The stop rule: "head" (the halting head at `halt_threshold`) or "settled" (a query stops
+            once its answer has not changed for `settle_steps` consecutive supervision steps); None = the
+            run's `model.halting`. Either way a query stops at `max_recursion_depth` at the latest.
+        settle_steps: For `halting="settled"`; None = the run's `model.settle_steps`.
 
-    Test-time compute: `trajectories=K` answers each query with K noisy trajectories (noise of scale
-    `noise_std` on the recursion's state, default `trm_jax.models.DEFAULT_NOISE_STD`), the one the
-    halting head rates highest (`select="halt"`), the most frequent answer (`select="vote"`), the most
-    frequent settled answer (`"settled"`) or one the task's verifier accepts (`"verify"`; Sudoku and maze;
-    the vote among all where none passes); `seed` keys the noise (the same seed gives the same answers).
-    See docs/test-time-compute.md.
+    Returns:
+        The answer (a list of answers for a list of queries): the task's decoded answer, or a dict with
+        `return_details=True`.
 
     Raises:
         TRMError: A bad query or option, e.g. an unknown `halting`, `settle_steps` < 1, or `select="verify"`

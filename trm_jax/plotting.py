@@ -30,7 +30,18 @@ def _series(records, split, key):
 
 
 def plot_metrics(run_dir: str, out_dir: Optional[str] = None) -> list[str]:
-    """Write loss/accuracy/recursion-depth/throughput PNGs (and a 2x2 overview); returns their paths."""
+    """Plot a run's metrics.jsonl: loss, accuracy, recursion depth and throughput PNGs, and a 2x2 overview.
+
+    Args:
+        run_dir: The run directory (scripts/train.py's), holding metrics.jsonl.
+        out_dir: Where the PNGs go; None = run_dir/plots.
+
+    Returns:
+        The paths of the PNGs written, the overview last.
+
+    Raises:
+        TRMError: The run has no metrics.jsonl, or no training records in it yet.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -86,16 +97,26 @@ GIVEN = "#E4E4E4"  # Sudoku givens' background
 
 
 def plot_trace(trace, path, *, fps: float = 2.0, columns: int = 8) -> str:
-    """Draw a `trm_jax.trace` as a PNG strip (every step side by side, `columns` per row) or an animated
-    GIF (one frame per entry of `trace.answers`), by the extension of `path`; returns `path`.
+    """Draw a `trm_jax.trace` as a PNG strip or an animated GIF, by the extension of `path`.
 
     Grids are drawn as grids: Sudoku givens shaded apart from the model's digits, maze walls, start,
     goal and path, ARC's ten colours (with the test input beside the answer); cells a step changed are
     highlighted, cells that differ from the solution (when the trace knows it) marked in red. Text
-    answers are a table of steps. `trace.trajectories[k]` draws trajectory k.
+    answers are a table of steps.
+
+    Args:
+        trace: What `trm_jax.trace` returns; `trace.trajectories[k]` draws trajectory k.
+        path: The picture's file: ".png" (every step side by side) or ".gif" (one frame per entry of
+            `trace.answers`); its folder must exist.
+        fps: Frames per second of a GIF.
+        columns: Steps per row of a PNG strip.
+
+    Returns:
+        `path`.
 
     Raises:
-        TRMError: An extension other than .png or .gif, or something that is not a Trace.
+        TRMError: An extension other than .png or .gif, something that is not a Trace, `fps` <= 0, or a
+            folder that does not exist.
     """
     from matplotlib.animation import PillowWriter
 

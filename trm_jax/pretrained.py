@@ -73,16 +73,30 @@ class Pretrained:
 
 def save_pretrained(params, directory, *, dtype: str = "float32", metrics: Optional[Mapping] = None,
                     metrics_source: Optional[str] = None, training: Optional[Mapping] = None) -> str:
-    """Write a trained model as a pretrained directory that `trm_jax.load(directory)` reads back and
-    `hf upload user/repo directory` shares; returns its absolute path.
+    """Write a trained model as a pretrained directory.
 
-    params: a TRMParams (`trm_jax.load(run_dir)`) or a TrainResult (`Trainer.train()`).
-    dtype: "float32" (exact) or "bfloat16" (half the file; every weight rounded once, loaded as float32).
-    metrics: the held-out numbers for the model card; default: the run's `eval_results.json`, else its last
-    evaluation in `metrics.jsonl`. metrics_source: how they were measured (the card says it).
-    training: how to train the model again, for the card: any of "name" (a shipped model's name), "command",
-    "config" (its config file), "steps", "wall_time_s" (scripts/ship_pretrained.py fills them).
-    Files of ours already in `directory` are replaced; anything else there (e.g. a clone's .git) is kept.
+    `trm_jax.load(directory)` reads it back and `hf upload user/repo directory` shares it. Files of ours
+    already in `directory` are replaced; anything else there (e.g. a clone's .git) is kept.
+
+    Args:
+        params: A `TRMParams` (`trm_jax.load(run_dir)`) or a `TrainResult` (`Trainer.train()`).
+        directory: Where to write; not a run directory.
+        dtype: "float32" (exact) or "bfloat16" (half the file; every weight rounded once, loaded as
+            float32).
+        metrics: The held-out numbers for the model card; None = the run's `eval_results.json`, else its
+            last evaluation in `metrics.jsonl`.
+        metrics_source: How `metrics` were measured (the card says it).
+        training: How to train the model again, for the card: any of "name" (a shipped model's name),
+            "command", "config" (its config file), "steps", "wall_time_s" (scripts/ship_pretrained.py
+            fills them).
+
+    Returns:
+        The directory's absolute path.
+
+    Raises:
+        TRMError: `params` is not a TRMParams or TrainResult, or its network is user-defined (no config
+            rebuilds it); a bad `dtype`, `metrics` or `training`; `directory` is a run directory or a
+            file; or the model retrieves (`rag.enabled`) but has no retriever to save.
     """
     if dtype not in DTYPES:
         raise TRMError(f"save_pretrained: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -388,9 +402,15 @@ def resolve_model(path) -> str:
 
 
 def pretrained_models() -> dict:
-    """The models shipped with trm_jax: {name: its card's held-out metrics}, e.g. {"sudoku": {"exact_accuracy":
-    0.9, "num_samples": 1000, ...}}. Load one with `trm_jax.load(name)`; its card (README.md in its directory)
-    says how the numbers were measured and how to train it again."""
+    """The models shipped with trm_jax and their held-out metrics.
+
+    Load one with `trm_jax.load(name)`; its card (README.md in its directory) says how the numbers were
+    measured and how to train it again.
+
+    Returns:
+        {name: its card's held-out metrics}, e.g. {"sudoku": {"exact_accuracy": ..., "num_samples": ...,
+        ...}}; an empty dict of metrics for a model whose card has none.
+    """
     out = {}
     for name in shipped_models():
         meta = _read_meta(os.path.join(SHIPPED_DIR, name))

@@ -23,23 +23,40 @@ from trm_jax.tasks import get_task
 class Trace:
     """One query's recursion, one entry per supervision step (of the trajectory `infer` answers with).
 
-    Answers are decoded as `infer` decodes them: text for text tasks, 81 digits for Sudoku ('0': still
-    blank), the maze grid with the path marked 'o', a colour grid (list of rows) for ARC. A position is an
-    index into the answer read flat: a character of a text or grid string, `row * width + col` of an ARC grid.
-    In a notebook a trace shows itself as the picture `trm_jax.plot_trace` draws.
+    `trm_jax.trace` returns one. Answers are decoded as `infer` decodes them: text for text tasks, 81
+    digits for Sudoku ('0': still blank), the maze grid with the path marked 'o', a colour grid (list of
+    rows) for ARC. A position is an index into the answer read flat: a character of a text or grid
+    string, `row * width + col` of an ARC grid. In a notebook a trace shows itself as the picture
+    `trm_jax.plot_trace` draws.
+
+    Attributes:
+        kind: How the answers are drawn (the task's answer_kind): "text", "sudoku_grid", "maze_grid" or
+            "colour_grid".
+        task: The run's `data.task`.
+        query: The query as given.
+        start: The query read as an answer (the input decoded): Sudoku givens, the maze, ARC's test input.
+        answers: The decoded answer after each supervision step.
+        halt_prob: sigmoid(halt logit) after each step.
+        changed: Per step, the positions whose answer differs from the step before (step 1: from `start`).
+        stopped_by: "halted" (the halting head), "settled" (the answer stopped changing) or "cap" (the
+            depth cap).
+        solution: The right answer where known (`solution=`, or an ARC task's test output), else None.
+        trajectory: Which trajectory this is.
+        chosen: The trajectory `infer` answers with (`select=`).
+        all_trajectories: Every trajectory's trace when `trajectories > 1` (read `trajectories`), else ().
     """
 
-    kind: str  # how the answers are drawn (the task's answer_kind): "text", "sudoku_grid", "maze_grid", "colour_grid"
-    task: str  # the run's data.task
-    query: Any  # the query as given
-    start: Any  # the query read as an answer (the input decoded): Sudoku givens, the maze, ARC's test input
-    answers: list  # the decoded answer after each supervision step
-    halt_prob: list  # sigmoid(halt logit) after each step
-    changed: list  # per step, the positions whose answer differs from the step before (step 1: from `start`)
-    stopped_by: str  # "halted" (the halting head), "settled" (the answer stopped changing) or "cap" (depth cap)
-    solution: Any = None  # the right answer where known (solution=, or an ARC task's test output), else None
-    trajectory: int = 0  # which trajectory this is
-    chosen: int = 0  # the trajectory `infer` answers with (select=)
+    kind: str
+    task: str
+    query: Any
+    start: Any
+    answers: list
+    halt_prob: list
+    changed: list
+    stopped_by: str
+    solution: Any = None
+    trajectory: int = 0
+    chosen: int = 0
     all_trajectories: tuple = dataclasses.field(default=(), repr=False)
 
     @property
@@ -58,7 +75,14 @@ class Trace:
         return self.all_trajectories or (self,)
 
     def wrong(self, step: int = -1) -> Optional[list]:
-        """Positions of answer `step` (default the last) that differ from the solution; None without one."""
+        """Positions of one step's answer that differ from the solution.
+
+        Args:
+            step: Index into `answers`; -1 = the last.
+
+        Returns:
+            The differing positions, or None when the trace has no solution.
+        """
         if self.solution is None:
             return None
         return _differences(self.solution, self.answers[step])

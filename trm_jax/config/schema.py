@@ -37,7 +37,8 @@ class ModelConfig:
 
     Raises:
         ConfigError: A value is out of range or keys contradict each other (e.g. `mlp_t` without the
-            transformer network); the message names the key path.
+            transformer network), raised when a `TRMConfig` holding it is built (or by `validate`); the message
+            names the key path.
     """
 
     variant: Literal["pypi", "official"] = "pypi"  # model edges: "pypi" (tiny-recursive-model: learned init, mean halt head) or "official" (TinyRecursiveModels repo: puzzle prefix, sqrt(dim) input scale, fixed H_init/L_init, q_head on position 0)
@@ -75,6 +76,14 @@ class ModelConfig:
     remat: Literal["auto", "none", "dots", "full"] = "auto"
 
     def validate(self, p: str = "model") -> None:
+        """Check the section's values (a `TRMConfig` does so when built).
+
+        Args:
+            p: The section's key path, which messages name.
+
+        Raises:
+            ConfigError: A value is out of range or keys contradict each other.
+        """
         for key in ("dim", "depth", "num_heads", "num_latent_refinements", "max_recursion_depth"):
             check(getattr(self, key) > 0, f"{p}.{key}", f"must be > 0, got {getattr(self, key)}")
         check(self.num_refinement_blocks >= 2, f"{p}.num_refinement_blocks",
@@ -208,7 +217,27 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class CurriculumStage:
-    """One curriculum stage; unset fields keep the previous stage's (or the base config's) value."""
+    """One curriculum stage (an entry of `curriculum.stages`).
+
+    Unset fields keep the previous stage's (or the base config's) value.
+
+    Args:
+        steps: Stage length in optimizer steps (or give `epochs`).
+        epochs: Stage length in epochs of the first stage's training set.
+        seq_len: Sequence length for this stage.
+        batch_size: Global batch for this stage.
+        dim: Model width; it may only grow (weights are copied into the wider model).
+        difficulty: Task difficulty of generated data.
+        learning_rate: Peak learning rate for this stage.
+        num_refinement_blocks: `T`, cycles per supervision step, for this stage (>= 2; weights carry
+            over unchanged).
+        num_latent_refinements: `n`, latent updates per cycle, for this stage (weights carry over
+            unchanged).
+
+    Raises:
+        ConfigError: Not exactly one of `steps` and `epochs`, or a value out of range, raised when a
+            `TRMConfig` holding the stage is built; the message names the key path.
+    """
 
     steps: Optional[int] = None  # stage length in optimizer steps (or give epochs)
     epochs: Optional[float] = None  # stage length in epochs of the first stage's training set
@@ -221,6 +250,14 @@ class CurriculumStage:
     num_latent_refinements: Optional[int] = None  # n, latent updates per cycle, for this stage (weights carry over unchanged)
 
     def validate(self, p: str) -> None:
+        """Check the stage's values (a `TRMConfig` does so when built).
+
+        Args:
+            p: The stage's key path (`curriculum.stages[i]`), which messages name.
+
+        Raises:
+            ConfigError: Not exactly one of `steps` and `epochs`, or a value out of range.
+        """
         check((self.steps is None) != (self.epochs is None), p, "give exactly one of 'steps' or 'epochs'")
         check(self.steps is None or self.steps > 0, f"{p}.steps", "must be > 0")
         check(self.epochs is None or self.epochs > 0, f"{p}.epochs", "must be > 0")
@@ -445,6 +482,18 @@ class TRMConfig:
     `config.replace(model=...)` returns a changed copy, validated again. `to_dict()` gives the nested
     dict, `save(path)` writes it as YAML. Every key, its default and its meaning: docs/config-reference.md.
 
+    Args:
+        seed: Seeds params, data order, generated tasks and exploration.
+        run_dir: Where checkpoints, config, tokenizer, metrics, logs and the RAG store go.
+        model: The `ModelConfig`: network, recursion, halting, dtypes.
+        data: The task (`data.task`), its data and tokenizer, and the task's own keys.
+        training: Steps, batch, optimizer, EMA, evaluation, checkpoints, stopping.
+        curriculum: Curriculum stages (`CurriculumStage`), each changing lengths, widths or rates.
+        rag: Retrieval: embedder, corpus, top-k.
+        monitoring: Resource-monitor thresholds.
+        logging: Experiment trackers (TensorBoard, W&B).
+        distributed: Multi-host setup.
+
     Raises:
         ConfigError: A key is unknown (with a did-you-mean), a value has the wrong type or is out of
             range; the message names the key path.
@@ -465,6 +514,11 @@ class TRMConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check every section's values and the top-level keys (done when the config is built).
+
+        Raises:
+            ConfigError: A value is out of range or keys contradict each other; the message names the key path.
+        """
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
@@ -473,8 +527,17 @@ class TRMConfig:
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "TRMConfig":
-        """The config of a nested dict (YAML's shape; None or {} = the defaults); ConfigError naming the
-        key path for an unknown key or a bad value."""
+        """The config of a nested dict.
+
+        Args:
+            raw: YAML's shape, {section: {key: value}}; None or {} = the defaults.
+
+        Returns:
+            The validated `TRMConfig`.
+
+        Raises:
+            ConfigError: An unknown key or a bad value (the message names the key path).
+        """
         return build(cls, raw or {}, "")
 
     def to_dict(self) -> dict:
@@ -482,11 +545,25 @@ class TRMConfig:
         return to_plain(self)
 
     def replace(self, **sections) -> "TRMConfig":
-        """A copy with the given sections (or `seed`, `run_dir`) replaced, validated again."""
+        """A copy with the given sections replaced, validated again.
+
+        Args:
+            **sections: New values of top-level fields (`model=...`, `data=...`, `seed=...`, ...).
+
+        Returns:
+            The new `TRMConfig`.
+
+        Raises:
+            ConfigError: The changed config is invalid.
+        """
         return dataclasses.replace(self, **sections)
 
     def save(self, path: str) -> None:
-        """Write the config as YAML to `path` (atomically: a temporary file, then a rename)."""
+        """Write the config as YAML (atomically: a temporary file, then a rename).
+
+        Args:
+            path: The YAML file; `load_config(path)` reads it back.
+        """
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)

@@ -328,18 +328,43 @@ class TinyRecursiveModel(nn.Module):
 
     @nn.nowrap
     def init_params(self, rng, tokens=None) -> dict:
-        """`model.init_params(key)`, or `model.init_params(key, tokens)` with a sample input as Flax's
-        `init` takes (its length is used when the model sets none)."""
+        """Random parameters: `trm_jax.init_params(model, rng, tokens)`.
+
+        Args:
+            rng: A PRNG key (`jax.random.key(0)`).
+            tokens: A sample input [batch, seq_len], as Flax's `init` takes; its length is used when the
+                model sets none.
+
+        Returns:
+            The parameter pytree.
+        """
         return init_params(self, rng, tokens)
 
     @nn.nowrap
     def predict(self, params, tokens=None, *, puzzle_ids=None, halt_threshold=None, max_recursion_depth=None,
                 halting=None, settle_steps=None, halt_prob_thres=None, max_deep_refinement_steps=None) -> Prediction:
-        """`model.predict(params, tokens)`; the PyPI package's keyword names are accepted too. `halting` and
-        `settle_steps` default to the model's (see `trm_jax.models.predict`).
+        """Recursive inference with per-sample halting: `trm_jax.predict(model, params, tokens, ...)`.
 
         The weights are always passed in (the module holds none): `result = Trainer(model, data)()` then
-        `model.predict(result.params, tokens)`, where the PyPI package's module owned its weights."""
+        `model.predict(result.params, tokens)`, where the PyPI package's module owned its weights.
+
+        Args:
+            params: The model's parameters.
+            tokens: Input token ids [batch, seq_len].
+            puzzle_ids: Puzzle identifiers [batch] (official variant with a puzzle-embedding table).
+            halt_threshold: A sample stops when sigmoid(halt_logit) >= this; None = the model's.
+            max_recursion_depth: Cap on supervision steps; None = the model's.
+            halting: The stop rule, "head" or "settled"; None = the model's.
+            settle_steps: For `halting="settled"`; None = the model's.
+            halt_prob_thres: The PyPI package's name for `halt_threshold`.
+            max_deep_refinement_steps: The PyPI package's name for `max_recursion_depth`.
+
+        Returns:
+            A `Prediction` (unpacks as `preds, depth`), as `trm_jax.predict` returns.
+
+        Raises:
+            TRMError: No `tokens` (the weights come first), or a bad option.
+        """
         if tokens is None:
             raise TRMError("model.predict takes the weights first: model.predict(params, tokens), e.g. with "
                            "result = Trainer(model, dataset)(), model.predict(result.params, tokens); a trm_jax "

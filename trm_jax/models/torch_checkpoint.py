@@ -108,8 +108,9 @@ def config_from_torch_state_dict(state_dict: Mapping[str, Any], **overrides) -> 
 
 
 def from_torch_state_dict(state_dict: Mapping[str, Any]) -> dict:
-    """The parameters of a `tiny-recursive-model` (PyTorch) state dict, for the model
-    `config_from_torch_state_dict` describes (numerically equal to the PyTorch model).
+    """The parameters of a `tiny-recursive-model` (PyTorch) state dict.
+
+    They fit the model `config_from_torch_state_dict` describes, which then computes what the PyTorch model does.
 
     Args:
         state_dict: A `TinyRecursiveModel(MLPMixer1D)` state dict (tensors or arrays; wrapper prefixes

@@ -51,10 +51,37 @@ def predict_steps(model, params, tokens, *, puzzle_ids=None, halt_threshold=None
                   halting=None, settle_steps=None, trajectories: int = 1, noise_std=None, rng=None,
                   noise_on: str = DEFAULT_NOISE_ON, select: str = "halt",
                   verifier: Optional[Callable] = None) -> StepRecord:
-    """The answer and halt probability of every trajectory after every supervision step, the step each one
-    stopped at and why, and the trajectory `predict` picks. Options as `predict` (same defaults, same stop
-    rules, same noise keys): its answer at the stop step equals predict's. Eager only (it returns numpy
-    arrays of the length the recursion ran)."""
+    """The recursion step by step: every trajectory's answer and halt probability after every supervision step.
+
+    Options as `predict` (same defaults, same stop rules, same noise keys): the answer at the stop step
+    equals predict's. Eager only (it returns numpy arrays of the length the recursion ran); its buffers grow
+    with the depth cap, so it is meant for a small batch.
+
+    Args:
+        model: A `TinyRecursiveModel`.
+        params: Its parameters.
+        tokens: Input token ids [batch, seq_len].
+        puzzle_ids: As `predict`.
+        halt_threshold: As `predict`.
+        max_recursion_depth: As `predict`.
+        halting: As `predict`.
+        settle_steps: As `predict`.
+        trajectories: As `predict`.
+        noise_std: As `predict`.
+        rng: As `predict`.
+        noise_on: The carry state the noise is added to: "y" (the answer state), "z" (the latent) or "both".
+        select: As `predict`: decides which trajectory is `chosen`.
+        verifier: As `predict`, for `select="verify"` and the `verified` flags.
+
+    Returns:
+        A `StepRecord`: `tokens` [steps, K, batch, seq_len] and `halt_prob` [steps, K, batch] after each
+        step (repeating a trajectory's last entry after it stopped), `recursion_depth` and `stopped_by`
+        ("halted", "settled" or "cap") [K, batch], `chosen` [batch] (the trajectory `predict` answers with)
+        and `verified` [K, batch] (None without a verifier).
+
+    Raises:
+        TRMError: Called under `jax.jit`, or a bad option (as `predict`).
+    """
     noise_std = check_options(trajectories, noise_std, select)
     check_verifier(select, verifier)
     if is_traced(params, tokens, puzzle_ids, halt_threshold, max_recursion_depth, settle_steps, noise_std, rng):

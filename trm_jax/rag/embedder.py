@@ -239,14 +239,28 @@ class TextEmbedder:
 
     @classmethod
     def from_config(cls, rag_config) -> "TextEmbedder":
-        """Build from a `RAGConfig` (or a `TRMConfig`, whose `rag` section is used)."""
+        """The embedder a config's `rag` section describes.
+
+        Args:
+            rag_config: A `RAGConfig`, or a `TRMConfig` (its `rag` section is used).
+        """
         cfg = getattr(rag_config, "rag", rag_config)
         return cls(cfg.embedder, cfg.model_name, hashing_dim=cfg.hashing_dim, batch_size=cfg.batch_size,
                    device=cfg.device, fallback_to_hashing=cfg.fallback_to_hashing)
 
     @classmethod
     def from_description(cls, desc: dict, *, batch_size: int = 64, device: str = "cpu") -> "TextEmbedder":
-        """Rebuild the embedder a store was built with (see `description()`); never falls back."""
+        """Rebuild the embedder a store was built with; never falls back to hashing.
+
+        Args:
+            desc: What `description()` returned.
+            batch_size: Texts embedded per batch.
+            device: Where sentence-transformers runs.
+
+        Raises:
+            TRMError: An unrecognised description, another hashing version, or a model that now gives
+                vectors of another width.
+        """
         if not isinstance(desc, dict) or desc.get("kind") not in ("sentence-transformers", "hashing"):
             raise TRMError(f"saved embedder description {desc!r} is not recognised; rebuild the RAG store")
         if desc["kind"] == "hashing":
@@ -264,12 +278,15 @@ class TextEmbedder:
         return emb
 
     def encode(self, texts: Sequence[str], progress: Optional[bool] = None) -> np.ndarray:
-        """The texts' vectors: (len(texts), dim) float32, unit rows (all-zero for a text with no features,
-        e.g. '' under hashing).
+        """Embed texts.
 
         Args:
             texts: The texts to embed.
             progress: Show a progress bar; None = only for large inputs.
+
+        Returns:
+            (len(texts), dim) float32 unit rows (all-zero for a text with no features, e.g. '' under
+            hashing).
         """
         texts = _as_text_list(texts)
         if progress is None:
@@ -277,7 +294,14 @@ class TextEmbedder:
         return self._backend.encode(texts, progress=progress)
 
     def encode_one(self, text: str) -> np.ndarray:
-        """One text's vector, (dim,) float32."""
+        """Embed one text.
+
+        Args:
+            text: The text.
+
+        Returns:
+            Its vector, (dim,) float32.
+        """
         if not isinstance(text, str):
             raise TRMError(f"encode_one takes a string, got {type(text).__name__}")
         return self.encode([text], progress=False)[0]

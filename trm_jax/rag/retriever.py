@@ -42,7 +42,11 @@ class RAGRetriever:
 
     @classmethod
     def from_config(cls, config) -> "RAGRetriever":
-        """An empty retriever with the embedder of `config.rag` (a `TRMConfig` or a `RAGConfig`)."""
+        """An empty retriever with the embedder and `min_score` of a config's `rag` section.
+
+        Args:
+            config: A `TRMConfig` or a `RAGConfig`.
+        """
         cfg = getattr(config, "rag", config)
         return cls(TextEmbedder.from_config(cfg), min_score=cfg.min_score)
 
@@ -50,7 +54,15 @@ class RAGRetriever:
         return len(self.store)
 
     def add_texts(self, texts: Sequence[str], metadata: Optional[Sequence[dict]] = None) -> None:
-        """Embed and index texts (a progress bar is shown for large corpora)."""
+        """Embed and index texts (a progress bar is shown for large corpora).
+
+        Args:
+            texts: Non-empty strings.
+            metadata: One JSON-able dict per text; None = empty dicts.
+
+        Raises:
+            TRMError: A text is empty or not a string, or bad metadata.
+        """
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
@@ -58,7 +70,18 @@ class RAGRetriever:
         self.store.add(self.embedder.encode(texts), texts, metadata)
 
     def search_many(self, queries: Sequence[str], k: int) -> list[list[SearchHit]]:
-        """Top-k hits (index, score, text, metadata) per query text; hits below `min_score` are dropped."""
+        """The top-k hits of each query text; hits below `min_score` are dropped.
+
+        Args:
+            queries: A list of query texts (a text with no features, e.g. "", gets no hits).
+            k: Hits per query at most.
+
+        Returns:
+            Per query, its hits (index, score, text, metadata), best first.
+
+        Raises:
+            TRMError: `queries` is a single string (use `search`).
+        """
         if isinstance(queries, str):
             raise TRMError("search_many takes a list of query strings; use search(query, k) for one")
         queries = list(queries)
@@ -76,23 +99,54 @@ class RAGRetriever:
         return [list(by_query[q]) for q in queries]
 
     def search(self, query: str, k: int) -> list[SearchHit]:
-        """Top-k hits (index, score, text, metadata) for one query text, best first."""
+        """The top-k hits of one query text.
+
+        Args:
+            query: The query text.
+            k: Hits at most.
+
+        Returns:
+            Its hits (index, score, text, metadata), best first.
+        """
         if not isinstance(query, str):
             raise TRMError(f"query must be a string, got {type(query).__name__}")
         return self.search_many([query], k)[0]
 
     def retrieve_many(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-        """[(text, score), ...] best first, for each query."""
+        """The top-k retrieved texts of each query.
+
+        Args:
+            queries: A list of query texts.
+            k: Texts per query at most.
+
+        Returns:
+            Per query, `[(text, score), ...]`, best first.
+        """
         return [[(h.text, h.score) for h in row] for row in self.search_many(queries, k)]
 
     def retrieve(self, query: str, k: int) -> list[tuple[str, float]]:
-        """[(text, score), ...] best first (at most k; fewer if the store is smaller)."""
+        """The top-k retrieved texts of one query.
+
+        Args:
+            query: The query text.
+            k: Texts at most (fewer if the store is smaller).
+
+        Returns:
+            `[(text, score), ...]`, best first.
+        """
         return [(h.text, h.score) for h in self.search(query, k)]
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory) -> Path:
-        """Write the store and the embedder description (`store.npz` + `store.json`) into `directory`."""
+        """Write the store and the embedder description (`store.npz` + `store.json`); `load` reads them back.
+
+        Args:
+            directory: The folder (created if needed).
+
+        Returns:
+            The folder's path.
+        """
         return self.store.save(directory, extra={"embedder": self.embedder.description(),
                                                  "min_score": self.min_score})
 
@@ -100,8 +154,16 @@ class RAGRetriever:
     def load(cls, directory, config=None) -> "RAGRetriever":
         """Restore a saved retriever; the embedder is rebuilt from the saved description.
 
-        `config` (`TRMConfig` or `RAGConfig`, optional) supplies runtime settings only
-        (batch size, device); the embedder itself always matches the saved vectors.
+        Args:
+            directory: What `save` wrote (a run directory's `rag/`).
+            config: A `TRMConfig` or `RAGConfig` supplying runtime settings only (batch size, device); the
+                embedder itself always matches the saved vectors. None = batch size 64 on the CPU.
+
+        Returns:
+            The `RAGRetriever`.
+
+        Raises:
+            TRMError: The store is missing, damaged or records no embedder, or its embedder cannot be rebuilt.
         """
         cfg = getattr(config, "rag", config)
         manifest = MemoryVectorStore.read_manifest(directory)

@@ -92,9 +92,18 @@ class MemoryVectorStore:
         return [dict(m) for m in self._metadata]
 
     def add(self, vectors, texts: Sequence[str], metadata: Optional[Sequence[dict]] = None) -> None:
-        """Append vectors (n, dim) or (dim,) with their texts and optional JSON-able metadata dicts.
+        """Append vectors with their texts and metadata.
 
-        Vectors are re-normalised to unit length; zero, NaN or infinite vectors are refused.
+        Vectors are re-normalised to unit length.
+
+        Args:
+            vectors: (n, dim) or (dim,) numeric vectors.
+            texts: One text per vector (a single string for one vector).
+            metadata: One JSON-able dict per vector; None = empty dicts.
+
+        Raises:
+            TRMError: Shapes or counts that do not match, a text that is not a string, metadata that is not
+                a JSON-able dict, or a zero, NaN or infinite vector.
         """
         arr = _as_float_matrix(vectors, "vectors")
         if arr.ndim == 1:
@@ -172,12 +181,21 @@ class MemoryVectorStore:
         return int(k)
 
     def topk(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k for a batch of query vectors (m, dim).
+        """Exact top-k for a batch of query vectors.
 
-        Returns (scores, indices), each (m, min(k, len)), best first; equal scores are
-        ordered by index. Queries need not be unit length: they are normalised here, and
-        an all-zero query scores 0 against everything (so its results are simply the
-        first rows). Use `search_many` for texts and metadata.
+        Queries need not be unit length: they are normalised here, and an all-zero query scores 0
+        against everything (so its results are simply the first rows). Use `search_many` for texts and
+        metadata.
+
+        Args:
+            queries: (m, dim) query vectors.
+            k: Hits per query, >= 0.
+
+        Returns:
+            `(scores, indices)`, each (m, min(k, len)), best first; equal scores are ordered by index.
+
+        Raises:
+            TRMError: Queries of another width or with NaN or infinity, or a bad `k`.
         """
         q = self._check_queries(queries)
         k = min(self._check_k(k), self._n)
@@ -198,13 +216,29 @@ class MemoryVectorStore:
         return out_s, out_i
 
     def search_many(self, queries, k: int) -> list[list[SearchHit]]:
-        """Top-k hits (index, score, text, metadata) for each query vector; [] per query on an empty store."""
+        """The top-k hits of each query vector.
+
+        Args:
+            queries: (m, dim) query vectors.
+            k: Hits per query at most.
+
+        Returns:
+            Per query, its hits (index, score, text, metadata), best first; [] on an empty store.
+        """
         scores, idx = self.topk(queries, k)
         return [[SearchHit(int(j), float(s), self._texts[j], dict(self._metadata[j]))
                  for s, j in zip(srow, irow)] for srow, irow in zip(scores, idx)]
 
     def search(self, query, k: int) -> list[SearchHit]:
-        """Top-k hits for one query vector (dim,)."""
+        """The top-k hits of one query vector.
+
+        Args:
+            query: A (dim,) vector.
+            k: Hits at most.
+
+        Returns:
+            Its hits (index, score, text, metadata), best first.
+        """
         q = _as_float_matrix(query, "query")
         if q.ndim != 1:
             raise TRMError(f"search takes one query vector of shape ({self.dim},), got {q.shape}; "
@@ -216,7 +250,12 @@ class MemoryVectorStore:
     def save(self, directory, extra: Optional[dict] = None) -> Path:
         """Write `store.npz` + `store.json` into `directory` (created if needed), atomically per file.
 
-        `extra` (JSON-able) is stored in the manifest, e.g. the embedder description.
+        Args:
+            directory: The folder.
+            extra: JSON-able data stored in the manifest, e.g. the embedder description.
+
+        Returns:
+            The folder's path.
         """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -264,7 +303,11 @@ class MemoryVectorStore:
 
     @classmethod
     def load(cls, directory) -> "MemoryVectorStore":
-        """The store `save` wrote into `directory`; TRMError when a file is missing, corrupt or modified."""
+        """The store `save` wrote into `directory`.
+
+        Raises:
+            TRMError: A file is missing, corrupt or modified.
+        """
         d = Path(directory)
         manifest = cls.read_manifest(d)
         path = d / VECTORS_FILE

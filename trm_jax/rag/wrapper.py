@@ -51,19 +51,38 @@ class RAGDatasetWrapper:
 
     @classmethod
     def from_config(cls, retriever: RAGRetriever, config) -> "RAGDatasetWrapper":
-        """A wrapper with `rag.top_k` and `rag.separator` of `config` (a `TRMConfig` or `RAGConfig`)."""
+        """A wrapper with the `rag.top_k` and `rag.separator` of a config.
+
+        Args:
+            retriever: Finds the texts.
+            config: A `TRMConfig` or a `RAGConfig`.
+        """
         cfg = getattr(config, "rag", config)
         return cls(retriever, cfg.top_k, separator=cfg.separator)
 
     # ------------------------------------------------------------------ single queries (inference)
 
     def contexts(self, queries: Sequence[str]) -> list[str]:
-        """The joined retrieved context for each query."""
+        """The joined retrieved context of each query.
+
+        Args:
+            queries: The query texts.
+
+        Returns:
+            One context string per query.
+        """
         results = self.retriever.retrieve_many(list(queries), self.top_k)
         return [self.separator.join(text for text, _ in hits) for hits in results]
 
     def context(self, query: str) -> str:
-        """The joined retrieved context for one query."""
+        """The joined retrieved context of one query.
+
+        Args:
+            query: The query text.
+
+        Returns:
+            The context string.
+        """
         if not isinstance(query, str):
             raise TRMError(f"query must be a string, got {type(query).__name__}")
         return self.contexts([query])[0]
@@ -71,7 +90,13 @@ class RAGDatasetWrapper:
     def prepare(self, query: str, context: Optional[str] = None) -> str:
         """Model input text for one query at inference: `prepare_code_input(retrieved, query)`.
 
-        A given `context` is kept in front of the retrieved text, as for training samples.
+        Args:
+            query: The query text.
+            context: Context of the query's own, kept in front of the retrieved text (as for training
+                samples); None = none.
+
+        Returns:
+            The input text.
         """
         return prepare_code_input(self._merge(context or "", self.context(query)), query)
 

@@ -112,8 +112,15 @@ class Task:
     # ------------------------------------------------------------------------------------ tokenizer
 
     def tokenizer(self, save_dir: Optional[str] = None):
-        """`(tokenizer, vocab_size, pad_token_id)`. A tokenizer saved in `save_dir` wins (a resumed run keeps
-        its exact tokenizer); a new one is saved there."""
+        """The task's tokenizer, with its vocabulary size and pad id.
+
+        Args:
+            save_dir: A tokenizer saved there wins (a resumed run keeps its exact tokenizer); a new one is
+                saved there. None = not saved.
+
+        Returns:
+            `(tokenizer, vocab_size, pad_token_id)`.
+        """
         if is_saved_tokenizer(save_dir):
             return load_tokenizer(save_dir)
         tok = self.build_tokenizer()
@@ -136,13 +143,34 @@ class Task:
     # ----------------------------------------------------------------------------------------- data
 
     def samples(self, split: str, difficulty: Optional[float] = None) -> list[dict]:
-        """The raw text samples of `split` ("train" or "eval") at `difficulty` (default data.difficulty)."""
+        """The raw text samples of a split (text tasks; grid tasks have token arrays only).
+
+        Args:
+            split: "train" or "eval".
+            difficulty: Of generated samples; None = `data.difficulty`.
+
+        Returns:
+            Sample dicts ({"context", "query", "answer"} or {"input", "output"}).
+
+        Raises:
+            TRMError: The task has no text samples.
+        """
         raise TRMError(f"data.task {self.name!r} has no text samples: its data are token arrays (use its datasets)")
 
     def datasets(self, tokenizer, *, seq_len: Optional[int] = None, difficulty: Optional[float] = None,
                  samples_transform=None) -> tuple[ArrayDataset, ArrayDataset]:
-        """(train, eval) at a curriculum stage's seq_len and difficulty (default: data.*). `samples_transform`
-        (list[dict] -> list[dict]) edits text samples before tokenization, e.g. the RAG wrapper."""
+        """The training and held-out sets at a curriculum stage's length and difficulty.
+
+        Args:
+            tokenizer: The run's tokenizer.
+            seq_len: Tokens per sample; None = `data.seq_len`.
+            difficulty: Of generated data; None = `data.difficulty`.
+            samples_transform: `list[dict] -> list[dict]`, edits text samples before tokenization (e.g.
+                the RAG wrapper); grid tasks ignore it.
+
+        Returns:
+            `(train, eval)` ArrayDatasets.
+        """
         seq_len, difficulty = self.stage(seq_len, difficulty)
         out = []
         for split in SPLITS:
@@ -153,7 +181,17 @@ class Task:
         return out[0], out[1]
 
     def dataset_from_file(self, path: str, tokenizer, seq_len: int, samples_transform=None) -> ArrayDataset:
-        """The samples of a file in the task's format (text tasks: JSONL), as training builds its inputs."""
+        """The samples of a file in the task's format (text tasks: JSONL), as training builds its inputs.
+
+        Args:
+            path: The file.
+            tokenizer: The run's tokenizer.
+            seq_len: Tokens per sample.
+            samples_transform: As in `datasets`.
+
+        Returns:
+            An ArrayDataset.
+        """
         samples = read_jsonl(path)
         if samples_transform is not None:
             samples = samples_transform(samples)
@@ -230,11 +268,29 @@ class Task:
     def infer(self, params, queries, *, halt_threshold: Optional[float] = None,
               max_recursion_depth: Optional[int] = None, return_details: bool = False, trajectories: int = 1,
               noise_std: Optional[float] = None, select: str = "halt", seed: int = 0):
-        """Answer one query (a string) or a list of them: encode, predict (batch padded to a power-of-two
-        bucket, so repeated calls reuse a few compiled programs), decode. `params` is a TRMParams.
-        `trajectories`, `noise_std` and `select` are predict's (`select="verify"` with the task's `verifier`);
-        query i's noise is keyed by `fold_in(key(seed), i)`, as sample i of `trm_jax.evaluation.evaluate`.
-        The stop rule is the model's (`model.halting`, `model.settle_steps`: `trm_jax.infer` sets them)."""
+        """Answer one query or a list of them: encode, predict, decode (what `trm_jax.infer` runs).
+
+        The batch is padded to a power-of-two bucket, so repeated calls reuse a few compiled programs. The
+        stop rule is the model's (`model.halting`, `model.settle_steps`: `trm_jax.infer` sets them).
+
+        Args:
+            params: A `TRMParams`.
+            queries: One query string or a list of them.
+            halt_threshold: As `trm_jax.infer`.
+            max_recursion_depth: As `trm_jax.infer`.
+            return_details: As `trm_jax.infer`.
+            trajectories: As `predict`.
+            noise_std: As `predict`.
+            select: As `predict` ("verify" with the task's `verifier`).
+            seed: Keys the noise: query i's by `fold_in(key(seed), i)`, as sample i of
+                `trm_jax.evaluation.evaluate`.
+
+        Returns:
+            The answer, or a list of answers for a list of queries (dicts with `return_details`).
+
+        Raises:
+            TRMError: A query that is not a non-empty string, a bad option, or a model without a tokenizer.
+        """
         single = isinstance(queries, str)
         texts = [queries] if single else list(queries)
         for i, t in enumerate(texts):
@@ -289,10 +345,16 @@ class Task:
         raise TRMError(self._no_verifier("verify()"))
 
     def verifier(self, tokenizer) -> Optional[Callable]:
-        """`verify` on token rows: `fn(input_row, answer_row) -> bool` for numpy int rows [seq_len] as the
-        model reads and writes them (`tokenizer` is the run's), what `predict(select="verify")` runs on the
-        host for every trajectory. None: the task has no verifier (the default). It must return False, not
-        raise, for any row, since it also sees padding rows and untrained models' answers."""
+        """`verify` on token rows, what `predict(select="verify")` runs on the host for every trajectory.
+
+        Args:
+            tokenizer: The run's tokenizer.
+
+        Returns:
+            `fn(input_row, answer_row) -> bool` for numpy int rows [seq_len] as the model reads and writes
+            them, or None: the task has no verifier (the default). It must return False, not raise, for any
+            row, since it also sees padding rows and untrained models' answers.
+        """
         return None
 
     def select_verifier(self, tokenizer, select: str, *, details: bool = False) -> Optional[Callable]:
@@ -314,8 +376,20 @@ class Task:
         return (f"{what}: the {self.name!r} task has no verifier (a check of an answer by the task's rules; "
                 "Sudoku and maze have one)")
     def trace_input(self, params, query, *, test_index: int = 0) -> TraceInput:
-        """The row `trm_jax.trace` follows for `query` (one string, encoded as `infer` encodes it) and how its
-        answers decode. `test_index` picks an input of a query that holds several (an ARC task's tests)."""
+        """The row `trm_jax.trace` follows for a query, and how its answers decode.
+
+        Args:
+            params: A `TRMParams`.
+            query: One query string, encoded as `infer` encodes it.
+            test_index: Which input of a query that holds several (an ARC task's tests); 0 otherwise.
+
+        Returns:
+            A `TraceInput`.
+
+        Raises:
+            TRMError: Not one non-empty query string, a `test_index` the query does not have, or a model
+                without a tokenizer.
+        """
         if not isinstance(query, str) or not query.strip():
             raise TRMError(f"trace() takes one non-empty query string for the {self.name!r} task, got "
                            f"{type(query).__name__} {str(query)[:40]!r}")
@@ -330,8 +404,18 @@ class Task:
     # ----------------------------------------------------------------------------------- evaluation
 
     def eval_dataset(self, params, path: Optional[str] = None) -> ArrayDataset:
-        """The run's own eval split, or the samples of the file `path`, built exactly as training built its
-        inputs (same tokenizer, seq_len and RAG context)."""
+        """Held-out samples built exactly as training built its inputs (same tokenizer, seq_len and RAG context).
+
+        Args:
+            params: The run's `TRMParams`.
+            path: A file in the task's format; None = the run's own eval split.
+
+        Returns:
+            An ArrayDataset.
+
+        Raises:
+            TRMError: `path` does not exist.
+        """
         transform = self.retrieval_transform(params.retriever)
         if path is None:
             return self.datasets(params.tokenizer, seq_len=params.seq_len, samples_transform=transform)[1]
@@ -343,20 +427,45 @@ class Task:
                  halt_threshold: Optional[float] = None, max_recursion_depth: Optional[int] = None,
                  trajectories: int = 1, noise_std: Optional[float] = None, select: str = "halt",
                  seed: int = 0) -> Optional[dict]:
-        """The task's own evaluation of a run (`params`, a TRMParams) on `data`, as `scripts/evaluate.py`
-        reports it, or None: the default accuracy report (`trm_jax.evaluation.evaluate_run`). Numbers of its
-        own are `{name: float}`; a "submission" entry is what `evaluate.py --submission` writes. The
-        trajectory options are predict's (`seed` keys the noise)."""
+        """The task's own evaluation of a run, as `scripts/evaluate.py` reports it.
+
+        Args:
+            params: The run's `TRMParams`.
+            data: The evaluation file; None = the run's eval split.
+            batch_size: Samples per predict call.
+            halt_threshold: As `predict`.
+            max_recursion_depth: As `predict`.
+            trajectories: As `predict`.
+            noise_std: As `predict`.
+            select: As `predict`.
+            seed: Keys the noise.
+
+        Returns:
+            `{name: float}` (a "submission" entry is what `evaluate.py --submission` writes), or None: the
+            default accuracy report (`trm_jax.evaluation.evaluate_run`).
+        """
         return None
 
 
     # ------------------------------------------------------------------------------------ adaptation
 
     def adaptation_data(self, params, puzzles, **options):
-        """`(rows, adaptation)` for test-time adaptation to `puzzles` the run never trained on (`trm_jax.adapt`):
-        an ArrayDataset whose puzzle_ids are new rows of the run's puzzle table, and the task's object that
-        the adapted run answers with (`TRMParams.adaptation`; it has `save(run_dir)`). `puzzles` None: the
-        task's own choice. Tasks whose samples carry no puzzle identifiers have none."""
+        """The data of test-time adaptation to puzzles the run never trained on (`trm_jax.adapt`).
+
+        Args:
+            params: The run's `TRMParams`.
+            puzzles: The puzzles in the task's form; None = the task's own choice.
+            **options: The task's own options (ARC: `num_aug`, `seed`).
+
+        Returns:
+            `(rows, adaptation)`: an ArrayDataset whose puzzle_ids are new rows of the run's puzzle table,
+            and the task's object that the adapted run answers with (`TRMParams.adaptation`; it has
+            `save(run_dir)`).
+
+        Raises:
+            TRMError: The task has no test-time adaptation (tasks whose samples carry no puzzle
+                identifiers have none).
+        """
         raise TRMError(f"the {self.name!r} task has no test-time adaptation to new puzzles; a model with a puzzle "
                        "table adapts to arrays with trm_jax.adapt_puzzle_embeddings(model, params, (inputs, labels, "
                        "puzzle_ids), steps=N)")

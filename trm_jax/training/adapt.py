@@ -47,30 +47,48 @@ def adapt_puzzle_embeddings(model: TinyRecursiveModel, params: dict, data, *, st
                             train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
                             rng=None, training: Union[TrainingConfig, TRMConfig, None] = None,
                             progress: bool = True):
-    """Adapt `model`/`params` to the puzzles of `data`; returns `(model, params)`.
+    """Adapt a model with a puzzle-embedding table to the puzzles of `data`.
 
-    `data` is `(inputs, labels, puzzle_ids)`: int arrays [N, seq_len], [N, seq_len] (IGNORE_LABEL
-    masked) and [N], a dict with those keys, or an ArrayDataset with puzzle_ids (its ignore_label_id
-    masked). `training` (a TrainingConfig or the run's TRMConfig; default TrainingConfig's defaults)
-    gives the rates, weight decay, optimizer and batch size.
+    Identifiers at or beyond the table's rows grow it: the returned model has `num_puzzle_identifiers =
+    max id + 1`. The rows the data trains that hold no trained value (all zero: new, or never trained)
+    start as the mean of the trained rows. Replayed samples (`train="all"`) keep their identifiers (rows of
+    the trained table) and train like the adaptation rows (their rows by sign-SGD as well), so the
+    identifiers the run trained on keep their answers; at most REPLAY_MAX_ROWS of them, drawn at random
+    with `rng`, are held on the device. Each step is one supervision step for every slot of a fixed batch,
+    under the run's learning-rate schedule without warmup; rows are drawn with replacement.
 
-    - Identifiers at or beyond the table's rows grow it: the returned model has `num_puzzle_identifiers =
-      max id + 1`. The rows the data trains that hold no trained value (all zero: new, or never trained)
-      start as the mean of the trained rows.
-    - `train="embeddings"` (default): only the rows of the data's identifiers train, by sparse sign-SGD at
-      `learning_rate` (default `training.puzzle_emb_lr`) with `training.puzzle_emb_weight_decay`; every
-      other weight and row comes back unchanged. `train="all"`: every dense weight fine-tunes too, by the
-      run's optimizer at `training.learning_rate` (the returned weights are the final ones, no EMA).
-    - Replay (`train="all"` only): `replay_data` is the run's own training samples (the forms of `data`, or
-      the Trainer that trained the run: its training set); `replay` (default 0.5 when `replay_data` is given,
-      else 0) is the share of every step's slots that take a replayed sample instead of an adaptation row,
-      so the identifiers the run trained on keep their answers. Replayed samples keep their identifiers
-      (rows of the trained table) and train like the adaptation rows (their rows by sign-SGD as well). At
-      most REPLAY_MAX_ROWS of them, drawn at random with `rng`, are held on the device.
-    - `steps` optimizer steps (one supervision step for every slot each) over a fixed batch of
-      `batch_size` slots (default: `training.batch_size`, at most the number of rows; rounded up to a
-      multiple of the local devices), the run's learning-rate schedule without warmup; rows are drawn
-      with replacement by the key `rng` (an int seed or a PRNG key; the same rng gives the same result).
+    Args:
+        model: A `TinyRecursiveModel` with a puzzle-embedding table (variant "official",
+            `puzzle_emb_ndim` > 0, `num_puzzle_identifiers` > 0).
+        params: Its parameters (Flax's `{"params": ...}` is accepted too).
+        data: `(inputs, labels, puzzle_ids)`: int arrays [N, seq_len], [N, seq_len] (IGNORE_LABEL masked)
+            and [N]; a dict with those keys; or an ArrayDataset with puzzle_ids (its ignore_label_id
+            masked).
+        steps: Optimizer steps, >= 1.
+        learning_rate: The puzzle rows' sign-SGD rate; None = `training.puzzle_emb_lr`.
+        batch_size: Slots of the fixed batch; None = `training.batch_size`, at most the number of rows;
+            rounded up to a multiple of the local devices.
+        train: "embeddings": only the rows of the data's identifiers train, by sparse sign-SGD with
+            `training.puzzle_emb_weight_decay`, and every other weight and row comes back unchanged.
+            "all": every dense weight fine-tunes too, by the run's optimizer at `training.learning_rate`
+            (the returned weights are the final ones, no EMA).
+        replay: With `train="all"`: the share of every step's slots that take a replayed sample instead of
+            an adaptation row; None = 0.5 when `replay_data` is given, else 0.
+        replay_data: With `train="all"`: the run's own training samples (the forms of `data`, or the
+            Trainer that trained the run: its training set).
+        rng: An int seed or a PRNG key drawing the rows (None = seed 0); the same rng gives the same
+            result.
+        training: A `TrainingConfig` or the run's `TRMConfig`, giving the rates, weight decay, optimizer and
+            batch size; None = TrainingConfig's defaults.
+        progress: Show a progress bar.
+
+    Returns:
+        `(model, params)`: the model (with the grown table) and its adapted parameters.
+
+    Raises:
+        TRMError: A model without a puzzle-embedding table, params without one, malformed `data`, a bad
+            `train`, `steps`, `learning_rate`, `batch_size` or `replay`, replay options with
+            `train="embeddings"`, or more than one process.
     """
     training = training.training if isinstance(training, TRMConfig) else (training or TrainingConfig())
     if train not in ADAPT_MODES:

@@ -37,33 +37,68 @@ HOOKS = ("on_train_start", "on_step", "on_eval", "on_train_end")
 
 
 class Callback:
-    """Hooks of the training loop; every one is optional. `trainer` is the Trainer (its `step`,
-    `config`, `stage`, `run_dir`, `evaluate()`, `request_stop()`, `save_checkpoint()`, ...). Subclassing
-    is optional too: any object with one or more of these methods is a callback, and a hook (or
-    `metrics_every`, `state_dict`, `load_state_dict`) it lacks is not called."""
+    """Hooks of the training loop; every one is optional.
 
-    # on_step's `metrics`: 0 = always None (no device sync); N = the step's training metrics as host
-    # floats (loss, ce, halt_loss, token_accuracy, exact_accuracy, lr, grad_norm, ...) every Nth step
+    Subclassing is optional too: any object with one or more of these methods is a callback, and a hook
+    (or `metrics_every`, `state_dict`, `load_state_dict`) it lacks is not called. Pass callbacks as
+    `Trainer(..., callbacks=[...])`.
+
+    Attributes:
+        metrics_every: What `on_step` gets as `metrics`: 0 = always None (no device sync); N = the step's
+            training metrics as host floats (loss, ce, halt_loss, token_accuracy, exact_accuracy, lr,
+            grad_norm, ...) every Nth step, None otherwise.
+    """
+
     metrics_every: int = 0
 
     def on_train_start(self, trainer) -> None:
-        """Before the first step (after a resume restored the run)."""
+        """Before the first step (after a resume restored the run).
+
+        Args:
+            trainer: The `Trainer` (its `step`, `config`, `stage`, `run_dir`, `evaluate()`,
+                `request_stop()`, `save_checkpoint()`, ...).
+        """
 
     def on_step(self, trainer, step: int, metrics: Optional[dict]) -> None:
-        """After each optimizer step; `step` counts the steps done (1 after the first)."""
+        """After each optimizer step.
+
+        Args:
+            trainer: The `Trainer`.
+            step: Steps done (1 after the first).
+            metrics: The step's training metrics as host floats, every `metrics_every`th step; else None.
+        """
 
     def on_eval(self, trainer, step: int, results: dict) -> None:
-        """After each held-out evaluation (every training.eval_every steps and at the end)."""
+        """After each held-out evaluation (every training.eval_every steps and at the end).
+
+        Args:
+            trainer: The `Trainer`.
+            step: Steps done.
+            results: The evaluation's metrics (a copy), as `Trainer.evaluate` returns them, with eval_time_s.
+        """
 
     def on_train_end(self, trainer, result) -> None:
-        """After the last checkpoint, with the TrainResult."""
+        """After the last checkpoint.
+
+        Args:
+            trainer: The `Trainer`.
+            result: The `TrainResult` that `train()` returns.
+        """
 
     def state_dict(self) -> Optional[dict]:
-        """JSON-able state a resumed run continues from (None: nothing to save)."""
+        """JSON-able state a resumed run continues from (saved in every checkpoint's meta).
+
+        Returns:
+            The state, or None: nothing to save.
+        """
         return None
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Continue from the state `state_dict` returned, when a run resumes.
+
+        Args:
+            state: What `state_dict` returned when the checkpoint was written.
+        """
 
 
 class CallbackList:

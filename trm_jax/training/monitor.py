@@ -35,10 +35,21 @@ def device_memory(devices) -> list[dict]:
 
 
 class ResourceMonitor:
-    """Samples resources every `interval_steps` and tracks step times.
+    """Samples resources every `monitoring.interval_steps` steps and tracks step times.
 
     `sample()` returns a reading dict and logs a warning for each threshold crossed;
-    `record_step(seconds)` warns when a step takes `slow_batch_factor` times the running median.
+    `record_step(seconds)` warns when a step takes `slow_batch_factor` times the running median. A
+    condition that persists is warned about every 10th time, not every time. CPU usage is only warned
+    about on accelerators or with `cpu_percent_fn` (JAX computing on the CPU keeps it busy by design).
+
+    Args:
+        config: The `monitoring` config section (thresholds, interval, slow-batch window).
+        devices: The devices whose memory is read; None = `jax.local_devices()`.
+        cpu_percent_fn: Returns the CPU usage in percent; None = psutil's.
+        ram_fn: Returns `(RAM percent, RAM used in GiB)`; None = psutil's.
+        device_memory_fn: Returns per-device memory dicts (bytes_in_use, bytes_limit,
+            peak_bytes_in_use); None = the devices' `memory_stats()`.
+        logger: Where warnings go; None = this module's logger.
     """
 
     def __init__(self, config: MonitoringConfig, devices: Optional[Sequence] = None, *,
@@ -77,9 +88,17 @@ class ResourceMonitor:
     REPEAT = 10
 
     def due(self, step: int) -> bool:
+        """Whether to sample at `step` (monitoring enabled and `step` a multiple of `interval_steps`)."""
         return self.config.enabled and step % self.config.interval_steps == 0
 
     def sample(self) -> dict:
+        """Read CPU, RAM and accelerator memory now, warning for each threshold crossed.
+
+        Returns:
+            cpu_percent, ram_percent, ram_used_gb and, where the devices report memory,
+            device_memory_percent, device_memory_gb and device_peak_memory_gb (each the largest over the
+            devices).
+        """
         cfg = self.config
         cpu = float(self._cpu())
         ram_pct, ram_gb = self._ram()
@@ -103,7 +122,16 @@ class ResourceMonitor:
         return reading
 
     def record_step(self, seconds: float, step: Optional[int] = None) -> bool:
-        """Track one step's wall time; returns True (and warns) for a slow batch."""
+        """Track one step's wall time, warning for a slow batch.
+
+        Args:
+            seconds: The step's wall time.
+            step: The step, for the warning.
+
+        Returns:
+            Whether the step was slow: more than `slow_batch_factor` times the running median (once a
+            few steps are timed).
+        """
         if not self.config.enabled:
             return False
         slow = False

@@ -215,6 +215,11 @@ class TRMTrainingLogger:
     sampled). Eval records: split="eval", step, stage, exact_accuracy, token_accuracy, recursion_depth.
     Only process 0 writes (`enabled=False` elsewhere) and has trackers. Lines are flushed immediately so
     a crash loses nothing; on resume, records past the resumed step are dropped first (`truncate_after`).
+
+    Args:
+        path: The metrics.jsonl file, appended to (its folder is created).
+        enabled: Write at all; False on every process but the main one.
+        trackers: Experiment trackers fed each record (`start_trackers` adds those the config turns on).
     """
 
     def __init__(self, path: str | os.PathLike, *, enabled: bool = True, trackers: Iterable[Tracker] = ()):
@@ -227,12 +232,26 @@ class TRMTrainingLogger:
             self._f = open(self.path, "a", buffering=1)
 
     def start_trackers(self, config, run_dir: str) -> None:
-        """Start the trackers `config.logging` turns on (main process only; one that cannot start warns)."""
+        """Start the trackers `config.logging` turns on (main process only; one that cannot start warns).
+
+        Args:
+            config: The run's `TRMConfig`.
+            run_dir: The run directory (TensorBoard writes under it).
+        """
         if self.enabled:
             self.trackers.active += make_trackers(config, run_dir)
 
     def log(self, record: Mapping, *, split: str = "train", system_keys: Collection[str] = ()) -> dict:
-        """Write one record; `system_keys` name its resource-monitor readings (tagged system/<key>)."""
+        """Write one record and feed it to the trackers.
+
+        Args:
+            record: The values; a "timestamp" is added when missing.
+            split: The record's "split": "train", "eval", "curriculum", ...
+            system_keys: The keys of its resource-monitor readings (tagged system/<key> for trackers).
+
+        Returns:
+            The record as written (plain JSON values, non-finite floats as None).
+        """
         rec = {"split": split, **{k: to_jsonable(v) for k, v in record.items()}}
         rec.setdefault("timestamp", time.time())
         if self._f is not None:
@@ -242,21 +261,46 @@ class TRMTrainingLogger:
 
     def log_train(self, step: int, epoch: float, stage: int, metrics: Mapping, *,
                   tokens_per_sec: Optional[float] = None, **readings) -> dict:
-        """A training window's record; `readings` are the resource monitor's, when it sampled."""
+        """Write a training window's record.
+
+        Args:
+            step: Steps done.
+            epoch: Epochs done.
+            stage: The curriculum stage's index.
+            metrics: The window's summary (loss, accuracies, lr, ...).
+            tokens_per_sec: The window's throughput.
+            **readings: The resource monitor's readings, when it sampled.
+
+        Returns:
+            The record as written.
+        """
         return self.log(dict(step=int(step), epoch=float(epoch), stage=int(stage), **metrics,
                              tokens_per_sec=tokens_per_sec, **readings), system_keys=readings.keys())
 
     def log_curriculum(self, spec, note: str) -> dict:
-        """A stage change (`spec`: the new stage's ResolvedStage)."""
+        """Write a stage change's record (split "curriculum").
+
+        Args:
+            spec: The new stage's `ResolvedStage`.
+            note: What changed, in words.
+
+        Returns:
+            The record as written.
+        """
         return self.log(dict(step=spec.start, stage=spec.index, seq_len=spec.seq_len, batch_size=spec.batch_size,
                              dim=spec.dim, difficulty=spec.difficulty, learning_rate=spec.learning_rate, note=note),
                         split="curriculum")
 
     def log_eval(self, step: int, stage: int, results: Mapping) -> dict:
+        """Write a held-out evaluation's record (split "eval"); returns it as written."""
         return self.log(dict(step=int(step), stage=int(stage), **results), split="eval")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records with step > `step` (written after the checkpoint a run resumes from)."""
+        """Drop the records written after the checkpoint a run resumes from.
+
+        Args:
+            step: The checkpoint's step; records with a larger step are dropped.
+        """
         if not self.enabled:
             return
         self.trackers.restart(step)

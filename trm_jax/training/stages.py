@@ -62,6 +62,7 @@ class ResolvedStage:
         return self.start + self.steps
 
     def describe(self) -> str:
+        """The stage in one line: its steps and settings."""
         return (f"stage {self.index}: steps [{self.start}, {self.end}), seq_len={self.seq_len}, "
                 f"batch_size={self.batch_size}, dim={self.dim}, T={self.num_refinement_blocks}, "
                 f"n={self.num_latent_refinements}, difficulty={self.difficulty:g}, lr={self.learning_rate:g}")
@@ -127,8 +128,17 @@ def stage_config(config: TRMConfig, stage: Optional[int] = None) -> TRMConfig:
 class CurriculumScheduler:
     """Maps global steps to curriculum stages.
 
-    `epoch_size`: training samples per epoch, used to turn `epochs` into steps
-    (steps = ceil(epochs * epoch_size / batch_size)).
+    `stages` are the resolved stages (start step, steps and settings each); without `curriculum.stages`
+    there is one, of `training.steps`.
+
+    Args:
+        config: The run's `TRMConfig`.
+        epoch_size: Training samples per epoch, used to turn a stage's `epochs` into steps
+            (steps = ceil(epochs * epoch_size / batch_size)).
+
+    Raises:
+        ConfigError: A stage is given in epochs but `epoch_size` is not, or a stage narrows the model
+            (widths may only grow) or gives a width the transformer's heads do not divide.
     """
 
     def __init__(self, config: TRMConfig, epoch_size: Optional[int] = None):
@@ -149,19 +159,28 @@ class CurriculumScheduler:
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps of the whole run (the end of the last stage)."""
         return self.stages[-1].end
 
     def __len__(self) -> int:
         return len(self.stages)
 
     def stage_at(self, step: int) -> ResolvedStage:
-        """The stage that runs global step `step` (the last stage past the end)."""
+        """The stage that runs a global step.
+
+        Args:
+            step: Optimizer steps done before it (0 = the first step).
+
+        Returns:
+            Its `ResolvedStage` (the last stage past the end).
+        """
         for stage in self.stages:
             if step < stage.end:
                 return stage
         return self.stages[-1]
 
     def describe(self) -> str:
+        """One line per stage: its steps and settings."""
         return "\n".join(s.describe() for s in self.stages)
 
 
@@ -360,10 +379,23 @@ def embed_params(old, fresh):
 
 def create_model(config: Union[TRMConfig, ModelConfig], num_tokens: Optional[int] = None,
                  seq_len: Optional[int] = None, *, dim: Optional[int] = None) -> TinyRecursiveModel:
-    """The TinyRecursiveModel of a run config (`trm_jax.models.make_model` of `config.model`), optionally
-    at another width `dim`. `num_tokens` defaults to `model.num_tokens`, else the task tokenizer's
-    vocabulary; `seq_len` to `data.seq_len`. A ModelConfig needs `seq_len` (and `num_tokens` unless it
-    sets it): `make_model`, the models layer's route, with the same arguments."""
+    """The TinyRecursiveModel of a run config (`trm_jax.models.make_model` of `config.model`).
+
+    Args:
+        config: A run config (`TRMConfig`), or a `ModelConfig` (then `make_model`, the models layer's
+            route, with the same arguments).
+        num_tokens: Vocabulary size; None = `model.num_tokens`, else the task tokenizer's vocabulary (a
+            ModelConfig must set it unless given here).
+        seq_len: Tokens per sample; None = `data.seq_len` (required with a ModelConfig).
+        dim: Another width than `model.dim` (a curriculum stage's).
+
+    Returns:
+        The `TinyRecursiveModel`.
+
+    Raises:
+        ConfigError: `config` is neither a TRMConfig nor a ModelConfig, a ModelConfig without `seq_len`,
+            or the vocabulary size is unknown.
+    """
     if isinstance(config, ModelConfig):
         if seq_len is None:
             raise ConfigError("create_model(ModelConfig): pass seq_len= (tokens per sample), or a run config "
@@ -376,5 +408,17 @@ def create_model(config: Union[TRMConfig, ModelConfig], num_tokens: Optional[int
 
 
 def create_tokenizer(config: TRMConfig, save_dir: Optional[str] = None):
-    """`(tokenizer, vocab_size, pad_token_id)` of the run config's task (saved to, or reused from, `save_dir`)."""
+    """The tokenizer of a run config's task.
+
+    Args:
+        config: The run's `TRMConfig` (`data.task`, `data.tokenizer`).
+        save_dir: A tokenizer saved there is reused; a new one is saved there. None = not saved.
+
+    Returns:
+        `(tokenizer, vocab_size, pad_token_id)`.
+
+    Raises:
+        ConfigError: No such task, or a bad key of the task.
+        TRMError: The tokenizer cannot be made (e.g. "bpe" with no corpus).
+    """
     return get_task(config).tokenizer(save_dir)

@@ -51,8 +51,31 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `Trainer.train()` returns. `params` (the EMA weights) is what to use for inference:
-    `result.model.predict(result.params, tokens)` (or the model you built: `model.predict(result.params, tokens)`)."""
+    """What `Trainer.train()` returns.
+
+    `params` (the EMA weights) is what to use for inference: `result.model.predict(result.params, tokens)`
+    (or the model you built: `model.predict(result.params, tokens)`); `trm_jax.save_pretrained(result, dir)`
+    saves it to share.
+
+    Attributes:
+        params: The weights to predict with: the EMA weights (with the puzzle-embedding table), as host
+            arrays.
+        raw_params: The optimizer's weights at the last step (no EMA).
+        model: The `TinyRecursiveModel` of the last curriculum stage.
+        config: The run's `TRMConfig`.
+        tokenizer: The run's tokenizer.
+        step: Optimizer steps done.
+        eval: The last held-out evaluation's metrics ({} when there was none).
+        metrics: Summary of the last logged training window.
+        history: Every training record logged (as written to metrics.jsonl).
+        eval_history: Every held-out evaluation, with its step and stage.
+        run_dir: The run directory (a temporary one, deleted by then, for a PyPI-way run without `run_dir`).
+        interrupted: Stopped before the last step (a signal, a callback): resume with `resume=True`
+            (`--resume`).
+        wall_time_s: Seconds `train()` took.
+        stop_reason: Why it stopped early ("SIGTERM", "early stopping: ...", ...); None when it ran to
+            the end.
+    """
 
     params: Any
     raw_params: Any
@@ -61,13 +84,13 @@ class TrainResult:
     tokenizer: Any
     step: int
     eval: dict
-    metrics: dict  # summary of the last logged training window
-    history: list  # every training record logged (as written to metrics.jsonl)
+    metrics: dict
+    history: list
     eval_history: list
     run_dir: str
-    interrupted: bool = False  # stopped before the last step (signal, callback): resume with --resume
+    interrupted: bool = False
     wall_time_s: float = 0.0
-    stop_reason: Optional[str] = None  # why it stopped early ("SIGTERM", "early stopping: ...", ...)
+    stop_reason: Optional[str] = None
 
 
 class Trainer:
@@ -75,23 +98,47 @@ class Trainer:
 
     Two ways in, one loop:
 
-    - the PyPI package's way: `Trainer(model, dataset, epochs=2, batch_size=16, ...)()` where
-      `dataset` is `(inputs, labels)` arrays, a dict with those keys (and optionally `puzzle_ids`,
-      `difficulty`), or an ArrayDataset; `eval_dataset` likewise. Keyword arguments are
-      `training` config keys (learning_rate, weight_decay, warmup_steps, ema_decay, ...); the seed's
-      names `halt_prob_thres`, `max_recurrent_steps` and `ema_decay_rate` are accepted. The trained
+    - the PyPI package's way: `Trainer(model, dataset, epochs=2, batch_size=16, ...)()`. The trained
       weights come back in the TrainResult (`result.params`; also `trainer.params`), never on `model`:
-      `model.predict(result.params, tokens)`. With `run_dir=None` the checkpoints go to a temporary
-      directory that `close()` (the end of `train()`) deletes: pass `run_dir` to keep a run that
-      `trm_jax.load` can read.
+      `model.predict(result.params, tokens)`.
     - from a config: `Trainer(config=TRMConfig)` (what `create_trainer` does), which builds model and
-      data per curriculum stage. Optional: `tokenizer`, `datasets_fn(seq_len, difficulty) -> (train,
-      eval)` or fixed `train_dataset`/`eval_dataset`.
+      data per curriculum stage.
 
-    `callbacks`: objects with any of the hooks of `Callback` (callbacks.py), called after the ones the
-    config turns on. `resume=True` continues the run in run_dir; `overwrite=True` lets a new run replace
-    its checkpoints (otherwise a run_dir with checkpoints is an error). `train()` (or calling the
-    trainer) runs once and returns a TrainResult.
+    `train()` (or calling the trainer) runs once and returns a `TrainResult`.
+
+    Args:
+        model: The PyPI way: the `TinyRecursiveModel` to train (a `TRMConfig` here counts as `config`).
+        dataset: The PyPI way: `(inputs, labels)` arrays, a dict with those keys (and optionally
+            `puzzle_ids`, `difficulty`), or an ArrayDataset.
+        config: The config way: the run's `TRMConfig`; training options then go in the config, not in
+            keyword arguments.
+        epochs: The PyPI way: epochs to train when `steps` is not given; None = 2.
+        steps: The PyPI way: optimizer steps to train (instead of epochs).
+        batch_size: The PyPI way: the global batch; None = 16.
+        halt_threshold: The PyPI way: the model's halting threshold (`halt_prob_thres` is accepted too).
+        max_recursion_depth: The PyPI way: the model's cap on supervision steps (`max_recurrent_steps` is
+            accepted too).
+        eval_dataset: Held-out data beside `dataset` or `train_dataset`, in the forms of `dataset`.
+        run_dir: Where checkpoints, config and metrics go. The PyPI way with None: a temporary directory
+            that `close()` (the end of `train()`) deletes; pass `run_dir` to keep a run that
+            `trm_jax.load` can read. The config way with None: `config.run_dir`.
+        resume: Continue the run in `run_dir` from its latest checkpoint.
+        tokenizer: The config way: the tokenizer; None = the task's.
+        datasets_fn: The config way: `datasets_fn(seq_len, difficulty) -> (train, eval)`, called per
+            curriculum stage.
+        train_dataset: The config way: a fixed training set (with `eval_dataset`) instead of the task's
+            data, at the run's `data.seq_len`; None = `datasets_fn`, else the task's datasets.
+        async_checkpoints: Write checkpoints in the background while training goes on.
+        overwrite: Let a new run replace the checkpoints already in `run_dir` (deleting them); without it
+            (or `resume`) a `run_dir` with checkpoints is an error.
+        seed: The PyPI way: the run's seed.
+        callbacks: Objects with any of the hooks of `Callback`, called after the ones the config turns on.
+        **training: The PyPI way: `training` config keys (learning_rate, weight_decay, warmup_steps,
+            ema_decay, ...); `ema_decay_rate` is accepted for `ema_decay`.
+
+    Raises:
+        ConfigError: Both a model and `config`, neither, a model without `dataset`, training options as
+            keyword arguments with `config`, a bad key or value, or data whose length is not the model's.
     """
 
     # batches prepared ahead in a background thread; 0 = in the loop's thread; None = 0 on CPU, where the
@@ -129,6 +176,7 @@ class Trainer:
 
     @property
     def config(self) -> TRMConfig:
+        """The run's config (with the model's vocabulary size filled in)."""
         return self.run.config
 
     @property
@@ -143,22 +191,35 @@ class Trainer:
 
     @property
     def run_dir(self) -> str:
+        """The run directory: checkpoints, config, tokenizer, metrics.jsonl and logs."""
         return self.run.run_dir
 
     @property
     def tokenizer(self):
+        """The run's tokenizer (None for a PyPI-way run given none: its model brings the vocabulary size)."""
         return self.run.tokenizer
 
     @property
     def params(self):
-        """The weights to predict with at the current step (EMA + puzzle table), as host arrays."""
+        """The weights to predict with at the current step (EMA + puzzle table), as host arrays.
+
+        Raises:
+            TRMError: Before training (no weights yet).
+        """
         if self.run.state is None:
             raise TRMError("the trainer has no weights yet: call train() first")
         return dist.unreplicate(inference_params(self.run.state))
 
     def save_checkpoint(self, checkpointer=None, **meta) -> bool:
-        """Save the whole run state at the current step to the run's checkpoints (or `checkpointer`);
-        `meta` is stored with it. False when that step is saved already."""
+        """Save the whole run state at the current step.
+
+        Args:
+            checkpointer: Where to save; None = the run's checkpoints.
+            **meta: JSON-able facts stored with the checkpoint.
+
+        Returns:
+            False when that step is saved already, else True.
+        """
         return self.run.save_checkpoint(checkpointer, **meta)
 
     def close(self) -> None:
@@ -167,8 +228,12 @@ class Trainer:
         self.run.close()
 
     def request_stop(self, reason: str = "stop requested", *, final_eval: bool = False) -> None:
-        """Stop after the current step with a checkpoint (what SIGTERM/SIGINT do); `final_eval`: evaluate
-        first, as at the run's last step. The first request's reason is `result.stop_reason`."""
+        """Stop after the current step with a checkpoint (what SIGTERM/SIGINT do).
+
+        Args:
+            reason: Why; the first request's reason is `result.stop_reason`.
+            final_eval: Evaluate before stopping, as at the run's last step.
+        """
         if not self._stop.is_set():
             self._stop_reason, self._final_eval_on_stop = reason, final_eval
         self._stop.set()
@@ -181,12 +246,26 @@ class Trainer:
 
     def evaluate(self, params=None, *, stage: Optional[Stage] = None, halt_threshold: Optional[float] = None,
                  halting: Optional[str] = None, settle_steps: Optional[int] = None) -> dict:
-        """Held-out metrics with `params` (default: the current EMA params) via the model's predict:
-        exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction,
-        settled_exact_accuracy and num_samples. Samples stop by `halting` / `settle_steps` (default the
-        model's, `model.halting`) and with the halting head at `halt_threshold` (default
-        `training.eval_halt_threshold`, else the model's; `NO_EARLY_HALT`: every sample runs
-        max_recursion_depth steps). Every host evaluates the whole eval set on its local devices."""
+        """Held-out metrics of the stage's eval set, via the model's predict.
+
+        Every host evaluates the whole eval set on its local devices.
+
+        Args:
+            params: The weights; None = the current EMA weights.
+            stage: The curriculum stage whose model and eval set are used; None = the current one.
+            halt_threshold: With the halting head, a sample stops when its halting probability reaches
+                this; None = `training.eval_halt_threshold`, else the model's (`NO_EARLY_HALT`: every
+                sample runs max_recursion_depth steps).
+            halting: The stop rule, "head" or "settled"; None = the model's (`model.halting`).
+            settle_steps: For `halting="settled"`; None = the model's.
+
+        Returns:
+            exact_accuracy, token_accuracy, recursion_depth (mean supervision steps), settled_fraction,
+            settled_exact_accuracy and num_samples; {} without an eval set.
+
+        Raises:
+            TRMError: No stage yet (call `train()` first).
+        """
         stage = stage or self.stage
         if stage is None:
             raise TRMError("evaluate() needs a trained or restored model: call train() first")
@@ -213,6 +292,22 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- train
 
     def train(self) -> TrainResult:
+        """Run the training loop to the last step of the last curriculum stage, or until a stop request.
+
+        Starts the run (restoring it with `resume`), then steps, logs every `training.log_every` steps,
+        evaluates every `training.eval_every` steps and at the end (after a stop request only with its
+        `final_eval`), and checkpoints every `training.checkpoint_every` steps and at the end.
+        SIGTERM/SIGINT (in the main thread) and `request_stop` stop it after the current step, with a
+        checkpoint. Ends with `close()`.
+
+        Returns:
+            The `TrainResult`: the weights to predict with, the final evaluation, the metric history.
+
+        Raises:
+            TRMError: `run_dir` holds checkpoints of another run (without `resume` or `overwrite`), the
+                run directory cannot be written, or training diverged (too many consecutive non-finite
+                steps: `training.max_consecutive_nonfinite`).
+        """
         run, t_start, bar = self.run, time.time(), None
         try:
             with stop_on_signals(self.request_stop):
@@ -425,11 +520,24 @@ def as_config(config: Union[TRMConfig, dict, str, os.PathLike, None], overrides=
 
 def create_trainer(config: Union[TRMConfig, dict, str, os.PathLike, None] = None, *, overrides=(),
                    run_dir: Optional[str] = None, resume: bool = False, **kwargs) -> Trainer:
-    """A ready `Trainer` for `config` (object, dict or YAML path).
+    """A ready `Trainer` for a run config.
 
     Starts multi-host JAX first when `distributed.enabled` (it must precede any JAX computation).
-    Extra keyword arguments go to `Trainer` (tokenizer, datasets_fn, train_dataset, eval_dataset,
-    callbacks, overwrite, async_checkpoints).
+
+    Args:
+        config: A `TRMConfig`, a nested dict or a YAML path; None = the defaults. Its task checks it
+            (its own `data` keys parsed, another task's dropped), so a bad key fails here.
+        overrides: `"key.path=value"` strings applied on top (as `--set`).
+        run_dir: Where the run goes; None = `config.run_dir`.
+        resume: Continue the run in `run_dir` from its latest checkpoint.
+        **kwargs: Further `Trainer` arguments (tokenizer, datasets_fn, train_dataset, eval_dataset,
+            callbacks, overwrite, async_checkpoints).
+
+    Returns:
+        The `Trainer`; `.train()` runs it.
+
+    Raises:
+        ConfigError: `config` is of another type, or a key or value is bad (the message names the key).
     """
     cfg = as_config(config, overrides)
     dist.initialize(cfg.distributed)
