@@ -1,4 +1,5 @@
-"""Adaptation throughput at the official ARC-AGI config's shapes: steps/s, tasks per minute per device, MFU.
+"""Adaptation throughput at the official ARC-AGI config's shapes (steps/s, tasks per minute per device, MFU), and
+adaptation accuracy on two toy families (`replay`, `rows`).
 
     python -m benchmarks.adaptation [--dim 512] [--batch-size 768] [--steps 40] [--dtype bfloat16] [--train embeddings]
     JAX_PLATFORMS=cuda python -m benchmarks.adaptation --json adaptation_gpu.json       # the full config on a GPU
@@ -19,6 +20,18 @@ backward of the last cycle, which with `--train embeddings` computes no weight g
 to the device's dense peak for `--dtype` where the device is known (`benchmarks.flops.PEAK_TFLOPS`), else
 to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
 step by each GPU's peak at the MFU measured here (`--assume-mfu` to set it).
+
+Accuracy (docs/adaptation.md's tables; each run a minute or a few on 2 CPU cores):
+
+    python -m benchmarks.adaptation replay --family lookup        # forgetting: train="all" with and without replay
+    python -m benchmarks.adaptation rows --family lookup --identifiers 24 1536 --train-steps 2400 --train-batch 128
+    python -m benchmarks.adaptation rows --family lookup --known  # new identifiers, rules the run learned
+
+A run trains on `--identifiers` identifiers of a `Family` (`permutation`: the tests' toy family, 6 rules in
+all; `lookup`: a random lookup table over 8 symbols per identifier), then adapts to `--new` identifiers from
+`--demos` demonstration pairs each, once per `--variants` entry ("train=all,replay=0.5", "lr=3e-2,steps=1000",
+"init=random", ...), and reports exact and token accuracy on 16 held-out pairs of every new identifier and
+on 8 unseen pairs of every trained one.
 """
 
 from __future__ import annotations
@@ -333,7 +346,8 @@ def accuracy_main(mode: str, argv) -> None:
                          f"batch_size); default {' '.join(REPLAY_VARIANTS if mode == 'replay' else ROWS_VARIANTS)}")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    variants = args.variants or (REPLAY_VARIANTS if mode == "replay" else ROWS_VARIANTS)
+    variants = [(text, parse_variant(text)) for text in args.variants or (REPLAY_VARIANTS if mode == "replay"
+                                                                           else ROWS_VARIANTS)]
     family = FAMILIES[args.family]
     results = []
     for n in args.identifiers:
@@ -343,8 +357,8 @@ def accuracy_main(mode: str, argv) -> None:
               f"({info['train_s']:.0f} s):"
               f" trained identifiers {info['trained']['exact']:.3f} exact ({info['trained']['token']:.3f} token); "
               f"new ones with the blank identifier {info['blank']['exact']:.3f} ({info['blank']['token']:.3f})")
-        for text in variants:
-            kw = {"steps": args.steps, **parse_variant(text)}
+        for text, variant in variants:
+            kw = {"steps": args.steps, **variant}
             if kw.get("train") == "all" and kw.get("replay", 1) > 0:
                 kw["replay_data"] = s["dataset"]
             r = adapt_and_score(family, s["model"], s["params"], s["demos"], s["held_out"], s["old"], **kw)
