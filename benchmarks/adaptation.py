@@ -1,4 +1,5 @@
-"""Adaptation throughput at the official ARC-AGI config's shapes: steps/s, tasks per minute per device, MFU.
+"""Adaptation throughput at the official ARC-AGI config's shapes (steps/s, tasks per minute per device, MFU), and
+adaptation accuracy on two toy families (`replay`, `rows`).
 
     python -m benchmarks.adaptation [--dim 512] [--batch-size 768] [--steps 40] [--dtype bfloat16] [--train embeddings]
     JAX_PLATFORMS=cuda python -m benchmarks.adaptation --json adaptation_gpu.json       # the full config on a GPU
@@ -19,6 +20,18 @@ backward of the last cycle, which with `--train embeddings` computes no weight g
 to the device's dense peak for `--dtype` where the device is known (`benchmarks.flops.PEAK_TFLOPS`), else
 to XLA's float32 matmul peak measured here. The GPU estimate divides the FLOPs of a
 step by each GPU's peak at the MFU measured here (`--assume-mfu` to set it).
+
+Accuracy (docs/adaptation.md's tables; each run a minute or a few on 2 CPU cores):
+
+    python -m benchmarks.adaptation replay --family lookup        # forgetting: train="all" with and without replay
+    python -m benchmarks.adaptation rows --family lookup --identifiers 24 1536 --train-steps 2400 --train-batch 128
+    python -m benchmarks.adaptation rows --family lookup --known  # new identifiers, rules the run learned
+
+A run trains on `--identifiers` identifiers of a `Family` (`permutation`: the tests' toy family, 6 rules in
+all; `lookup`: a random lookup table over 8 symbols per identifier), then adapts to `--new` identifiers from
+`--demos` demonstration pairs each, once per `--variants` entry ("train=all,replay=0.5", "lr=3e-2,steps=1000",
+"init=random", ...), and reports exact and token accuracy on 16 held-out pairs of every new identifier and
+on 8 unseen pairs of every trained one.
 """
 
 from __future__ import annotations
@@ -216,14 +229,16 @@ def family_accuracy(model, params, data: dict) -> dict:
     return dict(token=float(np.sum(correct) / np.sum(count)), exact=float(np.mean(exact)))
 
 
-def new_identifiers(family: Family, trained: int, count: int, *, known: bool = False, seed: int = 100):
-    """(first id, maps) of `count` identifiers after the `trained` ones: rules drawn afresh, or with `known`
-    the rules of trained identifiers 1..count (a rule the run learned, under an identifier it never saw)."""
+def new_identifiers(family: Family, trained: int, count: int, *, known: bool = False, draw: int = 0):
+    """identifier -> map of `count` identifiers after the `trained` ones: rules drawn afresh (seed 100 + `draw`),
+    or with `known` the rules of `count` trained identifiers (drawn by `draw`): rules the run learned, under
+    identifiers it never saw."""
     first = trained + 1
     if known:
-        rules = family.maps(range(1, count + 1), seed=0)
-        return {first + i: rules[1 + i] for i in range(count)}
-    return family.maps(range(first, first + count), seed=seed)
+        rules = family.maps(range(1, trained + 1), seed=0)
+        picks = np.random.default_rng(draw).choice(np.arange(1, trained + 1), count, replace=count > trained)
+        return {first + i: rules[int(c)] for i, c in enumerate(picks)}
+    return family.maps(range(first, first + count), seed=100 + draw)
 
 
 def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int = 0) -> dict:
@@ -261,13 +276,13 @@ def start_table(params: dict, new_ids, init: str, demos: dict, model, seed: int 
 def adapt_and_score(family: Family, model, params, demos: dict, held_out: dict, old: dict, *, steps: int,
                     train: str = "embeddings", replay: Optional[float] = None, replay_data=None,
                     lr: Optional[float] = None, schedule: str = "cosine", init: str = "mean",
-                    batch_size: int = 64) -> dict:
+                    batch_size: int = 64, rng: int = 0) -> dict:
     """One adaptation to `demos`; accuracy on the new identifiers' held-out pairs and on the trained ones'."""
     start = start_table(params, np.unique(demos["puzzle_ids"]), init, demos, model) if init != "mean" else params
     training = TrainingConfig(batch_size=batch_size, lr_schedule=schedule)
     t0 = time.perf_counter()
     adapted_model, adapted = adapt_puzzle_embeddings(model, start, demos, steps=steps, learning_rate=lr, train=train,
-                                                     replay=replay, replay_data=replay_data, rng=0, training=training,
+                                                     replay=replay, replay_data=replay_data, rng=rng, training=training,
                                                      progress=False)
     seconds = time.perf_counter() - t0
     new, kept = family_accuracy(adapted_model, adapted, held_out), family_accuracy(adapted_model, adapted, old)
@@ -276,17 +291,20 @@ def adapt_and_score(family: Family, model, params, demos: dict, held_out: dict, 
 
 
 def accuracy_setup(family: Family, identifiers: int, args) -> dict:
-    """A run trained on `identifiers` identifiers, its held-out pairs, and the new identifiers' demonstrations
-    and held-out pairs."""
+    """A run trained on `identifiers` identifiers, its held-out pairs, and `args.draws` draws of new identifiers
+    (their demonstrations and held-out pairs)."""
     t0 = time.perf_counter()
     model, params, dataset = train_family(family, identifiers, steps=args.train_steps, dim=args.dim,
                                           per_identifier=args.per_identifier, batch_size=args.train_batch)
     train_s = time.perf_counter() - t0
     old = family.samples(family.maps(range(1, identifiers + 1), seed=0), 8, seed=11)  # pairs training never saw
-    maps = new_identifiers(family, identifiers, args.new, known=args.known)
-    demos, held_out = family.samples(maps, args.demos, seed=3), family.samples(maps, 16, seed=4)
+    draws = []
+    for k in range(args.draws):
+        maps = new_identifiers(family, identifiers, args.new, known=args.known, draw=k)
+        draws.append((family.samples(maps, args.demos, seed=3 + 10 * k), family.samples(maps, 16, seed=4 + 10 * k)))
+    held_out = draws[0][1]
     blank = family_accuracy(model, params, dict(held_out, puzzle_ids=np.zeros_like(held_out["puzzle_ids"])))
-    return dict(model=model, params=params, dataset=dataset, old=old, demos=demos, held_out=held_out,
+    return dict(model=model, params=params, dataset=dataset, old=old, draws=draws,
                 info=dict(family=family.name, identifiers=identifiers, train_steps=args.train_steps, dim=args.dim,
                           train_batch=args.train_batch, per_identifier=args.per_identifier, train_s=train_s,
                           trained=family_accuracy(model, params, old), blank=blank))
@@ -327,13 +345,16 @@ def accuracy_main(mode: str, argv) -> None:
     ap.add_argument("--new", type=int, default=12, help="new identifiers to adapt to")
     ap.add_argument("--demos", type=int, default=8, help="demonstration pairs per new identifier")
     ap.add_argument("--known", action="store_true", help="the new identifiers take trained identifiers' rules")
+    ap.add_argument("--draws", type=int, default=1, help="draws of new identifiers (rules, pairs, adaptation rng) "
+                    "per variant; the table gives their mean")
     ap.add_argument("--steps", type=int, default=300, help="adaptation steps (a variant's steps= overrides)")
     ap.add_argument("--variants", nargs="+", default=None,
                     help="adaptations to run, each 'key=value,...' (train, replay, lr, steps, schedule, init, "
                          f"batch_size); default {' '.join(REPLAY_VARIANTS if mode == 'replay' else ROWS_VARIANTS)}")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    variants = args.variants or (REPLAY_VARIANTS if mode == "replay" else ROWS_VARIANTS)
+    variants = [(text, parse_variant(text)) for text in args.variants or (REPLAY_VARIANTS if mode == "replay"
+                                                                           else ROWS_VARIANTS)]
     family = FAMILIES[args.family]
     results = []
     for n in args.identifiers:
@@ -343,14 +364,17 @@ def accuracy_main(mode: str, argv) -> None:
               f"({info['train_s']:.0f} s):"
               f" trained identifiers {info['trained']['exact']:.3f} exact ({info['trained']['token']:.3f} token); "
               f"new ones with the blank identifier {info['blank']['exact']:.3f} ({info['blank']['token']:.3f})")
-        for text in variants:
-            kw = {"steps": args.steps, **parse_variant(text)}
+        for text, variant in variants:
+            kw = {"steps": args.steps, **variant}
             if kw.get("train") == "all" and kw.get("replay", 1) > 0:
                 kw["replay_data"] = s["dataset"]
-            r = adapt_and_score(family, s["model"], s["params"], s["demos"], s["held_out"], s["old"], **kw)
+            runs = [adapt_and_score(family, s["model"], s["params"], demos, held_out, s["old"], rng=k, **kw)
+                    for k, (demos, held_out) in enumerate(s["draws"])]
+            r = {key: float(np.mean([x[key] for x in runs])) for key in runs[0]}
+            each = " | draws " + " ".join(f"{x['new_exact']:.3f}" for x in runs) if len(runs) > 1 else ""
             print(f"  {text:<32} new {r['new_exact']:.3f} exact ({r['new_token']:.3f} token) | trained "
-                  f"{r['old_exact']:.3f} ({r['old_token']:.3f}) | {r['seconds']:.0f} s")
-            results.append(dict(info, variant=text, known=args.known, **r))
+                  f"{r['old_exact']:.3f} ({r['old_token']:.3f}) | {r['seconds']:.0f} s{each}", flush=True)
+            results.append(dict(info, variant=text, known=args.known, draws=runs, **r))
     write_json(args.json, results)
 
 

@@ -47,3 +47,23 @@ def test_the_families_of_the_accuracy_modes():
     data = lookup.samples(maps, 3, seed=2)
     for x, y, pid in zip(data["inputs"], data["labels"], data["puzzle_ids"]):
         np.testing.assert_array_equal(y, maps[int(pid)][x])
+
+
+def test_accuracy_mode_runs_and_writes_its_table(tmp_path, capsys):
+    """`python -m benchmarks.adaptation rows|replay` shrunk: a run trained on 3 identifiers, one adaptation of
+    every weight with replay from random rows; one JSON record per variant with both accuracies."""
+    import json
+
+    from benchmarks.adaptation import main
+
+    out = tmp_path / "rows.json"
+    variant = "train=all,replay=0.5,steps=2,init=random"
+    main(["rows", "--family", "lookup", "--identifiers", "3", "--train-steps", "3", "--train-batch", "8",
+          "--per-identifier", "4", "--new", "2", "--demos", "2", "--variants", variant, "--json", str(out)])
+    (record,) = json.loads(out.read_text())
+    assert (record["family"], record["identifiers"], record["variant"]) == ("lookup", 3, variant)
+    for key in ("new_exact", "new_token", "old_exact", "old_token"):
+        assert 0.0 <= record[key] <= 1.0
+    assert "lookup, 3 trained identifiers" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown variant key 'rate'"):
+        main(["replay", "--variants", "rate=1"])
