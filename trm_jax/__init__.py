@@ -11,26 +11,17 @@ import importlib
 
 from trm_jax.config import CurriculumStage, ModelConfig, TRMConfig, load_config
 from trm_jax.errors import ConfigError, TRMError
-from trm_jax.models import (
-    MLPMixer1D,
-    TinyRecursiveModel,
-    TransformerNetwork,
-    compute_loss,
-    config_from_torch_state_dict,
-    from_official_checkpoint,
-    from_torch_state_dict,
-    init_params,
-    initial_carry,
-    make_model,
-    predict,
-    supervision_step,
-)
 
 __version__ = "0.1.0"
 
-# Loading, saving, inference, training, evaluation, RAG and plotting import Orbax, sentence-transformers
-# or matplotlib: resolved on first use so `import trm_jax` stays light.
+# Resolved on first use, so `import trm_jax` (and a script's `from trm_jax.errors import ...`, before the
+# launcher's re-execution) imports neither JAX nor Orbax, sentence-transformers or matplotlib.
 _LAZY = {
+    "MLPMixer1D": "trm_jax.models", "TinyRecursiveModel": "trm_jax.models",
+    "TransformerNetwork": "trm_jax.models", "compute_loss": "trm_jax.models",
+    "config_from_torch_state_dict": "trm_jax.models", "from_official_checkpoint": "trm_jax.models",
+    "from_torch_state_dict": "trm_jax.models", "init_params": "trm_jax.models", "initial_carry": "trm_jax.models",
+    "make_model": "trm_jax.models", "predict": "trm_jax.models", "supervision_step": "trm_jax.models",
     "load": "trm_jax.inference", "infer": "trm_jax.inference", "TRMParams": "trm_jax.inference",
     "save_pretrained": "trm_jax.pretrained", "pretrained_models": "trm_jax.pretrained",
     "trace": "trm_jax.tracing", "Trace": "trm_jax.tracing", "plot_trace": "trm_jax.plotting",
@@ -54,9 +45,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'trm_jax' has no attribute {name!r}")
 
 
-__all__ = sorted([
-    "ConfigError", "CurriculumStage", "MLPMixer1D", "ModelConfig", "TRMConfig", "TRMError",
-    "TinyRecursiveModel", "TransformerNetwork", "compute_loss", "config_from_torch_state_dict",
-    "from_official_checkpoint", "from_torch_state_dict", "init_params", "initial_carry",
-    "load_config", "make_model", "predict", "supervision_step", *_LAZY,
-])
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(["ConfigError", "CurriculumStage", "ModelConfig", "TRMConfig", "TRMError", "load_config", *_LAZY])

@@ -15,7 +15,7 @@ TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 
 
 def train(tmp_path, *args, cache=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")  # faster compiles
+    env = dict(os.environ, JAX_PLATFORMS="cpu")  # with conftest's fast-compile XLA_FLAGS
     if cache:  # the second process reuses the first one's XLA compilations
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
     return subprocess.run([sys.executable, SCRIPT, "--config", TINY, "--quiet", *args], cwd=tmp_path, env=env,

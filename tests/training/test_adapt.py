@@ -251,7 +251,7 @@ def test_two_devices_adapt_as_one(tmp_path):
     tables = []
     for devices in (1, 2):
         env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=TESTS,
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0")
+                   XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}")  # conftest's flags
         out = tmp_path / f"table{devices}.npy"
         proc = subprocess.run([sys.executable, "-c", ON_DEVICES, str(out)], env=env, capture_output=True, text=True,
                               timeout=300)

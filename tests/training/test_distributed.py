@@ -22,8 +22,8 @@ OVERRIDES = [f"training.steps={STEPS}", "training.halt_exploration_prob=0.5", "m
 
 def run_worker(out, run_dir, overrides, devices=1, extra_env=None, wait=True):
     env = dict(os.environ)
-    # O0 codegen halves XLA's CPU compile time, which dominates these tiny runs; numerics are unchanged
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+    # conftest's fast-compile flags (compiling dominates these tiny runs) plus the device count
+    env["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, WORKER, str(out), str(run_dir), *overrides], env=env,

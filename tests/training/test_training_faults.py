@@ -69,8 +69,6 @@ def assert_same_run(result, run_dir, ref, exact=False):
 
 def _start_worker(run_dir, mode):
     env = dict(os.environ)
-    # O0 codegen halves XLA's CPU compile time; numerics differ from this process in the last ulp only
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
     env["JAX_PLATFORMS"] = "cpu"
     return subprocess.Popen([sys.executable, WORKER, str(run_dir), mode, *OVERRIDES], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
