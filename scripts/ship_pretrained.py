@@ -63,6 +63,8 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--wall-time-s", type=float, default=None,
                     help="training wall time for the card (default: the span of the run's metrics.jsonl)")
+    ap.add_argument("--no-wall-time", action="store_true",
+                    help="state no wall time (the run was paused and resumed, or shared its machine)")
     args = ap.parse_args(argv)
     if not args.name.isidentifier():
         sys.exit(f"error: --name {args.name!r}: use a plain name (letters, digits, underscores), e.g. sudoku")
@@ -74,7 +76,8 @@ def main(argv=None):
                   f"--seed {args.seed})")
         command = args.command or (f"python scripts/train.py --config {args.config}" if args.config else None)
         training = dict(name=args.name, config=args.config, steps=params.step, command=command,
-                        wall_time_s=args.wall_time_s if args.wall_time_s is not None else wall_time_s(args.run))
+                        wall_time_s=None if args.no_wall_time else
+                        args.wall_time_s if args.wall_time_s is not None else wall_time_s(args.run))
         os.makedirs(args.out, exist_ok=True)
         out = save_pretrained(params, os.path.join(args.out, args.name), dtype=args.dtype, metrics=metrics,
                               metrics_source=source, training=training)
