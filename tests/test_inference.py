@@ -228,29 +228,38 @@ def _cli(*args, stdin=None):
                           timeout=300)
 
 
-def test_infer_and_evaluate_cli(run, tmp_path):
+def test_infer_and_evaluate_cli(run, tmp_path, capsys, monkeypatch):
+    """The first call runs the script as a user does (a process through the launcher); the others call its
+    main in this process (same code, no second start-up and compile)."""
+    import io
+
+    from _scripts import load_script
+
     run_dir = run[0]
     p = load(run_dir)
     qs = queries(p, 2)
     out = _cli("scripts/infer.py", "--run", run_dir, "--text", qs[0], "--text", qs[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == infer(p, qs)
-    out = _cli("scripts/infer.py", "--run", run_dir, "--details", stdin="\n".join(qs) + "\n")
-    rows = [json.loads(ln) for ln in out.stdout.splitlines()]
-    assert [r["text"] for r in rows] == qs and all("recursion_depth" in r for r in rows)
-    out = _cli("scripts/infer.py", "--run", run_dir, "--text", qs[0], "--details", "--halting", "settled",
-               "--settle-steps", "2", "--max-recursion-depth", "8")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == dict(text=qs[0], **infer(p, qs[0], return_details=True, halting="settled",
-                                                              settle_steps=2, max_recursion_depth=8))
     out = _cli("scripts/infer.py", "--run", str(tmp_path), "--text", "x")
     assert out.returncode != 0 and "not a trm_jax run directory" in out.stderr and "Traceback" not in out.stderr
 
-    out = _cli("scripts/evaluate.py", "--run", run_dir, "--out", str(tmp_path / "r.json"))
-    assert out.returncode == 0, out.stderr
+    infer_main, evaluate_main = load_script("infer").main, load_script("evaluate").main
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(qs) + "\n"))
+    infer_main(["--run", run_dir, "--details"])
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == qs and all("recursion_depth" in r for r in rows)
+    infer_main(["--run", run_dir, "--text", qs[0], "--details", "--halting", "settled", "--settle-steps", "2",
+                "--max-recursion-depth", "8"])
+    assert json.loads(capsys.readouterr().out) == dict(text=qs[0], **infer(p, qs[0], return_details=True,
+                                                                           halting="settled", settle_steps=2,
+                                                                           max_recursion_depth=8))
+
+    evaluate_main(["--run", run_dir, "--out", str(tmp_path / "r.json")])
+    printed = capsys.readouterr().out
     res = json.loads((tmp_path / "r.json").read_text())
-    assert res["num_samples"] == 40 and f"exact {res['exact_accuracy']:.4f}" in out.stdout
-    assert f"settled {res['settled_fraction']:.4f}" in out.stdout
+    assert res["num_samples"] == 40 and f"exact {res['exact_accuracy']:.4f}" in printed
+    assert f"settled {res['settled_fraction']:.4f}" in printed
 
 
 def test_the_scripts_share_the_test_time_flags():

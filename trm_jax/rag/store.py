@@ -267,7 +267,7 @@ class MemoryVectorStore:
             raise TRMError(f"store extra data is not JSON-serialisable ({e})") from None
         tmp_npz = d / (VECTORS_FILE + ".tmp.npz")
         tmp_json = d / (MANIFEST_FILE + ".tmp")
-        np.savez(tmp_npz, vectors=self._buf[: self._n])
+        np.savez_compressed(tmp_npz, vectors=self._buf[: self._n])  # hashing embeddings are mostly zeros
         tmp_json.write_text(text, encoding="utf-8")
         os.replace(tmp_npz, d / VECTORS_FILE)
         os.replace(tmp_json, d / MANIFEST_FILE)
