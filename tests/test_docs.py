@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import glob
 import inspect
+import json
 import os
 import re
 import runpy
@@ -336,3 +337,25 @@ def test_readme_is_short_and_its_links_reach_built_pages(site):
             assert path.startswith("docs/") and path.endswith(".md"), f"README link {link}: anchors only into docs pages"
             html = _read(_built_page(site, path[len("docs/"):]))
             assert f'id="{anchor}"' in html, f"README link {link}: {path} has no heading with anchor #{anchor}"
+
+
+def test_the_pages_show_pictures_drawn_from_measured_results():
+    """Metric plots, a trace of the recursion and accuracy against depth and against trajectories appear in
+    the pages, and every picture a page shows was drawn by scripts/docs_figures.py (docs/images/figures.json
+    lists each file it drew, with the numbers behind it)."""
+    text = "".join(open(p, encoding="utf-8").read() for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    shown = set(re.findall(r"!\[[^\]]*\]\((images/[^)\s]+)\)", text))
+    for image in shown:
+        assert os.path.isfile(os.path.join(ROOT, "docs", image)), image
+    for kind in ("_metrics.png", "_trace.png", "_accuracy_vs_depth.png", "_accuracy_vs_trajectories.png"):
+        assert any(image.endswith(kind) for image in shown), f"no {kind} picture in the docs"
+    figures = json.load(open(os.path.join(ROOT, "docs", "images", "figures.json")))
+    drawn = set()
+    for record in figures.values():
+        drawn.add(record.get("file"))
+        for part in ("trace", "depth", "trajectories"):
+            drawn.update(record.get(part, {}).get("files", [record.get(part, {}).get("file")]))
+    drawn = {os.path.basename(f) for f in drawn if f}
+    assert {os.path.basename(image) for image in shown} <= drawn
+    depth = figures["sudoku"]["depth"]
+    assert len(depth["depths"]) == len(depth["exact_accuracy"]["head"]) == len(depth["exact_accuracy"]["settled"])
