@@ -57,3 +57,19 @@ def tiny_trainer(config, **kw):
 def train_losses(run_dir) -> list[float]:
     from trm_jax.training import read_metrics
     return [r["loss"] for r in read_metrics(f"{run_dir}/metrics.jsonl")]
+
+
+def sigterm_at_step(trainer, step: int) -> None:
+    """Make `trainer` send itself SIGTERM while it logs `step` (a signal mid-run: checkpoint, clean stop)."""
+    import os
+    import signal
+
+    flush = trainer._flush
+
+    def flush_and_signal(window, at, *a):
+        out = flush(window, at, *a)
+        if at == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer._flush = flush_and_signal

@@ -3,12 +3,11 @@ contents and metrics.jsonl records."""
 
 import json
 import os
-import signal
 
 import jax
 import numpy as np
 import pytest
-from _train_helpers import tiny_config, tiny_trainer, train_losses
+from _train_helpers import sigterm_at_step, tiny_config, tiny_trainer, train_losses
 
 from trm_jax.errors import TRMError
 from trm_jax.training import read_metrics
@@ -26,15 +25,7 @@ def runs(tmp_path_factory):
     # interrupted: SIGTERM arrives while step 5 is logged -> checkpoint at 5, clean stop
     cut_dir = base / "cut"
     trainer = tiny_trainer(tiny_config(cut_dir, **SECTIONS))
-    flush = trainer._flush
-
-    def flush_and_signal(window, step, *a):
-        out = flush(window, step, *a)
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    trainer._flush = flush_and_signal
+    sigterm_at_step(trainer, 5)
     cut = trainer.train()
     cut_losses = train_losses(cut_dir)
     cut_ckpts = sorted(int(d) for d in os.listdir(cut_dir / "checkpoints") if d.isdigit())

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from _train_helpers import tiny_config, tiny_trainer
+from _train_helpers import sigterm_at_step, tiny_config, tiny_trainer
 
 from trm_jax.config import CurriculumStage, TRMConfig
 from trm_jax.errors import ConfigError
@@ -138,9 +138,6 @@ DEPTH_SECTIONS = dict(curriculum={"stages": DEPTH_STAGES}, training=dict(supervi
 
 
 def test_depth_stages_resume_in_between_matches_uninterrupted_run(tmp_path):
-    import os
-    import signal
-
     from _train_helpers import train_losses
 
     from trm_jax.inference import load
@@ -152,15 +149,7 @@ def test_depth_stages_resume_in_between_matches_uninterrupted_run(tmp_path):
     assert len(cur) == 1 and cur[0]["note"] == "params carried over"  # no shape change: nothing re-initialised
 
     cut = tiny_trainer(tiny_config(tmp_path / "cut", **DEPTH_SECTIONS))
-    flush = cut._flush
-
-    def flush_and_signal(window, step, *a):
-        out = flush(window, step, *a)
-        if step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    cut._flush = flush_and_signal
+    sigterm_at_step(cut, 3)
     assert cut.train().step == 3
     resumed = tiny_trainer(tiny_config(tmp_path / "cut", **DEPTH_SECTIONS), resume=True).train()
     assert resumed.step == 5 and not resumed.interrupted
