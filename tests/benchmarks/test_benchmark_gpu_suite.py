@@ -22,8 +22,9 @@ def quick_suite(once, tmp_path_factory):
     """`python -m benchmarks.gpu_suite --quick` in bfloat16 (time limits for a loaded 2-core machine)."""
     def run():
         path = tmp_path_factory.mktemp("gpu_suite") / "gpu.json"
-        res = printed(functools.partial(main, quick_shapes=TINY), ["--quick", "--dtypes", "bfloat16", "--budget-s", "1200", "--part-s", "500",
-                             "--json", str(path)])
+        res = printed(functools.partial(main, quick_shapes=TINY),
+                      ["--quick", "--dtypes", "bfloat16", "--budget-s", "1200", "--part-s", "500",
+                       "--json", str(path)])
         return dict(res, json=json.loads(path.read_text()))
     return once("gpu_suite", run)
 
