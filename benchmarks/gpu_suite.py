@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import os
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -36,20 +37,22 @@ QUICK = dict(dim=32, batch_size=16, seq_len=24, rows=64, num_latent_refinements=
              predict_steps=2, steps=2)
 
 
-def recipe_shapes(recipe: str, quick: bool) -> dict:
-    """Model config, training config, batch, sequence length and step count of a recipe (shrunk with quick)."""
+def recipe_shapes(recipe: str, quick: bool, quick_shapes: Optional[dict] = None) -> dict:
+    """Model config, training config, batch, sequence length and step count of a recipe (shrunk with quick
+    to QUICK, with `quick_shapes`' entries in place of QUICK's)."""
     from trm_jax.config import load_config
 
     cfg = load_config(os.path.join(CONFIGS, f"{recipe}.yaml"))
     model, seq_len, batch = cfg.model, cfg.data.seq_len, cfg.training.batch_size
     steps, predict_steps = 5, PREDICT_STEPS
     if quick:
-        model = dataclasses.replace(model, dim=QUICK["dim"], num_heads=1, puzzle_emb_ndim=QUICK["dim"],
-                                    num_latent_refinements=QUICK["num_latent_refinements"],
-                                    num_refinement_blocks=QUICK["num_refinement_blocks"],
-                                    num_puzzle_identifiers=min(model.num_puzzle_identifiers, QUICK["rows"]))
-        seq_len, batch = min(seq_len, QUICK["seq_len"]), QUICK["batch_size"]
-        steps, predict_steps = QUICK["steps"], QUICK["predict_steps"]
+        q = {**QUICK, **(quick_shapes or {})}
+        model = dataclasses.replace(model, dim=q["dim"], num_heads=1, puzzle_emb_ndim=q["dim"],
+                                    num_latent_refinements=q["num_latent_refinements"],
+                                    num_refinement_blocks=q["num_refinement_blocks"],
+                                    num_puzzle_identifiers=min(model.num_puzzle_identifiers, q["rows"]))
+        seq_len, batch = min(seq_len, q["seq_len"]), q["batch_size"]
+        steps, predict_steps = q["steps"], q["predict_steps"]
     return dict(model=model, training=cfg.training, seq_len=seq_len, batch_size=batch, steps=steps,
                 predict_steps=predict_steps)
 
@@ -121,7 +124,7 @@ def measure(spec: dict) -> dict:
 
     name = f"{spec['recipe']} {spec['dtype']}"
     log = lambda msg: print(f"[{name}] {msg}", flush=True)  # noqa: E731
-    shapes = recipe_shapes(spec["recipe"], spec["quick"])
+    shapes = recipe_shapes(spec["recipe"], spec["quick"], spec.get("quick_shapes"))
     mcfg = dataclasses.replace(shapes["model"], dtype=spec["dtype"])
     seq_len = shapes["seq_len"]
     device = jax.devices()[0]
@@ -220,7 +223,8 @@ def _summary(results: list) -> None:
           "matmul path on GPUs)")
 
 
-def main(argv=None) -> list:
+def main(argv=None, quick_shapes: Optional[dict] = None) -> list:
+    """The suite; `quick_shapes` replaces entries of QUICK under --quick (tests shrink the shapes further)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes (any device; checks the code path)")
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
@@ -249,7 +253,8 @@ def main(argv=None) -> list:
                 results.append(dict(recipe=recipe, dtype=dtype, error=f"skipped: {left:.0f} s of the budget left"))
                 print(f"[{recipe} {dtype}] skipped ({left:.0f} s of the budget left)", flush=True)
                 continue
-            spec = dict(recipe=recipe, dtype=dtype, quick=args.quick, memory_limit_gb=args.memory_limit_gb)
+            spec = dict(recipe=recipe, dtype=dtype, quick=args.quick, quick_shapes=quick_shapes,
+                        memory_limit_gb=args.memory_limit_gb)
             try:
                 results.append(_run_part(spec, min(args.part_s, left)))
             except Exception as e:  # noqa: BLE001 (the suite goes on whatever one part does)

@@ -87,12 +87,13 @@ def _torch_session(bc: BenchConfig, spec: dict) -> dict:
 
 def session(spec: dict) -> dict:
     """`serve` entry: one framework's timing commands, each answering wall and CPU time (GFLOP/s for
-    `peak`; per-network matmul times for `net_matmuls`, JAX)."""
+    `peak`, with spec["peak_args"] as `matmul_peak`'s keywords if given; per-network matmul times for
+    `net_matmuls`, JAX)."""
     bc, framework = BenchConfig(**spec["config"]), spec["framework"]
     s = (_jax_session if framework == "jax" else _torch_session)(bc, spec)
     return {"train": lambda: {"time": timed(s["train"])},
             "predict": lambda: {"time": timed(lambda: s["predict"](spec["predict_steps"]))},
-            "peak": lambda: {"gflops": matmul_peak(framework)},
+            "peak": lambda: {"gflops": matmul_peak(framework, **spec.get("peak_args", {}))},
             "net_matmuls": lambda: net_matmul_times(bc)}
 
 

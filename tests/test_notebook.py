@@ -11,7 +11,7 @@ NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRM_QUICKSTART_STEPS", "4")
+    monkeypatch.setenv("TRM_QUICKSTART_STEPS", "1")
     monkeypatch.setenv("TRM_QUICKSTART_DIR", str(tmp_path / "runs"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",

@@ -13,11 +13,13 @@ import pytest
 from _benchmark_runs import printed
 from _scripts import load_script
 
+from benchmarks import model as model_benchmark
 from benchmarks.flops import (backward_einsums, einsum_flops, jax_net_cost_flops, net_flops, net_matmuls,
                               train_step_flops, xla_cost_flops)
 from benchmarks.harness import BenchConfig, config_from_args
 from benchmarks.jax_step import build_jax
 from benchmarks.model import QUICK, REFERENCE, TRAIN_STEP_TARGETS, add_model_arguments, width_summary
+from benchmarks.model_workers import time_frameworks
 from benchmarks.torch_reference import build_torch
 from trm_jax.models import supervision_step
 
@@ -117,9 +119,14 @@ def model_run(once, tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("tiny_recursive_model")
 
+    def tiny_peak(spec, *args):  # the workers' matmul peak at 64^2 timed once, not 2048^2 five times
+        return time_frameworks({**spec, "peak_args": {"n": 64, "reps": 1}}, *args)
+
     def run():
         path = tmp_path_factory.mktemp("model_run") / "model.json"
-        res = printed(load_script("benchmark").main, ["--json", str(path), *MODEL_RUN])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(model_benchmark, "time_frameworks", tiny_peak)
+            res = printed(load_script("benchmark").main, ["--json", str(path), *MODEL_RUN])
         return dict(res, json=json.loads(path.read_text()))
     return once("model_benchmark", run)
 

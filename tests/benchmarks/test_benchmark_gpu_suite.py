@@ -2,6 +2,7 @@
 and reports its numbers, its batch halved to fit a memory limit; the FLOP view of each recipe is its
 model's; a part that cannot run reports why and the suite goes on. No timing assertions."""
 
+import functools
 import json
 
 import pytest
@@ -12,13 +13,18 @@ from benchmarks.gpu_suite import RECIPES, main, measure, recipe_shapes
 from benchmarks.harness import BenchConfig
 
 
+# smaller than --quick's own shapes (the batch stays 16): the code path, at the least compile and run time
+TINY = dict(dim=16, seq_len=8, rows=8, num_latent_refinements=1, steps=1)
+
+
 @pytest.fixture()
 def quick_suite(once, tmp_path_factory):
     """`python -m benchmarks.gpu_suite --quick` in bfloat16 (time limits for a loaded 2-core machine)."""
     def run():
         path = tmp_path_factory.mktemp("gpu_suite") / "gpu.json"
-        res = printed(main, ["--quick", "--dtypes", "bfloat16", "--budget-s", "1200", "--part-s", "500",
-                             "--json", str(path)])
+        res = printed(functools.partial(main, quick_shapes=TINY),
+                      ["--quick", "--dtypes", "bfloat16", "--budget-s", "1200", "--part-s", "500",
+                       "--json", str(path)])
         return dict(res, json=json.loads(path.read_text()))
     return once("gpu_suite", run)
 
@@ -37,7 +43,8 @@ def test_quick_suite_reports_train_and_predict_for_each_part(quick_suite):
 
 def test_batch_is_halved_to_fit_the_memory_limit(capsys):
     """One part in this process, under a memory limit no batch fits."""
-    r = measure(dict(recipe="sudoku_extreme_mlp", dtype="float32", quick=True, memory_limit_gb=0.0001))
+    r = measure(dict(recipe="sudoku_extreme_mlp", dtype="float32", quick=True, quick_shapes=TINY,
+                     memory_limit_gb=0.0001))
     assert r["batch_size"] == 4 and r["config_batch_size"] == 16 and r["step_ms"] > 0  # 16 -> 8 -> 4, the floor
     assert capsys.readouterr().out.count("halving it") == 2
 

@@ -66,7 +66,10 @@ def test_a_step_on_the_compacted_rows_equals_the_full_step():
     np.testing.assert_array_equal(got.halted, want.halted)
 
 
-def _data(n=64, seq=81, seed=0):
+SEQ = 16
+
+
+def _data(n=64, seq=SEQ, seed=0):
     rng = np.random.default_rng(seed)
     inputs = rng.integers(1, 11, (n, seq)).astype(np.int32)
     return inputs, inputs[:, ::-1].copy()
@@ -85,10 +88,10 @@ class Rows(trm_jax.Callback):
 
 
 def _trainer(tmp_path, name, steps, callbacks=(), resume=False, **kw):
-    model = trm_jax.TinyRecursiveModel(dim=16, num_tokens=11, network=trm_jax.MLPMixer1D(dim=16, depth=1, seq_len=81),
+    model = trm_jax.TinyRecursiveModel(dim=16, num_tokens=11, network=trm_jax.MLPMixer1D(dim=16, depth=1, seq_len=SEQ),
                                        num_refinement_blocks=2, num_latent_refinements=1, max_recursion_depth=5,
                                        halt_threshold=0.0)  # the head always halts: exploration sets the depths
-    options = dict(steps=steps, batch_size=16, learning_rate=1e-3, halt_exploration_prob=1.0, progress_bar=False,
+    options = dict(steps=steps, batch_size=4, learning_rate=1e-3, halt_exploration_prob=1.0, progress_bar=False,
                    halted_samples="drop", checkpoint_every=7, log_every=7, eval_every=10 ** 6, seed=3)
     options.update(kw)
     return trm_jax.Trainer(model, _data(), run_dir=str(tmp_path / name), callbacks=list(callbacks), resume=resume,
@@ -96,16 +99,16 @@ def _trainer(tmp_path, name, steps, callbacks=(), resume=False, **kw):
 
 
 def test_drop_schedule_shrinks_the_batch_and_resumes_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(feed, "MIN_ROWS", 2)  # steps on 16, 8, 4 and 2 rows
+    monkeypatch.setattr(feed, "MIN_ROWS", 2)  # steps on 4 and 2 rows
     rows = Rows()
     full = _trainer(tmp_path, "full", 14, [rows]).train()
-    # each batch starts with all 16 rows and shrinks as its samples reach their (random) depths; the
+    # each batch starts with all 4 rows and shrinks as its samples reach their (random) depths; the
     # next one starts only once all halted (at most max_recursion_depth = 5 steps)
     n = rows.samples
     starts = [0] + [i for i in range(1, len(n)) if n[i] > n[i - 1]]
-    assert len(starts) >= 3 and min(n) < 16, n
+    assert len(starts) >= 3 and min(n) < 4, n
     for a, b in zip(starts, starts[1:] + [len(n)]):
-        assert n[a] == 16 and n[a:b] == sorted(n[a:b], reverse=True) and b - a <= 5, n
+        assert n[a] == 4 and n[a:b] == sorted(n[a:b], reverse=True) and b - a <= 5, n
     _trainer(tmp_path, "cut", 7).train()
     resumed = _trainer(tmp_path, "cut", 14, resume=True).train()
     for got, want in ((resumed.params, full.params), (resumed.raw_params, full.raw_params)):

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import types
 
 import jax
 import numpy as np
@@ -74,9 +75,29 @@ def _start_worker(run_dir, mode):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _as_json(result) -> dict:
+    """What the tests compare of a TrainResult (step, raw and EMA params), as JSON for the `once` fixture."""
+    lists = lambda tree: jax.tree.map(lambda a: np.asarray(a).tolist(), tree)  # noqa: E731
+    return dict(step=int(result.step), params=lists(result.params), raw_params=lists(result.raw_params))
+
+
+def _arrays(tree):
+    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The uninterrupted reference (this process) and two SIGKILLed worker runs, resumed here."""
+def runs(once, tmp_path_factory):
+    """The uninterrupted reference and two SIGKILLed worker runs, resumed; computed once in the session
+    (under xdist the module's tests land on both workers), results as JSON with params as arrays again."""
+    out = once("training_faults", lambda: _runs(tmp_path_factory))
+    for name in ("ref", "kill", "save"):
+        r = out[name]["result"]
+        out[name]["result"] = types.SimpleNamespace(step=r["step"], params=_arrays(r["params"]),
+                                                    raw_params=_arrays(r["raw_params"]))
+    return out
+
+
+def _runs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("faults")
     rng = random.Random(SEED)
     target, delay = rng.randint(3, STEPS - 1), rng.uniform(0.0, 0.15)
@@ -103,8 +124,8 @@ def runs(tmp_path_factory):
 
     ref_dir = base / "ref"
     ref = tiny_trainer(cfg(ref_dir)).train()
-    out = dict(base=base, target=target, save_step=save_step,
-               ref=dict(result=ref, losses=train_losses(ref_dir), dir=ref_dir))
+    out = dict(base=str(base), target=target, save_step=save_step,
+               ref=dict(result=_as_json(ref), losses=train_losses(ref_dir), dir=str(ref_dir)))
 
     a.wait(timeout=600)
     watcher.join(timeout=60)
@@ -113,8 +134,8 @@ def runs(tmp_path_factory):
     out["save"] = dict(rc=b.returncode, log=log_b)
     for name, run_dir in (("kill", kill_dir), ("save", save_dir)):
         # the state a crash left, then the restart with --resume
-        out[name].update(dir=run_dir, committed=committed(run_dir), tmp=leftovers(run_dir))
-        out[name]["result"] = tiny_trainer(cfg(run_dir), resume=True).train()
+        out[name].update(dir=str(run_dir), committed=committed(run_dir), tmp=leftovers(run_dir))
+        out[name]["result"] = _as_json(tiny_trainer(cfg(run_dir), resume=True).train())
         out[name]["train_log"] = (run_dir / "train.log").read_text()
     return out
 
