@@ -7,7 +7,8 @@ number a picture shows, with how it was measured) into --out.
 
 --run NAME=DIR       a run's metric overview -> NAME_metrics.png (plot_metrics' 2x2 overview)
 --model NAME         a model (shipped name, run or pretrained directory) whose task has held-out samples:
-                     NAME_trace.gif/.png (one held-out query), NAME_accuracy_vs_depth.png (exact accuracy
+                     NAME_trace.gif/.png (one held-out query: the first, or with --trace-longest the one
+                     taking the most steps among the first 16), NAME_accuracy_vs_depth.png (exact accuracy
                      at each --depths cap, halting by the head and by settling) and
                      NAME_accuracy_vs_trajectories.png (--trajectories K, each selection rule)
 """
@@ -62,7 +63,8 @@ def line_plot(path: str, title: str, xlabel: str, xs: list, series: dict, log2: 
     return path
 
 
-def model_figures(name: str, out: str, num_samples: int, seed: int, depths: list, trajectories: list) -> dict:
+def model_figures(name: str, out: str, num_samples: int, seed: int, depths: list, trajectories: list,
+                  trace_longest: bool = False) -> dict:
     from trm_jax.errors import TRMError
     from trm_jax.inference import load
     from trm_jax.plotting import plot_trace
@@ -75,8 +77,13 @@ def model_figures(name: str, out: str, num_samples: int, seed: int, depths: list
     record = {"model": name, "num_samples": len(queries), "seed": seed,
               "samples": f"held_out_samples(config, {num_samples}, {seed}): newly generated held-out samples"}
 
-    t = trace(params, queries[0])
-    record["trace"] = {"steps": len(t.answers), "stopped_by": t.stopped_by,
+    # the trace of the first query, or with --trace-longest the first query taking the most steps among the
+    # first 16 (a model that solves most queries in one step otherwise draws a one-frame trace)
+    candidates = queries[:16] if trace_longest else queries[:1]
+    traces = [trace(params, q) for q in candidates]
+    index = max(range(len(traces)), key=lambda i: (len(traces[i].answers), -i))
+    t = traces[index]
+    record["trace"] = {"query_index": index, "steps": len(t.answers), "stopped_by": t.stopped_by,
                        "files": [plot_trace(t, os.path.join(out, f"{label}_trace.{ext}")) for ext in ("gif", "png")]}
 
     by_depth = {}
@@ -111,6 +118,8 @@ def main(argv=None):
     ap.add_argument("--out", default="docs/images")
     ap.add_argument("--num-samples", type=int, default=200)
     ap.add_argument("--seed", type=int, default=2000, help="config seed of the held-out samples")
+    ap.add_argument("--trace-longest", action="store_true",
+                    help="trace the query taking the most steps among the first 16 held-out ones (default: the first)")
     ap.add_argument("--depths", default=DEPTHS)
     ap.add_argument("--trajectories", default=TRAJECTORIES)
     args = ap.parse_args(argv)
@@ -131,7 +140,7 @@ def main(argv=None):
         figures[f"{name}_metrics"] = {"run": run_dir, "file": shutil.copy(overview, os.path.join(args.out, f"{name}_metrics.png"))}
     for name in args.model:
         start = time.perf_counter()
-        record = model_figures(name, args.out, args.num_samples, args.seed, depths, trajectories)
+        record = model_figures(name, args.out, args.num_samples, args.seed, depths, trajectories, args.trace_longest)
         record["wall_s"] = round(time.perf_counter() - start, 1)
         figures[os.path.basename(os.path.normpath(name))] = record
     with open(path, "w") as f:

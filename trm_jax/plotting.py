@@ -194,7 +194,8 @@ def _title(trace) -> str:
     else:
         verdict = "  ·  solved" if not wrong else f"  ·  {len(wrong)} cells wrong"
     more = f"  ·  trajectory {trace.trajectory} of {len(trace.trajectories)}" if len(trace.trajectories) > 1 else ""
-    return f"{trace.task}: {len(trace.answers)} steps, stopped by {trace.stopped_by}{verdict}{more}"
+    steps = len(trace.answers)
+    return f"{trace.task}: {steps} step{'s' * (steps != 1)}, stopped by {trace.stopped_by}{verdict}{more}"
 
 
 def _strip_figure(trace, columns: int):
@@ -208,7 +209,7 @@ def _strip_figure(trace, columns: int):
     cols = max(1, min(int(columns), len(panels)))
     rows = -(-len(panels) // cols)
     size = 2.2
-    fig = _figure(cols * size, rows * (size + 0.45) + 0.4)
+    fig = _figure(max(cols * size, 4.5), rows * (size + 0.45) + 0.4)  # wide enough for the title
     for i, (title, answer, changed, wrong) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         _draw_grid(ax, trace, answer, changed, wrong)
