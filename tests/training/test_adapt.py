@@ -24,21 +24,36 @@ def training_data():
     return fam.samples(fam.permutations(TRAINED, seed=0), 32, seed=1)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """(model, params, the Trainer) of a small official-variant model trained on the TRAINED identifiers."""
+TRAINING = dict(batch_size=64, learning_rate=3e-3, warmup_steps=20, ema_decay=0.0, progress_bar=False)
+
+
+def _train() -> dict:
     from trm_jax.training import Trainer
 
-    trainer = Trainer(fam.model(len(TRAINED) + 1), training_data(), steps=400, batch_size=64, learning_rate=3e-3,
-                      warmup_steps=20, ema_decay=0.0, progress_bar=False)
-    result = trainer()
-    return result.model, result.params, trainer
+    result = Trainer(fam.model(len(TRAINED) + 1), training_data(), steps=400, **TRAINING)()
+    leaves = jax.tree.leaves(result.params)
+    return dict(leaves=[np.asarray(a).tolist() for a in leaves], dtypes=[str(a.dtype) for a in leaves])
 
 
 @pytest.fixture(scope="module")
-def run(trained):
-    """(model, params) of the trained run."""
-    return trained[:2]
+def run(once):
+    """(model, params) of a small official-variant model trained 400 steps on the TRAINED identifiers; trained
+    once in the session (under xdist the module's tests land on both workers), params as arrays again."""
+    out = once("adapt_trained", _train)
+    model = fam.model(len(TRAINED) + 1)
+    treedef = jax.tree.structure(jax.eval_shape(model.init_params, jax.random.key(0)))
+    leaves = [jax.numpy.asarray(np.asarray(a, d)) for a, d in zip(out["leaves"], out["dtypes"])]
+    return model, jax.tree.unflatten(treedef, leaves)
+
+
+@pytest.fixture(scope="module")
+def trained(run):
+    """(model, params, a Trainer of the same training set): the Trainer trained 2 steps, for its training set."""
+    from trm_jax.training import Trainer
+
+    trainer = Trainer(fam.model(len(TRAINED) + 1), training_data(), steps=2, **dict(TRAINING, warmup_steps=1))
+    trainer()
+    return (*run, trainer)
 
 
 def accuracy(model, params, data):

@@ -5,6 +5,7 @@ continuing the same trajectory; early stopping, the best checkpoint (load(which=
 import dataclasses
 import json
 import os
+import pathlib
 import types
 
 import jax
@@ -55,15 +56,47 @@ class StopAt(Callback):
             trainer.request_stop(f"test stop at {step}")
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _plain(x):
+    """x with its arrays and numbers as JSON values (the records of a run shared through `once`)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x if x is None or isinstance(x, str) else np.asarray(x).tolist()
+
+
+def _arrays(tree):
+    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
+
+
+def _result(r):
+    return _plain(dict(step=r.step, interrupted=r.interrupted, stop_reason=r.stop_reason, eval=r.eval,
+                       params=r.params, raw_params=r.raw_params))
+
+
+def _runs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("callbacks")
     quiet, every3 = Recorder(), Recorder(every=3)
     full = tiny_trainer(tiny_config(base / "full", **SECTIONS), callbacks=[quiet, every3]).train()
     cut = tiny_trainer(tiny_config(base / "cut", **SECTIONS), callbacks=[StopAt(5)]).train()
     cut_ckpts = sorted(int(d) for d in os.listdir(base / "cut" / "checkpoints") if d.isdigit())
     resumed = tiny_trainer(tiny_config(base / "cut", **SECTIONS), resume=True).train()
-    return dict(base=base, full=full, quiet=quiet, every3=every3, cut=cut, cut_ckpts=cut_ckpts, resumed=resumed)
+    return dict(base=str(base), full=_result(full), quiet=_plain(quiet.calls), every3=_plain(every3.calls),
+                cut=_result(cut), cut_ckpts=cut_ckpts, resumed=_result(resumed))
+
+
+@pytest.fixture(scope="module")
+def runs(once, tmp_path_factory):
+    """The full run (two recorders), the one a callback stops at 5 and its resume; computed once in the session
+    (under xdist the module's tests land on both workers): results as JSON, params as arrays again."""
+    out = once("callbacks_runs", lambda: _runs(tmp_path_factory))
+    out["base"] = pathlib.Path(out["base"])
+    for name in ("quiet", "every3"):
+        out[name] = types.SimpleNamespace(calls=[tuple(c) for c in out[name]])
+    for name in ("full", "cut", "resumed"):
+        r = out[name]
+        out[name] = types.SimpleNamespace(**dict(r, params=_arrays(r["params"]), raw_params=_arrays(r["raw_params"])))
+    return out
 
 
 def test_hooks_run_in_order_with_metrics_only_when_asked(runs):

@@ -36,14 +36,20 @@ def run_worker(out, run_dir, overrides, devices=1, extra_env=None, wait=True):
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-    """The reference: this process (one CPU device)."""
-    assert jax.device_count() == 1
-    run = tmp_path_factory.mktemp("d1") / "run"
-    cfg = tiny_config(run, training=dict(steps=STEPS, halt_exploration_prob=0.5), model=dict(dropout=0.1))
-    result = tiny_trainer(cfg).train()
-    return dict(losses=train_losses(run), eval=result.eval,
-                params=[np.asarray(x).ravel()[:64] for x in jax.tree.leaves(result.params)])
+def one_device(once, tmp_path_factory):
+    """The reference: a pytest process (one CPU device); computed once in the session (under xdist the
+    module's tests land on both workers), params back as arrays."""
+    def produce():
+        assert jax.device_count() == 1
+        run = tmp_path_factory.mktemp("d1") / "run"
+        cfg = tiny_config(run, training=dict(steps=STEPS, halt_exploration_prob=0.5), model=dict(dropout=0.1))
+        result = tiny_trainer(cfg).train()
+        return dict(losses=[float(x) for x in train_losses(run)],
+                    eval={k: np.asarray(v).tolist() for k, v in result.eval.items()},
+                    params=[np.asarray(x).ravel()[:64].tolist() for x in jax.tree.leaves(result.params)])
+
+    ref = once("distributed_one_device", produce)
+    return dict(ref, params=[np.asarray(x, np.float32) for x in ref["params"]])
 
 
 def _compare(ref, other):

@@ -3,6 +3,8 @@ contents and metrics.jsonl records."""
 
 import json
 import os
+import pathlib
+import types
 
 import jax
 import numpy as np
@@ -17,8 +19,22 @@ STEPS = 8
 SECTIONS = dict(model=dict(dropout=0.1), training=dict(steps=STEPS, checkpoint_every=3, eval_every=4))
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _plain(x):
+    """x with its arrays and numbers as JSON values (the results of a run shared through `once`)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x if x is None or isinstance(x, str) else np.asarray(x).tolist()
+
+
+def _arrays(tree):
+    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
+
+
+def _result(r):
+    return _plain(dict(step=r.step, interrupted=r.interrupted, eval=r.eval, params=r.params))
+
+
+def _runs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("resume")
     full = tiny_trainer(tiny_config(base / "full", **SECTIONS)).train()
 
@@ -30,7 +46,19 @@ def runs(tmp_path_factory):
     cut_losses = train_losses(cut_dir)
     cut_ckpts = sorted(int(d) for d in os.listdir(cut_dir / "checkpoints") if d.isdigit())
     resumed = tiny_trainer(tiny_config(cut_dir, **SECTIONS), resume=True).train()
-    return dict(full=full, cut=cut, cut_losses=cut_losses, cut_ckpts=cut_ckpts, resumed=resumed, base=base)
+    return dict(full=_result(full), cut=_result(cut), cut_losses=cut_losses, cut_ckpts=cut_ckpts,
+                resumed=_result(resumed), base=str(base))
+
+
+@pytest.fixture(scope="module")
+def runs(once, tmp_path_factory):
+    """The uninterrupted run, the SIGTERMed one and its resume; computed once in the session (under xdist the
+    module's tests land on both workers): results as JSON, params as arrays again."""
+    out = once("resume_runs", lambda: _runs(tmp_path_factory))
+    out["base"] = pathlib.Path(out["base"])
+    for name in ("full", "cut", "resumed"):
+        out[name] = types.SimpleNamespace(**dict(out[name], params=_arrays(out[name]["params"])))
+    return out
 
 
 def test_sigterm_saves_and_stops(runs):

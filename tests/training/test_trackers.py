@@ -36,16 +36,22 @@ def _offline_wandb(mp, tmp):
         mp.setenv(var, str(tmp / var.lower()))
 
 
-@pytest.fixture(scope="module")
-def tracked_run(tmp_path_factory):
-    """A 20-step run with TensorBoard and W&B (offline) on: (run_dir, metrics.jsonl records)."""
+def _tracked_run(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("tracked")
     run_dir = str(tmp / "run")
     with pytest.MonkeyPatch.context() as mp:
         _offline_wandb(mp, tmp)
         trainer = tiny_trainer(tiny_config(run_dir, logging=TRACKERS_ON, **RUN))
         trainer.train()
-    return run_dir, read_metrics(os.path.join(run_dir, "metrics.jsonl"), split=None)
+    return dict(run_dir=run_dir, records=read_metrics(os.path.join(run_dir, "metrics.jsonl"), split=None))
+
+
+@pytest.fixture(scope="module")
+def tracked_run(once, tmp_path_factory):
+    """A 20-step run with TensorBoard and W&B (offline) on: (run_dir, metrics.jsonl records); trained once in
+    the session (under xdist the module's tests land on both workers)."""
+    out = once("tracked_run", lambda: _tracked_run(tmp_path_factory))
+    return out["run_dir"], out["records"]
 
 
 def _expected_tags(record) -> dict:
