@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from trm_jax.config import TRMConfig
@@ -73,3 +75,26 @@ def sigterm_at_step(trainer, step: int) -> None:
         return out
 
     trainer._flush = flush_and_signal
+
+
+def as_json(x):
+    """x with its arrays and numbers as JSON values (nested lists): what a fixture shared through conftest's
+    `once` keeps of a run."""
+    if isinstance(x, dict):
+        return {k: as_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [as_json(v) for v in x]
+    return x if x is None or isinstance(x, str) else np.asarray(x).tolist()
+
+
+def result_as_json(result, *fields) -> dict:
+    """The named fields of a TrainResult (e.g. "step", "params") as JSON values."""
+    return as_json({f: getattr(result, f) for f in fields})
+
+
+def result_from_json(record: dict):
+    """`result_as_json`'s record as an object again, its params trees as numpy arrays."""
+    def arrays(tree):
+        return {k: arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
+
+    return types.SimpleNamespace(**{k: arrays(v) if k in ("params", "raw_params") else v for k, v in record.items()})

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from _scripts import load_script
-from _train_helpers import tiny_config, tiny_trainer, train_losses
+from _train_helpers import as_json, result_as_json, result_from_json, tiny_config, tiny_trainer, train_losses
 from conftest import TINY_RUN
 
 from trm_jax.config import EarlyStoppingConfig, TRMConfig
@@ -56,22 +56,7 @@ class StopAt(Callback):
             trainer.request_stop(f"test stop at {step}")
 
 
-def _plain(x):
-    """x with its arrays and numbers as JSON values (the records of a run shared through `once`)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x if x is None or isinstance(x, str) else np.asarray(x).tolist()
-
-
-def _arrays(tree):
-    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
-
-
-def _result(r):
-    return _plain(dict(step=r.step, interrupted=r.interrupted, stop_reason=r.stop_reason, eval=r.eval,
-                       params=r.params, raw_params=r.raw_params))
+RESULT_FIELDS = ("step", "interrupted", "stop_reason", "eval", "params", "raw_params")
 
 
 def _runs(tmp_path_factory) -> dict:
@@ -81,8 +66,9 @@ def _runs(tmp_path_factory) -> dict:
     cut = tiny_trainer(tiny_config(base / "cut", **SECTIONS), callbacks=[StopAt(5)]).train()
     cut_ckpts = sorted(int(d) for d in os.listdir(base / "cut" / "checkpoints") if d.isdigit())
     resumed = tiny_trainer(tiny_config(base / "cut", **SECTIONS), resume=True).train()
-    return dict(base=str(base), full=_result(full), quiet=_plain(quiet.calls), every3=_plain(every3.calls),
-                cut=_result(cut), cut_ckpts=cut_ckpts, resumed=_result(resumed))
+    return dict(base=str(base), full=result_as_json(full, *RESULT_FIELDS), quiet=as_json(quiet.calls),
+                every3=as_json(every3.calls), cut=result_as_json(cut, *RESULT_FIELDS), cut_ckpts=cut_ckpts,
+                resumed=result_as_json(resumed, *RESULT_FIELDS))
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +80,7 @@ def runs(once, tmp_path_factory):
     for name in ("quiet", "every3"):
         out[name] = types.SimpleNamespace(calls=[tuple(c) for c in out[name]])
     for name in ("full", "cut", "resumed"):
-        r = out[name]
-        out[name] = types.SimpleNamespace(**dict(r, params=_arrays(r["params"]), raw_params=_arrays(r["raw_params"])))
+        out[name] = result_from_json(out[name])
     return out
 
 

@@ -4,12 +4,18 @@ contents and metrics.jsonl records."""
 import json
 import os
 import pathlib
-import types
 
 import jax
 import numpy as np
 import pytest
-from _train_helpers import sigterm_at_step, tiny_config, tiny_trainer, train_losses
+from _train_helpers import (
+    result_as_json,
+    result_from_json,
+    sigterm_at_step,
+    tiny_config,
+    tiny_trainer,
+    train_losses,
+)
 
 from trm_jax.errors import TRMError
 from trm_jax.training import read_metrics
@@ -19,19 +25,7 @@ STEPS = 8
 SECTIONS = dict(model=dict(dropout=0.1), training=dict(steps=STEPS, checkpoint_every=3, eval_every=4))
 
 
-def _plain(x):
-    """x with its arrays and numbers as JSON values (the results of a run shared through `once`)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    return x if x is None or isinstance(x, str) else np.asarray(x).tolist()
-
-
-def _arrays(tree):
-    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
-
-
-def _result(r):
-    return _plain(dict(step=r.step, interrupted=r.interrupted, eval=r.eval, params=r.params))
+RESULT_FIELDS = ("step", "interrupted", "eval", "params")
 
 
 def _runs(tmp_path_factory) -> dict:
@@ -46,8 +40,9 @@ def _runs(tmp_path_factory) -> dict:
     cut_losses = train_losses(cut_dir)
     cut_ckpts = sorted(int(d) for d in os.listdir(cut_dir / "checkpoints") if d.isdigit())
     resumed = tiny_trainer(tiny_config(cut_dir, **SECTIONS), resume=True).train()
-    return dict(full=_result(full), cut=_result(cut), cut_losses=cut_losses, cut_ckpts=cut_ckpts,
-                resumed=_result(resumed), base=str(base))
+    return dict(full=result_as_json(full, *RESULT_FIELDS), cut=result_as_json(cut, *RESULT_FIELDS),
+                cut_losses=cut_losses, cut_ckpts=cut_ckpts, resumed=result_as_json(resumed, *RESULT_FIELDS),
+                base=str(base))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,7 @@ def runs(once, tmp_path_factory):
     out = once("resume_runs", lambda: _runs(tmp_path_factory))
     out["base"] = pathlib.Path(out["base"])
     for name in ("full", "cut", "resumed"):
-        out[name] = types.SimpleNamespace(**dict(out[name], params=_arrays(out[name]["params"])))
+        out[name] = result_from_json(out[name])
     return out
 
 

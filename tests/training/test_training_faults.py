@@ -23,12 +23,11 @@ import signal
 import subprocess
 import sys
 import threading
-import types
 
 import jax
 import numpy as np
 import pytest
-from _train_helpers import VOCAB, tiny_config, tiny_trainer, train_losses
+from _train_helpers import VOCAB, result_as_json, result_from_json, tiny_config, tiny_trainer, train_losses
 
 from trm_jax.errors import TRMError
 from trm_jax.inference import load
@@ -75,14 +74,7 @@ def _start_worker(run_dir, mode):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _as_json(result) -> dict:
-    """What the tests compare of a TrainResult (step, raw and EMA params), as JSON for the `once` fixture."""
-    lists = lambda tree: jax.tree.map(lambda a: np.asarray(a).tolist(), tree)  # noqa: E731
-    return dict(step=int(result.step), params=lists(result.params), raw_params=lists(result.raw_params))
-
-
-def _arrays(tree):
-    return {k: _arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree)
+RESULT_FIELDS = ("step", "params", "raw_params")  # what the tests compare of a TrainResult
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +83,7 @@ def runs(once, tmp_path_factory):
     (under xdist the module's tests land on both workers), results as JSON with params as arrays again."""
     out = once("training_faults", lambda: _runs(tmp_path_factory))
     for name in ("ref", "kill", "save"):
-        r = out[name]["result"]
-        out[name]["result"] = types.SimpleNamespace(step=r["step"], params=_arrays(r["params"]),
-                                                    raw_params=_arrays(r["raw_params"]))
+        out[name]["result"] = result_from_json(out[name]["result"])
     return out
 
 
@@ -125,7 +115,7 @@ def _runs(tmp_path_factory) -> dict:
     ref_dir = base / "ref"
     ref = tiny_trainer(cfg(ref_dir)).train()
     out = dict(base=str(base), target=target, save_step=save_step,
-               ref=dict(result=_as_json(ref), losses=train_losses(ref_dir), dir=str(ref_dir)))
+               ref=dict(result=result_as_json(ref, *RESULT_FIELDS), losses=train_losses(ref_dir), dir=str(ref_dir)))
 
     a.wait(timeout=600)
     watcher.join(timeout=60)
@@ -135,7 +125,7 @@ def _runs(tmp_path_factory) -> dict:
     for name, run_dir in (("kill", kill_dir), ("save", save_dir)):
         # the state a crash left, then the restart with --resume
         out[name].update(dir=str(run_dir), committed=committed(run_dir), tmp=leftovers(run_dir))
-        out[name]["result"] = _as_json(tiny_trainer(cfg(run_dir), resume=True).train())
+        out[name]["result"] = result_as_json(tiny_trainer(cfg(run_dir), resume=True).train(), *RESULT_FIELDS)
         out[name]["train_log"] = (run_dir / "train.log").read_text()
     return out
 
