@@ -3,6 +3,7 @@
 
     python scripts/benchmark.py time-to-accuracy                 # 300 s of training per framework
     python scripts/benchmark.py time-to-accuracy --quick         # tiny, about 20 s in all
+    python scripts/benchmark.py time-to-accuracy --recipe fast   # trm_jax's final-step recipe vs PyTorch's own
 
 Task: generated Sudoku puzzles with `--givens` givens (unique solution), one training and one
 held-out set, the same arrays for both frameworks. Model: `TinyRecursiveModel` with an `MLPMixer1D`
@@ -17,6 +18,12 @@ What each side runs:
   `max_recurrent_steps` supervision steps, halted samples leave the batch; AdamW whose learning rate
   the trainer divides by `batch_size * max_recurrent_steps` (so it is given `learning_rate * batch * depth`),
   linear warmup, `ema_pytorch.EMA`; the held-out points predict with the EMA model.
+With `--recipe fast`, best recipe against best recipe: PyTorch's side is unchanged, and trm_jax trains
+with final-step supervision (`training.supervision: final`, `--fast-cycles` T cycles per sample, the
+gradient through the last; `--fast-transition` = `training.transition_grad_prob`) and evaluates with
+settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth` supervision steps of T
+cycles each): docs/final-step.md. Its halting head is not trained, so its "halting 0.5" curve is the
+settled one.
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
 warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
 sigmoid >= `--halt-threshold` or `--max-recursion-depth` supervision steps in training and in evaluation.
@@ -47,7 +54,7 @@ Printed: both curves (training seconds, optimizer steps, exact accuracy = whole 
 accuracy, mean recursion depth; and exact and token accuracy at full depth: the same weights with no
 early halting, every sample running `--max-recursion-depth` steps, as the official code evaluates) and, for
 exact and token accuracy (and exact at full depth), the training time each framework needed to reach
-the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5).
+the PyTorch run's final value and the ratio trm_jax / PyTorch (goal <= 0.5; with `--recipe fast` <= 0.25).
 The times are those of the first held-out point at or above the target, so their resolution is
 `--eval-every-s`. No assertion on timing.
 """
@@ -81,6 +88,9 @@ DEFAULT = BenchConfig(dim=64, depth=2, seq_len=81, num_tokens=11, num_latent_ref
 QUICK = dataclasses.replace(DEFAULT, dim=32, depth=1, num_latent_refinements=1, max_recursion_depth=4, batch_size=16,
                             warmup_steps=10, num_train=256, num_eval=64, eval_batch_size=64, budget_s=3.0,
                             eval_every_s=1.0)
+GOALS = {"same": 0.5, "fast": 0.25}  # the ratio trm_jax / PyTorch each comparison aims at
+RECIPES = tuple(GOALS)  # the same recipe on both sides, or trm_jax's final-step recipe against PyTorch's own
+FAST_CYCLES = 4  # T of trm_jax's final-step training in --recipe fast (sudoku_fast.yaml's last stage)
 OPTIONS = ("budget_s", "eval_every_s", "dim", "depth", "num_latent_refinements", "num_refinement_blocks",
            "max_recursion_depth", "halt_threshold", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
            "ema_decay", "givens", "num_train", "num_eval", "threads", "seed", "halted_samples")
@@ -95,6 +105,13 @@ def label(cfg: BenchConfig) -> str:
 
 def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, DEFAULT, OPTIONS)
+    p.add_argument("--recipe", choices=RECIPES, default="same",
+                   help="same: both sides train the same recipe (deep supervision); fast: trm_jax trains with final-step "
+                        "supervision and evaluates with settled halting (docs/final-step.md)")
+    p.add_argument("--fast-cycles", type=int, default=FAST_CYCLES,
+                   help=f"--recipe fast: trm_jax's T, cycles per sample (default {FAST_CYCLES})")
+    p.add_argument("--fast-transition", type=float, default=0.0,
+                   help="--recipe fast: trm_jax's training.transition_grad_prob (default 0)")
     p.add_argument("--quick", action="store_true", help=f"tiny configuration ({label(QUICK)}; options given change it)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per worker process (default: 3 x budget + 600)")
@@ -222,7 +239,7 @@ class HeldOutCurve(Callback):
 
     @staticmethod
     def _full_depth(trainer) -> dict:
-        full = trainer.evaluate(halt_threshold=NO_EARLY_HALT)
+        full = trainer.evaluate(halting="head", halt_threshold=NO_EARLY_HALT)
         return {f"{k}_full_depth": full[k] for k in ("exact_accuracy", "token_accuracy")}
 
     def _point(self, step: int, results: dict) -> None:
@@ -232,17 +249,30 @@ class HeldOutCurve(Callback):
                                **{k: float(results[k]) for k in POINT_KEYS}))
 
 
-def train_jax(cfg: BenchConfig, data: dict, callbacks=()) -> dict:
+def recipe_options(recipe: str, fast_cycles: int = FAST_CYCLES, fast_transition: float = 0.0) -> tuple[dict, dict]:
+    """(model keywords, Trainer keywords) of trm_jax's side beyond the shared settings: none for the same
+    recipe; final-step supervision at `fast_cycles` cycles and settled halting for the fast one."""
+    if recipe == "same":
+        return {}, {}
+    if recipe != "fast":
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    return (dict(num_refinement_blocks=fast_cycles, halting="settled"),
+            dict(supervision="final", transition_grad_prob=fast_transition))
+
+
+def train_jax(cfg: BenchConfig, data: dict, callbacks=(), recipe: str = "same", fast_cycles: int = FAST_CYCLES,
+              fast_transition: float = 0.0) -> dict:
     import trm_jax
 
     t_build = time.monotonic()
     budget = TimeBudget(cfg.budget_s / 60.0, count_evaluations=False)
     curve = HeldOutCurve(budget, cfg.eval_every_s)
-    model = trm_jax.TinyRecursiveModel(
-        dim=cfg.dim, num_tokens=cfg.num_tokens,
-        network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
-        num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
-        max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold)
+    model_kw, train_kw = recipe_options(recipe, fast_cycles, fast_transition)
+    model = trm_jax.TinyRecursiveModel(**{
+        **dict(dim=cfg.dim, num_tokens=cfg.num_tokens,
+               network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
+               num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
+               max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold), **model_kw})
     trainer = trm_jax.Trainer(
         model, (data["train_inputs"], data["train_labels"]),
         eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
@@ -250,7 +280,7 @@ def train_jax(cfg: BenchConfig, data: dict, callbacks=()) -> dict:
         weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
         ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
         eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
-        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve, *callbacks])
+        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve, *callbacks], **train_kw)
     budget.spent_before = time.monotonic() - t_build  # building the model and trainer counts, as for PyTorch
     trainer.train()
     last = curve.curve[-1] if curve.curve else dict(train_s=0.0, cpu_s=0.0, step=0)
@@ -334,7 +364,11 @@ def train_worker(spec: dict) -> dict:
     cfg = BenchConfig(**spec["config"])
     with np.load(spec["data"], allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
-    result = (train_jax if spec["framework"] == "jax" else _train_torch)(cfg, data)
+    if spec["framework"] == "jax":
+        result = train_jax(cfg, data, recipe=spec.get("recipe", "same"), fast_cycles=spec.get("fast_cycles", FAST_CYCLES),
+                           fast_transition=spec.get("fast_transition", 0.0))
+    else:
+        result = _train_torch(cfg, data)
     return dict(result, malloc_hugepages=huge_pages_enabled())
 
 
@@ -345,7 +379,7 @@ def time_to_reach(curve: list, target: float, key: str = "exact_accuracy") -> Op
     return next((p["train_s"] for p in curve if p[key] >= target), None)
 
 
-def compare(jax_run: dict, torch_run: dict, key: str) -> dict:
+def compare(jax_run: dict, torch_run: dict, key: str, goal: float = GOALS["same"]) -> dict:
     """Time of each framework to reach the PyTorch run's final `key` and their ratio (trm_jax /
     PyTorch; None with a reason where it is undefined)."""
     target = torch_run["curve"][-1][key] if torch_run["curve"] else None
@@ -359,7 +393,7 @@ def compare(jax_run: dict, torch_run: dict, key: str) -> dict:
         out["note"] = f"trm_jax did not reach {target:.4f} within its budget"
     else:
         out["ratio"] = out["jax_s"] / out["torch_s"]
-        out["note"] = "goal (<= 0.5) met" if out["ratio"] <= 0.5 else "goal (<= 0.5) not met"
+        out["note"] = f"goal (<= {goal:g}) {'met' if out['ratio'] <= goal else 'not met'}"
     return out
 
 
@@ -392,21 +426,25 @@ def _report(res: dict) -> None:
 
 def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args, DEFAULT, QUICK)
-    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {label(cfg)}; malloc huge pages "
-          f"{'on' if args.malloc_hugepages else 'off'} for both", flush=True)
+    recipe = dict(recipe=args.recipe, fast_cycles=args.fast_cycles, fast_transition=args.fast_transition)
+    trm_recipe = ("the same recipe" if args.recipe == "same" else
+                  f"recipe fast: trm_jax final-step supervision at T={args.fast_cycles}, transition_grad_prob "
+                  f"{args.fast_transition:g}, settled halting")
+    print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {label(cfg)}; {trm_recipe}; malloc "
+          f"huge pages {'on' if args.malloc_hugepages else 'off'} for both", flush=True)
     env = worker_env(args.malloc_hugepages)
     timeout = args.timeout or 3 * cfg.budget_s + 600
-    res: dict = {"config": dataclasses.asdict(cfg), "malloc_hugepages": args.malloc_hugepages}
+    res: dict = {"config": dataclasses.asdict(cfg), "malloc_hugepages": args.malloc_hugepages, **recipe}
     with tempfile.TemporaryDirectory(prefix="trm_tta_") as tmp:
         path = os.path.join(tmp, "data.npz")
         np.savez(path, **sudoku_arrays(cfg))
         for fw, name in (("jax", "trm_jax"), ("torch", "PyTorch")):
             load = os.getloadavg()[0]
             print(f"{name}: training for {cfg.budget_s:g} s (1-minute load average {load:.2f}) ...", flush=True)
-            res[fw] = run_worker(TRAIN_WORKER, {"config": dataclasses.asdict(cfg), "framework": fw,
-                                                      "data": path, "threads": cfg.threads}, env, timeout)
+            res[fw] = run_worker(TRAIN_WORKER, {"config": dataclasses.asdict(cfg), "framework": fw, "data": path,
+                                                "threads": cfg.threads, **recipe}, env, timeout)
             res[fw]["load_before"] = load
-    res["compare"] = [compare(res["jax"], res["torch"], k) for k in ("exact_accuracy", "token_accuracy",
-                                                                      "exact_accuracy_full_depth")]
+    res["compare"] = [compare(res["jax"], res["torch"], k, GOALS[args.recipe])
+                      for k in ("exact_accuracy", "token_accuracy", "exact_accuracy_full_depth")]
     _report(res)
     return res

@@ -13,10 +13,11 @@ from _benchmark_runs import printed
 from _scripts import load_script
 
 from benchmarks.harness import config_from_args
-from benchmarks.time_to_accuracy import (DEFAULT, QUICK, TrainClock, add_time_to_accuracy_arguments, compare, reveal,
-                                         time_to_reach)
+from benchmarks.time_to_accuracy import (DEFAULT, QUICK, TrainClock, add_time_to_accuracy_arguments, compare,
+                                         recipe_options, reveal, sudoku_arrays, time_to_reach, train_jax)
 from scripts.launcher import huge_pages_enabled, with_huge_pages
 from trm_jax.tasks.sudoku import count_solutions_batch, generate_sudoku
+from trm_jax.training import Callback
 
 
 def test_clock_leaves_evaluation_pauses_out_and_stops_at_the_budget():
@@ -55,6 +56,31 @@ def test_time_to_reach_and_ratio_against_pytorchs_final_accuracy():
     assert c["ratio"] is None and c["jax_s"] is None and "did not reach" in c["note"]
     c = compare(jax_run, _run([(30, 0.0, 0.4)]), "exact_accuracy")
     assert c["ratio"] is None and "no target" in c["note"]
+    c = compare(jax_run, torch_run, "exact_accuracy", goal=0.25)  # --recipe fast's goal: 0.5 misses it
+    assert c["ratio"] == 0.5 and c["note"] == "goal (<= 0.25) not met"
+
+
+def test_fast_recipe_trains_final_step_at_its_cycles_and_evaluates_settled():
+    assert recipe_options("same") == ({}, {})
+    assert recipe_options("fast", 3, 0.5) == (dict(num_refinement_blocks=3, halting="settled"),
+                                              dict(supervision="final", transition_grad_prob=0.5))
+    with pytest.raises(ValueError, match="recipe must be"):
+        recipe_options("slow")
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_train_start(self, trainer):
+            seen.update(supervision=trainer.config.training.supervision, halting=trainer.config.model.halting,
+                        cycles=trainer.config.model.num_refinement_blocks)
+
+    cfg = dataclasses.replace(QUICK, dim=16, budget_s=1.0, eval_every_s=0.5, max_recursion_depth=3, num_train=64,
+                              num_eval=16)
+    res = train_jax(cfg, sudoku_arrays(cfg), callbacks=[Spy()], recipe="fast", fast_cycles=3)
+    assert seen == dict(supervision="final", halting="settled", cycles=3)
+    assert res["curve"] and res["steps"] >= 1
+    for p in res["curve"]:  # settled: 3 steps at the earliest (settle_steps 2), the cap; the untrained head would stop at 1
+        assert p["recursion_depth"] == 3 and 0 <= p["exact_accuracy_full_depth"] <= 1
 
 
 def test_reveal_adds_solution_cells_up_to_the_givens():
