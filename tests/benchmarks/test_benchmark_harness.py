@@ -94,3 +94,11 @@ def test_one_stage_config_keeps_the_first_stages_shapes_and_nothing_inside():
     (stage,) = cfg.curriculum.stages
     assert stage.steps == 7 and stage.difficulty == 0.303 and cfg.training.log_every == 2
     assert cfg.training.eval_every == cfg.training.checkpoint_every == FAR and not cfg.training.progress_bar
+
+
+def test_one_stage_config_of_a_later_stage_takes_what_it_and_the_stages_before_it_set():
+    cfg = one_stage_config(os.path.join(CONFIGS, "sudoku_fast.yaml"), 5, stage=2)
+    (stage,) = cfg.curriculum.stages
+    # stage 2 sets T and n; its difficulty is stage 1's (30 givens), the first stage's 40 givens overridden
+    assert (stage.steps, stage.num_refinement_blocks, stage.num_latent_refinements) == (5, 4, 4)
+    assert stage.difficulty == 0.606 and stage.learning_rate is None
