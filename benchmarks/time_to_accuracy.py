@@ -19,9 +19,10 @@ What each side runs:
   the trainer divides by `batch_size * max_recurrent_steps` (so it is given `learning_rate * batch * depth`),
   linear warmup, `ema_pytorch.EMA`; the held-out points predict with the EMA model.
 With `--recipe fast`, best recipe against best recipe: PyTorch's side is unchanged, and trm_jax trains
-with final-step supervision (`training.supervision: final`, `--fast-cycles` T cycles per sample, the
-gradient through the last; `--fast-transition` = `training.transition_grad_prob`) and evaluates with
-settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth` supervision steps of T
+with final-step supervision (`training.supervision: final`: T cycles per sample, the gradient through
+the last; `--fast-transition` = `training.transition_grad_prob`), T growing over curriculum stages as in
+configs/sudoku_fast.yaml (`--fast-cycles 2,4,8 --fast-stage-steps 200,200`: T=2 for 200 steps, T=4 for
+200, then T=8 until the budget ends), and evaluates with settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth` supervision steps of T
 cycles each): docs/final-step.md. Its halting head is not trained, so its "halting 0.5" curve is the
 settled one.
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
@@ -67,7 +68,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -90,7 +91,9 @@ QUICK = dataclasses.replace(DEFAULT, dim=32, depth=1, num_latent_refinements=1, 
                             eval_every_s=1.0)
 GOALS = {"same": 0.5, "fast": 0.25}  # the ratio trm_jax / PyTorch each comparison aims at
 RECIPES = tuple(GOALS)  # the same recipe on both sides, or trm_jax's final-step recipe against PyTorch's own
-FAST_CYCLES = 4  # T of trm_jax's final-step training in --recipe fast (sudoku_fast.yaml's last stage)
+# --recipe fast: trm_jax's T doubles as in configs/sudoku_fast.yaml (2 -> 4 -> 8), the last until the budget ends
+FAST_CYCLES = (2, 4, 8)
+FAST_STAGE_STEPS = (200, 200)
 OPTIONS = ("budget_s", "eval_every_s", "dim", "depth", "num_latent_refinements", "num_refinement_blocks",
            "max_recursion_depth", "halt_threshold", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
            "ema_decay", "givens", "num_train", "num_eval", "threads", "seed", "halted_samples")
@@ -103,13 +106,21 @@ def label(cfg: BenchConfig) -> str:
             f"{cfg.eval_every_s:g} s, {cfg.threads} threads; trm_jax halted samples: {cfg.halted_samples}")
 
 
+def _ints(text: str) -> tuple:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
 def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, DEFAULT, OPTIONS)
     p.add_argument("--recipe", choices=RECIPES, default="same",
                    help="same: both sides train the same recipe (deep supervision); fast: trm_jax trains with final-step "
                         "supervision and evaluates with settled halting (docs/final-step.md)")
-    p.add_argument("--fast-cycles", type=int, default=FAST_CYCLES,
-                   help=f"--recipe fast: trm_jax's T, cycles per sample (default {FAST_CYCLES})")
+    p.add_argument("--fast-cycles", type=_ints, default=FAST_CYCLES,
+                   help=f"--recipe fast: trm_jax's T (cycles per sample) of each stage, comma-separated (default "
+                        f"{','.join(map(str, FAST_CYCLES))}; the last runs until the budget ends)")
+    p.add_argument("--fast-stage-steps", type=_ints, default=FAST_STAGE_STEPS,
+                   help=f"--recipe fast: steps of every stage but the last (default "
+                        f"{','.join(map(str, FAST_STAGE_STEPS))})")
     p.add_argument("--fast-transition", type=float, default=0.0,
                    help="--recipe fast: trm_jax's training.transition_grad_prob (default 0)")
     p.add_argument("--quick", action="store_true", help=f"tiny configuration ({label(QUICK)}; options given change it)")
@@ -249,40 +260,63 @@ class HeldOutCurve(Callback):
                                **{k: float(results[k]) for k in POINT_KEYS}))
 
 
-def recipe_options(recipe: str, fast_cycles: int = FAST_CYCLES, fast_transition: float = 0.0) -> tuple[dict, dict]:
+def fast_stages(cycles: Sequence[int], stage_steps: Sequence[int]) -> list[dict]:
+    """Curriculum stages of the fast recipe: T = cycles[i] for stage_steps[i] steps each, the last T until the
+    budget stops the run."""
+    if len(cycles) != len(stage_steps) + 1 or min(cycles) < 2 or (stage_steps and min(stage_steps) < 1):
+        raise SystemExit(f"--fast-cycles needs one entry more than --fast-stage-steps, cycles >= 2 and steps >= 1; "
+                         f"got {list(cycles)} and {list(stage_steps)}")
+    return [dict(steps=steps, num_refinement_blocks=t) for t, steps in zip(cycles, [*stage_steps, 2 ** 30])]
+
+
+def recipe_options(recipe: str, fast_transition: float = 0.0) -> tuple[dict, dict]:
     """(model keywords, Trainer keywords) of trm_jax's side beyond the shared settings: none for the same
-    recipe; final-step supervision at `fast_cycles` cycles and settled halting for the fast one."""
+    recipe; settled halting and final-step supervision for the fast one."""
     if recipe == "same":
         return {}, {}
     if recipe != "fast":
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    return (dict(num_refinement_blocks=fast_cycles, halting="settled"),
-            dict(supervision="final", transition_grad_prob=fast_transition))
+    return dict(halting="settled"), dict(supervision="final", transition_grad_prob=fast_transition)
 
 
-def train_jax(cfg: BenchConfig, data: dict, callbacks=(), recipe: str = "same", fast_cycles: int = FAST_CYCLES,
+def train_jax(cfg: BenchConfig, data: dict, callbacks=(), recipe: str = "same",
+              fast_cycles: Sequence[int] = FAST_CYCLES, fast_stage_steps: Sequence[int] = FAST_STAGE_STEPS,
               fast_transition: float = 0.0) -> dict:
     import trm_jax
+    from trm_jax.config import TRMConfig
+    from trm_jax.training.pypi import config_for_model
 
     t_build = time.monotonic()
     budget = TimeBudget(cfg.budget_s / 60.0, count_evaluations=False)
     curve = HeldOutCurve(budget, cfg.eval_every_s)
-    model_kw, train_kw = recipe_options(recipe, fast_cycles, fast_transition)
-    model = trm_jax.TinyRecursiveModel(**{
-        **dict(dim=cfg.dim, num_tokens=cfg.num_tokens,
-               network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
-               num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
-               max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold), **model_kw})
-    trainer = trm_jax.Trainer(
-        model, (data["train_inputs"], data["train_labels"]),
-        eval_dataset=(data["eval_inputs"], data["eval_labels"]), steps=2 ** 30, batch_size=cfg.batch_size,
-        seed=cfg.seed, learning_rate=cfg.learning_rate, lr_schedule="constant", warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8, grad_clip_norm=0.0,
-        ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
-        eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size,
-        checkpoint_every=2 ** 30, progress_bar=False, callbacks=[budget, curve, *callbacks], **train_kw)
+    model_kw, train_kw = recipe_options(recipe, fast_transition)
+    model = trm_jax.TinyRecursiveModel(
+        dim=cfg.dim, num_tokens=cfg.num_tokens, network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
+        num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
+        max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold, **model_kw)
+    train, evl = (data["train_inputs"], data["train_labels"]), (data["eval_inputs"], data["eval_labels"])
+    training = dict(
+        batch_size=cfg.batch_size, seed=cfg.seed, learning_rate=cfg.learning_rate, lr_schedule="constant",
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, beta1=0.9, beta2=0.999, adam_eps=1e-8,
+        grad_clip_norm=0.0, ema_decay=cfg.ema_decay, halt_exploration_prob=0.0, halted_samples=cfg.halted_samples,
+        eval_every=2 ** 30, eval_batch_size=cfg.eval_batch_size, checkpoint_every=2 ** 30, progress_bar=False,
+        **train_kw)
+    stack = contextlib.ExitStack()
+    if recipe == "fast":  # the PyPI way's config, its one stage replaced by the growing depth's
+        _, config, train, evl = config_for_model(model, train, evl, steps=2 ** 30, **training)
+        raw = config.to_dict()
+        raw["training"].pop("steps")
+        raw["data"]["tokenizer"] = "grid"  # the arrays' tokens (sudoku_arrays)
+        raw["curriculum"]["stages"] = fast_stages(fast_cycles, fast_stage_steps)
+        run_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trm_tta_fast_"))
+        trainer = trm_jax.Trainer(config=TRMConfig.from_dict(raw), train_dataset=train, eval_dataset=evl,
+                                  run_dir=run_dir, callbacks=[budget, curve, *callbacks])
+    else:
+        trainer = trm_jax.Trainer(model, train, eval_dataset=evl, steps=2 ** 30, callbacks=[budget, curve, *callbacks],
+                                  **training)
     budget.spent_before = time.monotonic() - t_build  # building the model and trainer counts, as for PyTorch
-    trainer.train()
+    with stack:
+        trainer.train()
     last = curve.curve[-1] if curve.curve else dict(train_s=0.0, cpu_s=0.0, step=0)
     return {"framework": "trm_jax", "curve": curve.curve, "train_s": last["train_s"], "train_cpu_s": last["cpu_s"],
             "eval_s": curve.eval_wall, "steps": last["step"]}
@@ -365,7 +399,9 @@ def train_worker(spec: dict) -> dict:
     with np.load(spec["data"], allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
     if spec["framework"] == "jax":
-        result = train_jax(cfg, data, recipe=spec.get("recipe", "same"), fast_cycles=spec.get("fast_cycles", FAST_CYCLES),
+        result = train_jax(cfg, data, recipe=spec.get("recipe", "same"),
+                           fast_cycles=spec.get("fast_cycles", FAST_CYCLES),
+                           fast_stage_steps=spec.get("fast_stage_steps", FAST_STAGE_STEPS),
                            fast_transition=spec.get("fast_transition", 0.0))
     else:
         result = _train_torch(cfg, data)
@@ -426,10 +462,13 @@ def _report(res: dict) -> None:
 
 def bench_time_to_accuracy(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args, DEFAULT, QUICK)
-    recipe = dict(recipe=args.recipe, fast_cycles=args.fast_cycles, fast_transition=args.fast_transition)
+    recipe = dict(recipe=args.recipe, fast_cycles=list(args.fast_cycles), fast_stage_steps=list(args.fast_stage_steps),
+                  fast_transition=args.fast_transition)
+    if args.recipe == "fast":
+        fast_stages(args.fast_cycles, args.fast_stage_steps)  # bad lists fail here, not in the worker
     trm_recipe = ("the same recipe" if args.recipe == "same" else
-                  f"recipe fast: trm_jax final-step supervision at T={args.fast_cycles}, transition_grad_prob "
-                  f"{args.fast_transition:g}, settled halting")
+                  f"recipe fast: trm_jax final-step supervision, T {args.fast_cycles} after "
+                  f"{args.fast_stage_steps} steps, transition_grad_prob {args.fast_transition:g}, settled halting")
     print(f"time to accuracy: trm_jax Trainer vs tiny-recursive-model Trainer; {label(cfg)}; {trm_recipe}; malloc "
           f"huge pages {'on' if args.malloc_hugepages else 'off'} for both", flush=True)
     env = worker_env(args.malloc_hugepages)

@@ -14,7 +14,8 @@ from _scripts import load_script
 
 from benchmarks.harness import config_from_args
 from benchmarks.time_to_accuracy import (DEFAULT, QUICK, TrainClock, add_time_to_accuracy_arguments, compare,
-                                         recipe_options, reveal, sudoku_arrays, time_to_reach, train_jax)
+                                         fast_stages, recipe_options, reveal, sudoku_arrays, time_to_reach,
+                                         train_jax)
 from scripts.launcher import huge_pages_enabled, with_huge_pages
 from trm_jax.tasks.sudoku import count_solutions_batch, generate_sudoku
 from trm_jax.training import Callback
@@ -60,25 +61,31 @@ def test_time_to_reach_and_ratio_against_pytorchs_final_accuracy():
     assert c["ratio"] == 0.5 and c["note"] == "goal (<= 0.25) not met"
 
 
-def test_fast_recipe_trains_final_step_at_its_cycles_and_evaluates_settled():
+def test_fast_recipe_trains_final_step_with_growing_cycles_and_evaluates_settled():
     assert recipe_options("same") == ({}, {})
-    assert recipe_options("fast", 3, 0.5) == (dict(num_refinement_blocks=3, halting="settled"),
-                                              dict(supervision="final", transition_grad_prob=0.5))
+    assert recipe_options("fast", 0.5) == (dict(halting="settled"), dict(supervision="final", transition_grad_prob=0.5))
     with pytest.raises(ValueError, match="recipe must be"):
         recipe_options("slow")
+    assert fast_stages((2, 3), (5,)) == [dict(steps=5, num_refinement_blocks=2),
+                                         dict(steps=2 ** 30, num_refinement_blocks=3)]
+    for cycles, steps in (((2, 3), ()), ((1, 3), (5,)), ((2, 3), (0,))):
+        with pytest.raises(SystemExit, match="--fast-cycles"):
+            fast_stages(cycles, steps)
 
-    seen = {}
+    seen = []
 
     class Spy(Callback):
-        def on_train_start(self, trainer):
-            seen.update(supervision=trainer.config.training.supervision, halting=trainer.config.model.halting,
-                        cycles=trainer.config.model.num_refinement_blocks)
+        def on_step(self, trainer, step, metrics):
+            seen.append((step, trainer.stage.model.num_refinement_blocks, trainer.config.training.supervision,
+                         trainer.stage.model.halting))
+            if step == 3:  # the budget (long enough for the compilations) would run on: stop with its final point
+                trainer.request_stop("enough", final_eval=True)
 
-    cfg = dataclasses.replace(QUICK, dim=16, budget_s=1.0, eval_every_s=0.5, max_recursion_depth=3, num_train=64,
+    cfg = dataclasses.replace(QUICK, dim=16, budget_s=600.0, eval_every_s=600.0, max_recursion_depth=3, num_train=64,
                               num_eval=16)
-    res = train_jax(cfg, sudoku_arrays(cfg), callbacks=[Spy()], recipe="fast", fast_cycles=3)
-    assert seen == dict(supervision="final", halting="settled", cycles=3)
-    assert res["curve"] and res["steps"] >= 1
+    res = train_jax(cfg, sudoku_arrays(cfg), callbacks=[Spy()], recipe="fast", fast_cycles=(2, 3), fast_stage_steps=(2,))
+    assert seen == [(1, 2, "final", "settled"), (2, 2, "final", "settled"), (3, 3, "final", "settled")]
+    assert len(res["curve"]) == 1 and res["steps"] == 3
     for p in res["curve"]:  # settled: 3 steps at the earliest (settle_steps 2), the cap; the untrained head would stop at 1
         assert p["recursion_depth"] == 3 and 0 <= p["exact_accuracy_full_depth"] <= 1
 
