@@ -88,6 +88,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--num", type=int, default=100, help="generated puzzles per number of givens")
     ap.add_argument("--givens", default="25")
     ap.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="depth caps, comma-separated")
+    ap.add_argument("--sample-num", type=int, default=None, help="the first N puzzles of the Extreme sample (default all)")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -98,6 +99,8 @@ def main(argv=None) -> dict:
           f"{threshold:g}, settle_steps {settle_steps}")
     results = {}
     for name, ds in test_sets(p, args.num, [int(g) for g in args.givens.split(",")]).items():
+        if name == "Extreme sample" and args.sample_num is not None:
+            ds = ds.subset(np.arange(min(args.sample_num, len(ds.inputs))))
         t = time.monotonic()
         tokens, halt_prob = record(p, ds, depths[-1], args.batch_size)
         rows = sweep(tokens, halt_prob, ds.labels, depths, threshold=threshold, settle_steps=settle_steps)

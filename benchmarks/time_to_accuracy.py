@@ -19,11 +19,12 @@ What each side runs:
   the trainer divides by `batch_size * max_recurrent_steps` (so it is given `learning_rate * batch * depth`),
   linear warmup, `ema_pytorch.EMA`; the held-out points predict with the EMA model.
 With `--recipe fast`, best recipe against best recipe: PyTorch's side is unchanged, and trm_jax trains
-with final-step supervision (`training.supervision: final`: T cycles per sample, the gradient through
-the last; `--fast-transition` = `training.transition_grad_prob`), T growing over curriculum stages as in
-configs/sudoku_fast.yaml (`--fast-cycles 2,4,8 --fast-stage-steps 200,200`: T=2 for 200 steps, T=4 for
-200, then T=8 until the budget ends), and evaluates with settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth` supervision steps of T
-cycles each): docs/final-step.md. Its halting head is not trained, so its "halting 0.5" curve is the
+with final-step supervision as configs/sudoku_fast.yaml does (`training.supervision: final`: T cycles per
+sample, the gradient through the last and the answer update before it, `--fast-transition 1` =
+`training.transition_grad_prob`), T growing over curriculum stages (`--fast-cycles 2,4,8
+--fast-stage-steps 200,200`: T=2 for 200 steps, T=4 for 200, then T=8 until the budget ends), and
+evaluates with settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth`
+supervision steps, of T cycles each): docs/final-step.md. Its halting head is not trained, so its "halting 0.5" curve is the
 settled one.
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
 warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
@@ -94,6 +95,7 @@ RECIPES = tuple(GOALS)  # the same recipe on both sides, or trm_jax's final-step
 # --recipe fast: trm_jax's T doubles as in configs/sudoku_fast.yaml (2 -> 4 -> 8), the last until the budget ends
 FAST_CYCLES = (2, 4, 8)
 FAST_STAGE_STEPS = (200, 200)
+FAST_TRANSITION = 1.0  # as configs/sudoku_fast.yaml
 OPTIONS = ("budget_s", "eval_every_s", "dim", "depth", "num_latent_refinements", "num_refinement_blocks",
            "max_recursion_depth", "halt_threshold", "batch_size", "learning_rate", "warmup_steps", "weight_decay",
            "ema_decay", "givens", "num_train", "num_eval", "threads", "seed", "halted_samples")
@@ -121,8 +123,8 @@ def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast-stage-steps", type=_ints, default=FAST_STAGE_STEPS,
                    help=f"--recipe fast: steps of every stage but the last (default "
                         f"{','.join(map(str, FAST_STAGE_STEPS))})")
-    p.add_argument("--fast-transition", type=float, default=0.0,
-                   help="--recipe fast: trm_jax's training.transition_grad_prob (default 0)")
+    p.add_argument("--fast-transition", type=float, default=FAST_TRANSITION,
+                   help=f"--recipe fast: trm_jax's training.transition_grad_prob (default {FAST_TRANSITION:g})")
     p.add_argument("--quick", action="store_true", help=f"tiny configuration ({label(QUICK)}; options given change it)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per worker process (default: 3 x budget + 600)")
@@ -269,7 +271,7 @@ def fast_stages(cycles: Sequence[int], stage_steps: Sequence[int]) -> list[dict]
     return [dict(steps=steps, num_refinement_blocks=t) for t, steps in zip(cycles, [*stage_steps, 2 ** 30])]
 
 
-def recipe_options(recipe: str, fast_transition: float = 0.0) -> tuple[dict, dict]:
+def recipe_options(recipe: str, fast_transition: float = FAST_TRANSITION) -> tuple[dict, dict]:
     """(model keywords, Trainer keywords) of trm_jax's side beyond the shared settings: none for the same
     recipe; settled halting and final-step supervision for the fast one."""
     if recipe == "same":
@@ -281,7 +283,7 @@ def recipe_options(recipe: str, fast_transition: float = 0.0) -> tuple[dict, dic
 
 def train_jax(cfg: BenchConfig, data: dict, callbacks=(), recipe: str = "same",
               fast_cycles: Sequence[int] = FAST_CYCLES, fast_stage_steps: Sequence[int] = FAST_STAGE_STEPS,
-              fast_transition: float = 0.0) -> dict:
+              fast_transition: float = FAST_TRANSITION) -> dict:
     import trm_jax
     from trm_jax.config import TRMConfig
     from trm_jax.training.pypi import config_for_model
@@ -402,7 +404,7 @@ def train_worker(spec: dict) -> dict:
         result = train_jax(cfg, data, recipe=spec.get("recipe", "same"),
                            fast_cycles=spec.get("fast_cycles", FAST_CYCLES),
                            fast_stage_steps=spec.get("fast_stage_steps", FAST_STAGE_STEPS),
-                           fast_transition=spec.get("fast_transition", 0.0))
+                           fast_transition=spec.get("fast_transition", FAST_TRANSITION))
     else:
         result = _train_torch(cfg, data)
     return dict(result, malloc_hugepages=huge_pages_enabled())
