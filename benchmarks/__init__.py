@@ -3,6 +3,7 @@
     python scripts/benchmark.py model [--quick | --suite]   # train step, predict, compile, memory vs PyTorch
     python scripts/benchmark.py rag                        # vector-store search vs faiss
     python scripts/benchmark.py time-to-accuracy [--quick] # held-out Sudoku accuracy vs training time, both Trainers
+    python scripts/benchmark.py time-to-accuracy --recipe fast  # trm_jax's final-step recipe vs PyTorch's own
     python -m benchmarks.halting_check [--quick]            # time-to-accuracy's trm_jax arm: its weights by threshold
     python -m benchmarks.puzzle_embedding                   # train step with a large puzzle-embedding table
     python -m benchmarks.trackers [--wandb]                 # training-loop time with TensorBoard (W&B) on vs off
@@ -13,6 +14,9 @@
     python -m benchmarks.sudoku_accuracy --run RUN          # a Sudoku run's exact accuracy by number of givens
     python -m benchmarks.test_time_compute --run RUN        # K noisy trajectories and deeper recursion on a Sudoku run
     python -m benchmarks.predict_compaction --run RUN       # predict with batch compaction vs one while_loop
+    python -m benchmarks.settled_halting --run RUN          # full depth vs the halting head vs settled answers
+    python -m benchmarks.test_time_depth --run RUN          # accuracy against test-time depth, 8 ... 1024 steps
+    python -m benchmarks.recipe_cost [--configs A,B]        # whole recipes' training time, from each stage's step time
 
 Modules, one job each:
     harness          BenchConfig (the benchmarked model, training and work), worker processes, timing,
