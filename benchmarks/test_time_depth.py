@@ -88,7 +88,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--num", type=int, default=100, help="generated puzzles per number of givens")
     ap.add_argument("--givens", default="25")
     ap.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="depth caps, comma-separated")
-    ap.add_argument("--sample-num", type=int, default=None, help="the first N puzzles of the Extreme sample (default all)")
+    ap.add_argument("--sample-num", type=int, default=None,
+                    help="the first N puzzles of the Extreme sample (default all)")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)

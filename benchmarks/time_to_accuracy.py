@@ -24,8 +24,8 @@ sample, the gradient through the last and the answer update before it, `--fast-t
 `training.transition_grad_prob`), T growing over curriculum stages (`--fast-cycles 2,4,8
 --fast-stage-steps 200,200`: T=2 for 200 steps, T=4 for 200, then T=8 until the budget ends), and
 evaluates with settled halting (`model.halting: settled`, the same cap of `--max-recursion-depth`
-supervision steps, of T cycles each): docs/final-step.md. Its halting head is not trained, so its "halting 0.5" curve is the
-settled one.
+supervision steps, of T cycles each): docs/final-step.md. Its halting head is not trained, so its
+"halting 0.5" curve is the settled one.
 Shared settings: AdamW betas (0.9, 0.999), eps 1e-8, learning rate after `--warmup-steps` linear
 warmup constant, no gradient clipping, no halting exploration, EMA decay `--ema-decay`, halting at
 sigmoid >= `--halt-threshold` or `--max-recursion-depth` supervision steps in training and in evaluation.
@@ -115,8 +115,8 @@ def _ints(text: str) -> tuple:
 def add_time_to_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, DEFAULT, OPTIONS)
     p.add_argument("--recipe", choices=RECIPES, default="same",
-                   help="same: both sides train the same recipe (deep supervision); fast: trm_jax trains with final-step "
-                        "supervision and evaluates with settled halting (docs/final-step.md)")
+                   help="same: both sides train the same recipe (deep supervision); fast: trm_jax trains with "
+                        "final-step supervision and evaluates with settled halting (docs/final-step.md)")
     p.add_argument("--fast-cycles", type=_ints, default=FAST_CYCLES,
                    help=f"--recipe fast: trm_jax's T (cycles per sample) of each stage, comma-separated (default "
                         f"{','.join(map(str, FAST_CYCLES))}; the last runs until the budget ends)")
@@ -293,7 +293,8 @@ def train_jax(cfg: BenchConfig, data: dict, callbacks=(), recipe: str = "same",
     curve = HeldOutCurve(budget, cfg.eval_every_s)
     model_kw, train_kw = recipe_options(recipe, fast_transition)
     model = trm_jax.TinyRecursiveModel(
-        dim=cfg.dim, num_tokens=cfg.num_tokens, network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
+        dim=cfg.dim, num_tokens=cfg.num_tokens,
+        network=trm_jax.MLPMixer1D(dim=cfg.dim, depth=cfg.depth, seq_len=cfg.seq_len),
         num_refinement_blocks=cfg.num_refinement_blocks, num_latent_refinements=cfg.num_latent_refinements,
         max_recursion_depth=cfg.max_recursion_depth, halt_threshold=cfg.halt_threshold, **model_kw)
     train, evl = (data["train_inputs"], data["train_labels"]), (data["eval_inputs"], data["eval_labels"])

@@ -19,8 +19,9 @@ def recorded():
                       network="mixer", num_register_tokens=1)
     model = make_model(cfg, VOCAB, SEQ)
     params = init_params(model, jax.random.key(0))
-    # a random halting head fires at mixed steps; a larger output head makes answers change for a while
-    params["to_halt_pred"]["kernel"] = 2.0 * jax.random.normal(jax.random.key(1), params["to_halt_pred"]["kernel"].shape)
+    # a random halting head: its probabilities differ by sample and step
+    head = params["to_halt_pred"]["kernel"]
+    params["to_halt_pred"]["kernel"] = 2.0 * jax.random.normal(jax.random.key(1), head.shape)
     toks = jnp.asarray(np.random.RandomState(3).randint(0, VOCAB, (24, SEQ)), jnp.int32)
     r = predict_steps(model, params, toks, halt_threshold=NO_EARLY_HALT, max_recursion_depth=12)
     return model, params, toks, r.tokens[:, 0], r.halt_prob[:, 0]

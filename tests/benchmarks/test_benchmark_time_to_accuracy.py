@@ -83,10 +83,12 @@ def test_fast_recipe_trains_final_step_with_growing_cycles_and_evaluates_settled
 
     cfg = dataclasses.replace(QUICK, dim=16, budget_s=600.0, eval_every_s=600.0, max_recursion_depth=3, num_train=64,
                               num_eval=16)
-    res = train_jax(cfg, sudoku_arrays(cfg), callbacks=[Spy()], recipe="fast", fast_cycles=(2, 3), fast_stage_steps=(2,))
+    res = train_jax(cfg, sudoku_arrays(cfg), callbacks=[Spy()], recipe="fast", fast_cycles=(2, 3),
+                    fast_stage_steps=(2,))
     assert seen == [(1, 2, "final", "settled"), (2, 2, "final", "settled"), (3, 3, "final", "settled")]
     assert len(res["curve"]) == 1 and res["steps"] == 3
-    for p in res["curve"]:  # settled: 3 steps at the earliest (settle_steps 2), the cap; the untrained head would stop at 1
+    # settled: 3 steps at the earliest (settle_steps 2), the cap; the untrained head would stop at 1
+    for p in res["curve"]:
         assert p["recursion_depth"] == 3 and 0 <= p["exact_accuracy_full_depth"] <= 1
 
 
