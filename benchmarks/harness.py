@@ -375,24 +375,17 @@ def time_training(config, run_dir: str, prefetch_batches: Optional[int] = None) 
 # ------------------------------------------------------------------------------------ one stage
 
 def one_stage_config(path: str, steps: int, overrides: Sequence[str] = (), stage: int = 0):
-    """The run config at `path` (with `overrides`) cut to one curriculum stage of `steps` steps at the
-    shapes and settings of its stage `stage` (the first by default; a stage's unset fields are the earlier
-    stages'), with no evaluation, checkpoint or progress bar inside the run (its final evaluation and
-    checkpoint remain)."""
+    """The run config at `path` (with `overrides`) cut to one curriculum stage of `steps` steps with the
+    settings of its stage `stage` (the first by default; resolved as training resolves them,
+    `trm_jax.training.stages.stage_settings`: shapes, data difficulty, learning rate, T and n), with no
+    evaluation, checkpoint or progress bar inside the run (its final evaluation and checkpoint remain)."""
     from trm_jax.config import load_config
+    from trm_jax.training.stages import stage_settings
 
-    cfg = load_config(path, list(overrides))
-    settings: dict = {}
-    for spec in cfg.curriculum.stages[:stage + 1]:
-        settings.update({k: getattr(spec, k) for k in STAGE_SETTINGS if getattr(spec, k) is not None})
+    settings = stage_settings(load_config(path, list(overrides)))[stage][2]
     stage_text = ", ".join(f"{k}: {v}" for k, v in dict(settings, steps=steps).items())
     return load_config(path, [*overrides, f"curriculum.stages=[{{{stage_text}}}]", f"training.eval_every={FAR}",
                               f"training.checkpoint_every={FAR}", "training.progress_bar=false"])
-
-
-# what a curriculum stage may set besides its length
-STAGE_SETTINGS = ("seq_len", "batch_size", "dim", "difficulty", "learning_rate", "num_refinement_blocks",
-                  "num_latent_refinements")
 
 
 if __name__ == "__main__":
