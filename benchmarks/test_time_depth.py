@@ -69,16 +69,19 @@ def record(p, ds, depth: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 def sweep(tokens: np.ndarray, halt_prob: np.ndarray, labels: np.ndarray, depths, *, threshold: float,
           settle_steps: int) -> dict:
     """{rule: {depth: {"exact", "steps", "stopped"}}}: exact accuracy, mean steps and the share stopped by
-    the rule (not the cap) of each rule at each cap."""
+    the rule (not the cap) of each rule at each cap. A rule fires where it fires whatever the cap, so each
+    rule's stops are read once at the deepest cap and cut at each shallower one."""
     out: dict = {}
     n = np.arange(tokens.shape[1])
     for rule in ("full", "head", "settled"):
+        deepest, fired = stops_from_record(tokens, halt_prob, max(depths), rule, threshold=threshold,
+                                           settle_steps=settle_steps)
         out[rule] = {}
         for d in depths:
-            stop, fired = stops_from_record(tokens, halt_prob, d, rule, threshold=threshold,
-                                            settle_steps=settle_steps)
+            stop = np.minimum(deepest, d)
             exact = token_matches(tokens[stop - 1, n], labels)[2]
-            out[rule][d] = dict(exact=float(exact.mean()), steps=float(stop.mean()), stopped=float(fired.mean()))
+            out[rule][d] = dict(exact=float(exact.mean()), steps=float(stop.mean()),
+                                stopped=float((fired & (deepest <= d)).mean()))
     return out
 
 

@@ -61,8 +61,11 @@ def test_sweep_scores_each_rule_at_each_cap(recorded):
     assert rows["full"][7] == dict(exact=1.0, steps=7.0, stopped=0.0)
     expected = np.all(tokens[11] == labels, -1).mean()
     assert rows["full"][12]["exact"] == pytest.approx(expected)
-    stop, fired = stops_from_record(tokens, halt_prob, 12, "settled", settle_steps=2)
-    assert rows["settled"][12]["steps"] == pytest.approx(stop.mean())
-    assert rows["settled"][12]["stopped"] == pytest.approx(fired.mean())
+    for cap in (7, 12):  # each cap's row is what the rule read at that cap gives
+        stop, fired = stops_from_record(tokens, halt_prob, cap, "settled", settle_steps=2)
+        assert rows["settled"][cap]["steps"] == pytest.approx(stop.mean())
+        assert rows["settled"][cap]["stopped"] == pytest.approx(fired.mean())
+        assert rows["settled"][cap]["exact"] == pytest.approx(np.all(tokens[stop - 1, np.arange(len(stop))] == labels,
+                                                                     -1).mean())
     with pytest.raises(ValueError, match="rule must be"):
         stops_from_record(tokens, halt_prob, 4, "vote")
