@@ -1,5 +1,6 @@
 """What every task shares: ArrayDataset, batch iterators, tokenizers, text utilities, files and JSONL,
-the official puzzle CSV layout, grid transforms. One task's own code lives in trm_jax.tasks.<task>."""
+grid transforms. A task's own code lives in trm_jax.tasks.<task> (the official puzzle CSV layout that the
+Sudoku and maze tasks share: trm_jax.tasks.puzzle_csv)."""
 
 from trm_jax.data.datasets import SPLITS, ArrayDataset, as_array_dataset, make_text_dataset
 from trm_jax.data.grids import DihedralAugmenter, dihedral_permutations, dihedral_transform

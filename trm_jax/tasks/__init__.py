@@ -4,6 +4,7 @@ import path "package.module:TaskClass", or an entry point of the `trm_jax.tasks`
 `get_task(config)` builds it, which parses and checks the task's own `data` keys.
 
 A task is a `trm_jax.tasks.base.Task` subclass; a built-in task's name is its module's name.
+`trm_jax.tasks.puzzle_csv` is no task: the official puzzle CSV layout that the Sudoku and maze tasks share.
 """
 
 from __future__ import annotations

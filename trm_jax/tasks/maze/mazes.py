@@ -21,7 +21,7 @@ import numpy as np
 
 from trm_jax.data.datasets import ArrayDataset
 from trm_jax.data.grids import DihedralAugmenter
-from trm_jax.data.puzzle_csv import read_rows, write_rows
+from trm_jax.tasks.puzzle_csv import read_rows, write_rows
 from trm_jax.data.text import IGNORE_LABEL
 from trm_jax.data.tokenizers import CharTokenizer
 from trm_jax.errors import TRMError

@@ -7,7 +7,7 @@ Modules, one job each: `bitmasks` (grid geometry, candidate masks), `text`, `val
 1k x 1000-augmentation training set).
 """
 
-from trm_jax.data.puzzle_csv import CSV_HEADER
+from trm_jax.tasks.puzzle_csv import CSV_HEADER
 from trm_jax.tasks.sudoku.augment import (SudokuTokenAugmenter, apply_transforms, augment_sudoku,
                                           random_cell_permutations, random_digit_maps)
 from trm_jax.tasks.sudoku.batch_solver import count_solutions_batch, solve_batch

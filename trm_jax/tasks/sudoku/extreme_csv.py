@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trm_jax.data.puzzle_csv import read_rows, write_rows
+from trm_jax.tasks.puzzle_csv import read_rows, write_rows
 from trm_jax.errors import TRMError
 from trm_jax.tasks.sudoku.text import sudoku_to_text
 from trm_jax.tasks.sudoku.validity import valid_solutions

@@ -1,5 +1,6 @@
-"""The `source,question,answer,rating` CSV layout shared by Sudoku-Extreme and Maze-Hard: rows
-with file:line errors for a missing file, a wrong header, a wrong column count or a bad rating."""
+"""The `source,question,answer,rating` CSV layout shared by the Sudoku and maze tasks (the official
+Sudoku-Extreme and Maze-Hard files): rows with file:line errors for a missing file, a wrong header, a
+wrong column count or a bad rating."""
 
 from __future__ import annotations
 
