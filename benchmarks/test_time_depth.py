@@ -92,7 +92,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--givens", default="25")
     ap.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="depth caps, comma-separated")
     ap.add_argument("--sample-num", type=int, default=None,
-                    help="the first N puzzles of the Extreme sample (default all)")
+                    help="N puzzles of the Extreme sample, drawn at random with --seed (default all; its "
+                    "rows are not in random order: the first ones are the easier)")
+    ap.add_argument("--seed", type=int, default=0, help="the draw of --sample-num")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -104,7 +106,8 @@ def main(argv=None) -> dict:
     results = {}
     for name, ds in test_sets(p, args.num, [int(g) for g in args.givens.split(",")]).items():
         if name == "Extreme sample" and args.sample_num is not None:
-            ds = ds.subset(np.arange(min(args.sample_num, len(ds.inputs))))
+            rows = np.random.default_rng(args.seed).permutation(len(ds.inputs))[:args.sample_num]
+            ds = ds.subset(np.sort(rows))
         t = time.monotonic()
         tokens, halt_prob = record(p, ds, depths[-1], args.batch_size)
         rows = sweep(tokens, halt_prob, ds.labels, depths, threshold=threshold, settle_steps=settle_steps)

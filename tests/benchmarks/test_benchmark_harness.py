@@ -99,8 +99,8 @@ def test_one_stage_config_keeps_the_first_stages_shapes_and_nothing_inside():
 def test_one_stage_config_of_a_later_stage_takes_what_it_and_the_stages_before_it_set():
     cfg = one_stage_config(os.path.join(CONFIGS, "sudoku_fast.yaml"), 5, stage=2)
     (stage,) = cfg.curriculum.stages
-    # stage 2 sets T; its difficulty is stage 1's (30 givens, overriding the first stage's 40); n and the
+    # stage 2 sets T and the difficulty (25 givens, overriding the 40 and 30 of the stages before); n and the
     # learning rate are the model's and training's
-    assert (stage.steps, stage.num_refinement_blocks, stage.difficulty) == (5, 8, 0.606)
+    assert (stage.steps, stage.num_refinement_blocks, stage.difficulty) == (5, 8, 0.758)
     assert stage.num_latent_refinements == cfg.model.num_latent_refinements == 2
     assert stage.learning_rate == cfg.training.learning_rate == 2e-3
