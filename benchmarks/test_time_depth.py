@@ -85,6 +85,11 @@ def sweep(tokens: np.ndarray, halt_prob: np.ndarray, labels: np.ndarray, depths,
     return out
 
 
+def random_rows(total: int, num: int, seed: int) -> np.ndarray:
+    """`num` of `total` rows drawn without replacement (all of them where num >= total), in file order."""
+    return np.sort(np.random.default_rng(seed).permutation(total)[:num])
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a run directory, a pretrained directory or a shipped name")
@@ -106,8 +111,7 @@ def main(argv=None) -> dict:
     results = {}
     for name, ds in test_sets(p, args.num, [int(g) for g in args.givens.split(",")]).items():
         if name == "Extreme sample" and args.sample_num is not None:
-            rows = np.random.default_rng(args.seed).permutation(len(ds.inputs))[:args.sample_num]
-            ds = ds.subset(np.sort(rows))
+            ds = ds.subset(random_rows(len(ds.inputs), args.sample_num, args.seed))
         t = time.monotonic()
         tokens, halt_prob = record(p, ds, depths[-1], args.batch_size)
         rows = sweep(tokens, halt_prob, ds.labels, depths, threshold=threshold, settle_steps=settle_steps)

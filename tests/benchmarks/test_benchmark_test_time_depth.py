@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks.test_time_depth import stops_from_record, sweep
+from benchmarks.test_time_depth import random_rows, stops_from_record, sweep
 from trm_jax.config import ModelConfig
 from trm_jax.models import NO_EARLY_HALT, init_params, make_model, predict, predict_steps
 
@@ -69,3 +69,10 @@ def test_sweep_scores_each_rule_at_each_cap(recorded):
                                                                      -1).mean())
     with pytest.raises(ValueError, match="rule must be"):
         stops_from_record(tokens, halt_prob, 4, "vote")
+
+
+def test_random_rows_are_distinct_in_order_seeded_and_reach_past_the_first():
+    rows = random_rows(1000, 50, seed=0)
+    assert len(set(rows)) == 50 and list(rows) == sorted(rows) and rows.max() >= 50
+    assert (random_rows(1000, 50, seed=0) == rows).all() and not (random_rows(1000, 50, seed=1) == rows).all()
+    assert list(random_rows(5, 50, seed=0)) == [0, 1, 2, 3, 4]
