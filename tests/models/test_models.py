@@ -33,10 +33,10 @@ def tokens(batch=BATCH, seed=0):
 def test_networks_preserve_shape_and_dtype():
     h = jnp.ones((2, 5, 16))
     mixer = MLPMixer1D(dim=16, depth=2, seq_len=5)
-    out = mixer.apply(mixer.init(jax.random.key(0), h), h)
+    out = jax.jit(mixer.apply)(jax.jit(mixer.init)(jax.random.key(0), h), h)  # jit: one program, not one per op
     assert out.shape == h.shape and out.dtype == jnp.float32
     tr = TransformerNetwork(dim=16, depth=2, num_heads=2)
-    out = tr.apply(tr.init(jax.random.key(0), h), h)
+    out = jax.jit(tr.apply)(jax.jit(tr.init)(jax.random.key(0), h), h)
     assert out.shape == h.shape and out.dtype == jnp.float32
     # post-norm RMSNorm: every position has unit RMS
     np.testing.assert_allclose(jnp.sqrt(jnp.mean(out ** 2, -1)), 1.0, rtol=1e-4)
@@ -289,7 +289,7 @@ def test_stablemax_is_a_log_distribution():
     s = np.array([1 / 4, 1 / 1.5, 1.0, 3.0])
     np.testing.assert_allclose(lp[0], np.log(s / s.sum()), rtol=1e-6)
     np.testing.assert_allclose(jnp.exp(lp).sum(), 1.0, rtol=1e-6)
-    _, aux = compute_loss(x[None], jnp.zeros(1), jnp.asarray([[3]]), loss_type="stablemax")
+    _, aux = jax.jit(lambda *a: compute_loss(*a, loss_type="stablemax"))(x[None], jnp.zeros(1), jnp.asarray([[3]]))
     np.testing.assert_allclose(aux["ce"][0], -np.log(3.0 / s.sum()), rtol=1e-6)
 
 
@@ -353,4 +353,4 @@ def test_halt_loss_gradient_at_zero_logit_matches_bce_with_logits():
         out = supervision_step(model, p, tokens(), initial_carry(model, p, BATCH))
         return compute_loss(out.logits, out.halt_logits, labels)[0].mean()
 
-    assert np.any(jax.grad(loss)(params)["to_halt_pred"]["kernel"])
+    assert np.any(jax.jit(jax.grad(loss))(params)["to_halt_pred"]["kernel"])
