@@ -176,7 +176,8 @@ def test_supervision_step_equals_manual_recursion():
     model = make_model(cfg, VOCAB, SEQ)
     params = init_params(model, jax.random.key(0))
     toks = tokens()
-    apply = lambda method, *a: model.apply({"params": params}, *a, method=method)  # noqa: E731
+    # each network use compiled once (op by op, every primitive compiles on its own: slower)
+    apply = jax.jit(lambda method, *a: model.apply({"params": params}, *a, method=method), static_argnums=0)
     x = apply(TinyRecursiveModel.embed, toks)
     y, z = initial_carry(model, params, BATCH)
     for _ in range(3):
@@ -184,7 +185,7 @@ def test_supervision_step_equals_manual_recursion():
             z = apply(TinyRecursiveModel.net, x + y + z)
         y = apply(TinyRecursiveModel.net, y + z)
     logits, halt = apply(TinyRecursiveModel.heads, y)
-    out = supervision_step(model, params, toks, initial_carry(model, params, BATCH))
+    out = jax.jit(lambda c: supervision_step(model, params, toks, c))(initial_carry(model, params, BATCH))
     np.testing.assert_allclose(out.logits, logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out.carry.z, z, rtol=1e-5, atol=1e-5)
 

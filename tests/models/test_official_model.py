@@ -81,7 +81,7 @@ def test_network_block_stack_matches_reference():
         h = np.random.RandomState(0).normal(size=(2, S, 16))
         net = model.network
         assert isinstance(net, TransformerNetwork) and net.seq_len == S
-        out = net.apply({"params": params["network"]}, jnp.asarray(h, jnp.float32))
+        out = jax.jit(net.apply)({"params": params["network"]}, jnp.asarray(h, jnp.float32))
         np.testing.assert_allclose(out, ref.l_level(sd, h, 0.0, a), rtol=1e-4, atol=1e-4)
 
 
