@@ -57,9 +57,10 @@ def test_forward_equals_a_supervision_step_from_the_initial_carry(variant):
     # each side compiled whole (op by op, every primitive compiles on its own: slower)
     ref = jax.jit(lambda p, c: supervision_step(model, p, toks, c, puzzle_ids=ids))(
         params, initial_carry(model, params, 4))
-    for transition in (False, True, jnp.bool_(True)):
-        out = jax.jit(lambda p, t: final_step(model, p, toks, puzzle_ids=ids, transition=t),
-                      static_argnums=() if isinstance(transition, jax.Array) else 1)(params, transition)
+    forward = lambda p, t: final_step(model, p, toks, puzzle_ids=ids, transition=t)  # noqa: E731
+    constant, traced = jax.jit(forward, static_argnums=1), jax.jit(forward)
+    for transition, fn in ((False, constant), (True, constant), (jnp.bool_(True), traced)):
+        out = fn(params, transition)
         np.testing.assert_allclose(out.logits, ref.logits, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(out.halt_logits, ref.halt_logits, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(out.carry.y, ref.carry.y, rtol=1e-5, atol=1e-5)

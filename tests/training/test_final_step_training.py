@@ -125,10 +125,11 @@ def test_final_step_matches_hand_written_reference():
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
                zip(jax.tree.leaves(ref[True][1]), jax.tree.leaves(ref[False][1]))) > 1e-5
 
+    update = jax.jit(lambda q, g: reference_update(q, g, training))
     for key, transition in cases:
         new_state, new_carry, m = run_step(fn, state, mid_flight_carry(model, old), fresh, key)
         loss, grads = ref[transition]
-        ref_params = jax.jit(lambda q, g: reference_update(q, g, training))(params, grads)
+        ref_params = update(params, grads)
         np.testing.assert_allclose(m["loss"] / m["samples"], float(loss), rtol=1e-5)
         np.testing.assert_allclose(m["ce"], m["loss"], rtol=1e-6)
         assert m["halt_loss"] == 0  # no halting loss
